@@ -1,0 +1,64 @@
+/* common.h: the few types and helpers every subsystem of healthagent shares. */
+#ifndef HA_COMMON_H
+#define HA_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define HA_VERSION "0.1.0"
+
+/* Status of a check or of a probe, ordered so that a larger value is worse
+ * for aggregation: DOWN > INIT > WARN > UP. */
+typedef enum {
+    HA_UP = 0,
+    HA_WARN = 1,
+    HA_INIT = 2,
+    HA_DOWN = 3,
+} ha_status;
+
+/* Probe kinds. A check belongs to a bit mask of these. HA_PROBE_HEALTH is
+ * the pseudo-probe of /healthz that covers every check. */
+enum {
+    HA_PROBE_LIVENESS = 1u << 0,
+    HA_PROBE_READINESS = 1u << 1,
+    HA_PROBE_STARTUP = 1u << 2,
+};
+#define HA_PROBE_ALL (HA_PROBE_LIVENESS | HA_PROBE_READINESS | HA_PROBE_STARTUP)
+#define HA_NPROBES 4 /* liveness, readiness, startup, health (all) */
+
+typedef enum {
+    HA_PI_LIVENESS = 0,
+    HA_PI_READINESS = 1,
+    HA_PI_STARTUP = 2,
+    HA_PI_HEALTH = 3,
+} ha_probe_index;
+
+/* Upper-case status name, e.g. "UP". */
+const char *ha_status_name(ha_status s);
+/* IETF health+json name: pass, warn or fail. */
+const char *ha_status_ietf(ha_status s);
+/* Probe name ("liveness"...) by index; "health" for HA_PI_HEALTH. */
+const char *ha_probe_name(int pi);
+/* Probe mask for an index; HA_PROBE_ALL for HA_PI_HEALTH. */
+unsigned ha_probe_mask(int pi);
+
+/* Parses a duration: "250ms", "2s", "1.5m", "1h" or a bare number of seconds.
+ * Returns 0 and stores nanoseconds, or -1 on a malformed or negative value. */
+int ha_duration_parse(const char *s, uint64_t *ns);
+/* Formats a duration in the shortest exact unit ("2s", "250ms") into buf. */
+void ha_duration_format(uint64_t ns, char *buf, size_t len);
+/* Parses a size: "64MiB", "512KiB", "1GiB", "65536". Returns 0 or -1. */
+int ha_size_parse(const char *s, uint64_t *bytes);
+
+/* Wall clock in milliseconds since the epoch. */
+int64_t ha_wall_ms(void);
+/* Formats wall milliseconds as RFC 3339 UTC with milliseconds
+ * ("2026-11-22T10:00:00.000Z"); buf needs 25 bytes. */
+void ha_time_format(int64_t wall_ms, char *buf, size_t len);
+
+#define HA_NS_PER_MS 1000000ull
+#define HA_NS_PER_S 1000000000ull
+
+#define HA_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif

@@ -1,0 +1,59 @@
+/* config.h: the agent's configuration: defaults, the Lua config file,
+ * environment overrides and the command line, validated into one struct. */
+#ifndef HA_CONFIG_H
+#define HA_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cidr.h"
+#include "common.h"
+
+#define HA_MAX_LISTEN 16
+#define HA_MAX_PATHS 8
+
+typedef struct {
+    char *paths[HA_MAX_PATHS]; /* owned; paths[0] is the canonical one ("/readyz") */
+    int npaths;
+    int success_status;        /* HTTP code for UP and WARN (default 200) */
+    int failure_status;        /* HTTP code for DOWN and INIT (default 503) */
+} ha_probe_conf;
+
+typedef struct {
+    char *listen[HA_MAX_LISTEN];   /* owned "host:port" / "[v6]:port" */
+    int nlisten;
+    char *scripts_dir;             /* owned; scripts served */
+    char *lualib_dir;              /* owned; where require finds health.* */
+    char *token;                   /* owned, may be NULL: bearer token */
+    ha_cidr_list trusted;          /* clients that see details and reach /-/ */
+    uint64_t memory_limit;         /* bytes of Lua heap per scripts generation */
+    uint64_t check_memory_limit;   /* bytes one check may hold at once */
+    uint64_t watchdog_ns;          /* engine stall that fails /livez */
+    uint64_t default_timeout_ns;   /* check timeout when the script gives none */
+    uint64_t default_ttl_ns;       /* check ttl when the script gives none */
+    uint64_t idle_timeout_ns;      /* HTTP keep-alive idle timeout */
+    uint64_t request_timeout_ns;   /* HTTP/1 request header timeout */
+    uint64_t shutdown_delay_ns;    /* SIGTERM: keep answering (readyz 503) this long */
+    uint64_t shutdown_timeout_ns;  /* then exit within this */
+    uint64_t rescan_ns;            /* periodic content-hash rescan of scripts */
+    int log_json;                  /* 1: one JSON object per log line */
+    int log_level;                 /* LOG_* from log.h */
+    ha_probe_conf probes[HA_NPROBES]; /* by ha_probe_index */
+    char *config_file;             /* owned, may be NULL */
+} ha_config;
+
+/* Fills cfg with the defaults. Never fails. */
+void config_defaults(ha_config *cfg);
+/* Loads a Lua config file over cfg. Returns 0, or -1 with a one-line message
+ * naming the file and the field in err (size errlen). */
+int config_load_file(ha_config *cfg, const char *path, char *err, size_t errlen);
+/* Applies HEALTHAGENT_LISTEN, HEALTHAGENT_SCRIPTS, HEALTHAGENT_TOKEN,
+ * HEALTHAGENT_TOKEN_FILE. Returns 0 or -1 with err. */
+int config_apply_env(ha_config *cfg, char *err, size_t errlen);
+/* Reads a token file (trailing whitespace stripped). Returns 0 or -1. */
+int config_read_token(ha_config *cfg, const char *path, char *err, size_t errlen);
+/* Adds a listen address, replacing the defaults the first time. */
+int config_add_listen(ha_config *cfg, const char *addr, char *err, size_t errlen);
+void config_free(ha_config *cfg);
+
+#endif
