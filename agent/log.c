@@ -1,0 +1,64 @@
+/* log.c: line-oriented logging to stderr (see log.h). */
+#include "log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "common.h"
+
+static int log_json;            /* set once before threads start */
+static int log_min = LOG_INFO;  /* likewise */
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void log_setup(int json, int level)
+{
+    log_json = json;
+    log_min = level;
+}
+
+int log_level_parse(const char *s)
+{
+    for (int i = 0; i < (int)HA_ARRAY_SIZE(level_names); i++)
+        if (strcmp(s, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void log_event(int level, const char *check, const char *fmt, ...)
+{
+    if (level < log_min)
+        return;
+    ha_buf msg = HA_BUF_INIT, line = HA_BUF_INIT;
+    va_list ap;
+    va_start(ap, fmt);
+    buf_vprintf(&msg, fmt, ap);
+    va_end(ap);
+    for (size_t i = 0; i < msg.len; i++)
+        if (msg.data[i] == '\n' || msg.data[i] == '\r')
+            msg.data[i] = ' ';
+    char ts[32];
+    ha_time_format(ha_wall_ms(), ts, sizeof ts);
+    if (log_json) {
+        buf_printf(&line, "{\"time\":\"%s\",\"level\":\"%s\"", ts, level_names[level]);
+        if (check) {
+            buf_adds(&line, ",\"check\":");
+            buf_json_str(&line, check, strlen(check));
+        }
+        buf_adds(&line, ",\"msg\":");
+        buf_json_str(&line, msg.data ? msg.data : "", msg.len);
+        buf_adds(&line, "}\n");
+    } else {
+        buf_printf(&line, "%s %-5s ", ts, level_names[level]);
+        if (check)
+            buf_printf(&line, "[%s] ", check);
+        buf_add(&line, msg.data ? msg.data : "", msg.len);
+        buf_addc(&line, '\n');
+    }
+    ssize_t r = write(STDERR_FILENO, line.data, line.len);
+    (void)r;
+    buf_free(&msg);
+    buf_free(&line);
+}

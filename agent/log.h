@@ -1,0 +1,17 @@
+/* log.h: one line per event on stderr, as text or as one JSON object.
+ * Safe to call from any thread: each line is built whole and written with a
+ * single write(2). */
+#ifndef HA_LOG_H
+#define HA_LOG_H
+
+enum { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+/* Sets the format (0 text, 1 JSON) and the minimum level. Call before threads start. */
+void log_setup(int json, int level);
+/* Parses "debug", "info", "warn", "error"; -1 if unknown. */
+int log_level_parse(const char *s);
+/* Logs one event; check may be NULL. The message is one line: newlines are
+ * replaced by spaces. */
+void log_event(int level, const char *check, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
