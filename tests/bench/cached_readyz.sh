@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# cached_readyz.sh: throughput and latency of GET /readyz answered from the cached
+# response, healthagent next to the reference server, both measured in this run.
+# wrk (HTTP/1.1, -t1 -c50, $DUR) and h2load (h2c, -c50 -m10, $N requests), each run
+# twice in the order ref, agent, ref, agent; the best of the two runs is reported.
+# Target: agent req/s >= 0.95 x reference req/s.
+set -u -o pipefail
+. "$(dirname "$0")/lib.sh"
+bench_require_tools curl wrk h2load
+
+bench_port; ref_port=$PORT
+bench_start_ref "$ref_port" || bench_finish
+bench_port; ha_port=$PORT
+bench_start_agent "$ha_port" --scripts "$BENCH_DIR/fixtures/cached" --listen "127.0.0.1:$ha_port" || bench_finish
+
+ref_url=http://127.0.0.1:$ref_port/readyz
+ha_url=http://127.0.0.1:$ha_port/readyz
+if ! bench_wait_status "$ha_url" 200 10; then
+    bench_fail "agent /readyz never answered 200 within 10 s (last: $LAST_CODE)"
+    bench_finish
+fi
+bench_log "agent /readyz: $(curl -s "$ha_url")"
+# Warm both up: connection setup paths, page faults, CPU frequency.
+wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
+wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
+
+ref_wrk_rps=0 ha_wrk_rps=0 ref_wrk_p99=1e9 ha_wrk_p99=1e9
+for round in 1 2; do
+    bench_wrk "ref#$round" "$ref_url"
+    ref_wrk_rps=$(bench_max "$ref_wrk_rps" "$WRK_RPS"); ref_wrk_p99=$(bench_min "$ref_wrk_p99" "$WRK_P99_MS")
+    bench_wrk "agent#$round" "$ha_url"
+    ha_wrk_rps=$(bench_max "$ha_wrk_rps" "$WRK_RPS"); ha_wrk_p99=$(bench_min "$ha_wrk_p99" "$WRK_P99_MS")
+done
+ref_h2_rps=0 ha_h2_rps=0
+for round in 1 2; do
+    bench_h2load "ref#$round" "$ref_url"
+    ref_h2_rps=$(bench_max "$ref_h2_rps" "$H2_RPS")
+    bench_h2load "agent#$round" "$ha_url"
+    ha_h2_rps=$(bench_max "$ha_h2_rps" "$H2_RPS")
+done
+
+bench_table_begin "cached /readyz (best of 2; wrk -t1 -c50 -d${DUR:-5s}; h2load -c50 -m10 -n${N:-200000})"
+bench_row "wrk HTTP/1.1 req/s" "" "$ha_wrk_rps" "$ref_wrk_rps" ratio_ge 0.95
+bench_row "wrk HTTP/1.1 p99" ms "$ha_wrk_p99" "$ref_wrk_p99" info
+bench_row "h2load h2c req/s" "" "$ha_h2_rps" "$ref_h2_rps" ratio_ge 0.95
+
+bench_stop "$HA_PID" agent
+bench_stop "$REF_PID" ref
+bench_finish

@@ -1,0 +1,315 @@
+# tests/bench/lib.sh: helpers shared by the benchmark scripts. Source it; do not run it.
+#
+# Environment (all optional):
+#   HA_BIN     agent binary (default build/healthagent, relative to the repo root).
+#              HA_BIN=ref runs the reference server in the agent's place: a self-test
+#              of the scripts that needs no agent (it ignores --scripts).
+#   REF_BIN    reference server (default build/ha_ref_server; when missing it is
+#              compiled with cc into build-bench/ha_ref_server).
+#   DUR        wrk duration (default 5s).        N   h2load request count (default 200000).
+#   BENCH_SUMMARY  file that collects every table row as TSV (run_all.sh sets it).
+#
+# Conventions: functions report through globals (no subshells, so background PIDs
+# stay ours); a broken run (server does not start, non-2xx answers, failed requests)
+# calls bench_fail, which makes bench_finish exit 1. A missed target is not a failure.
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BENCH_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
+BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ha-bench.XXXXXX")
+BENCH_FAILED=0
+BENCH_PIDS=()          # every server this script started and has not stopped yet
+
+HA_BIN=${HA_BIN:-build/healthagent}
+case $HA_BIN in ref | /*) ;; *) HA_BIN=$BENCH_ROOT/$HA_BIN ;; esac
+REF_BIN=${REF_BIN:-}
+
+bench_log()  { printf '# %s\n' "$*" >&2; }
+bench_fail() { printf 'BENCH FAILURE: %s\n' "$*" >&2; BENCH_FAILED=1; }
+
+# Stops whatever is still running, removes the scratch directory.
+bench__cleanup() {
+    local pid
+    for pid in "${BENCH_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null
+    done
+    for pid in "${BENCH_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null
+    done
+    rm -rf "$BENCH_TMP"
+}
+trap bench__cleanup EXIT
+trap 'exit 130' INT TERM
+
+# bench_finish: last call of every script. Exits 1 if anything was broken.
+bench_finish() {
+    if [ "$BENCH_FAILED" -ne 0 ]; then
+        echo "RESULT: broken (see BENCH FAILURE lines above)"
+        exit 1
+    fi
+    exit 0
+}
+
+# bench_require_tools: fails the script at once when a needed tool is missing.
+bench_require_tools() {
+    local t
+    for t in "$@"; do
+        command -v "$t" >/dev/null || { bench_fail "'$t' not found in PATH"; bench_finish; }
+    done
+}
+
+# bench_ref_bin: sets REF_BIN to a runnable reference server, compiling it if need be.
+bench_ref_bin() {
+    local out=$BENCH_ROOT/build-bench/ha_ref_server src=$BENCH_DIR/ref_server.c
+    if [ -n "$REF_BIN" ]; then
+        [ -x "$REF_BIN" ] || { bench_fail "REF_BIN=$REF_BIN is not executable"; bench_finish; }
+        return 0
+    fi
+    if [ -x "$BENCH_ROOT/build/ha_ref_server" ]; then
+        REF_BIN=$BENCH_ROOT/build/ha_ref_server
+        return 0
+    fi
+    if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+        bench_log "compiling $out"
+        mkdir -p "${out%/*}"
+        # shellcheck disable=SC2046  # pkg-config output is a word list on purpose
+        ${CC:-cc} -std=gnu11 -O2 -g -Wall -Wextra -Werror -D_GNU_SOURCE -DH2O_USE_LIBUV=1 \
+            -o "$out" "$src" $(pkg-config --cflags --libs libh2o libuv openssl) ||
+            { bench_fail "cannot compile $src"; bench_finish; }
+    fi
+    REF_BIN=$out
+}
+
+# bench_port: sets PORT to a TCP port on 127.0.0.1 that nothing answers on.
+bench_port() {
+    local p i
+    for i in $(seq 1 50); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            PORT=$p
+            return 0
+        fi
+    done
+    bench_fail "no free port found"
+    bench_finish
+}
+
+# bench_start NAME PORT CMD...: runs CMD in the background (output in $BENCH_TMP/NAME.log)
+# and polls http://127.0.0.1:PORT/ with curl until anything answers, 10 s at most.
+# Sets SERVER_PID. On failure prints the log tail, calls bench_fail and returns 1.
+bench_start() {
+    local name=$1 port=$2 i
+    shift 2
+    "$@" >"$BENCH_TMP/$name.log" 2>&1 &
+    SERVER_PID=$!
+    BENCH_PIDS+=("$SERVER_PID")
+    for i in $(seq 1 100); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID"
+            bench_fail "$name exited with status $? before listening on $port: $*"
+            tail -n 20 "$BENCH_TMP/$name.log" | sed "s/^/  $name| /" >&2
+            bench__forget "$SERVER_PID"
+            return 1
+        fi
+        if curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/"; then
+            bench_log "$name (pid $SERVER_PID) listening on 127.0.0.1:$port"
+            return 0
+        fi
+        sleep 0.1
+    done
+    bench_fail "$name did not answer on 127.0.0.1:$port within 10 s: $*"
+    tail -n 20 "$BENCH_TMP/$name.log" | sed "s/^/  $name| /" >&2
+    return 1
+}
+
+bench__forget() {
+    local keep=() p
+    for p in "${BENCH_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    BENCH_PIDS=("${keep[@]}")
+}
+
+# bench_start_ref PORT: starts the reference server. Sets REF_PID.
+bench_start_ref() {
+    bench_ref_bin
+    bench_start ref "$1" "$REF_BIN" "$1" || return 1
+    REF_PID=$SERVER_PID
+}
+
+# bench_start_agent PORT [ARGS...]: starts $HA_BIN ARGS (from the repo root). Sets HA_PID.
+# With HA_BIN=ref the reference server stands in for the agent.
+bench_start_agent() {
+    local port=$1
+    shift
+    if [ "$HA_BIN" = ref ]; then
+        bench_ref_bin
+        bench_log "HA_BIN=ref: self-test, the reference server plays the agent (args ignored: $*)"
+        bench_start agent "$port" "$REF_BIN" "$port" || return 1
+    else
+        [ -x "$HA_BIN" ] || { bench_fail "agent binary $HA_BIN not found (build it, or set HA_BIN)"; return 1; }
+        bench_start agent "$port" bash -c 'cd "$1" && shift && exec "$@"' _ "$BENCH_ROOT" "$HA_BIN" "$@" || return 1
+    fi
+    HA_PID=$SERVER_PID
+}
+
+# bench_stop PID NAME: SIGTERM, then SIGKILL after 10 s. A server that needs the
+# kill, or exits non-zero, is reported as broken.
+bench_stop() {
+    local pid=$1 name=$2 i rc
+    kill -0 "$pid" 2>/dev/null || { bench_fail "$name (pid $pid) died during the run"; bench__forget "$pid"; return 1; }
+    kill -TERM "$pid"
+    for i in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -KILL "$pid"
+        bench_fail "$name (pid $pid) ignored SIGTERM for 10 s; killed"
+    fi
+    wait "$pid"
+    rc=$?
+    bench__forget "$pid"
+    [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ] || bench_fail "$name exited with status $rc after SIGTERM"
+    return 0
+}
+
+# bench_wait_status URL CODE [SECONDS]: polls URL until it answers CODE (default 10 s).
+# Returns 1 (without failing the run) if it never does; LAST_CODE holds the last answer.
+bench_wait_status() {
+    local url=$1 want=$2 secs=${3:-10} i
+    for i in $(seq 1 $((secs * 10))); do
+        LAST_CODE=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url")
+        [ "$LAST_CODE" = "$want" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# bench_rss PID: sets RSS_KIB and HWM_KIB from /proc/PID/status.
+bench_rss() {
+    RSS_KIB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+    HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+    if [ -z "$RSS_KIB" ] || [ -z "$HWM_KIB" ]; then
+        bench_fail "cannot read /proc/$1/status"
+        RSS_KIB=0 HWM_KIB=0
+        return 1
+    fi
+}
+
+# bench_mib KIB: prints KiB as MiB with two decimals.
+bench_mib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
+
+# bench_wrk NAME URL [DURATION]: wrk -t1 -c50 --latency. Sets WRK_RPS (req/s) and
+# WRK_P99_MS. Non-2xx answers, connect errors, timeouts or zero requests fail the run.
+bench_wrk() {
+    local name=$1 url=$2 dur=${3:-${DUR:-5s}} out
+    out=$BENCH_TMP/wrk.$name.$RANDOM.txt
+    wrk -t1 -c50 -d"$dur" --latency "$url" >"$out" 2>&1
+    WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    WRK_P99_MS=$(awk '$1 == "99%" {
+        v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+        if (u == "us") v /= 1000; else if (u == "s") v *= 1000; else if (u == "m") v *= 60000
+        printf "%.3f", v }' "$out")
+    local non2xx sockerr
+    non2xx=$(awk -F: '/Non-2xx or 3xx responses/ { gsub(/ /, "", $2); print $2 }' "$out")
+    sockerr=$(awk '/Socket errors:/ { gsub(/,/, ""); print "connect=" $4, "timeout=" $10 }' "$out")
+    bench_log "wrk $name $url: ${WRK_RPS:-?} req/s, p99 ${WRK_P99_MS:-?} ms${non2xx:+, non-2xx $non2xx}${sockerr:+, socket errors $sockerr}"
+    if [ -z "$WRK_RPS" ] || [ -z "$WRK_P99_MS" ]; then
+        bench_fail "wrk against $name gave no figures:"; sed 's/^/  wrk| /' "$out" >&2
+        WRK_RPS=0 WRK_P99_MS=0
+        return 1
+    fi
+    if [ -n "$non2xx" ] && [ "$non2xx" != 0 ]; then
+        bench_fail "$name answered $non2xx non-2xx responses to wrk ($url)"
+        return 1
+    fi
+    if [ -n "$sockerr" ] && [ "$sockerr" != "connect=0 timeout=0" ]; then
+        bench_fail "wrk against $name: socket errors $sockerr ($url)"
+        return 1
+    fi
+    awk -v r="$WRK_RPS" 'BEGIN { exit !(r > 0) }' || { bench_fail "wrk against $name: 0 req/s"; return 1; }
+}
+
+# bench_h2load NAME URL: h2load -c50 -m10 -n$N (h2c prior knowledge for http:// URLs).
+# Sets H2_RPS. Any failed, errored or timed-out request, or any non-2xx status, fails the run.
+bench_h2load() {
+    local name=$1 url=$2 n=${N:-200000} out
+    out=$BENCH_TMP/h2load.$name.$RANDOM.txt
+    h2load -c50 -m10 -n"$n" "$url" >"$out" 2>&1
+    H2_RPS=$(awk '/^finished in/ { print $4 }' "$out")
+    local proto reqs codes
+    proto=$(awk '/^Application protocol:/ { print $3 }' "$out")
+    # requests: T total, S started, D done, OK succeeded, F failed, E errored, TO timeout
+    reqs=$(awk '/^requests:/ { print $2, $8, $10, $12, $14 }' "$out")
+    codes=$(awk '/^status codes:/ { print $3, $5, $7, $9 }' "$out")
+    bench_log "h2load $name $url ($proto): ${H2_RPS:-?} req/s; total/succeeded/failed/errored/timeout: $reqs; 2xx/3xx/4xx/5xx: $codes"
+    if [ -z "$H2_RPS" ] || [ -z "$reqs" ]; then
+        bench_fail "h2load against $name gave no figures:"; sed 's/^/  h2load| /' "$out" >&2
+        H2_RPS=0
+        return 1
+    fi
+    [ "$proto" = h2c ] || bench_log "note: h2load negotiated '$proto', not h2c"
+    set -- $reqs
+    if [ "$1" != "$2" ] || [ "$3" != 0 ] || [ "$4" != 0 ] || [ "$5" != 0 ]; then
+        bench_fail "h2load against $name: $2 of $1 succeeded, $3 failed, $4 errored, $5 timed out ($url)"
+        return 1
+    fi
+    set -- $codes
+    if [ "${1:-0}" != "$n" ]; then
+        bench_fail "h2load against $name: only ${1:-0} of $n answers were 2xx (3xx/4xx/5xx: $2/$3/$4)"
+        return 1
+    fi
+    H2_RPS=$(awk -v r="$H2_RPS" 'BEGIN { printf "%.2f", r }')
+}
+
+# bench_max A B / bench_min A B: prints the larger / smaller of two numbers.
+bench_max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? a : b }'; }
+bench_min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 <= b + 0) ? a : b }'; }
+
+# Table. Columns: metric | healthagent | reference | ratio (agent/ref) | target | verdict.
+BENCH_FMT='%-28s | %14s | %14s | %6s | %-14s | %s\n'
+
+# bench_table_begin TITLE
+bench_table_begin() {
+    BENCH_TABLE=$1
+    printf '\n== %s ==\n' "$1"
+    printf "$BENCH_FMT" metric healthagent reference ratio target verdict
+    printf '%s\n' "-----------------------------+----------------+----------------+--------+----------------+--------"
+}
+
+# bench_row METRIC UNIT AGENT REF RULE [LIMIT]
+#   RULE ratio_ge: ok when AGENT/REF >= LIMIT (higher is better: throughput)
+#   RULE le | lt:  ok when AGENT <= LIMIT | < LIMIT, in UNIT (absolute budget)
+#   RULE info:     no target
+# AGENT may be "-" when the agent side did not run (verdict n/a).
+bench_row() {
+    local metric=$1 unit=$2 agent=$3 ref=$4 rule=$5 limit=${6:-} ratio=- target=- verdict=-
+    if [ "$agent" != - ] && [ "$ref" != - ]; then
+        ratio=$(awk -v a="$agent" -v r="$ref" 'BEGIN { if (r + 0 == 0) print "-"; else printf "%.2f", a / r }')
+    fi
+    case $rule in
+    ratio_ge) target=">= ${limit}x ref" ;;
+    le) target="<= $limit $unit" ;;
+    lt) target="< $limit $unit" ;;
+    esac
+    if [ "$rule" != info ]; then
+        if [ "$agent" = - ]; then
+            verdict=n/a
+        elif awk -v a="$agent" -v r="$ref" -v x="$limit" -v rule="$rule" 'BEGIN {
+            if (rule == "ratio_ge") ok = (r > 0 && a / r >= x)
+            else if (rule == "le") ok = (a <= x)
+            else ok = (a < x)
+            exit !ok }'; then
+            verdict=ok
+        else
+            verdict=MISSED
+        fi
+    fi
+    local a=$agent r=$ref
+    if [ -n "$unit" ]; then
+        [ "$a" = - ] || a="$a $unit"
+        [ "$r" = - ] || r="$r $unit"
+    fi
+    printf "$BENCH_FMT" "$metric" "$a" "$r" "$ratio" "$target" "$verdict"
+    if [ -n "${BENCH_SUMMARY:-}" ]; then
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$BENCH_TABLE" "$metric" "$a" "$r" "$ratio" "$target" "$verdict" >>"$BENCH_SUMMARY"
+    fi
+}
