@@ -14,8 +14,8 @@ bench_port; ha_port=$PORT
 bench_start_agent "$ha_port" --listen "127.0.0.1:$ha_port" || bench_finish
 
 sleep 2
-codes= note=
-for i in 1 2 3 4 5; do
+codes='' note=''
+for _ in 1 2 3 4 5; do
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$ha_port/healthz")
     codes="$codes $code"
     curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$ref_port/healthz"
@@ -41,6 +41,5 @@ bench_row "VmHWM (peak RSS)" MiB "$(bench_mib "$ha_hwm")" "$(bench_mib "$ref_hwm
 bench_row "VmRSS" KiB "$ha_rss" "$ref_rss" info
 bench_row "VmHWM (peak RSS)" KiB "$ha_hwm" "$ref_hwm" info
 
-bench_stop "$HA_PID" agent
-bench_stop "$REF_PID" ref
+bench_stop "$HA_PID" agent "$REF_PID" ref
 bench_finish

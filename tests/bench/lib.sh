@@ -1,18 +1,24 @@
+# shellcheck shell=bash disable=SC2059  # BENCH_FMT: one format for header and rows
 # tests/bench/lib.sh: helpers shared by the benchmark scripts. Source it; do not run it.
 #
 # Environment (all optional):
 #   HA_BIN     agent binary (default build/healthagent, relative to the repo root).
+#   HA_ARGS    extra arguments put before the agent's own (e.g. "--config my.lua").
 #              HA_BIN=ref runs the reference server in the agent's place: a self-test
 #              of the scripts that needs no agent (it ignores --scripts).
 #   REF_BIN    reference server (default build/ha_ref_server; when missing it is
 #              compiled with cc into build-bench/ha_ref_server).
 #   DUR        wrk duration (default 5s).        N   h2load request count (default 200000).
+#   ROUNDS     cached_readyz.sh: alternating rounds, best one reported (default 2).
+#   P99_DUR    p99_sleepers.sh: wrk duration (default 10s).
 #   BENCH_SUMMARY  file that collects every table row as TSV (run_all.sh sets it).
 #
+# shellcheck disable=SC2034  # PORT, REF_PID, HA_PID...: results read by the scripts
 # Conventions: functions report through globals (no subshells, so background PIDs
 # stay ours); a broken run (server does not start, non-2xx answers, failed requests)
 # calls bench_fail, which makes bench_finish exit 1. A missed target is not a failure.
 
+BENCH_NAME=$(basename "$0" .sh)
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ha-bench.XXXXXX")
@@ -93,13 +99,14 @@ bench_port() {
     bench_finish
 }
 
-# bench_start NAME PORT CMD...: runs CMD in the background (output in $BENCH_TMP/NAME.log)
+# bench_start NAME PORT CMD...: runs CMD from the repo root in the background (output in
+# $BENCH_TMP/NAME.log)
 # and polls http://127.0.0.1:PORT/ with curl until anything answers, 10 s at most.
 # Sets SERVER_PID. On failure prints the log tail, calls bench_fail and returns 1.
 bench_start() {
     local name=$1 port=$2 i
     shift 2
-    "$@" >"$BENCH_TMP/$name.log" 2>&1 &
+    (cd "$BENCH_ROOT" && exec "$@") >"$BENCH_TMP/$name.log" 2>&1 &
     SERVER_PID=$!
     BENCH_PIDS+=("$SERVER_PID")
     for i in $(seq 1 100); do
@@ -145,37 +152,50 @@ bench_start_agent() {
         bench_start agent "$port" "$REF_BIN" "$port" || return 1
     else
         [ -x "$HA_BIN" ] || { bench_fail "agent binary $HA_BIN not found (build it, or set HA_BIN)"; return 1; }
-        bench_start agent "$port" bash -c 'cd "$1" && shift && exec "$@"' _ "$BENCH_ROOT" "$HA_BIN" "$@" || return 1
+        # shellcheck disable=SC2086  # HA_ARGS is a word list on purpose
+        bench_start agent "$port" "$HA_BIN" ${HA_ARGS:-} "$@" || return 1
     fi
     HA_PID=$SERVER_PID
 }
 
-# bench_stop PID NAME: SIGTERM, then SIGKILL after 10 s. A server that needs the
-# kill, or exits non-zero, is reported as broken.
+# bench_stop PID NAME [PID NAME...]: SIGTERM to all, then waits for each; SIGKILL after
+# 20 s (the agent keeps answering for its shutdown_delay, 5 s by default, then has
+# shutdown_timeout to finish). A server that needs the kill, died before, or exits
+# non-zero is reported as broken.
 bench_stop() {
-    local pid=$1 name=$2 i rc
-    kill -0 "$pid" 2>/dev/null || { bench_fail "$name (pid $pid) died during the run"; bench__forget "$pid"; return 1; }
-    kill -TERM "$pid"
-    for i in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
+    local pids=() names=() pid i rc k
+    while [ $# -ge 2 ]; do
+        pids+=("$1") names+=("$2")
+        shift 2
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid"
-        bench_fail "$name (pid $pid) ignored SIGTERM for 10 s; killed"
-    fi
-    wait "$pid"
-    rc=$?
-    bench__forget "$pid"
-    [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ] || bench_fail "$name exited with status $rc after SIGTERM"
-    return 0
+    for k in "${!pids[@]}"; do
+        if ! kill -TERM "${pids[$k]}" 2>/dev/null; then
+            bench_fail "${names[$k]} (pid ${pids[$k]}) died during the run"
+            tail -n 20 "$BENCH_TMP/${names[$k]}.log" | sed "s/^/  ${names[$k]}| /" >&2
+        fi
+    done
+    for k in "${!pids[@]}"; do
+        pid=${pids[$k]}
+        for i in $(seq 1 200); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -KILL "$pid"
+            bench_fail "${names[$k]} (pid $pid) still running 20 s after SIGTERM; killed"
+        fi
+        wait "$pid"
+        rc=$?
+        bench__forget "$pid"
+        [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ] || bench_fail "${names[$k]} exited with status $rc after SIGTERM"
+    done
 }
 
 # bench_wait_status URL CODE [SECONDS]: polls URL until it answers CODE (default 10 s).
 # Returns 1 (without failing the run) if it never does; LAST_CODE holds the last answer.
 bench_wait_status() {
-    local url=$1 want=$2 secs=${3:-10} i
-    for i in $(seq 1 $((secs * 10))); do
+    local url=$1 want=$2 secs=${3:-10} _
+    for _ in $(seq 1 $((secs * 10))); do
         LAST_CODE=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url")
         [ "$LAST_CODE" = "$want" ] && return 0
         sleep 0.1
@@ -247,11 +267,13 @@ bench_h2load() {
         return 1
     fi
     [ "$proto" = h2c ] || bench_log "note: h2load negotiated '$proto', not h2c"
+    # shellcheck disable=SC2086  # split the figures into $1..$5
     set -- $reqs
     if [ "$1" != "$2" ] || [ "$3" != 0 ] || [ "$4" != 0 ] || [ "$5" != 0 ]; then
         bench_fail "h2load against $name: $2 of $1 succeeded, $3 failed, $4 errored, $5 timed out ($url)"
         return 1
     fi
+    # shellcheck disable=SC2086
     set -- $codes
     if [ "${1:-0}" != "$n" ]; then
         bench_fail "h2load against $name: only ${1:-0} of $n answers were 2xx (3xx/4xx/5xx: $2/$3/$4)"
@@ -259,6 +281,9 @@ bench_h2load() {
     fi
     H2_RPS=$(awk -v r="$H2_RPS" 'BEGIN { printf "%.2f", r }')
 }
+
+# bench_spread A B: prints how much A and B differ, in percent of the larger.
+bench_spread() { awk -v a="$1" -v b="$2" 'BEGIN { m = a > b ? a : b; d = a > b ? a - b : b - a; printf "%.0f%%", m > 0 ? 100 * d / m : 0 }'; }
 
 # bench_max A B / bench_min A B: prints the larger / smaller of two numbers.
 bench_max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? a : b }'; }
@@ -269,7 +294,6 @@ BENCH_FMT='%-28s | %14s | %14s | %6s | %-14s | %s\n'
 
 # bench_table_begin TITLE
 bench_table_begin() {
-    BENCH_TABLE=$1
     printf '\n== %s ==\n' "$1"
     printf "$BENCH_FMT" metric healthagent reference ratio target verdict
     printf '%s\n' "-----------------------------+----------------+----------------+--------+----------------+--------"
@@ -310,6 +334,6 @@ bench_row() {
     fi
     printf "$BENCH_FMT" "$metric" "$a" "$r" "$ratio" "$target" "$verdict"
     if [ -n "${BENCH_SUMMARY:-}" ]; then
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$BENCH_TABLE" "$metric" "$a" "$r" "$ratio" "$target" "$verdict" >>"$BENCH_SUMMARY"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$BENCH_NAME" "$metric" "$a" "$r" "$ratio" "$target" "$verdict" >>"$BENCH_SUMMARY"
     fi
 }

@@ -39,6 +39,5 @@ bench_table_begin "/readyz under 200 sleeping checks (wrk -t1 -c50 -d$dur --late
 bench_row "wrk p99 latency" ms "$ha_p99" "$ref_p99" lt 2
 bench_row "wrk req/s" "" "$ha_rps" "$ref_rps" info
 
-bench_stop "$HA_PID" agent
-bench_stop "$REF_PID" ref
+bench_stop "$HA_PID" agent "$REF_PID" ref
 bench_finish
