@@ -1,0 +1,102 @@
+/* api_health.c: the `health` module every script sees: health.check,
+ * health.warn, health.sleep, health.now, health.log. */
+#include <math.h>
+#include <stdlib.h>
+#include <sys/time.h>
+
+#include "api.h"
+#include "engine_check.h"
+#include "log.h"
+
+/* health.check{...}: defines a check while its script loads. */
+static int l_check(lua_State *L)
+{
+    engine_check_define(L, 1);
+    return 0;
+}
+
+/* health.warn(message [, details]) -> WARN token, message, details: a run
+ * returns these to report a passing-with-warnings result. */
+static int l_warn(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (!lua_isnoneornil(L, 1))
+        luaL_checkstring(L, 1);
+    if (!lua_isnil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushlightuserdata(L, engine_vm_warn_token());
+    lua_insert(L, 1);
+    return 3;
+}
+
+typedef struct {
+    ha_op op;          /* first: the task's pending slot points here */
+    uv_timer_t timer;
+} sleep_op;
+
+static void sleep_fired(uv_timer_t *h) { engine_task_complete(h->data); }
+
+static int sleep_push(ha_op *op, lua_State *L)
+{
+    (void)op;
+    (void)L;
+    return 0;
+}
+
+static void sleep_freed(uv_handle_t *h) { free(h->data); }
+
+static void sleep_close(ha_op *op)
+{
+    sleep_op *s = (sleep_op *)op;
+    uv_close((uv_handle_t *)&s->timer, sleep_freed);
+}
+
+/* health.sleep(seconds): yields the calling check only. */
+static int l_sleep(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    luaL_argcheck(L, s >= 0 && isfinite(s), 1, "expected a non-negative number of seconds");
+    ha_task *t = engine_task_current(L, "health.sleep");
+    sleep_op *op = calloc(1, sizeof *op);
+    if (op == NULL)
+        return luaL_error(L, "not enough memory");
+    op->op.push = sleep_push;
+    op->op.close = sleep_close;
+    uv_timer_init(engine_task_loop(t), &op->timer);
+    op->timer.data = op;
+    double ms = ceil(s * 1000.0);
+    uv_timer_start(&op->timer, sleep_fired, ms > 1e12 ? (uint64_t)1e12 : (uint64_t)ms, 0);
+    return engine_task_yield(L, t, &op->op, 0);
+}
+
+/* health.now(): wall-clock seconds since the epoch, millisecond precision. */
+static int l_now(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)ha_wall_ms() / 1000.0);
+    return 1;
+}
+
+/* health.log(level, message): one log line tagged with the running check. */
+static int l_log(lua_State *L)
+{
+    static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
+    int level = luaL_checkoption(L, 1, NULL, levels);
+    const char *msg = luaL_tolstring(L, 2, NULL);
+    ha_vm *vm = engine_vm_of(L);
+    ha_task *t = vm->eng ? vm->eng->current : NULL;
+    log_event(level, t ? engine_task_name(t) : NULL, "%s", msg);
+    return 0;
+}
+
+static const luaL_Reg funcs[] = {
+    {"check", l_check}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log}, {NULL, NULL},
+};
+
+/* require "health": [-0, +1] the module table. */
+int api_health_open(lua_State *L)
+{
+    luaL_newlib(L, funcs);
+    lua_pushliteral(L, HA_VERSION);
+    lua_setfield(L, -2, "version");
+    return 1;
+}

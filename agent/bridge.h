@@ -1,0 +1,54 @@
+/* bridge.h: the only channel between the engine thread and the front
+ * thread. Engine -> front: the newest snapshot (an atomic pointer handed
+ * over whole) and a heartbeat. Front -> engine: a mutex-protected queue of
+ * small messages. Each side wakes the other with its uv_async_t. */
+#ifndef HA_BRIDGE_H
+#define HA_BRIDGE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "snapshot.h"
+
+typedef enum {
+    HA_MSG_RUN = 1,      /* run the named check if stale (single flight) */
+    HA_MSG_STOP = 2,     /* cancel everything and end the engine loop */
+    HA_MSG_RELOAD = 3,   /* reload the scripts directory */
+    HA_MSG_READY = 4,    /* readiness override: arg 1 ready, 0 not ready; text = reason */
+} ha_msg_type;
+
+typedef struct ha_msg {
+    struct ha_msg *next;
+    ha_msg_type type;
+    int arg;
+    size_t len;
+    char text[];         /* NUL-terminated, len bytes */
+} ha_msg;
+
+typedef struct ha_bridge ha_bridge;
+struct ha_bridge {
+    _Atomic(ha_snapshot *) latest;  /* newest snapshot the front has not taken */
+    _Atomic uint64_t heartbeat_ns;  /* engine loop: last time it turned (uv_hrtime) */
+    uv_async_t *front_wakeup;       /* owned by the front loop */
+    uv_async_t *engine_wakeup;      /* owned by the engine loop */
+    uv_mutex_t lock;                /* guards head/tail */
+    ha_msg *head, *tail;            /* front -> engine queue */
+};
+
+void bridge_init(ha_bridge *b);
+/* Frees queued messages and the untaken snapshot. Both loops must be gone. */
+void bridge_dispose(ha_bridge *b);
+/* Engine: hands s over (ownership moves) and wakes the front. A snapshot the
+ * front has not taken yet is replaced and freed. */
+void bridge_publish(ha_bridge *b, ha_snapshot *s);
+/* Front: takes the newest snapshot, or NULL if none arrived. Caller owns it. */
+ha_snapshot *bridge_take(ha_bridge *b);
+/* Front: queues a message for the engine and wakes it. Returns 0 or -1 (OOM). */
+int bridge_send(ha_bridge *b, ha_msg_type type, int arg, const char *text, size_t len);
+/* Engine: takes every queued message, oldest first; free each with free(). */
+ha_msg *bridge_receive(ha_bridge *b);
+
+#endif

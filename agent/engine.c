@@ -1,0 +1,207 @@
+/* engine.c: the engine loop: scheduler handles, the engine thread, messages
+ * from the front, snapshot publication and the watchdog heartbeat. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "bridge.h"
+#include "engine.h"
+#include "engine_check.h"
+#include "log.h"
+
+#define HEARTBEAT_MS 100
+
+static void publish(ha_engine *eng);
+
+/* After every poll: resume what became ready, then publish what changed. */
+static void on_check(uv_check_t *h)
+{
+    ha_engine *eng = h->data;
+    engine__drain(eng);
+    if (eng->bridge) {
+        atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
+        if (eng->dirty)
+            publish(eng);
+    }
+}
+
+static void on_heartbeat(uv_timer_t *h)
+{
+    ha_engine *eng = h->data;
+    atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
+}
+
+int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
+{
+    memset(eng, 0, sizeof *eng);
+    eng->cfg = cfg;
+    if (loop == NULL) {
+        loop = malloc(sizeof *loop);
+        if (loop == NULL)
+            return UV_ENOMEM;
+        int r = uv_loop_init(loop);
+        if (r != 0) {
+            free(loop);
+            return r;
+        }
+        eng->own_loop = true;
+    }
+    eng->loop = loop;
+    eng->next_gen_id = 1;
+    uv_idle_init(loop, &eng->idle);
+    eng->idle.data = eng;
+    uv_check_init(loop, &eng->check);
+    eng->check.data = eng;
+    uv_check_start(&eng->check, on_check);
+    uv_unref((uv_handle_t *)&eng->check); /* it alone must not keep the loop alive */
+    return 0;
+}
+
+void engine_mark_dirty(ha_engine *eng) { eng->dirty = true; }
+
+/* Builds a snapshot of the generation and hands it to the front. */
+static void publish(ha_engine *eng)
+{
+    eng->dirty = false;
+    ha_snapshot *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return;
+    s->seq = ++eng->seq;
+    s->ready_override = eng->not_ready;
+    s->override_reason = eng->not_ready_reason ? strdup(eng->not_ready_reason) : NULL;
+    s->load_error = eng->load_error ? strdup(eng->load_error) : NULL;
+    s->load_error_ms = eng->load_error_ms;
+    ha_gen *g = eng->gen;
+    if (g) {
+        s->generation = g->id;
+        s->checks = calloc(g->n ? g->n : 1, sizeof *s->checks);
+        if (s->checks == NULL) {
+            snapshot_free(s);
+            return;
+        }
+        for (size_t i = 0; i < g->n; i++)
+            engine_check_snap(g->checks[i], &s->checks[i]);
+        s->n = g->n;
+    }
+    bridge_publish(eng->bridge, s);
+}
+
+/* Ends the engine loop: cancels every run and closes every handle. */
+static void stop(ha_engine *eng)
+{
+    if (eng->stopping)
+        return;
+    eng->stopping = true;
+    engine_gen_close(eng->gen);
+    eng->gen = NULL;
+    uv_close((uv_handle_t *)&eng->idle, NULL);
+    uv_close((uv_handle_t *)&eng->check, NULL);
+    uv_close((uv_handle_t *)&eng->heartbeat, NULL);
+    uv_close((uv_handle_t *)&eng->wakeup, NULL);
+    log_event(LOG_DEBUG, NULL, "engine stopped");
+}
+
+static void on_wakeup(uv_async_t *h)
+{
+    ha_engine *eng = h->data;
+    ha_msg *m = bridge_receive(eng->bridge);
+    while (m) {
+        ha_msg *next = m->next;
+        switch (m->type) {
+        case HA_MSG_RUN: {
+            ha_check *c = eng->gen && !eng->stopping ? engine_gen_find(eng->gen, m->text, m->len) : NULL;
+            if (c)
+                engine_check_request(c, false);
+            break;
+        }
+        case HA_MSG_STOP:
+            stop(eng);
+            break;
+        case HA_MSG_READY:
+            engine_set_ready(eng, m->arg != 0, m->len ? m->text : NULL);
+            break;
+        case HA_MSG_RELOAD:
+            if (eng->on_reload && !eng->stopping)
+                eng->on_reload(eng);
+            break;
+        }
+        free(m);
+        m = next;
+    }
+}
+
+void engine_set_ready(ha_engine *eng, bool ready, const char *reason)
+{
+    bool changed = eng->not_ready != !ready;
+    free(eng->not_ready_reason);
+    eng->not_ready_reason = !ready && reason ? strdup(reason) : NULL;
+    eng->not_ready = !ready;
+    if (changed)
+        log_event(LOG_INFO, NULL, "readiness override: %s%s%s", ready ? "cleared" : "not ready",
+                  reason ? ": " : "", reason ? reason : "");
+    engine_mark_dirty(eng);
+}
+
+static void engine_thread(void *arg)
+{
+    ha_engine *eng = arg;
+    engine_gen_activate(eng->gen, NULL, true);
+    publish(eng);
+    uv_run(eng->loop, UV_RUN_DEFAULT);
+}
+
+int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge)
+{
+    eng->gen = gen;
+    gen->id = eng->next_gen_id++;
+    eng->bridge = bridge;
+    uv_async_init(eng->loop, &eng->wakeup, on_wakeup);
+    eng->wakeup.data = eng;
+    bridge->engine_wakeup = &eng->wakeup;
+    uv_timer_init(eng->loop, &eng->heartbeat);
+    eng->heartbeat.data = eng;
+    uv_timer_start(&eng->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+    return uv_thread_create(&eng->thread, engine_thread, eng);
+}
+
+static void log_handle(uv_handle_t *h, void *arg)
+{
+    (*(int *)arg)++;
+    log_event(LOG_ERROR, NULL, "handle left open on the engine loop: %s%s", uv_handle_type_name(h->type),
+              uv_is_closing(h) ? " (closing)" : "");
+}
+
+/* Closes the loop, logging any handle still open. Returns 0 or the count. */
+static int close_loop(uv_loop_t *loop)
+{
+    for (int i = 0; i < 100; i++) {
+        if (uv_loop_close(loop) == 0)
+            return 0;
+        uv_run(loop, UV_RUN_NOWAIT);
+    }
+    int n = 0;
+    uv_walk(loop, log_handle, &n);
+    return n ? n : 1;
+}
+
+void engine_join(ha_engine *eng)
+{
+    bridge_send(eng->bridge, HA_MSG_STOP, 0, NULL, 0);
+    uv_thread_join(&eng->thread);
+    if (close_loop(eng->loop) != 0)
+        log_event(LOG_ERROR, NULL, "engine loop not empty at exit");
+    free(eng->not_ready_reason);
+    free(eng->load_error);
+    if (eng->own_loop)
+        free(eng->loop);
+    eng->loop = NULL;
+}
+
+int engine_close(ha_engine *eng)
+{
+    uv_close((uv_handle_t *)&eng->idle, NULL);
+    uv_close((uv_handle_t *)&eng->check, NULL);
+    int r = close_loop(eng->loop);
+    free(eng->not_ready_reason);
+    free(eng->load_error);
+    return r;
+}

@@ -1,0 +1,111 @@
+/* engine.h: the engine: one libuv loop that owns every Lua state (ha_vm) and
+ * runs every check as a coroutine task. In agent mode it runs on its own
+ * thread and talks to the front only through the bridge; in script-runner
+ * mode (`healthagent file.lua`) it runs on the main thread with no front. */
+#ifndef HA_ENGINE_H
+#define HA_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <uv.h>
+
+#include "config.h"
+#include "engine_task.h"
+
+typedef struct ha_bridge ha_bridge;
+typedef struct ha_gen ha_gen;
+
+typedef struct ha_engine ha_engine;
+struct ha_engine {
+    uv_loop_t *loop;          /* not owned in runner mode; owned by the engine thread otherwise */
+    const ha_config *cfg;     /* not owned; read-only after start */
+    ha_bridge *bridge;        /* NULL in runner mode */
+    ha_gen *gen;              /* scripts generation being served (agent mode) */
+    uint64_t next_gen_id;     /* generation numbers handed out */
+    /* scheduler */
+    ha_task *current;         /* task inside lua_resume, or NULL */
+    ha_task *ready_head;      /* tasks to resume, FIFO */
+    ha_task *ready_tail;
+    uv_idle_t idle;           /* active while ready tasks exist: keeps poll from blocking */
+    uv_check_t check;         /* drains the ready queue after each poll; publishes */
+    uv_timer_t heartbeat;     /* agent mode: ticks the watchdog heartbeat */
+    uv_async_t wakeup;        /* agent mode: bridge messages from the front */
+    bool dirty;               /* a check changed since the last publication */
+    bool stopping;            /* shutdown under way: no new runs */
+    uint64_t seq;             /* publications so far */
+    uv_thread_t thread;       /* agent mode */
+    int exit_code;            /* runner mode: the script's exit status */
+    bool exit_requested;      /* runner mode: os.exit was called */
+    bool own_loop;            /* loop allocated by engine_init */
+    bool not_ready;           /* readiness override in force */
+    char *not_ready_reason;   /* owned, may be NULL */
+    char *load_error;         /* owned, may be NULL: last failed reload */
+    int64_t load_error_ms;    /* wall clock of that failure */
+    void (*on_reload)(ha_engine *eng); /* reload handler (engine_reload.c), may be NULL */
+};
+
+/* The VM of one Lua state: a scripts generation (sandboxed) or the runner's
+ * state (full standard library). The pointer is kept in the extra space of
+ * every thread of the state (lua_getextraspace). */
+struct ha_vm {
+    lua_State *L;             /* owned */
+    ha_engine *eng;           /* not owned */
+    uint64_t used;            /* bytes allocated by this state */
+    uint64_t limit;           /* cap on used while a task runs; 0 = none */
+    bool sandboxed;           /* check scripts: restricted globals */
+    bool in_load;             /* main chunks running: health.check allowed */
+    int yield_kind;           /* HA_YIELD_*: why the running thread yielded */
+    int ntasks;               /* live tasks */
+    ha_task *tasks;           /* live tasks, doubly linked */
+    ha_gen *gen;              /* the generation owning this VM, or NULL */
+};
+
+enum { HA_YIELD_NONE = 0, HA_YIELD_API = 1, HA_YIELD_HOOK = 2, HA_YIELD_EXIT = 3 };
+
+/* --- engine.c --- */
+
+/* Prepares an engine on loop (agent mode: loop NULL, the engine makes its
+ * own for its thread). Returns 0 or a negative libuv error. */
+int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop);
+/* Agent mode: starts the engine thread serving gen (ownership moves). */
+int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge);
+/* Agent mode: asks the engine thread to stop and joins it; everything the
+ * engine owns is closed and the loop is proven empty. */
+void engine_join(ha_engine *eng);
+/* Runner mode: closes the engine's handles; returns 0 when the loop is empty
+ * afterwards, else the number of handles still open (after logging them). */
+int engine_close(ha_engine *eng);
+/* Sets or clears the readiness override (operator or health.set_ready). */
+void engine_set_ready(ha_engine *eng, bool ready, const char *reason);
+/* Marks the status picture changed; published after this loop iteration. */
+void engine_mark_dirty(ha_engine *eng);
+/* Queues a task for resumption (scheduler internal, used by engine_task.c). */
+void engine__ready(ha_engine *eng, ha_task *t);
+/* Resumes ready tasks until the queue is empty (scheduler internal). */
+void engine__drain(ha_engine *eng);
+
+/* --- engine_vm.c --- */
+
+/* Creates a Lua state with the limited allocator. sandboxed: the check
+ * script environment; otherwise the full standard library (runner mode).
+ * lualib and scripts_dir (may be NULL) make require's path. Returns NULL
+ * with a message in err. */
+ha_vm *engine_vm_new(ha_engine *eng, bool sandboxed, uint64_t limit, const char *lualib,
+                     const char *scripts_dir, char *err, size_t errlen);
+/* Kills every task of the VM, then closes the Lua state and frees the VM. */
+void engine_vm_close(ha_vm *vm);
+/* The VM of any thread of its state. */
+ha_vm *engine_vm_of(lua_State *L);
+/* Creates a fresh environment table for one script file: [-0, +1]. */
+void engine_vm_new_env(ha_vm *vm);
+/* Private lightuserdata that marks a WARN result from health.warn. */
+void *engine_vm_warn_token(void);
+
+/* Resolved default directories (source tree, install prefix or next to the
+ * binary). Returned strings are static. */
+const char *engine_default_lualib(void);
+const char *engine_default_scripts(void);
+
+#endif

@@ -1,0 +1,780 @@
+/* engine_check.c: check definitions, runs, results and thresholds (see
+ * engine_check.h). The one place a check's status changes is record(). */
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "engine_check.h"
+#include "log.h"
+
+/* An op of a task waiting for a check's next result (testing API, `check`
+ * command). Holds a copy of the result made when the run ends. */
+struct ha_await {
+    ha_op op;
+    ha_await *next;           /* the check's list of awaiters */
+    ha_check *check;          /* NULL once the result is copied */
+    bool cancelled;
+    ha_status status, last;
+    char *output, *details;
+    uint64_t duration_ns, runs;
+};
+
+static const char *const fields[] = {
+    "name", "probes", "timeout", "ttl", "interval", "initial_delay", "failure_threshold",
+    "success_threshold", "critical", "run", "memory", NULL,
+};
+
+/* --- definition -------------------------------------------------------- */
+
+/* Reads a duration field; absent keeps *ns. Raises on a bad value. */
+static void field_duration(lua_State *L, int idx, const char *key, uint64_t *ns, bool positive)
+{
+    int t = lua_getfield(L, idx, key);
+    if (t == LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    const char *s = t == LUA_TSTRING || t == LUA_TNUMBER ? lua_tostring(L, -1) : NULL;
+    if (s == NULL || ha_duration_parse(s, ns) != 0)
+        luaL_error(L, "health.check: field '%s': bad duration '%s' (use seconds or \"250ms\", \"2s\", \"1m\")", key,
+                   s ? s : luaL_typename(L, -1));
+    if (positive && *ns == 0)
+        luaL_error(L, "health.check: field '%s' must be greater than zero", key);
+    lua_pop(L, 1);
+}
+
+static void field_int(lua_State *L, int idx, const char *key, int *out)
+{
+    int t = lua_getfield(L, idx, key);
+    if (t != LUA_TNIL) {
+        int isint = 0;
+        lua_Integer v = lua_tointegerx(L, -1, &isint);
+        if (!isint || v < 1 || v > 1000)
+            luaL_error(L, "health.check: field '%s' must be an integer from 1 to 1000", key);
+        *out = (int)v;
+    }
+    lua_pop(L, 1);
+}
+
+static unsigned probe_bit(const char *s)
+{
+    if (strcmp(s, "liveness") == 0)
+        return HA_PROBE_LIVENESS;
+    if (strcmp(s, "readiness") == 0)
+        return HA_PROBE_READINESS;
+    if (strcmp(s, "startup") == 0)
+        return HA_PROBE_STARTUP;
+    return 0;
+}
+
+static unsigned field_probes(lua_State *L, int idx)
+{
+    int t = lua_getfield(L, idx, "probes");
+    unsigned mask = 0;
+    if (t == LUA_TNIL) {
+        mask = HA_PROBE_READINESS;
+    } else if (t == LUA_TSTRING) {
+        mask = probe_bit(lua_tostring(L, -1));
+        if (!mask)
+            goto bad;
+    } else if (t == LUA_TTABLE) {
+        lua_Integer n = luaL_len(L, -1);
+        for (lua_Integer i = 1; i <= n; i++) {
+            lua_rawgeti(L, -1, i);
+            const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            unsigned b = probe_bit(s);
+            lua_pop(L, 1);
+            if (!b)
+                goto bad;
+            mask |= b;
+        }
+        if (!mask)
+            luaL_error(L, "health.check: field 'probes' is empty");
+    } else {
+        goto bad;
+    }
+    lua_pop(L, 1);
+    return mask;
+bad:
+    luaL_error(L, "health.check: field 'probes': expected a list of \"liveness\", \"readiness\", \"startup\"");
+    return 0;
+}
+
+static bool valid_name(const char *s, size_t n)
+{
+    if (n == 0 || n > 128)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
+            return false;
+    return true;
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* Hashes the source lines [first, last] of the file being loaded. */
+static uint64_t hash_lines(uint64_t h, const ha_gen *gen, int first, int last)
+{
+    const char *p = gen->cur_src, *end = gen->cur_src + gen->cur_len;
+    int line = 1;
+    while (p < end && line < first) {
+        if (*p++ == '\n')
+            line++;
+    }
+    const char *start = p;
+    while (p < end && line <= last) {
+        if (*p++ == '\n')
+            line++;
+    }
+    return fnv(h, start, (size_t)(p - start));
+}
+
+static void check_free(ha_check *c)
+{
+    free(c->name);
+    free(c->where);
+    free(c->output);
+    free(c->details_json);
+    free(c);
+}
+
+void engine_check_define(lua_State *L, int idx)
+{
+    ha_vm *vm = engine_vm_of(L);
+    ha_gen *gen = vm->gen;
+    idx = lua_absindex(L, idx);
+    if (gen == NULL || !vm->in_load)
+        luaL_error(L, "health.check: checks are defined when a script loads, not while one runs");
+    luaL_checktype(L, idx, LUA_TTABLE);
+    /* unknown fields are typos: refuse them */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1); /* [key] */
+        bool known = false;
+        if (lua_type(L, -1) == LUA_TSTRING)
+            for (int i = 0; fields[i]; i++)
+                known |= strcmp(lua_tostring(L, -1), fields[i]) == 0;
+        if (!known)
+            luaL_error(L, "health.check: unknown field '%s'", luaL_tolstring(L, -1, NULL));
+    }
+    size_t nlen;
+    lua_getfield(L, idx, "name");
+    const char *name = lua_tolstring(L, -1, &nlen);
+    if (lua_type(L, -1) != LUA_TSTRING || !valid_name(name, nlen))
+        luaL_error(L, "health.check: field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-]");
+    for (size_t i = 0; i < gen->n; i++)
+        if (strcmp(gen->checks[i]->name, name) == 0)
+            luaL_error(L, "health.check: duplicate check name '%s' (first defined at %s)", name,
+                       gen->checks[i]->where);
+    const ha_config *cfg = vm->eng->cfg;
+    uint64_t timeout = cfg ? cfg->default_timeout_ns : HA_NS_PER_S;
+    uint64_t ttl = 0, interval = 0, delay = 0, mem = cfg ? cfg->check_memory_limit : 0;
+    int fthr = 1, sthr = 1;
+    field_duration(L, idx, "timeout", &timeout, true);
+    field_duration(L, idx, "ttl", &ttl, false);
+    field_duration(L, idx, "interval", &interval, true);
+    field_duration(L, idx, "initial_delay", &delay, false);
+    field_int(L, idx, "failure_threshold", &fthr);
+    field_int(L, idx, "success_threshold", &sthr);
+    unsigned probes = field_probes(L, idx);
+    bool critical = true;
+    if (lua_getfield(L, idx, "critical") != LUA_TNIL) {
+        if (!lua_isboolean(L, -1))
+            luaL_error(L, "health.check: field 'critical' must be a boolean");
+        critical = lua_toboolean(L, -1);
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "memory") != LUA_TNIL) {
+        const char *s = lua_tostring(L, -1);
+        if (s == NULL || ha_size_parse(s, &mem) != 0 || mem == 0)
+            luaL_error(L, "health.check: field 'memory': bad size (use bytes or \"8MiB\")");
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "ttl") == LUA_TNIL) {
+        /* default ttl: the configured one, stretched so that background
+         * results stay fresh until the next refresh lands */
+        ttl = cfg ? cfg->default_ttl_ns : 5 * HA_NS_PER_S;
+        if (interval && ttl < interval + timeout)
+            ttl = interval + timeout;
+    }
+    lua_pop(L, 1);
+    if (lua_getfield(L, idx, "run") != LUA_TFUNCTION)
+        luaL_error(L, "health.check: field 'run' must be a function");
+    lua_Debug ar;
+    lua_pushvalue(L, -1);
+    lua_getinfo(L, ">S", &ar); /* pops the copy */
+    lua_Debug here;
+    int line = lua_getstack(L, 1, &here) && lua_getinfo(L, "Sl", &here) ? here.currentline : 0;
+
+    ha_check *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        luaL_error(L, "not enough memory");
+    c->name = strdup(name);
+    size_t wl = strlen(here.short_src) + 16;
+    c->where = malloc(wl);
+    if (c->name == NULL || c->where == NULL) {
+        check_free(c);
+        luaL_error(L, "not enough memory");
+    }
+    snprintf(c->where, wl, "%s:%d", line ? here.short_src : "?", line);
+    c->probes = probes;
+    c->timeout_ns = timeout;
+    c->ttl_ns = ttl;
+    c->interval_ns = interval;
+    c->initial_delay_ns = delay;
+    c->mem_limit = mem;
+    c->failure_threshold = fthr;
+    c->success_threshold = sthr;
+    c->critical = critical;
+    c->status = HA_INIT;
+    c->last = HA_INIT;
+    c->gen = gen;
+    uint64_t h = 1469598103934665603ull;
+    h = fnv(h, name, nlen);
+    uint64_t nums[] = {probes, timeout, ttl, interval, delay, mem, (uint64_t)fthr, (uint64_t)sthr, critical};
+    h = fnv(h, nums, sizeof nums);
+    if (gen->cur_src && ar.linedefined > 0)
+        h = hash_lines(h, gen, ar.linedefined, ar.lastlinedefined);
+    c->def_hash = h;
+    if (gen->n == gen->cap) {
+        size_t cap = gen->cap ? gen->cap * 2 : 16;
+        ha_check **p = realloc(gen->checks, cap * sizeof *p);
+        if (p == NULL) {
+            check_free(c);
+            luaL_error(L, "not enough memory");
+        }
+        gen->checks = p;
+        gen->cap = cap;
+    }
+    c->run_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops run */
+    gen->checks[gen->n++] = c;
+}
+
+/* --- results ----------------------------------------------------------- */
+
+/* Truncates a message to HA_OUTPUT_MAX bytes on a UTF-8 boundary. */
+static char *cap_output(const char *s, size_t n)
+{
+    if (n > HA_OUTPUT_MAX) {
+        n = HA_OUTPUT_MAX;
+        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
+            n--;
+    }
+    char *p = malloc(n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+/* Records one run's outcome and moves the state machine. Takes ownership of
+ * output and details. The single place a check's status changes. */
+static void record(ha_check *c, ha_status raw, char *output, char *details)
+{
+    ha_status old = c->status;
+    bool ok = raw != HA_DOWN;
+    if (ok) {
+        c->consec_ok++;
+        c->consec_fail = 0;
+    } else {
+        c->consec_fail++;
+        c->consec_ok = 0;
+    }
+    if (ok && c->consec_ok >= c->success_threshold && (!c->decided || !c->healthy)) {
+        c->decided = true;
+        c->healthy = true;
+    } else if (!ok && c->consec_fail >= c->failure_threshold && (!c->decided || c->healthy)) {
+        c->decided = true;
+        c->healthy = false;
+    }
+    if (!c->decided)
+        c->status = HA_INIT;
+    else if (!c->healthy)
+        c->status = HA_DOWN;
+    else
+        c->status = raw == HA_WARN ? HA_WARN : HA_UP;
+    c->last = raw;
+    free(c->output);
+    free(c->details_json);
+    c->output = output;
+    c->details_json = details;
+    c->time_ms = ha_wall_ms();
+    c->done_ns = uv_hrtime();
+    c->duration_ns = c->started_ns ? c->done_ns - c->started_ns : 0;
+    c->runs++;
+    if (c->status != old)
+        log_event(c->status == HA_DOWN ? LOG_WARN : LOG_INFO, c->name, "%s -> %s%s%s", ha_status_name(old),
+                  ha_status_name(c->status), output ? ": " : "", output ? output : "");
+    else
+        log_event(LOG_DEBUG, c->name, "%s (%s)%s%s", ha_status_name(c->status), ha_status_name(raw),
+                  output ? ": " : "", output ? output : "");
+    engine_mark_dirty(c->gen->eng);
+}
+
+static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
+
+/* Hands the current result to every awaiter and wakes their tasks. */
+static void wake_awaiters(ha_check *c, bool cancelled)
+{
+    ha_await *a = c->awaiters;
+    c->awaiters = NULL;
+    while (a) {
+        ha_await *next = a->next;
+        a->check = NULL;
+        a->cancelled = cancelled;
+        a->status = c->status;
+        a->last = c->last;
+        a->output = dup_str(c->output);
+        a->details = dup_str(c->details_json);
+        a->duration_ns = c->duration_ns;
+        a->runs = c->runs;
+        engine_task_complete(&a->op);
+        a = next;
+    }
+}
+
+static void schedule(ha_check *c, uint64_t delay_ns);
+
+/* Task finish callback of a check run: turns the return values, the error
+ * or the timeout into a result. */
+static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud)
+{
+    ha_check *c = ud;
+    (void)t;
+    c->task = NULL;
+    if (how == HA_TASK_CANCELLED) {
+        wake_awaiters(c, true);
+        return;
+    }
+    ha_status raw = HA_DOWN;
+    char *output = NULL, *details = NULL;
+    char tmp[96];
+    if (how == HA_TASK_TIMEOUT) {
+        char d[32];
+        ha_duration_format(c->timeout_ns, d, sizeof d);
+        snprintf(tmp, sizeof tmp, "timeout after %s", d);
+        output = strdup(tmp);
+    } else if (how == HA_TASK_MEMORY) {
+        output = strdup("not enough memory");
+    } else if (how == HA_TASK_ERROR) {
+        size_t n;
+        const char *m = lua_tolstring(co, -1, &n);
+        output = m ? cap_output(m, n) : strdup("error");
+    } else {
+        int base = lua_gettop(co) - nres + 1;
+        int t1 = nres >= 1 ? lua_type(co, base) : LUA_TNONE;
+        if (t1 == LUA_TBOOLEAN) {
+            raw = lua_toboolean(co, base) ? HA_UP : HA_DOWN;
+        } else if (t1 == LUA_TLIGHTUSERDATA && lua_touserdata(co, base) == engine_vm_warn_token()) {
+            raw = HA_WARN;
+        } else {
+            output = strdup("check returned no status");
+            nres = 0;
+        }
+        if (nres >= 2 && (lua_type(co, base + 1) == LUA_TSTRING || lua_type(co, base + 1) == LUA_TNUMBER)) {
+            size_t n;
+            const char *m = lua_tolstring(co, base + 1, &n);
+            output = cap_output(m, n);
+        }
+        if (nres >= 3 && lua_type(co, base + 2) == LUA_TTABLE) {
+            ha_buf b = HA_BUF_INIT;
+            engine_json_encode(co, base + 2, &b);
+            if (b.len > HA_DETAILS_MAX) {
+                buf_reset(&b);
+                buf_printf(&b, "{\"error\":\"details exceed %d bytes\"}", HA_DETAILS_MAX);
+            }
+            details = buf_steal(&b);
+        }
+    }
+    record(c, raw, output, details);
+    wake_awaiters(c, false);
+    if (c->interval_ns && c->gen->active && c->gen->autorun) {
+        /* next refresh: interval with +-10% jitter, so many checks spread out */
+        uint64_t j = c->interval_ns / 10;
+        uint64_t d = c->interval_ns - j + (j ? (uint64_t)rand() % (2 * j + 1) : 0);
+        schedule(c, d);
+    }
+}
+
+/* Pushes the ctx argument of run: [-0, +1]. */
+static void push_ctx(lua_State *L, const ha_check *c)
+{
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, c->name);
+    lua_setfield(L, -2, "name");
+    lua_pushnumber(L, (double)c->timeout_ns / 1e9);
+    lua_setfield(L, -2, "timeout");
+    lua_pushinteger(L, (lua_Integer)c->runs + 1);
+    lua_setfield(L, -2, "attempt");
+    if (c->output) {
+        lua_pushstring(L, c->output);
+        lua_setfield(L, -2, "last_output");
+    }
+    lua_pushstring(L, ha_status_name(c->status));
+    lua_setfield(L, -2, "status");
+}
+
+static void start_run(ha_check *c)
+{
+    ha_gen *gen = c->gen;
+    lua_State *L = gen->vm->L;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->run_ref); /* [run] */
+    push_ctx(L, c);                                /* [run, ctx] */
+    c->started_ns = uv_hrtime();
+    c->task = engine_task_start(gen->vm, L, 1, c->timeout_ns, c->mem_limit, on_run_done, c);
+    engine_task_set_name(c->task, c->name);
+    engine_mark_dirty(gen->eng);
+}
+
+void engine_check_request(ha_check *c, bool force)
+{
+    if (c->task || !c->gen->active || c->gen->eng->stopping)
+        return;
+    uint64_t now = uv_hrtime();
+    if (now < c->not_before_ns)
+        return;
+    if (!force && c->runs && now < c->done_ns + c->ttl_ns)
+        return;
+    start_run(c);
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    ha_check *c = h->data;
+    engine_check_request(c, true);
+}
+
+static void schedule(ha_check *c, uint64_t delay_ns)
+{
+    uv_timer_start(&c->timer, on_timer, (delay_ns + 999999) / 1000000, 0);
+}
+
+/* --- generations ------------------------------------------------------- */
+
+ha_check *engine_gen_find(ha_gen *gen, const char *name, size_t len)
+{
+    size_t lo = 0, hi = gen->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        const char *m = gen->checks[mid]->name;
+        size_t ml = strlen(m);
+        int r = memcmp(m, name, ml < len ? ml : len);
+        if (r == 0)
+            r = ml < len ? -1 : ml > len;
+        if (r == 0)
+            return gen->checks[mid];
+        if (r < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+/* Copies the state of a check with the same definition from prev. */
+static void inherit(ha_check *c, ha_gen *prev)
+{
+    ha_check *o = prev ? engine_gen_find(prev, c->name, strlen(c->name)) : NULL;
+    if (o == NULL || o->def_hash != c->def_hash)
+        return;
+    c->status = o->status;
+    c->decided = o->decided;
+    c->healthy = o->healthy;
+    c->consec_ok = o->consec_ok;
+    c->consec_fail = o->consec_fail;
+    c->last = o->last;
+    c->output = o->output;
+    c->details_json = o->details_json;
+    o->output = o->details_json = NULL;
+    c->duration_ns = o->duration_ns;
+    c->time_ms = o->time_ms;
+    c->done_ns = o->done_ns;
+    c->runs = o->runs;
+    c->not_before_ns = o->not_before_ns;
+}
+
+void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
+{
+    ha_engine *eng = gen->eng;
+    gen->active = true;
+    gen->autorun = autorun;
+    uint64_t now = uv_hrtime();
+    for (size_t i = 0; i < gen->n; i++) {
+        ha_check *c = gen->checks[i];
+        uv_timer_init(eng->loop, &c->timer);
+        c->timer.data = c;
+        uint64_t runs = c->runs;
+        inherit(c, prev);
+        if (c->runs > runs) {
+            /* kept its result: refresh on its usual schedule */
+            if (c->interval_ns && autorun)
+                schedule(c, c->interval_ns);
+            continue;
+        }
+        c->not_before_ns = now + c->initial_delay_ns;
+        if (autorun)
+            schedule(c, c->initial_delay_ns);
+    }
+    engine_mark_dirty(eng);
+}
+
+static void on_check_closed(uv_handle_t *h) { check_free(h->data); }
+
+void engine_gen_close(ha_gen *gen)
+{
+    if (gen == NULL)
+        return;
+    gen->active = false;
+    engine_vm_close(gen->vm); /* kills running tasks: on_run_done sees CANCELLED */
+    for (size_t i = 0; i < gen->n; i++) {
+        ha_check *c = gen->checks[i];
+        if (c->timer.loop) /* initialised by activate */
+            uv_close((uv_handle_t *)&c->timer, on_check_closed);
+        else
+            check_free(c);
+    }
+    free(gen->checks);
+    free(gen);
+}
+
+/* --- awaiting results -------------------------------------------------- */
+
+static int await_push(ha_op *op, lua_State *L)
+{
+    ha_await *a = (ha_await *)op;
+    if (a->cancelled) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "cancelled");
+        return 2;
+    }
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, ha_status_name(a->status));
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, ha_status_name(a->last));
+    lua_setfield(L, -2, "result");
+    if (a->output) {
+        lua_pushstring(L, a->output);
+        lua_setfield(L, -2, "output");
+    }
+    if (a->details) {
+        lua_pushstring(L, a->details);
+        lua_setfield(L, -2, "details");
+    }
+    lua_pushnumber(L, (double)a->duration_ns / 1e6);
+    lua_setfield(L, -2, "duration_ms");
+    lua_pushinteger(L, (lua_Integer)a->runs);
+    lua_setfield(L, -2, "runs");
+    return 1;
+}
+
+static void await_close(ha_op *op)
+{
+    ha_await *a = (ha_await *)op;
+    if (a->check) { /* cancelled before the result: unlink */
+        ha_await **pp = &a->check->awaiters;
+        while (*pp && *pp != a)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = a->next;
+    }
+    free(a->output);
+    free(a->details);
+    free(a);
+}
+
+int engine_check_await(lua_State *L, ha_check *c)
+{
+    ha_task *t = engine_task_current(L, "run");
+    if (!c->gen->active)
+        return luaL_error(L, "run: the scripts generation is closed");
+    ha_await *a = calloc(1, sizeof *a);
+    if (a == NULL)
+        return luaL_error(L, "not enough memory");
+    a->op.push = await_push;
+    a->op.close = await_close;
+    a->check = c;
+    a->next = c->awaiters;
+    c->awaiters = a;
+    if (c->task == NULL) {
+        uint64_t saved = c->not_before_ns;
+        c->not_before_ns = 0; /* an explicit run ignores initial_delay */
+        engine_check_request(c, true);
+        c->not_before_ns = saved;
+    }
+    return engine_task_yield(L, t, &a->op, 0);
+}
+
+void engine_check_push_state(lua_State *L, const ha_check *c)
+{
+    lua_createtable(L, 0, 8);
+    lua_pushstring(L, c->name);
+    lua_setfield(L, -2, "name");
+    lua_pushstring(L, ha_status_name(c->status));
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, ha_status_name(c->last));
+    lua_setfield(L, -2, "result");
+    if (c->output) {
+        lua_pushstring(L, c->output);
+        lua_setfield(L, -2, "output");
+    }
+    if (c->details_json) {
+        lua_pushstring(L, c->details_json);
+        lua_setfield(L, -2, "details");
+    }
+    lua_pushinteger(L, (lua_Integer)c->runs);
+    lua_setfield(L, -2, "runs");
+    lua_pushboolean(L, c->task != NULL);
+    lua_setfield(L, -2, "running");
+    lua_pushboolean(L, c->critical);
+    lua_setfield(L, -2, "critical");
+    lua_pushnumber(L, (double)c->timeout_ns / 1e9);
+    lua_setfield(L, -2, "timeout");
+    lua_pushnumber(L, (double)c->ttl_ns / 1e9);
+    lua_setfield(L, -2, "ttl");
+    lua_pushnumber(L, (double)c->interval_ns / 1e9);
+    lua_setfield(L, -2, "interval");
+    lua_createtable(L, 3, 0);
+    int k = 1;
+    for (int pi = 0; pi < 3; pi++)
+        if (c->probes & ha_probe_mask(pi)) {
+            lua_pushstring(L, ha_probe_name(pi));
+            lua_rawseti(L, -2, k++);
+        }
+    lua_setfield(L, -2, "probes");
+    lua_pushstring(L, c->where);
+    lua_setfield(L, -2, "where");
+}
+
+void engine_check_snap(const ha_check *c, ha_snap_check *o)
+{
+    o->name = strdup(c->name);
+    o->probes = c->probes;
+    o->critical = c->critical;
+    o->running = c->task != NULL;
+    o->status = c->status;
+    o->output = dup_str(c->output);
+    o->details_json = dup_str(c->details_json);
+    o->duration_ms = c->duration_ns / HA_NS_PER_MS;
+    o->time_ms = c->time_ms;
+    o->expires_ns = c->runs ? c->done_ns + c->ttl_ns : 0;
+    o->not_before_ns = c->not_before_ns;
+    o->timeout_ns = c->timeout_ns;
+    o->runs = c->runs;
+    o->running_since_ns = c->task ? c->started_ns : 0;
+}
+
+/* --- JSON -------------------------------------------------------------- */
+
+static void json_value(lua_State *L, int idx, ha_buf *b, int depth);
+
+/* True when the table at idx is a non-empty sequence 1..n with no other keys. */
+static bool is_array(lua_State *L, int idx, lua_Integer *len)
+{
+    lua_Integer n = 0, max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
+            lua_pop(L, 1);
+            return false;
+        }
+        lua_Integer k = lua_tointeger(L, -1);
+        if (k > max)
+            max = k;
+        n++;
+    }
+    *len = max;
+    return n > 0 && n == max;
+}
+
+static void json_value(lua_State *L, int idx, ha_buf *b, int depth)
+{
+    idx = lua_absindex(L, idx);
+    switch (lua_type(L, idx)) {
+    case LUA_TNIL:
+        buf_adds(b, "null");
+        break;
+    case LUA_TBOOLEAN:
+        buf_adds(b, lua_toboolean(L, idx) ? "true" : "false");
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            buf_printf(b, "%lld", (long long)lua_tointeger(L, idx));
+        } else {
+            double d = lua_tonumber(L, idx);
+            if (isfinite(d))
+                buf_printf(b, "%.14g", d);
+            else
+                buf_adds(b, "null");
+        }
+        break;
+    case LUA_TSTRING: {
+        size_t n;
+        const char *s = lua_tolstring(L, idx, &n);
+        buf_json_str(b, s, n);
+        break;
+    }
+    case LUA_TTABLE: {
+        if (depth >= 16 || !lua_checkstack(L, 4)) {
+            buf_adds(b, "\"<too deep>\"");
+            break;
+        }
+        lua_Integer n;
+        if (is_array(L, idx, &n)) {
+            buf_addc(b, '[');
+            for (lua_Integer i = 1; i <= n; i++) {
+                if (i > 1)
+                    buf_addc(b, ',');
+                lua_rawgeti(L, idx, i);
+                json_value(L, -1, b, depth + 1);
+                lua_pop(L, 1);
+            }
+            buf_addc(b, ']');
+            break;
+        }
+        buf_addc(b, '{');
+        bool first = true;
+        lua_pushnil(L);
+        while (lua_next(L, idx)) { /* [key, value] */
+            int kt = lua_type(L, -2);
+            if (kt == LUA_TSTRING || kt == LUA_TNUMBER) {
+                if (!first)
+                    buf_addc(b, ',');
+                first = false;
+                lua_pushvalue(L, -2); /* a copy: tolstring must not touch the key lua_next uses */
+                size_t kl;
+                const char *k = lua_tolstring(L, -1, &kl);
+                buf_json_str(b, k, kl);
+                lua_pop(L, 1);
+                buf_addc(b, ':');
+                json_value(L, -1, b, depth + 1);
+            }
+            lua_pop(L, 1); /* [key] */
+        }
+        buf_addc(b, '}');
+        break;
+    }
+    default: {
+        const char *tn = luaL_typename(L, idx);
+        buf_json_str(b, tn, strlen(tn));
+        break;
+    }
+    }
+    if (b->len > 4 * HA_DETAILS_MAX)
+        return; /* runaway: the caller replaces it by an error */
+}
+
+void engine_json_encode(lua_State *L, int idx, ha_buf *b) { json_value(L, idx, b, 0); }

@@ -1,0 +1,103 @@
+/* engine_check.h: checks: their definitions (health.check), their state
+ * machine (thresholds, INIT/UP/WARN/DOWN), their runs as tasks, and the
+ * generation of checks one scripts directory defines. Engine thread only. */
+#ifndef HA_ENGINE_CHECK_H
+#define HA_ENGINE_CHECK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <uv.h>
+
+#include "buf.h"
+#include "common.h"
+#include "engine.h"
+#include "snapshot.h"
+
+#define HA_OUTPUT_MAX 1024   /* bytes of a result message kept */
+#define HA_DETAILS_MAX 8192  /* bytes of a result's details JSON kept */
+
+typedef struct ha_await ha_await;
+
+typedef struct ha_check {
+    /* definition: fixed at load */
+    char *name;               /* owned */
+    unsigned probes;          /* HA_PROBE_* */
+    uint64_t timeout_ns;      /* hard deadline of a run */
+    uint64_t ttl_ns;          /* how long a result is served from cache */
+    uint64_t interval_ns;     /* background refresh; 0 = on demand only */
+    uint64_t initial_delay_ns;
+    uint64_t mem_limit;       /* bytes one run may hold */
+    int failure_threshold;
+    int success_threshold;
+    bool critical;
+    int run_ref;              /* registry ref of run in gen->vm */
+    char *where;              /* owned "file:line" of the definition */
+    uint64_t def_hash;        /* identity of the definition across reloads */
+    /* state */
+    ha_status status;         /* effective status */
+    bool decided;             /* thresholds have moved it out of INIT */
+    bool healthy;             /* the UP side of the state machine */
+    int consec_ok, consec_fail;
+    ha_status last;           /* raw status of the last run */
+    char *output;             /* owned, may be NULL */
+    char *details_json;       /* owned, may be NULL */
+    uint64_t duration_ns;
+    int64_t time_ms;          /* wall clock of the last result, 0 = none */
+    uint64_t done_ns;         /* monotonic time of the last result */
+    uint64_t runs;            /* completed runs */
+    uint64_t not_before_ns;   /* monotonic: initial_delay end */
+    uint64_t started_ns;      /* monotonic start of the run in flight */
+    ha_task *task;            /* run in flight, or NULL */
+    ha_await *awaiters;       /* ops waiting for the run in flight */
+    ha_gen *gen;              /* not owned */
+    uv_timer_t timer;         /* initial delay and interval */
+} ha_check;
+
+struct ha_gen {
+    ha_engine *eng;           /* not owned */
+    ha_vm *vm;                /* owned */
+    uint64_t id;              /* generation number */
+    uint64_t hash;            /* content hash of the scripts */
+    ha_check **checks;        /* owned, sorted by name once loaded */
+    size_t n, cap;
+    bool active;              /* runs allowed */
+    bool autorun;             /* first runs and interval refreshes are scheduled */
+    /* while loading */
+    const char *cur_src;      /* source text of the file being loaded */
+    size_t cur_len;
+};
+
+/* Parses the table at idx (health.check's argument) into a new check of the
+ * generation being loaded. Raises with the script's file:line on any bad
+ * field. */
+void engine_check_define(lua_State *L, int idx);
+
+/* Starts the generation: first runs (after initial_delay) and interval
+ * timers. Checks whose definition matches one in prev keep its state. */
+void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun);
+/* Stops runs, kills tasks, closes the VM and frees the generation. */
+void engine_gen_close(ha_gen *gen);
+/* Check by name, or NULL. */
+ha_check *engine_gen_find(ha_gen *gen, const char *name, size_t len);
+
+/* Runs c unless a run is in flight (single flight), or it is within its
+ * initial delay. force: run even when the last result is still fresh. */
+void engine_check_request(ha_check *c, bool force);
+
+/* Waits, from the task running on L, for the next result of c; pushes a
+ * result table when it arrives. Starts a run if none is in flight. Must be
+ * returned from a lua_CFunction. */
+int engine_check_await(lua_State *L, ha_check *c);
+/* Pushes c's current state as a Lua table: [-0, +1]. */
+void engine_check_push_state(lua_State *L, const ha_check *c);
+
+/* Fills one snapshot entry from c (strings copied). */
+void engine_check_snap(const ha_check *c, ha_snap_check *out);
+
+/* Encodes the Lua value at idx as JSON into buf, raw access only (no
+ * metamethods), depth-limited; functions and userdata become strings. */
+void engine_json_encode(lua_State *L, int idx, ha_buf *buf);
+
+#endif

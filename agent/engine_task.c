@@ -1,0 +1,445 @@
+/* engine_task.c: coroutine tasks, their pending-operation slot, deadlines,
+ * preemption and memory allowance (see engine_task.h for the contract). */
+#include <assert.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#include "engine.h"
+#include "log.h"
+
+#define HOOK_COUNT 1000                 /* VM instructions between hook calls */
+#define SLICE_NS (10 * 1000 * 1000ull)  /* CPU time a task runs before others get a turn */
+
+enum { OP_NONE = 0, OP_PENDING, OP_DONE, OP_TIMEOUT };
+
+struct ha_task {
+    ha_vm *vm;                /* not owned */
+    lua_State *co;            /* the task's thread, anchored by ref */
+    int ref;                  /* registry reference of co; LUA_NOREF once released */
+    ha_op *pending;           /* the one pending operation, or NULL */
+    int op_state;             /* OP_*: what the pending slot holds */
+    int nargs;                /* arguments for the first resume */
+    bool started;             /* resumed at least once */
+    bool queued;              /* in the engine's ready queue */
+    bool ended;               /* finish was called */
+    bool expired;             /* past its deadline */
+    bool closing;             /* to-be-closed variables running after a kill */
+    uint64_t deadline_ns;     /* monotonic; 0 = none */
+    uint64_t slice_ns;        /* monotonic start of the current resume */
+    int64_t mem;              /* bytes allocated (net) while this task ran */
+    uint64_t mem_limit;       /* 0 = none */
+    const char *name;         /* not owned; for logs */
+    ha_task_finish_cb finish;
+    void *ud;
+    uv_timer_t deadline;      /* the task's hard deadline */
+    uv_timer_t op_timer;      /* the pending op's own timeout */
+    int open_handles;         /* handles not yet closed; freed at 0 */
+    ha_task *prev, *next;     /* the VM's live tasks */
+    ha_task *ready_next;      /* the engine's ready queue */
+};
+
+static void task_end(ha_task *t, ha_task_end how, int nres);
+
+/* --- allocator and hook support ---------------------------------------- */
+
+void engine__task_account(ha_task *t, ha_vm *vm, int64_t delta)
+{
+    if (t->vm == vm)
+        t->mem += delta;
+}
+
+bool engine__task_over(ha_task *t, ha_vm *vm, uint64_t extra)
+{
+    if (t == NULL || t->vm != vm) {
+        return vm->in_load && vm->limit && vm->used + extra > vm->limit;
+    }
+    if (vm->limit && vm->used + extra > vm->limit)
+        return true;
+    return t->mem_limit && t->mem > 0 && (uint64_t)t->mem + extra > t->mem_limit;
+}
+
+static ha_task *running_on(ha_vm *vm)
+{
+    ha_task *t = vm->eng ? vm->eng->current : NULL;
+    return t && t->vm == vm ? t : NULL;
+}
+
+bool engine__task_expired(ha_vm *vm)
+{
+    ha_task *t = running_on(vm);
+    return t && t->expired;
+}
+
+/* Detaches and closes t's pending op. */
+static void drop_op(ha_task *t)
+{
+    ha_op *op = t->pending;
+    if (op == NULL)
+        return;
+    t->pending = NULL;
+    t->op_state = OP_NONE;
+    if (t->op_timer.loop)
+        uv_timer_stop(&t->op_timer);
+    op->task = NULL;
+    op->close(op);
+}
+
+void engine__task_abandon_op(ha_vm *vm)
+{
+    ha_task *t = running_on(vm);
+    if (t)
+        drop_op(t);
+}
+
+/* Count hook of a task's threads: enforces the deadline, and yields to let
+ * other tasks run after a time slice. Runs only between VM instructions, so
+ * it never interrupts a C function; the front's watchdog covers that. */
+static void task_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    ha_vm *vm = engine_vm_of(L);
+    ha_task *t = running_on(vm);
+    if (t == NULL)
+        return;
+    uint64_t now = uv_hrtime();
+    if (t->deadline_ns && now >= t->deadline_ns)
+        t->expired = true;
+    if (t->expired) {
+        if (!t->closing && lua_isyieldable(L)) {
+            vm->yield_kind = HA_YIELD_HOOK;
+            lua_yield(L, 0);
+            return;
+        }
+        luaL_error(L, "timeout");
+        return;
+    }
+    if (now - t->slice_ns >= SLICE_NS && !t->closing && lua_isyieldable(L)) {
+        vm->yield_kind = HA_YIELD_HOOK;
+        lua_yield(L, 0);
+    }
+}
+
+/* --- life cycle --------------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    ha_task *t = h->data;
+    if (--t->open_handles == 0)
+        free(t);
+}
+
+static void on_deadline(uv_timer_t *h)
+{
+    ha_task *t = h->data;
+    t->expired = true;
+    engine_task_kill(t, HA_TASK_TIMEOUT);
+}
+
+static void on_op_timeout(uv_timer_t *h)
+{
+    ha_task *t = h->data;
+    if (t->pending == NULL || t->op_state != OP_PENDING)
+        return;
+    ha_op *op = t->pending;
+    t->pending = NULL;
+    op->task = NULL;
+    op->close(op);
+    t->op_state = OP_TIMEOUT;
+    engine__ready(t->vm->eng, t);
+}
+
+static uint64_t ms_ceil(uint64_t ns) { return (ns + 999999) / 1000000; }
+
+ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t timeout_ns,
+                           uint64_t mem_limit, ha_task_finish_cb finish, void *ud)
+{
+    ha_engine *eng = vm->eng;
+    ha_task *t = calloc(1, sizeof *t);
+    if (t == NULL) {
+        luaL_error(L, "not enough memory");
+        return NULL;
+    }
+    t->vm = vm;
+    t->co = lua_newthread(L);                  /* [f, args, co] */
+    t->ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* [f, args] */
+    lua_xmove(L, t->co, nargs + 1);            /* [] ; co: [f, args] */
+    t->nargs = nargs;
+    t->mem_limit = mem_limit;
+    t->finish = finish;
+    t->ud = ud;
+    if (timeout_ns) {
+        uv_timer_init(eng->loop, &t->deadline);
+        t->deadline.data = t;
+        t->open_handles++;
+        uv_update_time(eng->loop);
+        t->deadline_ns = uv_hrtime() + timeout_ns;
+        uv_timer_start(&t->deadline, on_deadline, ms_ceil(timeout_ns), 0);
+        lua_sethook(t->co, task_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    }
+    t->next = vm->tasks;
+    if (vm->tasks)
+        vm->tasks->prev = t;
+    vm->tasks = t;
+    vm->ntasks++;
+    engine__ready(eng, t);
+    return t;
+}
+
+/* Removes t from the engine's ready queue if it is there. */
+static void unqueue(ha_task *t)
+{
+    if (!t->queued)
+        return;
+    ha_engine *eng = t->vm->eng;
+    ha_task **pp = &eng->ready_head, *prev = NULL;
+    while (*pp && *pp != t) {
+        prev = *pp;
+        pp = &(*pp)->ready_next;
+    }
+    if (*pp == t) {
+        *pp = t->ready_next;
+        if (eng->ready_tail == t)
+            eng->ready_tail = prev;
+    }
+    t->ready_next = NULL;
+    t->queued = false;
+}
+
+/* Ends t: finish callback, to-be-closed variables of a killed thread,
+ * release of the thread and of the handles (t is freed after they close). */
+static void task_end(ha_task *t, ha_task_end how, int nres)
+{
+    ha_vm *vm = t->vm;
+    ha_engine *eng = vm->eng;
+    assert(!t->ended);
+    t->ended = true;
+    unqueue(t);
+    drop_op(t);
+    if (t->deadline.loop)
+        uv_timer_stop(&t->deadline);
+    if (t->finish)
+        t->finish(t, t->co, how, nres, t->ud);
+    if (how == HA_TASK_TIMEOUT || how == HA_TASK_CANCELLED) {
+        /* run the thread's pending to-be-closed variables; the hook turns
+         * any further overrun into an error instead of a yield */
+        ha_task *saved = eng->current;
+        t->closing = true;
+        t->expired = true;
+        eng->current = t;
+        lua_resetthread(t->co);
+        eng->current = saved;
+    }
+    luaL_unref(vm->L, LUA_REGISTRYINDEX, t->ref);
+    t->ref = LUA_NOREF;
+    t->co = NULL;
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        vm->tasks = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    vm->ntasks--;
+    if (t->deadline.loop)
+        uv_close((uv_handle_t *)&t->deadline, on_handle_closed);
+    if (t->op_timer.loop)
+        uv_close((uv_handle_t *)&t->op_timer, on_handle_closed);
+    if (t->open_handles == 0)
+        free(t);
+}
+
+void engine_task_kill(ha_task *t, ha_task_end how)
+{
+    assert(t->vm->eng->current != t);
+    if (t->ended)
+        return;
+    task_end(t, how, 0);
+}
+
+/* Resumes t once, delivering its completed op's results. */
+void engine__task_resume(ha_task *t)
+{
+    ha_vm *vm = t->vm;
+    ha_engine *eng = vm->eng;
+    lua_State *co = t->co;
+    int nargs = 0;
+    if (!t->started) {
+        t->started = true;
+        nargs = t->nargs;
+    } else if (t->op_state == OP_DONE) {
+        ha_op *op = t->pending;
+        t->pending = NULL;
+        t->op_state = OP_NONE;
+        if (t->op_timer.loop)
+            uv_timer_stop(&t->op_timer);
+        nargs = op->push(op, co);
+        op->task = NULL;
+        op->close(op);
+    } else if (t->op_state == OP_TIMEOUT) {
+        t->op_state = OP_NONE;
+        lua_pushnil(co);
+        lua_pushliteral(co, "timeout");
+        nargs = 2;
+    } else if (t->op_state == OP_PENDING) {
+        return; /* spurious wake-up */
+    }
+    if (t->deadline_ns && uv_hrtime() >= t->deadline_ns) {
+        lua_pop(co, nargs);
+        t->expired = true;
+        task_end(t, HA_TASK_TIMEOUT, 0);
+        return;
+    }
+    int nres = 0;
+    eng->current = t;
+    t->slice_ns = uv_hrtime();
+    int st = lua_resume(co, NULL, nargs, &nres);
+    eng->current = NULL;
+    int kind = vm->yield_kind;
+    vm->yield_kind = HA_YIELD_NONE;
+    if (st == LUA_YIELD) {
+        lua_pop(co, nres);
+        if (kind == HA_YIELD_API && t->pending)
+            return; /* parked until the op completes */
+        if (kind == HA_YIELD_EXIT) {
+            task_end(t, HA_TASK_CANCELLED, 0); /* runner's os.exit */
+            return;
+        }
+        if (kind == HA_YIELD_HOOK) {
+            if (t->expired)
+                task_end(t, HA_TASK_TIMEOUT, 0);
+            else
+                engine__ready(eng, t); /* preempted: back of the queue */
+            return;
+        }
+        lua_pushliteral(co, "attempt to yield from outside a coroutine");
+        task_end(t, HA_TASK_ERROR, 0);
+        return;
+    }
+    if (st == LUA_OK) {
+        task_end(t, HA_TASK_OK, nres);
+    } else if (st == LUA_ERRMEM) {
+        task_end(t, HA_TASK_MEMORY, 0);
+    } else if (t->expired) {
+        task_end(t, HA_TASK_TIMEOUT, 0);
+    } else {
+        if (lua_type(co, -1) != LUA_TSTRING) {
+            /* a non-string error: describe it and add where it was raised */
+            const char *tn = luaL_typename(co, -1);
+            lua_Debug ar;
+            if (lua_getstack(co, 0, &ar) && lua_getinfo(co, "Sl", &ar) && ar.currentline > 0)
+                lua_pushfstring(co, "%s:%d: error object is a %s value", ar.short_src, ar.currentline, tn);
+            else
+                lua_pushfstring(co, "error object is a %s value", tn);
+        }
+        task_end(t, HA_TASK_ERROR, 0);
+    }
+}
+
+/* --- API side ----------------------------------------------------------- */
+
+ha_task *engine_task_current(lua_State *L, const char *fn)
+{
+    ha_vm *vm = engine_vm_of(L);
+    ha_task *t = running_on(vm);
+    if (t == NULL)
+        luaL_error(L, "%s: called outside a check run (not at load time)", fn);
+    else if (!lua_isyieldable(L))
+        luaL_error(L, "%s: cannot wait here (inside a metamethod, iterator or C callback)", fn);
+    return t;
+}
+
+int engine_task_yield(lua_State *L, ha_task *t, ha_op *op, uint64_t timeout_ns)
+{
+    assert(t->pending == NULL);
+    t->pending = op;
+    t->op_state = OP_PENDING;
+    op->task = t;
+    if (timeout_ns) {
+        if (t->op_timer.loop == NULL) {
+            uv_timer_init(t->vm->eng->loop, &t->op_timer);
+            t->op_timer.data = t;
+            t->open_handles++;
+        }
+        uv_timer_start(&t->op_timer, on_op_timeout, ms_ceil(timeout_ns), 0);
+    }
+    t->vm->yield_kind = HA_YIELD_API;
+    return lua_yield(L, 0);
+}
+
+void engine_task_complete(ha_op *op)
+{
+    ha_task *t = op->task;
+    if (t == NULL || t->pending != op || t->op_state != OP_PENDING)
+        return;
+    t->op_state = OP_DONE;
+    if (t->op_timer.loop)
+        uv_timer_stop(&t->op_timer);
+    engine__ready(t->vm->eng, t);
+}
+
+uint64_t engine_task_remaining(const ha_task *t)
+{
+    if (t->deadline_ns == 0)
+        return UINT64_MAX;
+    uint64_t now = uv_hrtime();
+    return now >= t->deadline_ns ? 0 : t->deadline_ns - now;
+}
+
+uint64_t engine_task_clamp(const ha_task *t, uint64_t timeout_ns)
+{
+    uint64_t rem = engine_task_remaining(t);
+    if (timeout_ns == 0 || timeout_ns > rem)
+        return rem == UINT64_MAX ? 0 : rem;
+    return timeout_ns;
+}
+
+uv_loop_t *engine_task_loop(const ha_task *t) { return t->vm->eng->loop; }
+
+const char *engine_task_name(const ha_task *t) { return t->name; }
+
+void engine_task_set_name(ha_task *t, const char *name) { t->name = name; }
+
+int engine_task_count(const ha_vm *vm) { return vm->ntasks; }
+
+int engine_task_handles(const ha_task *t) { return t ? t->open_handles : 0; }
+
+static void idle_cb(uv_idle_t *h) { engine__drain(h->data); }
+
+/* Scheduler queue: kept here because it links ha_task. */
+void engine__ready(ha_engine *eng, ha_task *t)
+{
+    if (t->queued || t->ended)
+        return;
+    t->queued = true;
+    t->ready_next = NULL;
+    if (eng->ready_tail)
+        eng->ready_tail->ready_next = t;
+    else
+        eng->ready_head = t;
+    eng->ready_tail = t;
+    if (!uv_is_active((uv_handle_t *)&eng->idle))
+        uv_idle_start(&eng->idle, idle_cb);
+}
+
+void engine__drain(ha_engine *eng)
+{
+    if (eng->current)
+        return; /* never resume inside a resume */
+    /* only the tasks queued now: a preempted task requeues behind them and
+     * waits for the next pass, so the loop keeps polling */
+    ha_task *last = eng->ready_tail;
+    while (eng->ready_head) {
+        ha_task *t = eng->ready_head;
+        eng->ready_head = t->ready_next;
+        if (eng->ready_head == NULL)
+            eng->ready_tail = NULL;
+        t->ready_next = NULL;
+        t->queued = false;
+        bool was_last = t == last;
+        engine__task_resume(t); /* may free t */
+        if (was_last)
+            break;
+    }
+    if (eng->ready_head == NULL)
+        uv_idle_stop(&eng->idle);
+}

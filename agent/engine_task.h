@@ -1,0 +1,114 @@
+/* engine_task.h: coroutine tasks on the engine loop, and the pending
+ * operation slot that every non-blocking Lua API builds on.
+ *
+ * A task is one Lua thread run to completion on the engine loop: one run of
+ * a check, or the main chunk in script-runner mode. It has at most one
+ * pending operation (ha_op) at a time. An API function starts its libuv work,
+ * then calls engine_task_yield(); when the work is done its callback calls
+ * engine_task_complete(), and the scheduler later resumes the task, calling
+ * op->push inside the resume to put the results on the Lua stack. Callbacks
+ * never touch Lua.
+ *
+ * Deadline, per-operation timeout and cancellation are the core's: when the
+ * task dies (deadline, reload, shutdown) or the operation times out, the core
+ * detaches the op (op->task = NULL) and calls op->close; the module then stops
+ * its I/O and frees the op when its handles have closed. A late callback of a
+ * detached op must not call engine_task_complete (it is ignored if it does). */
+#ifndef HA_ENGINE_TASK_H
+#define HA_ENGINE_TASK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <lua.h>
+#include <uv.h>
+
+typedef struct ha_task ha_task;
+typedef struct ha_op ha_op;
+typedef struct ha_vm ha_vm;
+
+struct ha_op {
+    ha_task *task;   /* owning task while pending; NULL once detached */
+    /* Pushes the results for the resumed Lua code; returns how many. Called
+     * once, at resume time, only if the op completed. May push nil, message. */
+    int (*push)(ha_op *op, lua_State *L);
+    /* Called exactly once: after push, or instead of it when the op was
+     * cancelled or timed out (op->task is then already NULL). Releases
+     * everything; may finish asynchronously (uv_close). */
+    void (*close)(ha_op *op);
+};
+
+/* How a task ended, passed to its finish callback. */
+typedef enum {
+    HA_TASK_OK = 0,       /* returned: nres results on the thread's stack */
+    HA_TASK_ERROR = 1,    /* raised: the message (a string) is on top */
+    HA_TASK_TIMEOUT = 2,  /* deadline passed; nothing on the stack */
+    HA_TASK_MEMORY = 3,   /* ran out of its memory allowance */
+    HA_TASK_CANCELLED = 4,/* killed by reload or shutdown; nothing on the stack */
+} ha_task_end;
+
+/* Called once when a task ends. co is the task's thread: read the results
+ * from it, do not keep it (it is released after the call). */
+typedef void (*ha_task_finish_cb)(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud);
+
+/* Starts a task running the function at the top of L's stack (L is the VM's
+ * main state or any thread of it) with nargs arguments below... above it:
+ * stack [f, a1..an] -> []. deadline_ns 0 = no deadline. mem_limit 0 = none.
+ * The first resume happens on the next scheduler pass, never inside this call.
+ * Never raises except on memory exhaustion. */
+ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t deadline_ns,
+                           uint64_t mem_limit, ha_task_finish_cb finish, void *ud);
+
+/* Kills a task that is not currently running: its op is detached and closed,
+ * to-be-closed variables run, and finish is called with how. */
+void engine_task_kill(ha_task *t, ha_task_end how);
+
+/* The task running on the calling thread's VM; raises a Lua error naming fn
+ * when there is none (called at load time) or when the caller cannot yield
+ * (inside a metamethod, an iterator or a C callback). Never returns NULL. */
+ha_task *engine_task_current(lua_State *L, const char *fn);
+
+/* Parks the task on op until engine_task_complete(op), a timeout of
+ * timeout_ns (0 = only the task's deadline) or the task's death. Must be the
+ * last call of a lua_CFunction: `return engine_task_yield(L, t, op, ns);`.
+ * On timeout the Lua caller receives nil, "timeout". */
+int engine_task_yield(lua_State *L, ha_task *t, ha_op *op, uint64_t timeout_ns);
+
+/* Marks op complete; the task is resumed on the next scheduler pass.
+ * Ignored when the op was detached. Safe from any engine-loop callback. */
+void engine_task_complete(ha_op *op);
+
+/* Nanoseconds left before the task's deadline (UINT64_MAX when it has none). */
+uint64_t engine_task_remaining(const ha_task *t);
+/* The loop the task runs on. */
+uv_loop_t *engine_task_loop(const ha_task *t);
+/* The check name the task is running, or NULL (runner main). */
+const char *engine_task_name(const ha_task *t);
+/* Sets the name used in logs (not copied: must outlive the task). */
+void engine_task_set_name(ha_task *t, const char *name);
+
+/* Minimum of a requested per-operation timeout and the task's remaining time. */
+uint64_t engine_task_clamp(const ha_task *t, uint64_t timeout_ns);
+
+/* Handles the task itself holds open (its deadline and op timers). */
+int engine_task_handles(const ha_task *t);
+
+/* Number of live tasks on a VM (tests and teardown assertions). */
+int engine_task_count(const ha_vm *vm);
+
+/* --- scheduler internals (engine_vm.c, engine.c) --- */
+
+/* Allocator accounting of the running task: adds delta bytes when the task
+ * belongs to vm. */
+void engine__task_account(ha_task *t, ha_vm *vm, int64_t delta);
+/* True when growing by extra bytes would exceed vm's or the task's limit. */
+bool engine__task_over(ha_task *t, ha_vm *vm, uint64_t extra);
+/* True when the task running on vm is past its deadline. */
+bool engine__task_expired(ha_vm *vm);
+/* Cancels the pending op of the task running on vm (a pass-through yield
+ * that could not reach the scheduler). */
+void engine__task_abandon_op(ha_vm *vm);
+/* Resumes t once (scheduler). */
+void engine__task_resume(ha_task *t);
+
+#endif

@@ -1,0 +1,525 @@
+/* engine_vm.c: Lua states for the engine: the limited allocator, the check
+ * script sandbox, text-only loading, and the coroutine library wrapped so
+ * that an API yield inside a user coroutine passes through to the scheduler. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "api.h"
+#include "engine.h"
+#include "log.h"
+
+static char warn_token; /* its address marks WARN results */
+
+void *engine_vm_warn_token(void) { return &warn_token; }
+
+ha_vm *engine_vm_of(lua_State *L) { return *(ha_vm **)lua_getextraspace(L); }
+
+/* The allocator of every engine state. Enforces the VM's limit and the
+ * running task's own allowance, but only while a task of this VM runs: the
+ * engine's own bookkeeping (creating threads, pushing results) is never
+ * refused, so it cannot fail half-way outside protected mode. */
+static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    ha_vm *vm = ud;
+    size_t old = ptr ? osize : 0;
+    ha_task *t = vm->eng ? vm->eng->current : NULL;
+    if (nsize == 0) {
+        free(ptr);
+        vm->used -= old;
+        if (t)
+            engine__task_account(t, vm, -(int64_t)old);
+        return NULL;
+    }
+    if (nsize > old && engine__task_over(t, vm, nsize - old))
+        return NULL;
+    void *p = realloc(ptr, nsize);
+    if (p == NULL)
+        return NULL;
+    vm->used += nsize - old;
+    if (t)
+        engine__task_account(t, vm, (int64_t)nsize - (int64_t)old);
+    return p;
+}
+
+static int vm_panic(lua_State *L)
+{
+    const char *msg = lua_tostring(L, -1);
+    log_event(LOG_ERROR, NULL, "unprotected Lua error: %s", msg ? msg : "?");
+    abort();
+}
+
+/* --- coroutine wrappers ------------------------------------------------ */
+
+static int co_resume_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Resumes co (at index 1 of L) with the n values on top of L, passing API and
+ * hook yields up to the scheduler. Returns like coroutine.resume: true plus
+ * results, or false plus the error. Stack: [co, args...] -> results. */
+static int co_drive(lua_State *L, int nargs, int wrap)
+{
+    lua_State *co = lua_tothread(L, 1);
+    ha_vm *vm = engine_vm_of(L);
+    for (;;) {
+        int st = lua_status(co);
+        if (co == L) {
+            lua_pushboolean(L, 0);
+            lua_pushliteral(L, "cannot resume non-suspended coroutine");
+            goto fail;
+        }
+        if (st == LUA_OK && lua_gettop(co) == 0) {
+            lua_pushboolean(L, 0);
+            lua_pushliteral(L, "cannot resume dead coroutine");
+            goto fail;
+        }
+        if (st != LUA_OK && st != LUA_YIELD) {
+            lua_pushboolean(L, 0);
+            lua_pushliteral(L, "cannot resume dead coroutine");
+            goto fail;
+        }
+        if (!lua_checkstack(co, nargs))
+            return luaL_error(L, "too many arguments to resume");
+        lua_xmove(L, co, nargs);
+        int nres = 0;
+        int r = lua_resume(co, L, nargs, &nres);
+        if (r == LUA_YIELD && vm->yield_kind != HA_YIELD_NONE) {
+            /* An API or hook yield inside co: pass it up to the scheduler. */
+            lua_pop(co, nres);
+            if (!lua_isyieldable(L)) {
+                int kind = vm->yield_kind;
+                if (kind == HA_YIELD_EXIT) {
+                    fflush(NULL);
+                    exit(vm->eng->exit_code);
+                }
+                vm->yield_kind = HA_YIELD_NONE;
+                if (kind == HA_YIELD_HOOK && !engine__task_expired(vm)) {
+                    nargs = 0; /* preemption we cannot pass on: keep running */
+                    continue;
+                }
+                engine__task_abandon_op(vm);
+                return luaL_error(L, kind == HA_YIELD_HOOK ? "timeout"
+                                  : "cannot wait for I/O here (inside a metamethod, iterator or C callback)");
+            }
+            lua_settop(L, 1); /* keep only co: the continuation finds the resume values above it */
+            return lua_yieldk(L, 0, (lua_KContext)wrap, co_resume_k);
+        }
+        if (r == LUA_OK || r == LUA_YIELD) {
+            if (!lua_checkstack(L, nres + 1)) {
+                lua_pop(co, nres);
+                return luaL_error(L, "too many results to resume");
+            }
+            lua_settop(L, 0);
+            if (!wrap)
+                lua_pushboolean(L, 1);
+            lua_xmove(co, L, nres);
+            return lua_gettop(L);
+        }
+        /* error inside co */
+        lua_xmove(co, L, 1); /* the error object */
+        if (wrap) {
+            lua_resetthread(co);
+            if (lua_type(L, -1) == LUA_TSTRING) { /* add the caller's position, as coroutine.wrap does */
+                luaL_where(L, 1);
+                lua_insert(L, -2);
+                lua_concat(L, 2);
+            }
+            return lua_error(L);
+        }
+        lua_pushboolean(L, 0);
+        lua_insert(L, -2);
+        return 2;
+    }
+fail:
+    if (wrap)
+        return lua_error(L);
+    return 2;
+}
+
+/* Continuation after the scheduler resumed us: stack is [co, values...]. */
+static int co_resume_k(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    return co_drive(L, lua_gettop(L) - 1, (int)ctx);
+}
+
+static int co_resume(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    return co_drive(L, lua_gettop(L) - 1, 0);
+}
+
+static int co_wrap_call(lua_State *L)
+{
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1); /* [co, args...] */
+    return co_drive(L, lua_gettop(L) - 1, 1);
+}
+
+static int co_wrap(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_State *co = lua_newthread(L);
+    lua_pushvalue(L, 1);
+    lua_xmove(L, co, 1);
+    lua_pushcclosure(L, co_wrap_call, 1);
+    return 1;
+}
+
+/* --- sandbox replacements ---------------------------------------------- */
+
+static int sb_setmetatable(lua_State *L)
+{
+    if (lua_type(L, 2) == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+        return luaL_error(L, "setmetatable: __gc metamethods are not available to scripts");
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the original setmetatable */
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+/* load(chunk [, name [, mode [, env]]]) with mode forced to text. */
+static int sb_load(lua_State *L)
+{
+    int n = lua_gettop(L);
+    if (n >= 3 && !lua_isnil(L, 3)) {
+        const char *mode = luaL_checkstring(L, 3);
+        if (strchr(mode, 't') == NULL)
+            return luaL_error(L, "load: binary chunks are not available to scripts");
+    }
+    if (lua_type(L, 1) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, 1, &len);
+        if (len > 0 && s[0] == LUA_SIGNATURE[0]) {
+            luaL_pushfail(L);
+            lua_pushliteral(L, "attempt to load a binary chunk (mode is 't')");
+            return 2;
+        }
+    }
+    if (n < 3)
+        lua_settop(L, 3);
+    lua_pushliteral(L, "t");
+    lua_replace(L, 3);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+static int sb_loadfile(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    int env = !lua_isnone(L, 3);
+    if (luaL_loadfilex(L, path, "t") != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2;
+    }
+    if (env) {
+        lua_pushvalue(L, 3);
+        if (!lua_setupvalue(L, -2, 1))
+            lua_pop(L, 1);
+    }
+    return 1;
+}
+
+static int sb_collectgarbage(lua_State *L)
+{
+    static const char *const ok[] = {"collect", "count", "step", "isrunning", NULL};
+    luaL_checkoption(L, 1, "collect", ok);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* print(...) in a check script: one info log line tagged with the check. */
+static int sb_print(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, '\t');
+        luaL_tolstring(L, i, NULL);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    ha_vm *vm = engine_vm_of(L);
+    ha_task *t = vm->eng ? vm->eng->current : NULL;
+    log_event(LOG_INFO, t ? engine_task_name(t) : NULL, "%s", lua_tostring(L, -1));
+    return 0;
+}
+
+/* package.searchers entry: Lua files along package.path, text mode only.
+ * Stack: [name] -> [loader, path] | [message]. */
+static int sb_searcher(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "package");
+    lua_getfield(L, -1, "path");
+    const char *path = lua_tostring(L, -1);
+    if (path == NULL)
+        return luaL_error(L, "package.path must be a string");
+    lua_getfield(L, -2, "searchpath");
+    lua_pushstring(L, name);
+    lua_pushstring(L, path);
+    lua_call(L, 2, 2);
+    if (lua_isnil(L, -2)) {
+        lua_pushfstring(L, "\n\t%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "not found");
+        return 1;
+    }
+    const char *file = lua_tostring(L, -2);
+    if (luaL_loadfilex(L, file, "t") != LUA_OK)
+        return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file, lua_tostring(L, -1));
+    lua_pushstring(L, file);
+    return 2;
+}
+
+/* Replaces global[name] by a C closure whose upvalue is the original. */
+static void wrap_global(lua_State *L, const char *name, lua_CFunction f)
+{
+    lua_getglobal(L, name);
+    lua_pushcclosure(L, f, 1);
+    lua_setglobal(L, name);
+}
+
+static void set_nil(lua_State *L, const char *table, const char *field)
+{
+    lua_getglobal(L, table); /* [t] */
+    if (lua_istable(L, -1)) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, field);
+    }
+    lua_pop(L, 1); /* [] */
+}
+
+/* Restricts the global table of a check-script state. Stack unchanged. */
+static void sandbox(lua_State *L)
+{
+    static const char *const os_keep[] = {"clock", "date", "difftime", "getenv", "time", NULL};
+    wrap_global(L, "setmetatable", sb_setmetatable);
+    wrap_global(L, "load", sb_load);
+    wrap_global(L, "collectgarbage", sb_collectgarbage);
+    lua_pushcfunction(L, sb_loadfile);
+    lua_setglobal(L, "loadfile");
+    lua_pushcfunction(L, sb_print);
+    lua_setglobal(L, "print");
+    lua_pushnil(L);
+    lua_setglobal(L, "dofile");
+    set_nil(L, "string", "dump");
+    set_nil(L, "io", "popen");
+    /* os: keep only what cannot hurt the process */
+    lua_newtable(L); /* [newos] */
+    lua_getglobal(L, "os"); /* [newos, os] */
+    for (int i = 0; os_keep[i]; i++) {
+        lua_getfield(L, -1, os_keep[i]);
+        lua_setfield(L, -3, os_keep[i]);
+    }
+    lua_pop(L, 1); /* [newos] */
+    lua_setglobal(L, "os"); /* [] */
+    /* debug: traceback only */
+    lua_newtable(L);
+    lua_getglobal(L, "debug");
+    lua_getfield(L, -1, "traceback");
+    lua_setfield(L, -3, "traceback");
+    lua_pop(L, 1);
+    lua_setglobal(L, "debug");
+    /* package: no C loaders; require finds Lua files in text mode only */
+    lua_getglobal(L, "package"); /* [package] */
+    lua_pushliteral(L, "");
+    lua_setfield(L, -2, "cpath");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "loadlib");
+    lua_getfield(L, -1, "searchers"); /* [package, searchers] */
+    lua_rawgeti(L, -1, 1);            /* the preload searcher */
+    lua_newtable(L);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_pushcfunction(L, sb_searcher);
+    lua_rawseti(L, -2, 2);             /* [package, searchers, new] */
+    lua_setfield(L, -3, "searchers");
+    lua_pop(L, 2);                     /* [] */
+    lua_pushnil(L);
+    lua_setglobal(L, "package");
+}
+
+/* Sets package.path to lualib and scripts_dir/lib. Stack unchanged. */
+static void set_path(lua_State *L, const char *lualib, const char *scripts_dir, bool keep_default)
+{
+    luaL_Buffer b;
+    lua_getglobal(L, "package"); /* [package] */
+    luaL_buffinit(L, &b);
+    if (lualib)
+        lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lualib, lualib), luaL_addvalue(&b);
+    if (scripts_dir)
+        lua_pushfstring(L, "%s/lib/?.lua;%s/lib/?/init.lua;", scripts_dir, scripts_dir), luaL_addvalue(&b);
+    if (keep_default) {
+        lua_getfield(L, -2, "path");
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b); /* [package, path] */
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+}
+
+/* The C modules scripts can require. Add one line per api_*.c module. */
+const luaL_Reg api_modules[] = {
+    {NULL, NULL},
+};
+
+/* Registers the C API modules in package.preload; health.testing only for
+ * the runner's own state. Stack unchanged. */
+static void preload(lua_State *L, bool sandboxed)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (const luaL_Reg *m = api_modules; m->name; m++) {
+        lua_pushcfunction(L, m->func);
+        lua_setfield(L, -2, m->name);
+    }
+    if (!sandboxed) {
+        lua_pushcfunction(L, api_testing_open);
+        lua_setfield(L, -2, "health.testing");
+    }
+    lua_pop(L, 1);
+}
+
+/* Protected part of engine_vm_new: runs with the limit not yet enforced. */
+static int vm_setup(lua_State *L)
+{
+    ha_vm *vm = engine_vm_of(L);
+    const char *lualib = lua_touserdata(L, 1);
+    const char *scripts = lua_touserdata(L, 2);
+    lua_settop(L, 0);
+    luaL_openlibs(L);
+    lua_getglobal(L, "coroutine"); /* [co] */
+    lua_pushcfunction(L, co_resume);
+    lua_setfield(L, -2, "resume");
+    lua_pushcfunction(L, co_wrap);
+    lua_setfield(L, -2, "wrap");
+    lua_pop(L, 1); /* [] */
+    preload(L, vm->sandboxed);
+    set_path(L, lualib, scripts, !vm->sandboxed);
+    if (vm->sandboxed)
+        sandbox(L);
+    /* health is always there: a global in runner mode, per file otherwise */
+    luaL_requiref(L, "health", api_health_open, !vm->sandboxed);
+    lua_pop(L, 1);
+    return 0;
+}
+
+ha_vm *engine_vm_new(ha_engine *eng, bool sandboxed, uint64_t limit, const char *lualib,
+                     const char *scripts_dir, char *err, size_t errlen)
+{
+    ha_vm *vm = calloc(1, sizeof *vm);
+    if (vm == NULL)
+        goto oom;
+    vm->eng = eng;
+    vm->sandboxed = sandboxed;
+    vm->L = lua_newstate(vm_alloc, vm);
+    if (vm->L == NULL)
+        goto oom;
+    *(ha_vm **)lua_getextraspace(vm->L) = vm;
+    lua_atpanic(vm->L, vm_panic);
+    lua_gc(vm->L, LUA_GCGEN, 0, 0);
+    lua_pushcfunction(vm->L, vm_setup);
+    lua_pushlightuserdata(vm->L, (void *)lualib);
+    lua_pushlightuserdata(vm->L, (void *)scripts_dir);
+    if (lua_pcall(vm->L, 2, 0, 0) != LUA_OK) {
+        snprintf(err, errlen, "cannot create Lua state: %s", lua_tostring(vm->L, -1));
+        lua_close(vm->L);
+        free(vm);
+        return NULL;
+    }
+    vm->limit = limit;
+    return vm;
+oom:
+    snprintf(err, errlen, "cannot create Lua state: not enough memory");
+    free(vm);
+    return NULL;
+}
+
+void engine_vm_close(ha_vm *vm)
+{
+    if (vm == NULL)
+        return;
+    while (vm->tasks)
+        engine_task_kill(vm->tasks, HA_TASK_CANCELLED);
+    lua_close(vm->L);
+    free(vm);
+}
+
+/* Stack: [] -> [env]. A table whose reads fall back to the state's globals
+ * and whose writes stay in it: one per script file. */
+void engine_vm_new_env(ha_vm *vm)
+{
+    lua_State *L = vm->L;
+    lua_newtable(L); /* [env] */
+    lua_newtable(L); /* [env, mt] */
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2); /* [env] */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "health"); /* [env, loaded, health] */
+    lua_setfield(L, -3, "health");
+    lua_pop(L, 1); /* [env] */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G"); /* the file's own _G is its environment */
+}
+
+/* --- default directories ----------------------------------------------- */
+
+static int dir_has(const char *dir, const char *rel)
+{
+    char p[2 * PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    return access(p, R_OK) == 0;
+}
+
+/* Finds name ("lualib" or "scripts"): next to the binary's parent, in the
+ * install prefix, or in the source tree. Result is cached per name. */
+static const char *find_dir(const char *name, const char *probe, char *cache, size_t cachelen)
+{
+    if (cache[0])
+        return cache;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char cand[2 * PATH_MAX];
+            snprintf(cand, sizeof cand, "%s/../%s", exe, name);
+            if (dir_has(cand, probe) && realpath(cand, cache))
+                return cache;
+            snprintf(cand, sizeof cand, "%s/../share/healthagent/%s", exe, name);
+            if (dir_has(cand, probe) && realpath(cand, cache))
+                return cache;
+        }
+    }
+    snprintf(cache, cachelen, "%s/%s", HA_DATA_DIR, name);
+    if (dir_has(cache, probe))
+        return cache;
+    snprintf(cache, cachelen, "%s/%s", HA_SOURCE_DIR, name);
+    return cache;
+}
+
+const char *engine_default_lualib(void)
+{
+    static char cache[PATH_MAX];
+    return find_dir("lualib", "health", cache, sizeof cache);
+}
+
+const char *engine_default_scripts(void)
+{
+    static char cache[PATH_MAX];
+    return find_dir("scripts", ".", cache, sizeof cache);
+}

@@ -1,0 +1,263 @@
+/* main.c: the command line, start-up and teardown order, and the script
+ * runner (`healthagent file.lua args...` acts like `lua`, with the engine
+ * loop running, so `busted --lua=healthagent` runs specs inside the agent). */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "api.h"
+#include "bridge.h"
+#include "config.h"
+#include "engine.h"
+#include "engine_check.h"
+#include "engine_load.h"
+#include "front.h"
+#include "log.h"
+
+#ifndef HA_GIT_COMMIT
+#define HA_GIT_COMMIT "unknown"
+#endif
+#ifndef HA_BUILD_DATE
+#define HA_BUILD_DATE "unknown"
+#endif
+
+static const char usage[] =
+    "usage: healthagent [--config FILE] [--scripts DIR] [--listen ADDR:PORT]...\n"
+    "                   [--token-file FILE] [--log-format text|json] [--version] [--help]\n"
+    "       healthagent FILE.lua [ARGS...]   run a Lua script inside the agent runtime\n"
+    "\n"
+    "Serves Kubernetes-style health probes (/livez /readyz /startupz /healthz) from\n"
+    "checks written in Lua. With no arguments it serves the bundled scripts on\n"
+    "0.0.0.0:8080. Environment: HEALTHAGENT_LISTEN, HEALTHAGENT_SCRIPTS,\n"
+    "HEALTHAGENT_TOKEN, HEALTHAGENT_TOKEN_FILE.\n";
+
+/* --- script runner -------------------------------------------------------- */
+
+static void runner_done(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud)
+{
+    ha_engine *eng = ud;
+    (void)t;
+    (void)nres;
+    if (how == HA_TASK_ERROR || how == HA_TASK_MEMORY) {
+        const char *msg = how == HA_TASK_MEMORY ? "not enough memory" : lua_tostring(co, -1);
+        luaL_traceback(co, co, msg, 0);
+        fprintf(stderr, "healthagent: %s\n", lua_tostring(co, -1));
+        eng->exit_code = 1;
+    }
+    uv_stop(eng->loop);
+}
+
+/* os.exit(code) in runner mode: unwinds the script through a special yield
+ * so the loop can be emptied and checked before the process exits. */
+static int runner_exit(lua_State *L)
+{
+    ha_vm *vm = engine_vm_of(L);
+    int code = EXIT_SUCCESS;
+    if (lua_isboolean(L, 1))
+        code = lua_toboolean(L, 1) ? EXIT_SUCCESS : EXIT_FAILURE;
+    else
+        code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
+    vm->eng->exit_code = code;
+    vm->eng->exit_requested = true;
+    if (!lua_isyieldable(L)) {
+        fflush(NULL);
+        exit(code);
+    }
+    vm->yield_kind = HA_YIELD_EXIT;
+    return lua_yield(L, 0);
+}
+
+/* Runs path as the main chunk of a task with args as the `arg` table. */
+static int run_script(ha_config *cfg, int argc, char **argv, int first)
+{
+    ha_engine eng;
+    char err[1024];
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    engine_init(&eng, cfg, &loop);
+    ha_vm *vm = engine_vm_new(&eng, false, 0, cfg->lualib_dir, NULL, err, sizeof err);
+    if (vm == NULL) {
+        fprintf(stderr, "healthagent: %s\n", err);
+        return 2;
+    }
+    lua_State *L = vm->L;
+    lua_createtable(L, argc - first, first + 1); /* [arg] */
+    lua_pushstring(L, argv[0]);
+    lua_rawseti(L, -2, -first);
+    for (int i = first; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - first);
+    }
+    lua_setglobal(L, "arg"); /* [] */
+    lua_getglobal(L, "os");
+    lua_pushcfunction(L, runner_exit);
+    lua_setfield(L, -2, "exit");
+    lua_pop(L, 1);
+    if (luaL_loadfile(L, argv[first]) != LUA_OK) { /* [chunk] */
+        fprintf(stderr, "healthagent: %s\n", lua_tostring(L, -1));
+        engine_vm_close(vm);
+        engine_close(&eng);
+        uv_loop_close(&loop);
+        return 1;
+    }
+    for (int i = first + 1; i < argc; i++)
+        lua_pushstring(L, argv[i]);
+    engine_task_start(vm, L, argc - first - 1, 0, 0, runner_done, &eng);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int code = eng.exit_code;
+    fflush(stdout);
+    api_testing_close_all();
+    engine_vm_close(vm);
+    int left = engine_close(&eng);
+    if (left) {
+        fprintf(stderr, "healthagent: %d libuv handle(s) still open when the script ended\n", left);
+        if (code == 0)
+            code = 3;
+    }
+    return code;
+}
+
+/* --- agent -------------------------------------------------------------- */
+
+static int fail(const char *fmt, const char *a, const char *b)
+{
+    fprintf(stderr, "healthagent: ");
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    return 2;
+}
+
+/* Parses the command line over cfg. Returns -1 to continue, else an exit code. */
+static int parse_args(ha_config *cfg, int argc, char **argv)
+{
+    char err[1024];
+    const char *config = NULL;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config = argv[i + 1];
+    if (config && config_load_file(cfg, config, err, sizeof err) != 0)
+        return fail("%s%s", err, "");
+    if (config_apply_env(cfg, err, sizeof err) != 0)
+        return fail("%s%s", err, "");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("healthagent %s (commit %s, built %s)\n", HA_VERSION, HA_GIT_COMMIT, HA_BUILD_DATE);
+            return 0;
+        }
+        if (strcmp(a, "--config") != 0 && strcmp(a, "--scripts") != 0 && strcmp(a, "--listen") != 0 &&
+            strcmp(a, "--token-file") != 0 && strcmp(a, "--log-format") != 0)
+            return fail("unknown option '%s' (see --help)%s", a, "");
+        if (v == NULL)
+            return fail("option '%s' needs a value%s", a, "");
+        i++;
+        if (strcmp(a, "--scripts") == 0) {
+            free(cfg->scripts_dir);
+            cfg->scripts_dir = strdup(v);
+        } else if (strcmp(a, "--listen") == 0) {
+            if (config_add_listen(cfg, v, err, sizeof err) != 0)
+                return fail("--listen: %s%s", err, "");
+        } else if (strcmp(a, "--token-file") == 0) {
+            if (config_read_token(cfg, v, err, sizeof err) != 0)
+                return fail("--token-file: %s%s", err, "");
+        } else if (strcmp(a, "--log-format") == 0) {
+            if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
+                return fail("--log-format: expected text or json, got '%s'%s", v, "");
+            cfg->log_json = strcmp(v, "json") == 0;
+        }
+    }
+    return -1;
+}
+
+/* Signals reach the front loop as a graceful or immediate stop. */
+static int run_agent(ha_config *cfg)
+{
+    char err[1024];
+    ha_script_set set;
+    int code = 2;
+    if (cfg->scripts_dir == NULL)
+        cfg->scripts_dir = strdup(engine_default_scripts());
+    if (cfg->lualib_dir == NULL)
+        cfg->lualib_dir = strdup(engine_default_lualib());
+    log_setup(cfg->log_json, cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    ha_engine eng;
+    int r = engine_init(&eng, cfg, NULL);
+    if (r != 0)
+        return fail("engine: %s%s", uv_strerror(r), "");
+    if (engine_load_read(cfg->scripts_dir, &set, err, sizeof err) != 0) {
+        engine_close(&eng);
+        free(eng.loop);
+        return fail("%s%s", err, "");
+    }
+    ha_gen *gen = engine_load_gen(&eng, cfg->scripts_dir, &set, err, sizeof err);
+    uint64_t hash = set.hash;
+    engine_load_free(&set);
+    if (gen == NULL) {
+        engine_close(&eng);
+        free(eng.loop);
+        return fail("%s%s", err, "");
+    }
+    gen->hash = hash;
+    if (gen->n == 0)
+        log_event(LOG_WARN, NULL, "%s defines no checks: every probe answers UP", cfg->scripts_dir);
+
+    ha_bridge bridge;
+    bridge_init(&bridge);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    ha_front *front = front_new(&loop, cfg, &bridge, err, sizeof err);
+    if (front == NULL) {
+        engine_gen_close(gen);
+        engine_close(&eng);
+        free(eng.loop);
+        uv_loop_close(&loop);
+        bridge_dispose(&bridge);
+        return fail("%s%s", err, "");
+    }
+    if ((r = engine_start_thread(&eng, gen, &bridge)) != 0) {
+        fail("engine thread: %s%s", uv_strerror(r), "");
+        goto out;
+    }
+    log_event(LOG_INFO, NULL, "healthagent %s serving %zu check(s) from %s on %s", HA_VERSION, gen->n,
+              cfg->scripts_dir, cfg->listen[0]);
+    code = front_run(front);
+    engine_join(&eng);
+out:
+    front_free(front);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    if (uv_loop_close(&loop) != 0)
+        log_event(LOG_ERROR, NULL, "front loop not empty at exit");
+    bridge_dispose(&bridge);
+    log_event(LOG_INFO, NULL, "exit %d", code);
+    return code;
+}
+
+int main(int argc, char **argv)
+{
+    ha_config cfg;
+    config_defaults(&cfg);
+    int code;
+    if (argc > 1 && argv[1][0] != '-') {
+        cfg.lualib_dir = strdup(engine_default_lualib());
+        code = run_script(&cfg, argc, argv, 1);
+    } else {
+        code = parse_args(&cfg, argc, argv);
+        if (code < 0)
+            code = run_agent(&cfg);
+    }
+    config_free(&cfg);
+    return code;
+}
