@@ -2,6 +2,7 @@
  * health.warn, health.sleep, health.now, health.log. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/time.h>
 
 #include "api.h"
@@ -92,11 +93,28 @@ static const luaL_Reg funcs[] = {
     {"check", l_check}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log}, {NULL, NULL},
 };
 
+/* health.__index: loads health.checks (the factories, in Lua) on first use. */
+static int l_index(lua_State *L)
+{
+    if (lua_type(L, 2) != LUA_TSTRING || strcmp(lua_tostring(L, 2), "checks") != 0)
+        return 0;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "health.checks");
+    lua_call(L, 1, 1);        /* [health, key, checks] */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, "checks");
+    return 1;
+}
+
 /* require "health": [-0, +1] the module table. */
 int api_health_open(lua_State *L)
 {
     luaL_newlib(L, funcs);
     lua_pushliteral(L, HA_VERSION);
     lua_setfield(L, -2, "version");
+    lua_createtable(L, 0, 1); /* [health, mt] */
+    lua_pushcfunction(L, l_index);
+    lua_setfield(L, -2, "__index");
+    lua_setmetatable(L, -2);  /* [health] */
     return 1;
 }

@@ -372,6 +372,15 @@ static void set_path(lua_State *L, const char *lualib, const char *scripts_dir, 
 
 /* The C modules scripts can require. Add one line per api_*.c module. */
 const luaL_Reg api_modules[] = {
+    {"health.tcp", api_tcp_open},
+    {"health.dns", api_dns_open},
+    {"health.http", api_http_open},
+    {"health.fs", api_fs_open},
+    {"health.exec", api_exec_open},
+    {"health.redis", api_redis_open},
+    {"health.postgres", api_postgres_open},
+    {"health.mysql", api_mysql_open},
+    {"health.grpc", api_grpc_open},
     {NULL, NULL},
 };
 
@@ -456,6 +465,11 @@ void engine_vm_close(ha_vm *vm)
     free(vm);
 }
 
+static int readonly_newindex(lua_State *L)
+{
+    return luaL_error(L, "health is read-only: cannot set health.%s", luaL_tolstring(L, 2, NULL));
+}
+
 /* Stack: [] -> [env]. A table whose reads fall back to the state's globals
  * and whose writes stay in it: one per script file. */
 void engine_vm_new_env(ha_vm *vm)
@@ -466,10 +480,17 @@ void engine_vm_new_env(ha_vm *vm)
     lua_pushglobaltable(L);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2); /* [env] */
+    /* health, read-only: one file cannot change what another calls */
+    lua_newtable(L);                           /* [env, proxy] */
+    lua_createtable(L, 0, 2);                  /* [env, proxy, mt] */
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(L, -1, "health"); /* [env, loaded, health] */
-    lua_setfield(L, -3, "health");
-    lua_pop(L, 1); /* [env] */
+    lua_getfield(L, -1, "health");             /* [env, proxy, mt, loaded, health] */
+    lua_setfield(L, -3, "__index");
+    lua_pop(L, 1);                             /* [env, proxy, mt] */
+    lua_pushcfunction(L, readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);                   /* [env, proxy] */
+    lua_setfield(L, -2, "health");             /* [env] */
     lua_pushvalue(L, -1);
     lua_setfield(L, -2, "_G"); /* the file's own _G is its environment */
 }
