@@ -56,7 +56,7 @@ ALL_PORTS=$(seq "$BASE" $((BASE + 14)))
 
 PG_BIN=/usr/lib/postgresql/15/bin
 if [ ! -x "$PG_BIN/postgres" ]; then
-    PG_BIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)"
+    PG_BIN="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 fi
 
 PIDS="$DIR/pids"
@@ -84,6 +84,7 @@ HA_PG_PASSWORD=$PASSWORD
 HA_PG_DATABASE=hadb
 HA_PG_SOCKET_DIR=$DIR/pg
 HA_PG_PID_FILE=$PIDS/pg.pid
+HA_PG_BIN=$PG_BIN
 HA_MARIADB_PORT=$MARIADB_PORT
 HA_MARIADB_USER=ha
 HA_MARIADB_PASSWORD=$PASSWORD
@@ -125,7 +126,8 @@ write_env() {
             if [[ "$v" =~ ^[0-9]+$ ]]; then
                 printf '  %s = %s,\n' "$k" "$v"
             else
-                printf '  %s = "%s",\n' "$k" "$v"
+                v="${v//\\/\\\\}"
+                printf '  %s = "%s",\n' "$k" "${v//\"/\\\"}"
             fi
         done
         echo "}"
@@ -139,7 +141,14 @@ write_env() {
 # elapsed START: seconds since START (a "date +%s.%N" value), one decimal.
 elapsed() { awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
 
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# alive PID: PID runs and is not a zombie (a killed daemon stays a zombie
+# until init reaps it, which can take seconds).
+alive() {
+    local st
+    [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
+    st="$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1)"
+    [ -n "$st" ] && [ "$st" != Z ]
+}
 
 # pid_of NAME: the pid recorded for NAME, or nothing.
 pid_of() {
@@ -163,10 +172,10 @@ kill_wait() {
     alive "$pid" || return 0
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || true
-    if ! wait_until "$secs" eval "! kill -0 $pid"; then
+    if ! wait_until "$secs" eval "! alive $pid"; then
         log "pid $pid ignored SIGTERM; SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
-        wait_until 5 eval "! kill -0 $pid" || true
+        wait_until 5 eval "! alive $pid" || true
     fi
 }
 
@@ -180,19 +189,22 @@ listener_pids() {
 OUR_COMMS="redis-server postgres mariadbd node perl"
 
 sweep_ports() {
-    local port pid comm busy=0
+    local port pid comm busy=0 seen=" "
     for port in $ALL_PORTS; do
         for pid in $(listener_pids "$port"); do
+            [[ "$seen" == *" $pid "* ]] && continue
+            seen="$seen$pid "
             comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
             if [[ " $OUR_COMMS " == *" $comm "* ]]; then
                 log "killing leftover $comm (pid $pid) on port $port"
-                kill_wait "$pid" 10
+                kill_wait "$pid" 10 &
             else
                 log "port $port is taken by $comm (pid $pid), not ours"
                 busy=1
             fi
         done
     done
+    wait
     [ "$busy" = 0 ] || { log "ports $BASE..$((BASE + 14)) must be free (set HA_PORT_BASE to move them)"; return 1; }
 }
 
@@ -323,7 +335,7 @@ start_mariadb() {
         </dev/null >>"$LOGS/mariadb.log" 2>&1) &
     echo $! >"$PIDS/mariadb.pid"
     local pid=$!
-    wait_until 30 eval "! kill -0 $pid || mariadb-admin --no-defaults -S '$m/mariadb.sock' -u root ping" ||
+    wait_until 30 eval "! alive $pid || mariadb-admin --no-defaults -S '$m/mariadb.sock' -u root ping" ||
         { log "mariadb did not answer, see $LOGS/mariadb.log"; return 1; }
     alive "$pid" || { log "mariadbd exited, see $LOGS/mariadb.log"; return 1; }
     mariadb --no-defaults -S "$m/mariadb.sock" -u root >"$LOGS/mariadb-setup.log" 2>&1 <<EOF ||
@@ -350,7 +362,7 @@ start_upstreams() {
         exec setsid node "$HERE/upstreams.js" </dev/null >>"$LOGS/upstreams.log" 2>&1
     ) &
     local pid=$!
-    wait_until 20 eval "[ -f '$PIDS/upstreams.pid' ] || ! kill -0 $pid" || true
+    wait_until 20 eval "[ -f '$PIDS/upstreams.pid' ] || ! alive $pid" || true
     [ -f "$PIDS/upstreams.pid" ] || { log "upstreams.js did not start, see $LOGS/upstreams.log"; return 1; }
 }
 
@@ -358,7 +370,7 @@ start_backlog() {
     (exec setsid perl "$HERE/backlog.pl" "$BACKLOG_PORT" "$PIDS/backlog.pid" \
         </dev/null >>"$LOGS/backlog.log" 2>&1) &
     local pid=$!
-    wait_until 10 eval "[ -f '$PIDS/backlog.pid' ] || ! kill -0 $pid" || true
+    wait_until 10 eval "[ -f '$PIDS/backlog.pid' ] || ! alive $pid" || true
     [ -f "$PIDS/backlog.pid" ] || { log "backlog.pl did not start, see $LOGS/backlog.log"; return 1; }
 }
 
