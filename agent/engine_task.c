@@ -326,8 +326,12 @@ void engine__task_resume(ha_task *t)
             /* a non-string error: describe it and add where it was raised */
             const char *tn = luaL_typename(co, -1);
             lua_Debug ar;
-            if (lua_getstack(co, 0, &ar) && lua_getinfo(co, "Sl", &ar) && ar.currentline > 0)
-                lua_pushfstring(co, "%s:%d: error object is a %s value", ar.short_src, ar.currentline, tn);
+            int line = -1;
+            for (int lv = 0; line <= 0 && lua_getstack(co, lv, &ar); lv++)
+                if (lua_getinfo(co, "Sl", &ar))
+                    line = ar.currentline; /* the first Lua frame: who raised */
+            if (line > 0)
+                lua_pushfstring(co, "%s:%d: error object is a %s value", ar.short_src, line, tn);
             else
                 lua_pushfstring(co, "error object is a %s value", tn);
         }

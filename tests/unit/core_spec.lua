@@ -1,0 +1,458 @@
+-- Core engine semantics, run inside the agent's own runtime:
+--   busted --lua=build/healthagent tests/unit/core_spec.lua
+-- Each spec loads scripts into a generation exactly as the agent does and
+-- runs its checks; every spec ends with no libuv handle left open.
+local testing = require "health.testing"
+
+local function load(src, name)
+  local g, err = testing.load({ [name or "t.lua"] = src })
+  assert(g, err)
+  return g
+end
+
+local function load_err(src, name)
+  local g, err = testing.load({ [name or "t.lua"] = src })
+  assert.is_nil(g)
+  return err
+end
+
+local function elapsed(f)
+  local t0 = health.now()
+  local r = f()
+  return r, health.now() - t0
+end
+
+after_each(function()
+  collectgarbage()
+  assert.equal(0, testing.handles())
+end)
+
+describe("health.sleep", function()
+  it("yields only the calling check and wakes after the delay", function()
+    local g = load [[
+      health.check { name = "s", run = function() health.sleep(0.1) return true, "slept" end }
+    ]]
+    local r, dt = elapsed(function() return g:run("s") end)
+    assert.equal("UP", r.status)
+    assert.equal("slept", r.output)
+    assert.is_true(dt >= 0.095 and dt < 0.5, "took " .. dt)
+    g:close()
+  end)
+
+  it("lets concurrent checks overlap", function()
+    local g = load [[
+      for i = 1, 20 do
+        health.check { name = "s" .. i, run = function() health.sleep(0.2) return true end }
+      end
+    ]]
+    local t0 = health.now()
+    local hs = {}
+    for i = 1, 20 do
+      hs[i] = testing.spawn(function() return g:run("s" .. i).status end)
+    end
+    for i = 1, 20 do
+      local ok, status = hs[i]:wait()
+      assert.is_true(ok)
+      assert.equal("UP", status)
+    end
+    assert.is_true(health.now() - t0 < 0.6, "20 x 0.2s sleeps should overlap")
+    g:close()
+  end)
+
+  it("rejects bad arguments with the script's file:line", function()
+    local g = load([[
+health.check { name = "bad", run = function()
+  health.sleep(-1)
+end }
+]], "sleepy.lua")
+    local r = g:run("bad")
+    assert.equal("DOWN", r.status)
+    assert.matches("^sleepy.lua:2: bad argument #1 to 'sleep'", r.output)
+    g:close()
+  end)
+
+  it("inside coroutine.wrap suspends the whole check, and resumes the coroutine", function()
+    local g = load [[
+      health.check { name = "wrapped", run = function()
+        local log = {}
+        local co = coroutine.wrap(function(a)
+          log[#log + 1] = "in " .. a
+          health.sleep(0.02)
+          local b = coroutine.yield("y1")
+          log[#log + 1] = "got " .. b
+          return "done"
+        end)
+        local first = co("x")
+        log[#log + 1] = first
+        local second = co("z")
+        log[#log + 1] = second
+        return true, table.concat(log, ",")
+      end }
+    ]]
+    assert.equal("in x,y1,got z,done", g:run("wrapped").output)
+    g:close()
+  end)
+
+  it("cannot be called while a script loads", function()
+    local err = load_err([[health.sleep(1)]], "early.lua")
+    assert.matches("^early.lua:1: health.sleep: called outside a check run", err)
+  end)
+
+  it("cannot yield from inside a metamethod called by C", function()
+    local g = load [[
+      health.check { name = "sorted", run = function()
+        local t = { 3, 1, 2 }
+        table.sort(t, function(a, b) health.sleep(0) return a < b end)
+        return true
+      end }
+    ]]
+    local r = g:run("sorted")
+    assert.equal("DOWN", r.status)
+    assert.matches("health.sleep: cannot wait here", r.output)
+    g:close()
+  end)
+end)
+
+describe("deadlines", function()
+  it("ends a sleeping check at its timeout", function()
+    local g = load [[
+      health.check { name = "slow", timeout = "150ms", run = function() health.sleep(5) return true end }
+    ]]
+    local r, dt = elapsed(function() return g:run("slow") end)
+    assert.equal("DOWN", r.status)
+    assert.equal("timeout after 150ms", r.output)
+    assert.is_true(dt >= 0.14 and dt < 0.6, "took " .. dt)
+    assert.equal(0, g:tasks())
+    g:close()
+  end)
+
+  it("stops CPU-bound Lua: a bare loop", function()
+    local g = load [[
+      health.check { name = "spin", timeout = "200ms", run = function() while true do end end }
+    ]]
+    local r, dt = elapsed(function() return g:run("spin") end)
+    assert.equal("DOWN", r.status)
+    assert.equal("timeout after 200ms", r.output)
+    assert.is_true(dt < 1, "took " .. dt)
+    g:close()
+  end)
+
+  it("stops CPU-bound Lua that swallows errors with pcall", function()
+    local g = load [[
+      health.check { name = "pspin", timeout = "200ms", run = function()
+        while true do pcall(function() while true do end end) end
+      end }
+      health.check { name = "xspin", timeout = "200ms", run = function()
+        while true do xpcall(function() while true do end end, function(e) return e end) end
+      end }
+    ]]
+    for _, n in ipairs { "pspin", "xspin" } do
+      local r, dt = elapsed(function() return g:run(n) end)
+      assert.equal("DOWN", r.status)
+      assert.equal("timeout after 200ms", r.output)
+      assert.is_true(dt < 1, n .. " took " .. dt)
+    end
+    g:close()
+  end)
+
+  it("stops a loop hidden in a user coroutine", function()
+    local g = load [[
+      health.check { name = "cospin", timeout = "200ms", run = function()
+        local co = coroutine.wrap(function() while true do end end)
+        co()
+      end }
+    ]]
+    local r = g:run("cospin")
+    assert.equal("DOWN", r.status)
+    assert.equal("timeout after 200ms", r.output)
+    g:close()
+  end)
+
+  it("shares the engine fairly: a spinning check does not delay a sleeper", function()
+    local g = load [[
+      health.check { name = "spin", timeout = "500ms", run = function() while true do end end }
+      health.check { name = "quick", timeout = "1s", run = function() health.sleep(0.05) return true end }
+    ]]
+    local spin = testing.spawn(function() return g:run("spin") end)
+    health.sleep(0.05) -- the spinner is running now
+    local r, dt = elapsed(function() return g:run("quick") end)
+    assert.equal("UP", r.status)
+    assert.is_true(dt < 0.3, "sleeper delayed by the spinner: " .. dt)
+    local _, sr = spin:wait()
+    assert.equal("timeout after 500ms", sr.output)
+    g:close()
+  end)
+
+  it("runs to-be-closed variables of a killed run", function()
+    local g = load [[
+      closed = 0
+      health.check { name = "tbc", timeout = "100ms", run = function()
+        local guard <close> = setmetatable({}, { __close = function() closed = closed + 1 end })
+        health.sleep(1)
+      end }
+      health.check { name = "count", run = function() return true, tostring(closed) end }
+    ]]
+    assert.equal("timeout after 100ms", g:run("tbc").output)
+    assert.equal("1", g:run("count").output)
+    g:close()
+  end)
+end)
+
+describe("results", function()
+  local g
+  before_each(function()
+    g = load([[
+health.check { name = "up", run = function() return true, "fine", { n = 3, list = { 1, 2, 3 }, ok = true, s = "a\"b" } end }
+health.check { name = "down", run = function() return false, "broken" end }
+health.check { name = "warned", run = function() return health.warn("degraded", { lag = 7 }) end }
+health.check { name = "raises", run = function()
+  error("boom")
+end }
+health.check { name = "raises_table", run = function()
+  error({ code = 1 })
+end }
+health.check { name = "nothing", run = function() end }
+health.check { name = "number", run = function() return 1 end }
+health.check { name = "long", run = function() return true, ("x"):rep(5000) end }
+health.check { name = "bigdetails", run = function()
+  local t = {} for i = 1, 5000 do t[i] = "item" .. i end return true, "big", t end }
+health.check { name = "cyclic", run = function() local t = {} t.self = t return true, "c", t end }
+health.check { name = "ctx", run = function(ctx) return true, ctx.name .. " " .. ctx.timeout .. " " .. ctx.attempt end }
+]], "results.lua")
+  end)
+  after_each(function() g:close() end)
+
+  it("true with message and details is UP with JSON details", function()
+    local r = g:run("up")
+    assert.equal("UP", r.status)
+    assert.equal("fine", r.output)
+    local d = require("helpers.agent").decode(r.details)
+    assert.same({ n = 3, list = { 1, 2, 3 }, ok = true, s = 'a"b' }, d)
+  end)
+
+  it("false is DOWN with the message", function()
+    local r = g:run("down")
+    assert.equal("DOWN", r.status)
+    assert.equal("broken", r.output)
+  end)
+
+  it("health.warn is WARN", function()
+    local r = g:run("warned")
+    assert.equal("WARN", r.status)
+    assert.equal("degraded", r.output)
+    assert.equal('{"lag":7}', r.details)
+  end)
+
+  it("a raised error is DOWN with file:line", function()
+    assert.equal("results.lua:5: boom", g:run("raises").output)
+    assert.equal("results.lua:8: error object is a table value", g:run("raises_table").output)
+  end)
+
+  it("no status or a non-boolean is DOWN", function()
+    assert.equal("check returned no status", g:run("nothing").output)
+    assert.equal("DOWN", g:run("number").status)
+  end)
+
+  it("caps output and details", function()
+    assert.equal(1024, #g:run("long").output)
+    assert.equal('{"error":"details exceed 8192 bytes"}', g:run("bigdetails").details)
+    assert.matches('"<too deep>"', g:run("cyclic").details)
+  end)
+
+  it("passes ctx with name, timeout and attempt", function()
+    assert.equal("ctx 1.0 1", g:run("ctx").output)
+    assert.equal("ctx 1.0 2", g:run("ctx").output)
+  end)
+end)
+
+describe("thresholds", function()
+  it("stays INIT until thresholds decide, then moves only after N consecutive results", function()
+    local g = load [[
+      local script = { false, false, false, true, false, true, true, false }
+      local i = 0
+      health.check { name = "flap", failure_threshold = 3, success_threshold = 2, run = function()
+        i = i + 1
+        return script[i], "run " .. i
+      end }
+    ]]
+    assert.equal("INIT", g:state("flap").status)
+    local seen = {}
+    for i = 1, 8 do seen[i] = g:run("flap").status end
+    assert.same({ "INIT", "INIT", "DOWN", "DOWN", "DOWN", "DOWN", "UP", "UP" }, seen)
+    g:close()
+  end)
+
+  it("UP needs failure_threshold failures to turn DOWN", function()
+    local g = load [[
+      local i = 0
+      health.check { name = "c", failure_threshold = 2, run = function() i = i + 1 return i == 1 end }
+    ]]
+    assert.equal("UP", g:run("c").status)
+    local r = g:run("c")
+    assert.equal("UP", r.status)   -- one failure is tolerated
+    assert.equal("DOWN", r.result) -- but the run itself failed
+    assert.equal("DOWN", g:run("c").status)
+    g:close()
+  end)
+
+  it("single flight: concurrent demands share one run", function()
+    local g = load [[
+      runs = 0
+      health.check { name = "c", run = function() runs = runs + 1 health.sleep(0.1) return true, tostring(runs) end }
+    ]]
+    local hs = {}
+    for i = 1, 5 do hs[i] = testing.spawn(function() return g:run("c") end) end
+    for i = 1, 5 do
+      local _, r = hs[i]:wait()
+      assert.equal("1", r.output)
+    end
+    assert.equal(1, g:state("c").runs)
+    g:close()
+  end)
+end)
+
+describe("sandbox", function()
+  it("keeps each file's globals to itself", function()
+    local g, err = testing.load({
+      ["a.lua"] = [[ shared = "a" health.check { name = "a", run = function() return true, tostring(shared) end } ]],
+      ["b.lua"] = [[ health.check { name = "b", run = function() return true, tostring(shared) end } ]],
+    })
+    assert(g, err)
+    assert.equal("a", g:run("a").output)
+    assert.equal("nil", g:run("b").output)
+    g:close()
+  end)
+
+  it("removes dangerous functions", function()
+    local g = load [[
+      health.check { name = "probe", run = function()
+        local out = {}
+        for _, n in ipairs { "os.exit", "os.execute", "io.popen", "string.dump", "debug.getinfo",
+                             "debug.sethook", "debug.traceback", "package", "dofile" } do
+          local v = _G
+          for part in n:gmatch("[^.]+") do v = v and v[part] end
+          out[#out + 1] = n .. "=" .. type(v)
+        end
+        return true, table.concat(out, " ")
+      end }
+    ]]
+    assert.equal("os.exit=nil os.execute=nil io.popen=nil string.dump=nil debug.getinfo=nil " ..
+      "debug.sethook=nil debug.traceback=function package=nil dofile=nil", g:run("probe").output)
+    g:close()
+  end)
+
+  it("refuses __gc metamethods and binary chunks", function()
+    local g = load([[
+health.check { name = "gc", run = function() setmetatable({}, { __gc = function() end }) end }
+health.check { name = "bin", run = function()
+  local f, err = load("\27Lua", "x", "b")
+  return f == nil, err
+end }
+health.check { name = "bin2", run = function()
+  local f, err = load("\27Lua")
+  return f == nil, err
+end }
+]], "sb.lua")
+    assert.equal("sb.lua:1: setmetatable: __gc metamethods are not available to scripts", g:run("gc").output)
+    assert.matches("binary chunks are not available", g:run("bin").output)
+    local r = g:run("bin2")
+    assert.equal("UP", r.status)
+    assert.matches("binary chunk", r.output)
+    g:close()
+  end)
+
+  it("makes health read-only", function()
+    local err = load_err([[health.check = nil]], "ro.lua")
+    assert.equal("ro.lua:1: health is read-only: cannot set health.check", err)
+  end)
+
+  it("finds modules in lib/ beside the scripts, in text mode only", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    os.execute("mkdir -p " .. dir .. "/lib")
+    local f = io.open(dir .. "/lib/mylib.lua", "w")
+    f:write("return { answer = 42 }")
+    f:close()
+    f = io.open(dir .. "/main.lua", "w")
+    f:write([[local m = require "mylib"
+health.check { name = "req", run = function() return true, tostring(m.answer) end }]])
+    f:close()
+    local g, err = testing.load(dir)
+    assert(g, err)
+    assert.equal("42", g:run("req").output)
+    g:close()
+    os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("memory", function()
+  it("a memory bomb ends its own check and nothing else", function()
+    local g = load [[
+      health.check { name = "bomb", timeout = "5s", run = function()
+        local t = {}
+        for i = 1, 1e9 do t[i] = ("x"):rep(1000) .. i end
+      end }
+      health.check { name = "hoard", timeout = "5s", run = function()
+        local t = {}
+        for i = 1, 1e9 do t[i] = ("y"):rep(1000) .. i if i % 1000 == 0 then health.sleep(0) end end
+      end }
+      health.check { name = "fine", run = function()
+        local t = {} for i = 1, 1000 do t[i] = tostring(i) end health.sleep(0.01) return true, "ok " .. #t end }
+    ]]
+    local r = g:run("bomb")
+    assert.equal("DOWN", r.status)
+    assert.equal("not enough memory", r.output)
+    -- a hoarder that yields while holding memory does not starve the others
+    local hoarder = testing.spawn(function() return g:run("hoard") end)
+    health.sleep(0.02)
+    local f = g:run("fine")
+    assert.equal("UP", f.status)
+    assert.equal("ok 1000", f.output)
+    local _, hoard = hoarder:wait()
+    assert.equal("not enough memory", hoard.output)
+    assert.equal("UP", g:run("fine").status)
+    g:close()
+  end)
+end)
+
+describe("definitions", function()
+  local cases = {
+    { [[health.check { name = "x", timeout = "2 s", run = function() end }]],
+      "^d.lua:1: health.check: field 'timeout': bad duration '2 s'" },
+    { [[health.check { name = "x", ttl = {}, run = function() end }]], "field 'ttl': bad duration" },
+    { [[health.check { name = "bad name!", run = function() end }]], "field 'name' must be" },
+    { [[health.check { name = "x", probes = { "alive" }, run = function() end }]], "field 'probes'" },
+    { [[health.check { name = "x" }]], "field 'run' must be a function" },
+    { [[health.check { name = "x", failure_threshold = 0, run = function() end }]], "failure_threshold" },
+    { [[health.check { name = "x", critical = "yes", run = function() end }]], "field 'critical' must be a boolean" },
+    { [[health.check { name = "x", timout = "1s", run = function() end }]], "unknown field 'timout'" },
+    { "health.check { name = 'x', run = function() end }\nhealth.check { name = 'x', run = function() end }",
+      "^d.lua:2: health.check: duplicate check name 'x' %(first defined at d.lua:1%)" },
+    { [[health.check { name = "x", run = function() end ]], "^d.lua:1: .*expected" },
+    { [[error("at load")]], "^d.lua:1: at load" },
+    { [[while true do end]], "took longer than" },
+  }
+  for i, c in ipairs(cases) do
+    it("reports bad definition #" .. i .. " with file:line", function()
+      assert.matches(c[2], load_err(c[1], "d.lua"))
+    end)
+  end
+
+  it("accepts durations as seconds or strings, and probes", function()
+    local g = load [[
+      health.check { name = "a", timeout = 0.5, ttl = "250ms", interval = "1m", probes = { "liveness", "startup" },
+                     critical = false, run = function() return true end }
+      health.check { name = "b", run = function() return true end }
+    ]]
+    local a, b = g:state("a"), g:state("b")
+    assert.equal(0.5, a.timeout)
+    assert.equal(0.25, a.ttl)
+    assert.equal(60, a.interval)
+    assert.same({ "liveness", "startup" }, a.probes)
+    assert.is_false(a.critical)
+    assert.same({ "readiness" }, b.probes)
+    assert.equal(1, b.timeout)
+    assert.equal(5, b.ttl)
+    g:close()
+  end)
+end)
