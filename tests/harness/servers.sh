@@ -62,7 +62,12 @@ fi
 PIDS="$DIR/pids"
 LOGS="$DIR/logs"
 TLS="$DIR/tls"
-MARKER="$DIR/.ha-harness"
+MARKER=.ha-harness   # a dir holding this file is ours to wipe
+# PRIV holds what the user $RUN_USER owns (PostgreSQL and MariaDB data) and
+# every unix socket. It is DIR itself unless $RUN_USER cannot reach DIR (say
+# a build dir under /root) or DIR is too long for a socket path (108 bytes);
+# then a directory under /tmp named after DIR. start records it in DIR/env.
+PRIV="$DIR"
 
 log() { printf 'servers.sh: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -73,23 +78,24 @@ die() { log "$*"; exit 1; }
 env_pairs() {
     cat <<EOF
 HA_HARNESS_DIR=$DIR
+HA_HARNESS_PRIVATE_DIR=$PRIV
 HA_HOST=$HOST
 HA_REDIS_PORT=$REDIS_PORT
 HA_REDIS_PASSWORD=$PASSWORD
-HA_REDIS_SOCKET=$DIR/redis/redis.sock
+HA_REDIS_SOCKET=$PRIV/redis.sock
 HA_REDIS_PID_FILE=$PIDS/redis.pid
 HA_PG_PORT=$PG_PORT
 HA_PG_USER=ha
 HA_PG_PASSWORD=$PASSWORD
 HA_PG_DATABASE=hadb
-HA_PG_SOCKET_DIR=$DIR/pg
+HA_PG_SOCKET_DIR=$PRIV/pg
 HA_PG_PID_FILE=$PIDS/pg.pid
 HA_PG_BIN=$PG_BIN
 HA_MARIADB_PORT=$MARIADB_PORT
 HA_MARIADB_USER=ha
 HA_MARIADB_PASSWORD=$PASSWORD
 HA_MARIADB_DATABASE=hadb
-HA_MARIADB_SOCKET=$DIR/mariadb/mariadb.sock
+HA_MARIADB_SOCKET=$PRIV/mariadb/mariadb.sock
 HA_MARIADB_PID_FILE=$PIDS/mariadb.pid
 HA_HTTP_PORT=$HTTP_PORT
 HA_HTTPS_PORT=$HTTPS_PORT
@@ -266,7 +272,7 @@ EOF
 start_redis() {
     mkdir -p "$DIR/redis"
     redis-server --bind "$HOST" --port "$REDIS_PORT" --requirepass "$PASSWORD" \
-        --unixsocket "$DIR/redis/redis.sock" --unixsocketperm 700 \
+        --unixsocket "$PRIV/redis.sock" --unixsocketperm 700 \
         --save '' --appendonly no --dir "$DIR/redis" \
         --daemonize yes --pidfile "$PIDS/redis.pid" --logfile "$LOGS/redis.log" \
         --protected-mode yes
@@ -277,15 +283,16 @@ start_redis() {
 pg_ctl_as() { runuser -u "$RUN_USER" -- "$PG_BIN/pg_ctl" "$@"; }
 
 start_pg() {
-    local data="$DIR/pg/data"
-    mkdir -p "$DIR/pg"
-    chown "$RUN_USER:" "$DIR/pg"
-    chmod 700 "$DIR/pg"
+    local data="$PRIV/pg/data"
+    mkdir -p "$PRIV/pg"
+    chown "$RUN_USER:" "$PRIV/pg"
+    chmod 700 "$PRIV/pg"
+    ln -sf "$PRIV/pg/postgres.log" "$LOGS/pg.log"
     runuser -u "$RUN_USER" -- "$PG_BIN/initdb" -D "$data" -U postgres -A trust \
         -E UTF8 --no-locale --no-sync --no-instructions >"$LOGS/pg-initdb.log" 2>&1 ||
         { log "initdb failed, see $LOGS/pg-initdb.log"; return 1; }
     cat >"$data/pg_hba.conf" <<EOF
-# healthagent test harness: the socket (in $DIR/pg, mode 700) is trusted
+# healthagent test harness: the socket (in $PRIV/pg, mode 700) is trusted
 # for set-up; TCP clients must give a SCRAM password.
 local all all                trust
 host  all all 127.0.0.1/32   scram-sha-256
@@ -295,7 +302,7 @@ EOF
 # healthagent test harness
 listen_addresses = '$HOST'
 port = $PG_PORT
-unix_socket_directories = '$DIR/pg'
+unix_socket_directories = '$PRIV/pg'
 password_encryption = 'scram-sha-256'
 max_connections = 50
 shared_buffers = 32MB
@@ -303,10 +310,10 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 EOF
-    pg_ctl_as -D "$data" -l "$LOGS/pg.log" -w -t 30 start >/dev/null ||
+    pg_ctl_as -D "$data" -l "$PRIV/pg/postgres.log" -w -t 30 start >/dev/null ||
         { log "postgres did not start, see $LOGS/pg.log"; return 1; }
     head -n 1 "$data/postmaster.pid" >"$PIDS/pg.pid"
-    "$PG_BIN/psql" -h "$DIR/pg" -p "$PG_PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 \
+    "$PG_BIN/psql" -h "$PRIV/pg" -p "$PG_PORT" -U postgres -d postgres -qAt -v ON_ERROR_STOP=1 \
         -c "CREATE ROLE ha LOGIN PASSWORD '$PASSWORD'" \
         -c "CREATE DATABASE hadb OWNER ha" >"$LOGS/pg-setup.log" 2>&1 ||
         { log "postgres set-up failed, see $LOGS/pg-setup.log"; return 1; }
@@ -317,10 +324,11 @@ EOF
 }
 
 start_mariadb() {
-    local m="$DIR/mariadb"
+    local m="$PRIV/mariadb"
     mkdir -p "$m"
     chown "$RUN_USER:" "$m"
     chmod 700 "$m"
+    ln -sf "$m/error.log" "$LOGS/mariadb.log"
     # Small InnoDB files: the default 96 MiB redo log costs start-up time.
     local opts=(--skip-name-resolve --innodb-log-file-size=8M --innodb-buffer-pool-size=32M
                 --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 --skip-log-bin)
@@ -330,9 +338,9 @@ start_mariadb() {
         { log "mariadb-install-db failed, see $LOGS/mariadb-install.log"; return 1; }
     (cd "$m" && exec setsid /usr/sbin/mariadbd --no-defaults --user="$RUN_USER" --datadir="$m/data" \
         --bind-address="$HOST" --port="$MARIADB_PORT" --socket="$m/mariadb.sock" \
-        --pid-file="$m/mariadbd.pid" --log-error="$LOGS/mariadb.log" \
+        --pid-file="$m/mariadbd.pid" --log-error="$m/error.log" \
         --performance-schema=OFF --max-connections=50 "${opts[@]}" \
-        </dev/null >>"$LOGS/mariadb.log" 2>&1) &
+        </dev/null >>"$LOGS/mariadbd.out" 2>&1) &
     echo $! >"$PIDS/mariadb.pid"
     local pid=$!
     wait_until 30 eval "! alive $pid || mariadb-admin --no-defaults -S '$m/mariadb.sock' -u root ping" ||
@@ -382,9 +390,40 @@ ensure_user() {
 
 # ---------------------------------------------------------------- commands
 
+# load_priv: PRIV as recorded by the last start in DIR/env.
+load_priv() {
+    local line
+    line="$(grep -m 1 '^export HA_HARNESS_PRIVATE_DIR=' "$DIR/env" 2>/dev/null || true)"
+    [ -z "$line" ] || PRIV="${line#export HA_HARNESS_PRIVATE_DIR=}"
+}
+
+# choose_priv: set PRIV for a new start (DIR exists).
+choose_priv() {
+    PRIV="$DIR"
+    if [ "${#DIR}" -gt 60 ] || ! runuser -u "$RUN_USER" -- test -x "$DIR" 2>/dev/null; then
+        PRIV="/tmp/ha-harness-$(printf '%s' "$DIR" | md5sum | cut -c1-12)"
+    fi
+}
+
+# wipe_dir D: empty D (create it) if it is ours or empty; fail otherwise.
+wipe_dir() {
+    if [ -e "$1" ]; then
+        if [ -f "$1/$MARKER" ]; then
+            rm -rf "$1"
+        elif [ -n "$(ls -A "$1" 2>/dev/null)" ]; then
+            log "$1 exists and is not a harness state dir; refusing to wipe it"
+            return 1
+        fi
+    fi
+    mkdir -p "$1"
+    chmod 755 "$1"
+    touch "$1/$MARKER"
+}
+
 do_stop() {
     [ -d "$DIR" ] || return 0
     local pid name
+    load_priv
     # Unfreeze first: a paused server cannot shut down.
     for name in redis pg mariadb upstreams backlog; do
         pid="$(pid_of "$name")"
@@ -392,7 +431,7 @@ do_stop() {
     done
     pid="$(pid_of pg)"
     if alive "$pid"; then
-        pg_ctl_as -D "$DIR/pg/data" -m immediate -w -t 10 stop >/dev/null 2>&1 || kill_wait "$pid" 5
+        pg_ctl_as -D "$PRIV/pg/data" -m immediate -w -t 10 stop >/dev/null 2>&1 || kill_wait "$pid" 5
     fi &
     for name in redis mariadb upstreams backlog; do
         pid="$(pid_of "$name")"
@@ -401,6 +440,16 @@ do_stop() {
     wait
     rm -f "$PIDS"/*.pid
     sweep_ports || true
+    # A private dir under /tmp goes away with the run; its logs are kept.
+    if [ "$PRIV" != "$DIR" ] && [ -f "$PRIV/$MARKER" ]; then
+        for name in pg mariadb; do
+            if [ -L "$LOGS/$name.log" ]; then
+                cp --remove-destination "$(readlink "$LOGS/$name.log")" "$LOGS/$name.log" 2>/dev/null ||
+                    rm -f "$LOGS/$name.log"
+            fi
+        done
+        rm -rf "$PRIV"
+    fi
 }
 
 do_start() {
@@ -410,19 +459,13 @@ do_start() {
     ensure_user
     do_stop
     sweep_ports || die "cannot start"
-    if [ -e "$DIR" ]; then
-        if [ -f "$MARKER" ]; then
-            rm -rf "$DIR"
-        elif [ -n "$(ls -A "$DIR" 2>/dev/null)" ]; then
-            die "$DIR exists and is not a harness state dir; refusing to wipe it"
-        fi
+    wipe_dir "$DIR" || die "cannot start"
+    mkdir -p "$PIDS" "$LOGS"
+    choose_priv
+    if [ "$PRIV" != "$DIR" ]; then
+        wipe_dir "$PRIV" || die "cannot start"
+        runuser -u "$RUN_USER" -- test -x "$PRIV" || die "$RUN_USER cannot reach $PRIV"
     fi
-    mkdir -p "$DIR" "$PIDS" "$LOGS"
-    chmod 755 "$DIR"
-    chown "$RUN_USER:" "$LOGS"   # postgres and mariadbd write their logs here too
-    touch "$MARKER"
-    runuser -u "$RUN_USER" -- test -x "$DIR" ||
-        die "$RUN_USER cannot reach $DIR: pick a DIR under /tmp"
     write_env
 
     local names=(redis pg mariadb upstreams backlog) pids=() i failed=0
@@ -478,13 +521,14 @@ do_signal() {
 
 # One start or stop at a time per state dir.
 lock() {
+    mkdir -p "$(dirname "$DIR")"
     exec 9>"$DIR.lock"
     flock -w 120 9 || die "another servers.sh holds $DIR.lock"
 }
 
 case "$CMD" in
     start)  lock; do_start ;;
-    stop)   lock; do_stop ;;
+    stop)   [ -d "$DIR" ] || exit 0; lock; do_stop ;;
     env)    [ -f "$DIR/env" ] || die "no $DIR/env: run '$0 start' first"; cat "$DIR/env" ;;
     status) do_status ;;
     pause)  do_signal STOP ;;
