@@ -59,6 +59,10 @@ if [ ! -x "$PG_BIN/postgres" ]; then
     PG_BIN="$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)"
 fi
 
+# Every daemon inherits this: sweep_ports reads it back from /proc/PID/environ
+# to tell a leftover of this DIR from a live harness of another DIR.
+export HA_HARNESS_DIR="$DIR"
+
 PIDS="$DIR/pids"
 LOGS="$DIR/logs"
 TLS="$DIR/tls"
@@ -194,14 +198,32 @@ listener_pids() {
 # ports: only these are killed when found there; anything else is an error.
 OUR_COMMS="redis-server postgres mariadbd node perl"
 
+# owner_of PID COMM: the DIR of the harness that started PID, if known.
+# redis-server overwrites its environment with its process title; its
+# working directory is DIR/redis (--dir).
+owner_of() {
+    local cwd
+    if [ "$2" = redis-server ]; then
+        cwd="$(readlink "/proc/$1/cwd" 2>/dev/null || true)"
+        [ "${cwd%/redis}" = "$cwd" ] || echo "${cwd%/redis}"
+    else
+        tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^HA_HARNESS_DIR=//p' | head -n 1
+    fi
+}
+
 sweep_ports() {
-    local port pid comm busy=0 seen=" "
+    local port pid comm owner busy=0 seen=" "
     for port in $ALL_PORTS; do
         for pid in $(listener_pids "$port"); do
             [[ "$seen" == *" $pid "* ]] && continue
             seen="$seen$pid "
             comm="$(cat "/proc/$pid/comm" 2>/dev/null || true)"
-            if [[ " $OUR_COMMS " == *" $comm "* ]]; then
+            owner="$(owner_of "$pid" "$comm")"
+            if [ -n "$owner" ] && [ "$owner" != "$DIR" ] &&
+               cat "$owner"/pids/*.pid 2>/dev/null | grep -qx "$pid"; then
+                log "port $port is used by the harness in $owner (pid $pid)"
+                busy=1
+            elif [[ " $OUR_COMMS " == *" $comm "* ]]; then
                 log "killing leftover $comm (pid $pid) on port $port"
                 kill_wait "$pid" 10 &
             else
