@@ -187,7 +187,10 @@ bench_stop() {
         wait "$pid"
         rc=$?
         bench__forget "$pid"
-        [ "$rc" -eq 0 ] || [ "$rc" -eq 143 ] || bench_fail "${names[$k]} exited with status $rc after SIGTERM"
+        if [ "$rc" -ne 0 ] && [ "$rc" -ne 143 ]; then
+            bench_fail "${names[$k]} exited with status $rc after SIGTERM"
+            tail -n 5 "$BENCH_TMP/${names[$k]}.log" | sed "s/^/  ${names[$k]}| /" >&2
+        fi
     done
 }
 
@@ -283,7 +286,7 @@ bench_h2load() {
 }
 
 # bench_spread A B: prints how much A and B differ, in percent of the larger.
-bench_spread() { awk -v a="$1" -v b="$2" 'BEGIN { m = a > b ? a : b; d = a > b ? a - b : b - a; printf "%.0f%%", m > 0 ? 100 * d / m : 0 }'; }
+bench_spread() { awk -v a="$1" -v b="$2" 'BEGIN { m = a > b ? a : b; d = a > b ? a - b : b - a; printf "%.0f%%", (m > 0 ? 100 * d / m : 0) }'; }
 
 # bench_max A B / bench_min A B: prints the larger / smaller of two numbers.
 bench_max() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 >= b + 0) ? a : b }'; }
@@ -295,6 +298,8 @@ BENCH_FMT='%-28s | %14s | %14s | %6s | %-14s | %s\n'
 # bench_table_begin TITLE
 bench_table_begin() {
     printf '\n== %s ==\n' "$1"
+    printf 'host: %s CPUs, load average %s (other work on the host skews both columns)\n' \
+        "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
     printf "$BENCH_FMT" metric healthagent reference ratio target verdict
     printf '%s\n' "-----------------------------+----------------+----------------+--------+----------------+--------"
 }
