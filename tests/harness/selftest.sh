@@ -138,7 +138,7 @@ check "grpc Check unknown service" "error NOT_FOUND" "$($GRPC "$G" nosuch 2>&1 |
 check "grpc over TLS" SERVING "$($GRPC --ca "$HA_CA_FILE" "localhost:$HA_GRPC_TLS_PORT" app 2>&1)"
 $GRPC --watch 2 --timeout 5000 "$G" app >"$WORK/watch" 2>&1 &
 watch_pid=$!
-sleep 0.5
+for _ in $(seq 50); do [ -s "$WORK/watch" ] && break; sleep 0.1; done   # first status seen
 check "grpc switch app to NOT_SERVING" '{"service":"app","status":"NOT_SERVING"}' \
     "$(curl -sS "$U/grpc/set?service=app&status=NOT_SERVING" 2>&1)"
 check "grpc Check app after the switch" NOT_SERVING "$($GRPC "$G" app 2>&1)"
