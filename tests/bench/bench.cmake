@@ -1,6 +1,7 @@
 # tests/bench/bench.cmake: the benchmark yardstick, included by the top-level
 # CMakeLists.txt. Defines ha_ref_server, a minimal libh2o+libuv server that the
 # scripts in this directory measure side by side with healthagent.
+include_guard(GLOBAL)
 if(NOT TARGET PkgConfig::H2O OR NOT TARGET PkgConfig::UV OR NOT TARGET PkgConfig::SSL)
   find_package(PkgConfig REQUIRED)
   pkg_check_modules(UV REQUIRED IMPORTED_TARGET libuv)

@@ -72,13 +72,13 @@ static void ref_on_accept(uv_stream_t *listener, int status)
 }
 
 /* on_signal: stops the loop. Open keep-alive connections are not drained: the
- * process exits right after, and the yardstick has no state worth flushing. */
+ * process exits right after, and the yardstick has no state worth flushing. The
+ * watchers stay installed, so a second signal during teardown is harmless too. */
 static void ref_on_signal(uv_signal_t *sig, int signum)
 {
     (void)signum;
-    uv_signal_stop(&ref_srv.sigterm);
-    uv_signal_stop(&ref_srv.sigint);
-    uv_close((uv_handle_t *)&ref_srv.listener, NULL);
+    if (!uv_is_closing((uv_handle_t *)&ref_srv.listener))
+        uv_close((uv_handle_t *)&ref_srv.listener, NULL);
     uv_stop(sig->loop);
 }
 
