@@ -6,8 +6,8 @@
 #   HA_ARGS    extra arguments put before the agent's own (e.g. "--config my.lua").
 #              HA_BIN=ref runs the reference server in the agent's place: a self-test
 #              of the scripts that needs no agent (it ignores --scripts).
-#   REF_BIN    reference server (default build/ha_ref_server; when missing it is
-#              compiled with cc into build-bench/ha_ref_server).
+#   REF_BIN    reference server (default build/ha_ref_server; when missing or older
+#              than ref_server.c it is compiled with cc into build-bench/ha_ref_server).
 #   DUR        wrk duration (default 5s).        N   h2load request count (default 200000).
 #   ROUNDS     cached_readyz.sh: alternating rounds, best one reported (default 2).
 #   P99_DUR    p99_sleepers.sh: wrk duration (default 10s).
@@ -70,7 +70,7 @@ bench_ref_bin() {
         [ -x "$REF_BIN" ] || { bench_fail "REF_BIN=$REF_BIN is not executable"; bench_finish; }
         return 0
     fi
-    if [ -x "$BENCH_ROOT/build/ha_ref_server" ]; then
+    if [ -x "$BENCH_ROOT/build/ha_ref_server" ] && [ ! "$src" -nt "$BENCH_ROOT/build/ha_ref_server" ]; then
         REF_BIN=$BENCH_ROOT/build/ha_ref_server
         return 0
     fi
