@@ -189,7 +189,7 @@ function Agent:alive()
 end
 
 function Agent:log()
-  return M.read(self.logfile) or ""
+  return self.saved_log or M.read(self.logfile) or ""
 end
 
 -- Waits until the log contains text (plain) or the timeout passes.
@@ -210,6 +210,7 @@ function Agent:request(path, opts)
   local args = { "curl", "-s", "-o", body, "-D", hdr, "-w", "'%{http_code}'", "--max-time", tostring(opts.timeout or 10) }
   if opts.method == "HEAD" then
     args[#args + 1] = "-I"
+    args[4] = "/dev/null" -- curl -I would write the headers to the body file
   elseif opts.method then
     args[#args + 1] = "-X " .. opts.method
   end
@@ -226,7 +227,9 @@ function Agent:request(path, opts)
     local k, v = line:match("^([^:]+):%s*(.*)$")
     if k then r.headers[k:lower()] = v end
   end
-  if (r.headers["content-type"] or ""):find("json", 1, true) and #r.body > 0 then
+  if opts.method == "HEAD" then
+    r.body = ""
+  elseif (r.headers["content-type"] or ""):find("json", 1, true) and #r.body > 0 then
     r.json = decode(r.body)
   end
   os.remove(hdr)
@@ -276,6 +279,7 @@ function Agent:stop()
     self:signal("TERM")
     if not self:wait_exit(15) then self:kill() end
   end
+  self.saved_log = self:log()
   sh("rm -rf " .. quote(self.dir))
 end
 

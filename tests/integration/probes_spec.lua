@@ -1,0 +1,384 @@
+-- Black-box tests of the probe endpoints: start the real binary with
+-- fixture scripts and a config, send real HTTP requests, assert on status,
+-- body and log lines.
+local agent = require "helpers.agent"
+
+local FIXTURE = {
+  ["main.lua"] = [[
+health.check { name = "up", probes = { "liveness", "readiness" }, ttl = "1h", run = function()
+  return true, "all good", { answer = 42 } end }
+health.check { name = "warned", probes = { "readiness" }, ttl = "1h", run = function()
+  return health.warn("running hot", { temp = 80 }) end }
+health.check { name = "soft", probes = { "readiness" }, critical = false, ttl = "1h", run = function()
+  return false, "optional cache down" end }
+health.check { name = "starter", probes = { "startup" }, ttl = "1h", run = function() return true, "started" end }
+]],
+  ["bad.lua"] = [[
+health.check { name = "broken", probes = { "liveness" }, ttl = "1h", run = function()
+  return false, "disk \"full\"\nsecond line" end }
+]],
+}
+
+local function wait_until(f, timeout)
+  local deadline = health.now() + (timeout or 5)
+  while health.now() < deadline do
+    if f() then return true end
+    health.sleep(0.02)
+  end
+  return false
+end
+
+describe("probe endpoints", function()
+  local a
+  setup(function()
+    a = agent.start {
+      scripts = FIXTURE,
+      config = [[return {
+        shutdown_delay = 0,
+        token = "s3cret",
+        probes = {
+          readiness = { paths = { "/health/ready", "/actuator/health/readiness" } },
+          liveness = { paths = { "/health/live", "/actuator/health/liveness" } },
+          health = { paths = { "/actuator/health" } },
+          startup = { success_status = 204 },
+        },
+      }]],
+    }
+    assert.is_true(wait_until(function() return a:get("/readyz").status ~= 503 or a:get("/livez").status == 503 end))
+    assert.is_true(wait_until(function()
+      local r = a:get("/healthz")
+      return r.json and r.json.components.up.status == "UP" and r.json.components.broken.status == "DOWN"
+    end))
+  end)
+  teardown(function() a:stop() end)
+
+  it("/readyz takes the worst critical check: WARN is 200", function()
+    local r = a:get("/readyz")
+    assert.equal(200, r.status)
+    assert.equal("application/json", r.headers["content-type"])
+    assert.equal("no-store", r.headers["cache-control"])
+    assert.equal("WARN", r.json.status)
+    assert.equal("UP", r.json.components.up.status)
+    assert.equal("all good", r.json.components.up.output)
+    assert.same({ answer = 42 }, r.json.components.up.details)
+    assert.is_number(r.json.components.up.duration_ms)
+    assert.matches("^%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.%d%d%dZ$", r.json.components.up.time)
+    assert.equal("WARN", r.json.components.warned.status)
+    -- a failing non-critical check shows as WARN and does not fail the probe
+    assert.equal("WARN", r.json.components.soft.status)
+    assert.equal("optional cache down", r.json.components.soft.output)
+    assert.is_nil(r.json.components.broken)
+  end)
+
+  it("/livez fails when a critical liveness check is DOWN", function()
+    local r = a:get("/livez")
+    assert.equal(503, r.status)
+    assert.equal("DOWN", r.json.status)
+    assert.equal('disk "full"\nsecond line', r.json.components.broken.output)
+  end)
+
+  it("/healthz covers every check", function()
+    local r = a:get("/healthz")
+    assert.equal(503, r.status)
+    local names = {}
+    for k in pairs(r.json.components) do names[#names + 1] = k end
+    table.sort(names)
+    assert.same({ "broken", "soft", "starter", "up", "warned" }, names)
+  end)
+
+  it("/startupz uses its configured success code", function()
+    local r = a:get("/startupz")
+    assert.equal(204, r.status)
+    assert.equal("", r.body)
+  end)
+
+  it("serves the configured extra paths", function()
+    assert.equal(200, a:get("/health/ready").status)
+    assert.equal(200, a:get("/actuator/health/readiness").status)
+    assert.equal(503, a:get("/health/live").status)
+    assert.equal(503, a:get("/actuator/health/liveness").status)
+    assert.equal(503, a:get("/actuator/health").status)
+    assert.equal("WARN", a:get("/actuator/health/readiness").json.status)
+  end)
+
+  it("answers one check at /<probe>/<check>", function()
+    local r = a:get("/readyz/up")
+    assert.equal(200, r.status)
+    assert.same({ status = "UP", output = "all good", details = { answer = 42 } },
+      { status = r.json.status, output = r.json.output, details = r.json.details })
+    assert.equal(503, a:get("/livez/broken").status)
+    local miss = a:get("/readyz/broken") -- exists, but not a readiness check
+    assert.equal(404, miss.status)
+    assert.equal(404, a:get("/readyz/nosuch").status)
+  end)
+
+  it("?verbose gives the kube-apiserver text", function()
+    local r = a:get("/livez?verbose", { interface = "127.0.0.1" })
+    assert.equal(503, r.status)
+    assert.matches("^text/plain", r.headers["content-type"])
+    assert.equal('[-]broken failed: disk "full" second line\n[+]up ok\nlivez check failed\n', r.body)
+  end)
+
+  it("?exclude leaves checks out", function()
+    local r = a:get("/livez?exclude=broken")
+    assert.equal(200, r.status)
+    assert.equal("UP", r.json.status)
+    assert.is_nil(r.json.components.broken)
+    r = a:get("/readyz?exclude=warned&exclude=soft&verbose")
+    assert.equal("[+]up ok\nreadyz check passed\n", r.body)
+  end)
+
+  it("speaks application/health+json when asked", function()
+    local r = a:get("/livez", { headers = { Accept = "application/health+json" } })
+    assert.equal(503, r.status)
+    assert.equal("application/health+json", r.headers["content-type"])
+    assert.equal("fail", r.json.status)
+    assert.equal("fail", r.json.checks.broken[1].status)
+    assert.equal("pass", r.json.checks.up[1].status)
+    assert.equal("up", r.json.checks.up[1].componentId)
+  end)
+
+  it("answers HEAD without a body and refuses other methods", function()
+    local r = a:get("/readyz", { method = "HEAD" })
+    assert.equal(200, r.status)
+    assert.equal("", r.body)
+    r = a:get("/readyz", { method = "POST" })
+    assert.equal(405, r.status)
+    assert.equal("GET, HEAD", r.headers["allow"])
+    assert.equal("method not allowed", r.json.error)
+    assert.equal(405, a:get("/livez", { method = "DELETE" }).status)
+  end)
+
+  it("refuses request bodies on probes", function()
+    local r = a:get("/readyz", { method = "GET", body = "x" })
+    assert.equal(413, r.status)
+  end)
+
+  it("answers unknown paths with a JSON 404", function()
+    local r = a:get("/nope")
+    assert.equal(404, r.status)
+    assert.equal("not found", r.json.error)
+  end)
+
+  it("speaks HTTP/2 with prior knowledge", function()
+    local r = a:get("/readyz", { http2 = true })
+    assert.equal(200, r.status)
+    assert.equal("WARN", r.json.status)
+  end)
+end)
+
+describe("details policy", function()
+  local a
+  setup(function()
+    a = agent.start {
+      scripts = { ["a.lua"] = [[health.check { name = "c", ttl = "1h", run = function() return false, "secret reason", { k = 1 } end }]] },
+      config = [[return { shutdown_delay = 0, token = "tok-123", trusted_networks = { "127.0.0.1/32" } }]],
+    }
+    assert.is_true(wait_until(function() return a:get("/readyz").json.components.c.status == "DOWN" end))
+  end)
+  teardown(function() a:stop() end)
+
+  it("shows outputs and details to trusted clients", function()
+    local r = a:get("/readyz", { interface = "127.0.0.1" })
+    assert.equal("secret reason", r.json.components.c.output)
+    assert.same({ k = 1 }, r.json.components.c.details)
+  end)
+
+  it("shows names and statuses only to other clients", function()
+    local r = a:get("/readyz", { interface = "127.0.0.2" })
+    assert.equal(503, r.status)
+    assert.same({ status = "DOWN", components = { c = { status = "DOWN" } } }, r.json)
+    r = a:get("/readyz?verbose", { interface = "127.0.0.2" })
+    assert.equal("[-]c failed: reason withheld\nreadyz check failed\n", r.body)
+    r = a:get("/readyz", { interface = "127.0.0.2", headers = { Accept = "application/health+json" } })
+    assert.is_nil(r.json.checks.c[1].output)
+  end)
+
+  it("shows everything to a client with the bearer token", function()
+    local r = a:get("/readyz", { interface = "127.0.0.2", headers = { Authorization = "Bearer tok-123" } })
+    assert.equal("secret reason", r.json.components.c.output)
+    r = a:get("/readyz", { interface = "127.0.0.2", headers = { Authorization = "Bearer wrong" } })
+    assert.is_nil(r.json.components.c.output)
+  end)
+end)
+
+describe("running checks on demand", function()
+  local a, counter
+  setup(function()
+    local dir = agent.tmpdir()
+    counter = dir .. "/runs"
+    a = agent.start {
+      scripts = { ["a.lua"] = ([[
+local counter = %q
+health.check { name = "slow", ttl = "300ms", timeout = "2s", run = function()
+  local f = io.open(counter, "a") f:write("x") f:close()
+  health.sleep(0.3)
+  return true, "done"
+end }
+health.check { name = "hang", probes = { "liveness" }, ttl = "100ms", timeout = "400ms", run = function()
+  health.sleep(10)
+end }
+]]):format(counter) },
+      config = [[return { shutdown_delay = 0 }]],
+    }
+  end)
+  teardown(function() a:stop() end)
+
+  local function runs() return #(agent.read(counter) or "") end
+
+  it("answers INIT 503 until the first result, then UP", function()
+    -- the first run started at load and takes 0.3 s: an early probe waits for it
+    local r = a:get("/readyz")
+    assert.equal(200, r.status)
+    assert.equal("done", r.json.components.slow.output)
+  end)
+
+  it("shares one run among concurrent probes of a stale check", function()
+    assert.is_true(wait_until(function() return not (a:get("/readyz").json.components.slow.output ~= "done") end))
+    health.sleep(0.35) -- let the result go stale
+    local before = runs()
+    local codes = a:parallel("/readyz", 20)
+    if runs() ~= before + 1 then print(before, runs(), a:log()) end
+    assert.equal(20, #codes)
+    for _, c in ipairs(codes) do assert.equal(200, c) end
+    assert.equal(before + 1, runs())
+  end)
+
+  it("answers a hanging check at its timeout with DOWN", function()
+    health.sleep(0.15)
+    local r = a:get("/livez")
+    assert.equal(503, r.status)
+    assert.equal("timeout after 400ms", r.json.components.hang.output)
+    assert.is_true(r.time < 1.0, "probe took " .. r.time)
+  end)
+end)
+
+describe("watchdog", function()
+  it("fails /livez while the engine is stuck inside C, keeps answering, and recovers", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[
+health.check { name = "ok", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
+health.check { name = "stuck", probes = { "readiness" }, timeout = "10s", ttl = "1h", initial_delay = "300ms", run = function()
+  ("a"):rep(270):find(".-.-.-b")
+  return true, "back"
+end }
+]] },
+      config = [[return { shutdown_delay = 0, watchdog = "500ms" }]],
+    }
+    assert.equal(200, a:get("/livez").status)
+    local stalled
+    assert.is_true(wait_until(function()
+      stalled = a:get("/livez")
+      return stalled.status == 503
+    end, 5))
+    assert.matches("^engine stalled for %d+s$", stalled.json.reason)
+    local t0 = health.now()
+    local r = a:get("/readyz")
+    assert.is_true(health.now() - t0 < 0.5, "probes must keep being answered")
+    assert.equal(503, r.status)
+    assert.equal("DOWN", r.json.components.stuck.status)
+    assert.matches("^timeout", r.json.components.stuck.output)
+    assert.is_true(wait_until(function() return a:get("/livez").status == 200 end, 15))
+    assert.is_true(wait_until(function() return a:get("/readyz/stuck").json.output == "back" end, 5))
+    assert.is_true(a:log():find("engine stalled for", 1, true) ~= nil)
+    assert.is_true(a:log():find("engine recovered", 1, true) ~= nil)
+    a:stop()
+  end)
+end)
+
+describe("start-up errors", function()
+  local dir
+  before_each(function() dir = agent.tmpdir() end)
+  after_each(function() agent.sh("rm -rf " .. agent.quote(dir)) end)
+
+  local function one_line(out)
+    local lines = {}
+    for l in out:gmatch("[^\n]+") do lines[#lines + 1] = l end
+    return lines
+  end
+
+  it("a script that fails to load: file:line on one line, exit 2", function()
+    agent.write(dir .. "/x.lua", "health.check { name = 'x', timeout = 'soon', run = function() end }\n")
+    local rc, out = agent.run("--scripts " .. dir .. " --listen 127.0.0.1:19999")
+    assert.equal(2, rc)
+    local lines = one_line(out)
+    assert.equal(1, #lines)
+    assert.equal("healthagent: " .. dir .. "/x.lua:1: health.check: field 'timeout': bad duration 'soon' " ..
+      "(use seconds or \"250ms\", \"2s\", \"1m\")", lines[1])
+  end)
+
+  it("an unreadable scripts directory", function()
+    local rc, out = agent.run("--scripts " .. dir .. "/missing --listen 127.0.0.1:19999")
+    assert.equal(2, rc)
+    assert.equal("healthagent: " .. dir .. "/missing: cannot read scripts directory: No such file or directory\n", out)
+  end)
+
+  it("unknown config keys and bad values name the field", function()
+    agent.write(dir .. "/c.lua", "return { lisen = '1.2.3.4:80' }")
+    local rc, out = agent.run("--config " .. dir .. "/c.lua")
+    assert.equal(2, rc)
+    assert.equal("healthagent: " .. dir .. "/c.lua: unknown key 'lisen'\n", out)
+    agent.write(dir .. "/c.lua", "return { watchdog = 'abc' }")
+    rc, out = agent.run("--config " .. dir .. "/c.lua")
+    assert.equal(2, rc)
+    assert.matches("c.lua: field 'watchdog': bad duration 'abc'", out)
+  end)
+
+  it("a port in use", function()
+    local a = agent.start { scripts = { ["a.lua"] = "" }, config = "return { shutdown_delay = 0 }" }
+    local rc, out = agent.run("--scripts " .. a.scripts .. " --listen 127.0.0.1:" .. a.port)
+    a:stop()
+    assert.equal(2, rc)
+    assert.equal("healthagent: listen 127.0.0.1:" .. a.port .. ": address already in use\n", out)
+  end)
+
+  it("bad command-line options", function()
+    local rc, out = agent.run("--frobnicate")
+    assert.equal(2, rc)
+    assert.equal("healthagent: unknown option '--frobnicate' (see --help)\n", out)
+    rc, out = agent.run("--log-format xml")
+    assert.equal(2, rc)
+    rc, out = agent.run("--version")
+    assert.equal(0, rc)
+    assert.matches("^healthagent %d+%.%d+%.%d+", out)
+  end)
+end)
+
+describe("logs", function()
+  it("writes one JSON object per line with --log-format json", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[health.check { name = "c", ttl = "1h", run = function() return false, "nope" end }]] },
+      config = "return { shutdown_delay = 0 }",
+      args = { "--log-format", "json" },
+    }
+    assert.is_true(a:wait_log("INIT -> DOWN"))
+    a:stop()
+    local n = 0
+    for line in a:log():gmatch("[^\n]+") do
+      local obj = agent.decode(line)
+      assert.is_string(obj.time)
+      assert.is_string(obj.level)
+      assert.is_string(obj.msg)
+      n = n + 1
+    end
+    assert.is_true(n >= 3)
+    assert.matches('"check":"c","msg":"INIT %-> DOWN: nope"', a:log())
+  end)
+
+  it("logs each status transition once", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[
+local n = 0
+health.check { name = "flip", interval = "50ms", ttl = "1h", run = function() n = n + 1 return n < 4 or n > 6 end }
+]] },
+      config = "return { shutdown_delay = 0 }",
+    }
+    assert.is_true(a:wait_log("DOWN -> UP", 5))
+    a:stop()
+    local log = a:log()
+    local function count(s) local c = 0 for _ in log:gmatch(s) do c = c + 1 end return c end
+    assert.equal(1, count("INIT %-> UP"))
+    assert.equal(1, count("UP %-> DOWN"))
+    assert.equal(1, count("DOWN %-> UP"))
+  end)
+end)
