@@ -1,7 +1,870 @@
-/* api_http.c: health.http. PLACEHOLDER: being written (issue 3); raises until then. */
-#include "api.h"
+/* api_http.c: health.http, an HTTP(S) client that never blocks the engine
+ * loop.
+ *
+ *   local http = require "health.http"
+ *   local r, err = http.request{url = "https://svc/ready", timeout = 2}
+ *   -- r = {status=, headers= (lower-case names), body=, time_ms=, http_version=,
+ *   --      truncated=, redirects=}   or   nil, "timeout" | "connection refused" | ...
+ *   http.get(url [, opts])
+ *
+ * libcurl's multi-socket API drives the transfers from libuv callbacks:
+ * CURLMOPT_SOCKETFUNCTION maps each of curl's sockets to a uv_poll,
+ * CURLMOPT_TIMERFUNCTION to one uv_timer, and both call
+ * curl_multi_socket_action; curl_multi_info_read then completes the ops.
+ *
+ * One CURLM per loop (http_multi). It is found through a thread-local list
+ * keyed by the uv_loop_t: a loop is only ever run by one thread, so the
+ * list needs no lock, and the engine's structures stay untouched (the
+ * loop's data field is not ours to take). The multi is created by the
+ * first request and destroyed when its last transfer is gone: no handle
+ * stays on the loop between requests, so the engine can prove its loop
+ * empty at exit. Connections are never reused (CURLOPT_FORBID_REUSE): a
+ * health check measures a fresh connection and leaves no socket behind.
+ *
+ * Name resolution: Debian's libcurl4 is built with the threaded resolver
+ * (curl_version_info: CURL_VERSION_ASYNCHDNS), which resolves on a helper
+ * thread and never blocks the loop. api_http_open checks the flag; a
+ * libcurl without it is refused rather than allowed to block.
+ *
+ * The ops follow engine_task.h: callbacks only record outcomes in C; push
+ * builds the Lua values; close removes the easy handle from the multi
+ * (curl then reports CURL_POLL_REMOVE for its sockets, which closes their
+ * polls) and frees everything. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
+#include <curl/curl.h>
+#include <openssl/x509.h>
+
+#include "api.h"
+#include "buf.h"
+#include "common.h"
+#include "engine.h"
+
+#define HTTP_BODY_MAX (1024 * 1024)             /* default cap of the body kept */
+#define HTTP_BODY_LIMIT (64 * 1024 * 1024)      /* largest max_body accepted */
+#define HTTP_TIMEOUT_NS (30 * HA_NS_PER_S)      /* default per-request timeout */
+#define HTTP_REDIRECTS 10                       /* default max_redirects with follow */
+#define HTTP_HEADERS_MAX (256 * 1024)           /* response header bytes kept */
+
+typedef struct http_multi http_multi;
+
+/* The CURLM of one loop and the libuv timer curl asks for. */
+struct http_multi {
+    uv_loop_t *loop;          /* key; not owned */
+    CURLM *curlm;             /* owned; NULL once cleaned up */
+    uv_timer_t timer;         /* curl's single timeout; freed with the struct */
+    int transfers;            /* easy handles attached (ops not yet closed) */
+    http_multi *next;         /* this thread's list */
+};
+
+/* One socket curl wants watched; assigned to it with curl_multi_assign. */
+typedef struct {
+    uv_poll_t poll;           /* freed in its close callback */
+    curl_socket_t fd;         /* not owned: curl closes it */
+    int events;               /* UV_READABLE | UV_WRITABLE curl asked for */
+    http_multi *m;
+} http_sock;
+
+/* One request: the pending op of its task. */
+typedef struct {
+    ha_op op;                 /* first: the task's pending slot points here */
+    http_multi *m;            /* the loop's multi; one transfer reference */
+    CURL *easy;               /* owned; attached to m->curlm until done */
+    struct curl_slist *req_headers; /* owned; curl does not copy the list */
+    struct curl_slist *connect_to;  /* owned; likewise */
+    char *secret;             /* owned: the URL's password, masked in messages */
+    char *host;               /* owned: the URL's host, for messages */
+    ha_buf body;              /* response body, at most max_body bytes */
+    ha_buf headers;           /* "name\0value\0" pairs, names lower-cased */
+    size_t max_body;
+    bool truncated;           /* body exceeded max_body: transfer stopped there */
+    bool done;                /* curl finished; results below are valid */
+    long status;              /* HTTP status code */
+    long version;             /* CURL_HTTP_VERSION_* actually used */
+    long redirects;           /* redirects followed */
+    curl_off_t time_us;       /* total time */
+    char err[256];            /* failure message, "" on success */
+    char errbuf[CURL_ERROR_SIZE]; /* curl's detail for the last failure */
+} http_op;
+
+static _Thread_local http_multi *multis; /* this thread's loops; see the header */
+
+/* --- the multi on the loop ---------------------------------------------- */
+
+static void multi_collect(http_multi *m);
+
+static void on_sock_closed(uv_handle_t *h) { free(h->data); }
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    http_sock *s = h->data;
+    http_multi *m = s->m;
+    int flags = 0, running;
+    if (status < 0) /* libuv stopped the poll: let curl do the I/O and see the error itself */
+        events = s->events;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    curl_multi_socket_action(m->curlm, s->fd, flags, &running);
+    if (status < 0 && !uv_is_closing((uv_handle_t *)h)) /* curl still wants it watched */
+        uv_poll_start(h, s->events, on_poll);
+    multi_collect(m);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: start, change or stop watching fd. Returns -1 on
+ * failure, which makes curl fail the transfer. */
+static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
+{
+    (void)easy;
+    http_multi *m = userp;
+    http_sock *s = socketp;
+    if (what == CURL_POLL_REMOVE) {
+        if (s) {
+            curl_multi_assign(m->curlm, fd, NULL);
+            uv_close((uv_handle_t *)&s->poll, on_sock_closed);
+        }
+        return 0;
+    }
+    if (s == NULL) {
+        s = calloc(1, sizeof *s);
+        if (s == NULL)
+            return -1;
+        if (uv_poll_init_socket(m->loop, &s->poll, fd) != 0) {
+            free(s);
+            return -1;
+        }
+        s->poll.data = s;
+        s->fd = fd;
+        s->m = m;
+        curl_multi_assign(m->curlm, fd, s);
+    }
+    int ev = 0;
+    if (what & CURL_POLL_IN)
+        ev |= UV_READABLE;
+    if (what & CURL_POLL_OUT)
+        ev |= UV_WRITABLE;
+    s->events = ev;
+    return uv_poll_start(&s->poll, ev, on_poll) == 0 ? 0 : -1;
+}
+
+static void on_timer(uv_timer_t *h)
+{
+    http_multi *m = h->data;
+    int running;
+    curl_multi_socket_action(m->curlm, CURL_SOCKET_TIMEOUT, 0, &running);
+    multi_collect(m);
+}
+
+/* CURLMOPT_TIMERFUNCTION: -1 stops the timer, 0 means "as soon as possible"
+ * (the next loop iteration: curl must not be re-entered from here). */
+static int on_curl_timer(CURLM *curlm, long timeout_ms, void *userp)
+{
+    (void)curlm;
+    http_multi *m = userp;
+    if (timeout_ms < 0)
+        uv_timer_stop(&m->timer);
+    else
+        uv_timer_start(&m->timer, on_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+/* The loop's multi, created on first use; takes a transfer reference.
+ * Returns NULL on memory exhaustion. */
+static http_multi *multi_get(uv_loop_t *loop)
+{
+    for (http_multi *m = multis; m; m = m->next)
+        if (m->loop == loop) {
+            m->transfers++;
+            return m;
+        }
+    http_multi *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    m->curlm = curl_multi_init();
+    if (m->curlm == NULL) {
+        free(m);
+        return NULL;
+    }
+    m->loop = loop;
+    curl_multi_setopt(m->curlm, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
+    curl_multi_setopt(m->curlm, CURLMOPT_SOCKETDATA, m);
+    curl_multi_setopt(m->curlm, CURLMOPT_TIMERFUNCTION, on_curl_timer);
+    curl_multi_setopt(m->curlm, CURLMOPT_TIMERDATA, m);
+    uv_timer_init(loop, &m->timer);
+    m->timer.data = m;
+    m->transfers = 1;
+    m->next = multis;
+    multis = m;
+    return m;
+}
+
+static void on_multi_closed(uv_handle_t *h) { free(h->data); }
+
+/* Drops a transfer reference; the last one cleans the multi up and closes
+ * its timer. Never called from inside a curl callback. */
+static void multi_put(http_multi *m)
+{
+    if (--m->transfers > 0)
+        return;
+    for (http_multi **pp = &multis; *pp; pp = &(*pp)->next)
+        if (*pp == m) {
+            *pp = m->next;
+            break;
+        }
+    curl_multi_cleanup(m->curlm); /* may still report CURL_POLL_REMOVE */
+    m->curlm = NULL;
+    uv_close((uv_handle_t *)&m->timer, on_multi_closed);
+}
+
+/* --- messages ----------------------------------------------------------- */
+
+/* Replaces every occurrence of secret in s (in place, NUL-terminated, of
+ * capacity cap) by "***". */
+static void mask_secret(char *s, size_t cap, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0;
+    if (n == 0)
+        return;
+    char *p;
+    while ((p = strstr(s, secret)) != NULL) {
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "***%s", p + n);
+        snprintf(p, cap - (size_t)(p - s), "%s", tmp);
+    }
+}
+
+/* curl's detail text without its trailing newline, or fallback. */
+static const char *detail(http_op *op, CURLcode rc)
+{
+    size_t n = strlen(op->errbuf);
+    while (n && (op->errbuf[n - 1] == '\n' || op->errbuf[n - 1] == '\r'))
+        op->errbuf[--n] = '\0';
+    return n ? op->errbuf : curl_easy_strerror(rc);
+}
+
+/* Sets op->err to the short message for a failed transfer. */
+static void describe_failure(http_op *op, CURLcode rc)
+{
+    long oserr = 0, verify = 0;
+    curl_easy_getinfo(op->easy, CURLINFO_OS_ERRNO, &oserr);
+    char *e = op->err;
+    size_t cap = sizeof op->err;
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        snprintf(e, cap, "timeout");
+        break;
+    case CURLE_COULDNT_CONNECT:
+        if (oserr == ECONNREFUSED)
+            snprintf(e, cap, "connection refused");
+        else if (oserr == ETIMEDOUT)
+            snprintf(e, cap, "timeout");
+        else if (oserr)
+            snprintf(e, cap, "connect failed: %s", strerror((int)oserr));
+        else
+            snprintf(e, cap, "connect failed: %s", detail(op, rc));
+        break;
+    case CURLE_COULDNT_RESOLVE_HOST:
+        snprintf(e, cap, "cannot resolve host '%s'", op->host ? op->host : "");
+        break;
+    case CURLE_PEER_FAILED_VERIFICATION:
+        curl_easy_getinfo(op->easy, CURLINFO_SSL_VERIFYRESULT, &verify);
+        if (strstr(op->errbuf, "subject name") != NULL) /* curl's own host name check */
+            snprintf(e, cap, "tls: certificate does not match host name '%s'", op->host ? op->host : "");
+        else if (verify != X509_V_OK)
+            snprintf(e, cap, "tls: %s", X509_verify_cert_error_string(verify));
+        else
+            snprintf(e, cap, "tls: %s", detail(op, rc));
+        break;
+    case CURLE_SSL_CACERT_BADFILE:
+        snprintf(e, cap, "tls: cannot read the CA file");
+        break;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+        snprintf(e, cap, "tls: %s", detail(op, rc));
+        break;
+    case CURLE_TOO_MANY_REDIRECTS:
+        snprintf(e, cap, "too many redirects");
+        break;
+    case CURLE_GOT_NOTHING:
+        snprintf(e, cap, "closed");
+        break;
+    case CURLE_PARTIAL_FILE:
+        snprintf(e, cap, "closed before the end of the body");
+        break;
+    case CURLE_RECV_ERROR:
+    case CURLE_SEND_ERROR:
+        if (oserr == ECONNRESET || oserr == EPIPE)
+            snprintf(e, cap, "connection reset");
+        else
+            snprintf(e, cap, "%s failed: %s", rc == CURLE_RECV_ERROR ? "receive" : "send", detail(op, rc));
+        break;
+    case CURLE_HTTP2:
+    case CURLE_HTTP2_STREAM:
+        snprintf(e, cap, "http2: %s", detail(op, rc));
+        break;
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        snprintf(e, cap, "unsupported protocol: %s", detail(op, rc));
+        break;
+    case CURLE_OUT_OF_MEMORY:
+        snprintf(e, cap, "not enough memory");
+        break;
+    default:
+        snprintf(e, cap, "%s", detail(op, rc));
+        if (e[0])
+            e[0] = (char)tolower((unsigned char)e[0]);
+        break;
+    }
+    mask_secret(e, cap, op->secret);
+}
+
+/* --- transfer callbacks ------------------------------------------------- */
+
+/* CURLOPT_HEADERFUNCTION: one header line at a time; a status line starts a
+ * new response (a redirect or a 100 Continue came before). After the body,
+ * HTTP/2 trailers arrive here too and join the headers (gRPC's status). */
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    http_op *op = ud;
+    size_t len = size * n, end = len;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        buf_reset(&op->headers);
+        return len;
+    }
+    while (end > 0 && (p[end - 1] == '\r' || p[end - 1] == '\n' || p[end - 1] == ' ' || p[end - 1] == '\t'))
+        end--;
+    const char *colon = memchr(p, ':', end);
+    if (colon == NULL || colon == p || op->headers.len + end + 2 > HTTP_HEADERS_MAX)
+        return len;
+    size_t nlen = (size_t)(colon - p);
+    for (size_t i = 0; i < nlen; i++)
+        buf_addc(&op->headers, (char)tolower((unsigned char)p[i]));
+    buf_addc(&op->headers, '\0');
+    const char *v = colon + 1;
+    while (v < p + end && (*v == ' ' || *v == '\t'))
+        v++;
+    buf_add(&op->headers, v, (size_t)(p + end - v));
+    buf_addc(&op->headers, '\0');
+    return len;
+}
+
+/* CURLOPT_WRITEFUNCTION: keeps max_body bytes, then stops the transfer
+ * (CURL_WRITEFUNC_ERROR; the done handler knows it was on purpose). */
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    http_op *op = ud;
+    size_t len = size * n, room = op->max_body - op->body.len;
+    if (len > room) {
+        buf_add(&op->body, p, room);
+        op->truncated = true;
+        return CURL_WRITEFUNC_ERROR;
+    }
+    buf_add(&op->body, p, len);
+    return len;
+}
+
+/* Completes the ops whose transfers curl reports done. Called after every
+ * curl_multi_socket_action, outside curl's callbacks. */
+static void multi_collect(http_multi *m)
+{
+    CURLMsg *msg;
+    int left;
+    while ((msg = curl_multi_info_read(m->curlm, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        http_op *op = NULL;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&op);
+        CURLcode rc = msg->data.result;
+        if (rc == CURLE_WRITE_ERROR && op->truncated)
+            rc = CURLE_OK;
+        curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &op->status);
+        curl_easy_getinfo(op->easy, CURLINFO_HTTP_VERSION, &op->version);
+        curl_easy_getinfo(op->easy, CURLINFO_REDIRECT_COUNT, &op->redirects);
+        curl_easy_getinfo(op->easy, CURLINFO_TOTAL_TIME_T, &op->time_us);
+        if (rc != CURLE_OK)
+            describe_failure(op, rc);
+        curl_multi_remove_handle(m->curlm, op->easy); /* msg is invalid from here */
+        op->done = true;
+        engine_task_complete(&op->op);
+    }
+}
+
+/* --- the op ------------------------------------------------------------- */
+
+static const char *version_name(long v)
+{
+    switch (v) {
+    case CURL_HTTP_VERSION_1_0: return "1.0";
+    case CURL_HTTP_VERSION_1_1: return "1.1";
+    case CURL_HTTP_VERSION_2_0: return "2";
+    case CURL_HTTP_VERSION_3: return "3";
+    default: return "?";
+    }
+}
+
+/* Pushes {status=, headers=, body=, ...} or nil, message: [-0, +1|2]. */
+static int http_push(ha_op *base, lua_State *L)
+{
+    http_op *op = (http_op *)base;
+    if (op->err[0]) {
+        lua_pushnil(L);
+        lua_pushstring(L, op->err);
+        return 2;
+    }
+    lua_createtable(L, 0, 7);
+    lua_pushinteger(L, op->status);
+    lua_setfield(L, -2, "status");
+    lua_newtable(L); /* [r, headers] */
+    for (size_t i = 0; i < op->headers.len;) {
+        const char *name = op->headers.data + i;
+        size_t nlen = strlen(name);
+        const char *val = name + nlen + 1;
+        size_t vlen = strlen(val);
+        i += nlen + vlen + 2;
+        if (lua_getfield(L, -1, name) == LUA_TSTRING) { /* repeated: join with ", " */
+            lua_pushliteral(L, ", ");
+            lua_pushlstring(L, val, vlen);
+            lua_concat(L, 3);
+        } else {
+            lua_pop(L, 1);
+            lua_pushlstring(L, val, vlen);
+        }
+        lua_setfield(L, -2, name);
+    }
+    lua_setfield(L, -2, "headers");
+    lua_pushlstring(L, op->body.data ? op->body.data : "", op->body.len);
+    lua_setfield(L, -2, "body");
+    lua_pushinteger(L, (lua_Integer)(op->time_us / 1000));
+    lua_setfield(L, -2, "time_ms");
+    lua_pushstring(L, version_name(op->version));
+    lua_setfield(L, -2, "http_version");
+    lua_pushboolean(L, op->truncated);
+    lua_setfield(L, -2, "truncated");
+    lua_pushinteger(L, op->redirects);
+    lua_setfield(L, -2, "redirects");
+    return 1;
+}
+
+/* Stops the transfer if it still runs and frees everything. Handles: the
+ * easy handle's sockets are closed by curl_multi_remove_handle through
+ * CURL_POLL_REMOVE; the multi's timer goes with the last transfer. */
+static void http_close(ha_op *base)
+{
+    http_op *op = (http_op *)base;
+    if (op->easy) {
+        if (!op->done)
+            curl_multi_remove_handle(op->m->curlm, op->easy);
+        curl_easy_cleanup(op->easy);
+    }
+    if (op->m)
+        multi_put(op->m);
+    curl_slist_free_all(op->req_headers);
+    curl_slist_free_all(op->connect_to);
+    free(op->secret);
+    free(op->host);
+    buf_free(&op->body);
+    buf_free(&op->headers);
+    free(op);
+}
+
+/* --- options ------------------------------------------------------------ */
+
+/* The parsed options of one request; strings point into the Lua table
+ * (valid while it is on the stack). */
+typedef struct {
+    const char *url;
+    const char *method;       /* NULL = GET, or POST when there is a body */
+    const char *body;         /* NULL = none */
+    size_t body_len;
+    int headers_idx;          /* stack index of the headers table, 0 = none */
+    uint64_t timeout_ns;
+    bool verify;
+    bool follow;
+    long max_redirects;
+    const char *unix_socket;
+    const char *ca_file;
+    const char *connect_to;   /* "host:port" to connect to instead of the URL's */
+    long http_version;        /* CURL_HTTP_VERSION_* */
+    size_t max_body;
+} http_opts;
+
+static const char *const option_names[] = {
+    "url", "method", "headers", "body", "timeout", "verify", "follow", "max_redirects",
+    "unix_socket", "ca_file", "http2", "max_body", "connect_to", NULL,
+};
+
+/* Raises a misuse error naming the option. */
+static int opt_error(lua_State *L, const char *fn, const char *name, const char *what)
+{
+    return luaL_error(L, "%s: option '%s' %s", fn, name, what);
+}
+
+static const char *opt_string(lua_State *L, int idx, const char *fn, const char *name, size_t *len)
+{
+    int t = lua_getfield(L, idx, name);
+    lua_pop(L, 1); /* the table keeps the string alive */
+    if (t == LUA_TNIL)
+        return NULL;
+    if (t != LUA_TSTRING)
+        opt_error(L, fn, name, "must be a string");
+    lua_getfield(L, idx, name);
+    const char *s = lua_tolstring(L, -1, len);
+    lua_pop(L, 1);
+    return s;
+}
+
+static bool opt_bool(lua_State *L, int idx, const char *fn, const char *name, bool dflt)
+{
+    int t = lua_getfield(L, idx, name);
+    bool v = dflt;
+    if (t == LUA_TBOOLEAN)
+        v = lua_toboolean(L, -1);
+    else if (t != LUA_TNIL)
+        opt_error(L, fn, name, "must be a boolean");
+    lua_pop(L, 1);
+    return v;
+}
+
+static lua_Integer opt_int(lua_State *L, int idx, const char *fn, const char *name, lua_Integer dflt,
+                           lua_Integer lo, lua_Integer hi)
+{
+    int t = lua_getfield(L, idx, name);
+    lua_Integer v = dflt;
+    if (t != LUA_TNIL) {
+        int isint = 0;
+        v = lua_tointegerx(L, -1, &isint);
+        if (t != LUA_TNUMBER || !isint || v < lo || v > hi) {
+            char what[96];
+            snprintf(what, sizeof what, "must be an integer from %lld to %lld", (long long)lo, (long long)hi);
+            opt_error(L, fn, name, what);
+        }
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* True for an HTTP token (a method name). */
+static bool is_token(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && strchr("!#$%&'*+-.^_`|~", *s) == NULL)
+            return false;
+    return true;
+}
+
+/* Checks the headers table at the top of the stack: names are HTTP tokens,
+ * values strings or numbers without CR/LF (no header injection). Raises. */
+static void check_headers(lua_State *L, const char *fn)
+{
+    int h = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, h)) {
+        int vt = lua_type(L, -1);
+        if (lua_type(L, -2) != LUA_TSTRING || !is_token(lua_tostring(L, -2)))
+            luaL_error(L, "%s: option 'headers': names must be HTTP header names", fn);
+        if (vt != LUA_TSTRING && vt != LUA_TNUMBER)
+            luaL_error(L, "%s: option 'headers': value of '%s' must be a string", fn, lua_tostring(L, -2));
+        if (vt == LUA_TSTRING && strpbrk(lua_tostring(L, -1), "\r\n") != NULL)
+            luaL_error(L, "%s: option 'headers': value of '%s' contains a line break", fn, lua_tostring(L, -2));
+        lua_pop(L, 1);
+    }
+}
+
+/* Reads the options table at idx into o. Raises on misuse (file:line of
+ * the caller). */
+static void read_opts(lua_State *L, int idx, const char *fn, http_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) { /* unknown options are typos: say so */
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            luaL_error(L, "%s: option names must be strings", fn);
+        const char *k = lua_tostring(L, -1);
+        int i = 0;
+        while (option_names[i] && strcmp(option_names[i], k) != 0)
+            i++;
+        if (option_names[i] == NULL)
+            luaL_error(L, "%s: unknown option '%s'", fn, k);
+    }
+    o->url = opt_string(L, idx, fn, "url", NULL);
+    if (o->url == NULL)
+        opt_error(L, fn, "url", "is required");
+    o->method = opt_string(L, idx, fn, "method", NULL);
+    if (o->method && !is_token(o->method))
+        opt_error(L, fn, "method", "must be an HTTP method name");
+    o->body = opt_string(L, idx, fn, "body", &o->body_len);
+    int t = lua_getfield(L, idx, "headers");
+    lua_pop(L, 1);
+    if (t == LUA_TTABLE) {
+        o->headers_idx = idx;
+        lua_getfield(L, idx, "headers");
+        check_headers(L, fn);
+        lua_pop(L, 1);
+    } else if (t != LUA_TNIL) {
+        opt_error(L, fn, "headers", "must be a table");
+    }
+    t = lua_getfield(L, idx, "timeout");
+    if (t != LUA_TNIL) {
+        const char *s = t == LUA_TNUMBER || t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (s == NULL || ha_duration_parse(s, &o->timeout_ns) != 0 || o->timeout_ns == 0)
+            opt_error(L, fn, "timeout", "must be a positive number of seconds or a duration (\"500ms\")");
+    }
+    lua_pop(L, 1);
+    if (o->timeout_ns == 0)
+        o->timeout_ns = HTTP_TIMEOUT_NS;
+    o->verify = opt_bool(L, idx, fn, "verify", true);
+    o->follow = opt_bool(L, idx, fn, "follow", false);
+    o->max_redirects = (long)opt_int(L, idx, fn, "max_redirects", HTTP_REDIRECTS, 0, 100);
+    o->unix_socket = opt_string(L, idx, fn, "unix_socket", NULL);
+    o->ca_file = opt_string(L, idx, fn, "ca_file", NULL);
+    o->connect_to = opt_string(L, idx, fn, "connect_to", NULL);
+    if (o->connect_to && strchr(o->connect_to, ':') == NULL)
+        opt_error(L, fn, "connect_to", "must be \"host:port\"");
+    o->max_body = (size_t)opt_int(L, idx, fn, "max_body", HTTP_BODY_MAX, 0, HTTP_BODY_LIMIT);
+    t = lua_getfield(L, idx, "http2");
+    if (t == LUA_TNIL)
+        o->http_version = CURL_HTTP_VERSION_2TLS;         /* h2 by ALPN over TLS, 1.1 otherwise */
+    else if (t == LUA_TBOOLEAN)
+        o->http_version = lua_toboolean(L, -1) ? CURL_HTTP_VERSION_2TLS : CURL_HTTP_VERSION_1_1;
+    else if (t == LUA_TSTRING && strcmp(lua_tostring(L, -1), "prior_knowledge") == 0)
+        o->http_version = CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE;
+    else
+        opt_error(L, fn, "http2", "must be a boolean or \"prior_knowledge\"");
+    lua_pop(L, 1);
+}
+
+/* Appends "name: value" (curl's "name;" for an empty value) to *list.
+ * Returns false on memory exhaustion. */
+static bool add_header(struct curl_slist **list, const char *name, const char *value)
+{
+    size_t n = strlen(name) + strlen(value) + 3;
+    char *line = malloc(n);
+    if (line == NULL)
+        return false;
+    snprintf(line, n, *value ? "%s: %s" : "%s;", name, value);
+    struct curl_slist *l = curl_slist_append(*list, line);
+    free(line);
+    if (l == NULL)
+        return false;
+    *list = l;
+    return true;
+}
+
+/* Builds the request header list from the (checked) headers table. Never
+ * raises. Returns false on memory exhaustion (*list is then freed). */
+static bool build_headers(lua_State *L, const http_opts *o, struct curl_slist **list)
+{
+    bool ok = true, expect = false;
+    *list = NULL;
+    if (o->headers_idx) {
+        lua_getfield(L, o->headers_idx, "headers"); /* [..., h] */
+        int h = lua_gettop(L);
+        lua_pushnil(L);
+        while (ok && lua_next(L, h)) {
+            const char *name = lua_tostring(L, -2);
+            expect = expect || strcasecmp(name, "expect") == 0;
+            ok = add_header(list, name, lua_tostring(L, -1)); /* a number converts in place: fine, key untouched */
+            lua_pop(L, 1);
+        }
+        lua_settop(L, h - 1); /* [...] */
+    }
+    if (ok && o->body && !expect) { /* "Expect:" removes curl's 100-continue round trip */
+        struct curl_slist *l = curl_slist_append(*list, "Expect:");
+        ok = l != NULL;
+        if (l)
+            *list = l;
+    }
+    if (!ok) {
+        curl_slist_free_all(*list);
+        *list = NULL;
+    }
+    return ok;
+}
+
+/* Parses the URL: checks the scheme and keeps its host and password (for
+ * messages). Raises on a malformed URL; the message never contains it. */
+static void check_url(lua_State *L, const char *fn, const char *url, char **host, char **secret)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL;
+    if (u == NULL)
+        luaL_error(L, "not enough memory");
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    bool ok = rc == CURLUE_OK && (strcmp(scheme, "http") == 0 || strcmp(scheme, "https") == 0);
+    curl_free(scheme);
+    if (!ok) {
+        curl_url_cleanup(u);
+        luaL_error(L, "%s: option 'url' must be an http:// or https:// URL", fn);
+    }
+    char *h = NULL, *pw = NULL;
+    curl_url_get(u, CURLUPART_HOST, &h, 0);
+    curl_url_get(u, CURLUPART_PASSWORD, &pw, 0);
+    *host = h ? strdup(h) : NULL;
+    *secret = pw ? strdup(pw) : NULL;
+    curl_free(h);
+    curl_free(pw);
+    curl_url_cleanup(u);
+}
+
+/* Starts the request described by the options table at idx and yields the
+ * task: the core of http.request and http.get. */
+static int start_request(lua_State *L, int idx, const char *fn)
+{
+    http_opts o;
+    read_opts(L, idx, fn, &o);                /* raises on misuse */
+    ha_task *t = engine_task_current(L, fn);  /* raises outside a check */
+    char *host = NULL, *secret = NULL;
+    check_url(L, fn, o.url, &host, &secret);  /* raises before it allocates */
+    /* nothing below raises until the op holds everything */
+    struct curl_slist *hdrs = NULL;
+    bool ok = build_headers(L, &o, &hdrs);
+    http_op *op = calloc(1, sizeof *op);
+    if (op == NULL || !ok)
+        goto fail;
+    op->op.push = http_push;
+    op->op.close = http_close;
+    op->req_headers = hdrs;
+    hdrs = NULL;
+    op->host = host;
+    op->secret = secret;
+    host = secret = NULL;
+    op->max_body = o.max_body;
+    if (o.connect_to) {
+        char line[600];
+        snprintf(line, sizeof line, "::%s", o.connect_to); /* any host and port -> there */
+        op->connect_to = curl_slist_append(NULL, line);
+        if (op->connect_to == NULL)
+            goto fail;
+    }
+    op->easy = curl_easy_init();
+    if (op->easy == NULL)
+        goto fail;
+    CURL *e = op->easy;
+    curl_easy_setopt(e, CURLOPT_PRIVATE, op);
+    curl_easy_setopt(e, CURLOPT_URL, o.url);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(e, CURLOPT_PROXY, "");          /* ignore *_proxy environment variables */
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "healthagent/" HA_VERSION);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, op);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, op);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, o.http_version);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, o.verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, o.verify ? 2L : 0L);
+    if (o.ca_file)
+        curl_easy_setopt(e, CURLOPT_CAINFO, o.ca_file);
+    if (o.unix_socket)
+        curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, o.unix_socket);
+    if (op->connect_to)
+        curl_easy_setopt(e, CURLOPT_CONNECT_TO, op->connect_to);
+    if (o.follow) {
+        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(e, CURLOPT_MAXREDIRS, o.max_redirects);
+    }
+    if (op->req_headers)
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->req_headers);
+    if (o.body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)o.body_len);
+        curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o.body);
+    }
+    const char *method = o.method ? o.method : (o.body ? "POST" : "GET");
+    if (strcmp(method, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    else if (strcmp(method, o.body ? "POST" : "GET") != 0)
+        curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    op->m = multi_get(engine_task_loop(t));
+    if (op->m == NULL)
+        goto fail;
+    if (curl_multi_add_handle(op->m->curlm, e) != CURLM_OK)
+        goto fail; /* the timer callback asked for a first run already */
+    return engine_task_yield(L, t, &op->op, engine_task_clamp(t, o.timeout_ns));
+fail:
+    curl_slist_free_all(hdrs);
+    free(host);
+    free(secret);
+    if (op)
+        http_close(&op->op);
+    return luaL_error(L, "%s: not enough memory", fn);
+}
+
+/* http.request{url=, ...} -> response | nil, message */
+static int l_request(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    return start_request(L, 1, "health.http.request");
+}
+
+/* http.get(url [, opts]) -> response | nil, message */
+static int l_get(lua_State *L)
+{
+    luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2))
+        luaL_checktype(L, 2, LUA_TTABLE);
+    lua_settop(L, 2);
+    lua_newtable(L); /* [url, opts, o] */
+    if (lua_istable(L, 2)) {
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+            lua_pushvalue(L, -2);
+            lua_insert(L, -2);
+            lua_settable(L, 3);
+        }
+    }
+    lua_pushvalue(L, 1);
+    lua_setfield(L, 3, "url");
+    lua_getfield(L, 3, "method");
+    if (!lua_isnil(L, -1) && (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), "GET") != 0))
+        luaL_error(L, "health.http.get: option 'method' must be GET (use http.request)");
+    lua_pop(L, 1);
+    return start_request(L, 3, "health.http.get");
+}
+
+static int curl_ready; /* curl_global_init result + 1, set once */
+static uv_once_t curl_once = UV_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+    curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 1 : -1;
+}
+
+/* require "health.http": [-0, +1] the module. Raises when libcurl cannot be
+ * used without blocking the loop (no asynchronous resolver). */
 int api_http_open(lua_State *L)
 {
-    return luaL_error(L, "health.http is not available yet");
+    uv_once(&curl_once, curl_init_once);
+    if (curl_ready < 0)
+        return luaL_error(L, "health.http: libcurl failed to initialise");
+    const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    if (!(v->features & CURL_VERSION_ASYNCHDNS))
+        return luaL_error(L, "health.http: libcurl %s resolves names synchronously; it would block the engine",
+                          v->version);
+    static const luaL_Reg funcs[] = {{"request", l_request}, {"get", l_get}, {NULL, NULL}};
+    luaL_newlib(L, funcs);
+    lua_pushinteger(L, HTTP_BODY_MAX);
+    lua_setfield(L, -2, "max_body");
+    lua_pushstring(L, v->version);
+    lua_setfield(L, -2, "curl_version");
+    lua_pushboolean(L, (v->features & CURL_VERSION_HTTP2) != 0);
+    lua_setfield(L, -2, "has_http2");
+    return 1;
 }
