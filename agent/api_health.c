@@ -1,5 +1,6 @@
 /* api_health.c: the `health` module every script sees: health.check,
- * health.warn, health.sleep, health.now, health.log. */
+ * health.warn, health.sleep, health.now, health.log, health.set_ready,
+ * health.info. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "api.h"
 #include "engine_check.h"
+#include "engine_reload.h"
 #include "log.h"
 
 /* health.check{...}: defines a check while its script loads. */
@@ -89,8 +91,49 @@ static int l_log(lua_State *L)
     return 0;
 }
 
+/* health.set_ready(ready [, reason]): sets or clears the readiness override
+ * (the same one as PUT /-/ready). From a check's run only: a script that is
+ * still loading may yet be refused by the reload. */
+static int l_set_ready(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TBOOLEAN);
+    const char *reason = luaL_optstring(L, 2, NULL);
+    ha_vm *vm = engine_vm_of(L);
+    if (vm->in_load)
+        return luaL_error(L, "health.set_ready: call it from a check's run, not while a script loads");
+    if (vm->eng)
+        engine_set_ready(vm->eng, lua_toboolean(L, 1), reason);
+    return 0;
+}
+
+/* health.info{key = value, ...}: values shown by /info. Merged over earlier
+ * calls of the same generation; values are any JSON-able Lua value. */
+static int l_info(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, HA_INFO_KEY) != LUA_TTABLE) { /* [t, info?] */
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, HA_INFO_KEY);                /* [t, info] */
+    }
+    lua_pushnil(L);
+    while (lua_next(L, 1)) {                                            /* [t, info, k, v] */
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return luaL_error(L, "health.info: keys must be strings");
+        lua_pushvalue(L, -2);                                           /* [t, info, k, v, k] */
+        lua_insert(L, -2);                                              /* [t, info, k, k, v] */
+        lua_rawset(L, 2);                                               /* [t, info, k] */
+    }
+    lua_settop(L, 0);
+    engine_reload_info_changed(L);
+    return 0;
+}
+
 static const luaL_Reg funcs[] = {
-    {"check", l_check}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log}, {NULL, NULL},
+    {"check", l_check}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log},
+    {"set_ready", l_set_ready}, {"info", l_info}, {NULL, NULL},
 };
 
 /* health.__index: loads health.checks (the factories, in Lua) on first use. */

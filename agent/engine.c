@@ -6,6 +6,7 @@
 #include "bridge.h"
 #include "engine.h"
 #include "engine_check.h"
+#include "engine_reload.h"
 #include "log.h"
 
 #define HEARTBEAT_MS 100
@@ -70,9 +71,13 @@ static void publish(ha_engine *eng)
     s->override_reason = eng->not_ready_reason ? strdup(eng->not_ready_reason) : NULL;
     s->load_error = eng->load_error ? strdup(eng->load_error) : NULL;
     s->load_error_ms = eng->load_error_ms;
+    s->reload_ms = eng->reload_ms;
+    s->reloads = eng->reloads;
+    s->info_json = eng->info_json ? strdup(eng->info_json) : NULL;
     ha_gen *g = eng->gen;
     if (g) {
         s->generation = g->id;
+        s->scripts_hash = g->hash;
         s->checks = calloc(g->n ? g->n : 1, sizeof *s->checks);
         if (s->checks == NULL) {
             snapshot_free(s);
@@ -91,6 +96,7 @@ static void stop(ha_engine *eng)
     if (eng->stopping)
         return;
     eng->stopping = true;
+    engine_reload_stop(eng);
     engine_gen_close(eng->gen);
     eng->gen = NULL;
     uv_close((uv_handle_t *)&eng->idle, NULL);
@@ -145,6 +151,8 @@ static void engine_thread(void *arg)
 {
     ha_engine *eng = arg;
     engine_gen_activate(eng->gen, NULL, true);
+    if (engine_reload_setup(eng) != 0)
+        log_event(LOG_ERROR, NULL, "hot reload unavailable: not enough memory");
     publish(eng);
     uv_run(eng->loop, UV_RUN_DEFAULT);
 }
@@ -191,6 +199,7 @@ void engine_join(ha_engine *eng)
         log_event(LOG_ERROR, NULL, "engine loop not empty at exit");
     free(eng->not_ready_reason);
     free(eng->load_error);
+    free(eng->info_json);
     if (eng->own_loop)
         free(eng->loop);
     eng->loop = NULL;

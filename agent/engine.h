@@ -44,6 +44,10 @@ struct ha_engine {
     char *load_error;         /* owned, may be NULL: last failed reload */
     int64_t load_error_ms;    /* wall clock of that failure */
     void (*on_reload)(ha_engine *eng); /* reload handler (engine_reload.c), may be NULL */
+    struct ha_reload *reload; /* engine_reload.c state, NULL unless set up */
+    char *info_json;          /* owned, may be NULL: health.info values of the served generation */
+    int64_t reload_ms;        /* wall clock the served generation started serving */
+    uint64_t reloads;         /* successful reloads so far */
 };
 
 /* The VM of one Lua state: a scripts generation (sandboxed) or the runner's

@@ -1,12 +1,15 @@
 /* front.c: listeners, routing, the response cache, waiting probes, the
  * engine watchdog and the shutdown sequence (see front.h). */
 #include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <h2o.h>
 
 #include "front.h"
+#include "front_admin.h"
 #include "front_render.h"
 #include "log.h"
 
@@ -25,6 +28,14 @@ typedef struct {
 
 typedef struct waiter waiter;
 
+/* An accepted connection: the libuv handle h2o reads and writes, linked
+ * so that shutdown can end the idle ones. */
+typedef struct front_conn {
+    uv_tcp_t tcp;                     /* first: h2o's close callback gets it */
+    struct front_conn *next, *prev;
+    struct ha_front *front;
+} front_conn;
+
 struct ha_front {
     uv_loop_t *loop;                  /* not owned */
     const ha_config *cfg;             /* not owned */
@@ -37,6 +48,7 @@ struct ha_front {
     uv_async_t wakeup;                /* a snapshot arrived */
     uv_timer_t tick;                  /* watchdog, waiter deadlines, shutdown steps */
     uv_signal_t sigterm, sigint;
+    uv_signal_t sighup;               /* reload the scripts */
     ha_snapshot *snap;                /* newest snapshot, owned; NULL before the first */
     cache_entry cache[HA_NPROBES][HA_NFORMATS][2]; /* [probe][format][full] */
     uint64_t fresh_until[HA_NPROBES]; /* monotonic: every check of the probe fresh until then */
@@ -45,7 +57,9 @@ struct ha_front {
     unsigned char *requested;         /* per snapshot check: a run was asked for */
     waiter *waiters;                  /* probes waiting for results */
     uint64_t stalled_ns;              /* > 0: engine stalled that long */
-    int shutdown_phase;               /* 0 serving, 1 draining (readyz 503), 2 closing, 3 done */
+    int shutdown_phase;               /* 0 serving, 1 draining (readyz 503), 2 closing,
+                                         3 ending connections, 4 done */
+    front_conn *conns;                /* open client connections */
     uint64_t shutdown_at_ns;          /* when the current phase ends */
     int exit_code;
 };
@@ -274,6 +288,8 @@ static bool waiter_satisfied(ha_front *f, waiter *w)
         if (k < 0)
             continue; /* removed by a reload */
         const ha_snap_check *c = &f->snap->checks[k];
+        if (c->runs < w->items[i].runs)
+            w->items[i].runs = 0; /* a reload redefined it: its first result will do */
         if (c->runs > w->items[i].runs || (c->runs && c->expires_ns > now && !c->running) || c->not_before_ns > now)
             continue;
         return false;
@@ -464,6 +480,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ha_front *f = ((front_handler *)self)->front;
     ha_render_req rr = {0};
     ha_str exclude[MAX_EXCLUDE];
+    if (front_admin_route(req->path_normalized)) {
+        ha_admin_ctx ax = {f->cfg, f->bridge, f->snap, trusted(f, req), has_token(f, req), f->shutdown_phase != 0};
+        return front_admin_handle(req, &ax);
+    }
     int pi = match_probe(f, req->path_normalized, &rr.only);
     if (pi < 0) {
         respond_error(req, 404, "not found");
@@ -533,7 +553,20 @@ static void on_tick(uv_timer_t *h)
             next = w->next;
             waiter_answer(w, true);
         }
+        /* idle keep-alive connections would wait for their next request:
+         * end their reading side, so h2o sees EOF and closes each one
+         * after its response is out */
+        for (front_conn *c = f->conns; c; c = c->next) {
+            uv_os_fd_t fd;
+            if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+                shutdown(fd, SHUT_RD);
+        }
         f->shutdown_phase = 3;
+        if (f->shutdown_at_ns > now + HA_NS_PER_S)
+            f->shutdown_at_ns = now + HA_NS_PER_S;
+    }
+    if (f->shutdown_phase == 3 && (f->conns == NULL || now >= f->shutdown_at_ns)) {
+        f->shutdown_phase = 4;
         log_event(LOG_INFO, NULL, "shutdown: cancelling checks");
         uv_stop(f->loop);
     }
@@ -543,11 +576,11 @@ static void on_signal(uv_signal_t *h, int signum)
 {
     ha_front *f = h->data;
     if (f->shutdown_phase) {
+        /* at once: not even the engine thread is waited for (it may be
+         * stuck in a script, the case the watchdog exists for) */
         log_event(LOG_WARN, NULL, "second signal %d: exiting now", signum);
-        f->exit_code = 1;
-        f->shutdown_phase = 3;
-        uv_stop(f->loop);
-        return;
+        fflush(NULL);
+        _exit(1);
     }
     f->shutdown_phase = 1;
     f->shutdown_at_ns = uv_hrtime() + f->cfg->shutdown_delay_ns;
@@ -556,23 +589,48 @@ static void on_signal(uv_signal_t *h, int signum)
     log_event(LOG_INFO, NULL, "signal %d: /readyz now fails; still answering probes for %s", signum, d);
 }
 
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    ha_front *f = h->data;
+    (void)signum;
+    log_event(LOG_INFO, NULL, "SIGHUP: reloading the scripts");
+    bridge_send(f->bridge, HA_MSG_RELOAD, 0, NULL, 0);
+}
+
 /* --- set-up ---------------------------------------------------------------- */
+
+static void on_conn_closed(uv_handle_t *h)
+{
+    front_conn *c = (front_conn *)h;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->front->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
 
 static void on_accept(uv_stream_t *listener, int status)
 {
     ha_front *f = listener->data;
     if (status != 0)
         return;
-    uv_tcp_t *conn = malloc(sizeof *conn);
+    front_conn *conn = calloc(1, sizeof *conn);
     if (conn == NULL)
         return;
-    uv_tcp_init(f->loop, conn);
-    if (uv_accept(listener, (uv_stream_t *)conn) != 0) {
-        uv_close((uv_handle_t *)conn, (uv_close_cb)free);
+    uv_tcp_init(f->loop, &conn->tcp);
+    conn->front = f;
+    conn->next = f->conns;
+    if (f->conns)
+        f->conns->prev = conn;
+    f->conns = conn;
+    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0) {
+        uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
         return;
     }
-    uv_tcp_nodelay(conn, 1);
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)conn, (uv_close_cb)free);
+    uv_tcp_nodelay(&conn->tcp, 1);
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed);
     h2o_accept(&f->accept_ctx, sock);
 }
 
@@ -657,6 +715,9 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     f->sigterm.data = f->sigint.data = f;
     uv_signal_start(&f->sigterm, on_signal, SIGTERM);
     uv_signal_start(&f->sigint, on_signal, SIGINT);
+    uv_signal_init(loop, &f->sighup);
+    f->sighup.data = f;
+    uv_signal_start(&f->sighup, on_sighup, SIGHUP);
     return f;
 }
 
@@ -683,6 +744,7 @@ void front_free(ha_front *f)
     close_if_open((uv_handle_t *)&f->tick);
     close_if_open((uv_handle_t *)&f->sigterm);
     close_if_open((uv_handle_t *)&f->sigint);
+    close_if_open((uv_handle_t *)&f->sighup);
     for (waiter *w = f->waiters, *next; w; w = next) {
         next = w->next;
         w->req = NULL;
@@ -693,8 +755,20 @@ void front_free(ha_front *f)
         for (int fm = 0; fm < HA_NFORMATS; fm++)
             for (int k = 0; k < 2; k++)
                 cache_clear(&f->cache[pi][fm][k]);
-    if (f->ctx.loop)
+    /* h2o 2.2.5 leaves the graceful-shutdown timer of HTTP/2 linked after
+     * h2o_context_request_shutdown; disposing asserts it is not */
+    if (h2o_timeout_is_linked(&f->ctx.http2._graceful_shutdown_timeout))
+        h2o_timeout_unlink(&f->ctx.http2._graceful_shutdown_timeout);
+    if (f->conns) {
+        /* connections h2o still owns hold timers in the context: leave both
+         * to the process exit rather than dispose under them */
+        int n = 0;
+        for (front_conn *c = f->conns; c; c = c->next)
+            n++;
+        log_event(LOG_WARN, NULL, "%d client connection(s) still open at exit", n);
+    } else if (f->ctx.loop) {
         h2o_context_dispose(&f->ctx);
+    }
     h2o_config_dispose(&f->globalconf);
     snapshot_free(f->snap);
     free(f->requested);

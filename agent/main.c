@@ -13,11 +13,13 @@
 
 #include "api.h"
 #include "bridge.h"
+#include "cmd.h"
 #include "config.h"
 #include "engine.h"
 #include "engine_check.h"
 #include "engine_load.h"
 #include "front.h"
+#include "front_admin.h"
 #include "log.h"
 
 #ifndef HA_GIT_COMMIT
@@ -30,6 +32,9 @@
 static const char usage[] =
     "usage: healthagent [--config FILE] [--scripts DIR] [--listen ADDR:PORT]...\n"
     "                   [--token-file FILE] [--log-format text|json] [--version] [--help]\n"
+    "       healthagent probe [URL | --probe liveness|readiness|startup] [--timeout 1s]\n"
+    "       healthagent check [--scripts DIR] [--format text|json|tap|junit] [--only NAME]\n"
+    "       healthagent lint [DIR]\n"
     "       healthagent FILE.lua [ARGS...]   run a Lua script inside the agent runtime\n"
     "\n"
     "Serves Kubernetes-style health probes (/livez /readyz /startupz /healthz) from\n"
@@ -192,6 +197,7 @@ static int run_agent(ha_config *cfg)
         cfg->lualib_dir = strdup(engine_default_lualib());
     log_setup(cfg->log_json, cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
+    front_admin_init(HA_GIT_COMMIT, HA_BUILD_DATE);
 
     ha_engine eng;
     int r = engine_init(&eng, cfg, NULL);
@@ -250,7 +256,14 @@ int main(int argc, char **argv)
     ha_config cfg;
     config_defaults(&cfg);
     int code;
-    if (argc > 1 && argv[1][0] != '-') {
+    /* commands come first: the runner takes any other word as a script */
+    if (argc > 1 && strcmp(argv[1], "probe") == 0) {
+        code = cmd_probe(&cfg, argc - 1, argv + 1);
+    } else if (argc > 1 && strcmp(argv[1], "check") == 0) {
+        code = cmd_check(&cfg, argc - 1, argv + 1);
+    } else if (argc > 1 && strcmp(argv[1], "lint") == 0) {
+        code = cmd_lint(&cfg, argc - 1, argv + 1);
+    } else if (argc > 1 && argv[1][0] != '-') {
         cfg.lualib_dir = strdup(engine_default_lualib());
         code = run_script(&cfg, argc, argv, 1);
     } else {

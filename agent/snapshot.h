@@ -30,6 +30,10 @@ typedef struct {
 typedef struct {
     uint64_t seq;             /* grows by one per publication */
     uint64_t generation;      /* scripts generation serving these checks */
+    uint64_t scripts_hash;    /* content hash of that generation's scripts */
+    int64_t reload_ms;        /* wall clock that generation started serving */
+    uint64_t reloads;         /* successful reloads since start */
+    char *info_json;          /* owned, may be NULL: JSON object of health.info values */
     char *load_error;         /* owned, may be NULL: last failed reload, "file:line: message" */
     int64_t load_error_ms;    /* wall clock of that failure */
     bool ready_override;      /* true: readiness forced DOWN by an operator or script */

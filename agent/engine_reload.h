@@ -1,0 +1,49 @@
+/* engine_reload.h: hot reload of the scripts directory, on the engine
+ * thread. Triggers: events on the directory (one uv_fs_event on the
+ * directory itself, never on single files), debounced into one reload; a
+ * periodic rescan by content hash (cfg->rescan_ns); and explicit requests
+ * (SIGHUP, POST /-/reload) that arrive as HA_MSG_RELOAD.
+ *
+ * A reload reads the directory (engine_load_read: names beginning with '.'
+ * skipped, symlinks followed, a dangling link skipped), and when the content
+ * hash differs from the served generation's it builds a whole new generation.
+ * On success the new one is activated (unchanged checks keep their state) and
+ * the old one closed (its runs cancelled); on failure the old one keeps
+ * serving and eng->load_error says why. Kubernetes ConfigMap volumes work as
+ * they are: the rename of ..data over the old link is one directory event. */
+#ifndef HA_ENGINE_RELOAD_H
+#define HA_ENGINE_RELOAD_H
+
+#include <stdbool.h>
+
+#include "engine.h"
+
+#define HA_RELOAD_DEBOUNCE_MS 250   /* quiet time after the last event before reloading */
+#define HA_RELOAD_MAX_WAIT_MS 2000  /* a steady stream of events still reloads this often */
+
+/* Starts watching eng->cfg->scripts_dir and the rescan timer, and sets
+ * eng->on_reload. Call on the engine thread once eng->gen is active. A
+ * directory that cannot be watched (no inotify, HEALTHAGENT_WATCH=off) is
+ * logged once; the rescan then finds changes. Returns 0 or UV_ENOMEM. */
+int engine_reload_setup(ha_engine *eng);
+
+/* Closes the watch and the timers; the state is freed when they have closed.
+ * Safe when setup never ran. Engine thread. */
+void engine_reload_stop(ha_engine *eng);
+
+/* Reloads now. force: rebuild even when the content hash is unchanged
+ * (explicit requests: a changed lib/ module is only seen this way). Returns
+ * 1 when a new generation serves, 0 when nothing changed, -1 on failure
+ * (eng->load_error set, the old generation untouched). */
+int engine_reload_now(ha_engine *eng, bool force);
+
+/* Re-encodes the health.info values of the served generation into
+ * eng->info_json and marks the engine dirty. L is any thread of the VM that
+ * may be used for stack work (the running task's, or the idle main state).
+ * No-op when the VM does not belong to the served generation. */
+void engine_reload_info_changed(lua_State *L);
+
+/* Registry key of the table that holds a VM's health.info values. */
+#define HA_INFO_KEY "health.info"
+
+#endif

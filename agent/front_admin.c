@@ -1,0 +1,441 @@
+/* front_admin.c: /-/status, /-/ready, /-/drain, /-/reload and /info (see
+ * front_admin.h). */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "front_admin.h"
+#include "log.h"
+
+#define REASON_MAX 256 /* bytes of an override reason */
+
+static const char *admin_commit = "unknown";
+static const char *admin_build_date = "unknown";
+static int64_t admin_start_ms;   /* wall clock at start */
+static uint64_t admin_start_ns;  /* monotonic at start */
+
+void front_admin_init(const char *commit, const char *build_date)
+{
+    admin_commit = commit ? commit : "unknown";
+    admin_build_date = build_date ? build_date : "unknown";
+    admin_start_ms = ha_wall_ms();
+    admin_start_ns = uv_hrtime();
+}
+
+static bool path_is(h2o_iovec_t p, const char *s) { return h2o_memis(p.base, p.len, s, strlen(s)); }
+
+bool front_admin_route(h2o_iovec_t path)
+{
+    return (path.len >= 3 && memcmp(path.base, "/-/", 3) == 0) || path_is(path, "/-") || path_is(path, "/info") ||
+           path_is(path, "/actuator/info");
+}
+
+/* --- responses ---------------------------------------------------------- */
+
+static h2o_generator_t admin_generator = {NULL, NULL};
+
+/* Sends a complete response; body (may be NULL) is copied into the pool. */
+static void admin_respond(h2o_req_t *req, int status, const char *reason, const ha_buf *body)
+{
+    size_t len = body ? body->len : 0;
+    char *p = h2o_mem_alloc_pool(&req->pool, len + 1);
+    if (len)
+        memcpy(p, body->data, len);
+    req->res.status = status;
+    req->res.reason = reason;
+    if (len)
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("application/json"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    req->res.content_length = len;
+    h2o_start_response(req, &admin_generator);
+    h2o_iovec_t v = h2o_iovec_init(p, head ? 0 : len);
+    h2o_send(req, &v, head || len == 0 ? 0 : 1, H2O_SEND_STATE_FINAL);
+}
+
+static void admin_error(h2o_req_t *req, int status, const char *reason, const char *msg)
+{
+    ha_buf b = HA_BUF_INIT;
+    buf_adds(&b, "{\"error\":");
+    buf_json_str(&b, msg, strlen(msg));
+    buf_adds(&b, "}\n");
+    admin_respond(req, status, reason, &b);
+    buf_free(&b);
+}
+
+static bool method_is(h2o_req_t *req, const char *m) { return h2o_memis(req->method.base, req->method.len, m, strlen(m)); }
+
+/* Answers 405 naming the allowed methods unless req uses one of them. */
+static bool allow(h2o_req_t *req, const char *m1, const char *m2, const char *header)
+{
+    if (method_is(req, m1) || (m2 && method_is(req, m2)))
+        return true;
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, header, strlen(header));
+    admin_error(req, 405, "Method Not Allowed", "method not allowed");
+    return false;
+}
+
+static void add_time(ha_buf *b, const char *key, int64_t ms)
+{
+    buf_printf(b, ",\"%s\":", key);
+    if (ms == 0) {
+        buf_adds(b, "null");
+        return;
+    }
+    char t[32];
+    ha_time_format(ms, t, sizeof t);
+    buf_printf(b, "\"%s\"", t);
+}
+
+static double uptime_s(void) { return (double)(uv_hrtime() - admin_start_ns) / 1e9; }
+
+/* --- /info ---------------------------------------------------------------- */
+
+static void info(h2o_req_t *req, const ha_admin_ctx *ctx)
+{
+    const ha_snapshot *s = ctx->snap;
+    ha_buf b = HA_BUF_INIT;
+    buf_printf(&b, "{\"build\":{\"name\":\"healthagent\",\"version\":\"%s\",\"commit\":", HA_VERSION);
+    buf_json_str(&b, admin_commit, strlen(admin_commit));
+    buf_adds(&b, ",\"date\":");
+    buf_json_str(&b, admin_build_date, strlen(admin_build_date));
+    buf_adds(&b, "},\"process\":{\"pid\":");
+    buf_printf(&b, "%ld", (long)getpid());
+    add_time(&b, "start_time", admin_start_ms);
+    buf_printf(&b, ",\"uptime_s\":%.3f}", uptime_s());
+    buf_printf(&b, ",\"scripts\":{\"dir\":");
+    const char *dir = ctx->cfg->scripts_dir ? ctx->cfg->scripts_dir : "";
+    buf_json_str(&b, dir, strlen(dir));
+    if (s) {
+        buf_printf(&b, ",\"generation\":%llu,\"hash\":\"%016llx\",\"reloads\":%llu,\"checks\":%zu",
+                   (unsigned long long)s->generation, (unsigned long long)s->scripts_hash,
+                   (unsigned long long)s->reloads, s->n);
+        add_time(&b, "since", s->reload_ms);
+    }
+    buf_adds(&b, "},\"info\":");
+    buf_adds(&b, s && s->info_json ? s->info_json : "{}");
+    buf_adds(&b, "}\n");
+    admin_respond(req, 200, "OK", &b);
+    buf_free(&b);
+}
+
+/* --- /-/status ------------------------------------------------------------ */
+
+static void add_override(ha_buf *b, const ha_snapshot *s)
+{
+    if (s == NULL || !s->ready_override) {
+        buf_adds(b, "null");
+        return;
+    }
+    buf_adds(b, "{\"ready\":false,\"reason\":");
+    const char *r = s->override_reason ? s->override_reason : "not ready";
+    buf_json_str(b, r, strlen(r));
+    buf_addc(b, '}');
+}
+
+static void status(h2o_req_t *req, const ha_admin_ctx *ctx)
+{
+    const ha_snapshot *s = ctx->snap;
+    ha_buf b = HA_BUF_INIT;
+    buf_printf(&b, "{\"version\":\"%s\",\"uptime_s\":%.3f,\"shutting_down\":%s", HA_VERSION, uptime_s(),
+               ctx->shutting_down ? "true" : "false");
+    buf_adds(&b, ",\"scripts_dir\":");
+    const char *dir = ctx->cfg->scripts_dir ? ctx->cfg->scripts_dir : "";
+    buf_json_str(&b, dir, strlen(dir));
+    if (s) {
+        buf_printf(&b, ",\"generation\":%llu,\"scripts_hash\":\"%016llx\",\"reloads\":%llu,\"checks\":%zu",
+                   (unsigned long long)s->generation, (unsigned long long)s->scripts_hash,
+                   (unsigned long long)s->reloads, s->n);
+        add_time(&b, "last_reload", s->reload_ms);
+    } else {
+        buf_adds(&b, ",\"generation\":0,\"checks\":0");
+    }
+    buf_adds(&b, ",\"load_error\":");
+    if (s && s->load_error) {
+        buf_adds(&b, "{\"message\":");
+        buf_json_str(&b, s->load_error, strlen(s->load_error));
+        add_time(&b, "time", s->load_error_ms);
+        buf_addc(&b, '}');
+    } else {
+        buf_adds(&b, "null");
+    }
+    buf_adds(&b, ",\"override\":");
+    add_override(&b, s);
+    buf_adds(&b, "}\n");
+    admin_respond(req, 200, "OK", &b);
+    buf_free(&b);
+}
+
+/* --- /-/ready body: {"ready": bool [, "reason": string]} ------------------- */
+
+typedef struct {
+    const char *p, *end;
+} json_in;
+
+static void skip_ws(json_in *in)
+{
+    while (in->p < in->end && (*in->p == ' ' || *in->p == '\t' || *in->p == '\r' || *in->p == '\n'))
+        in->p++;
+}
+
+static bool eat(json_in *in, char c)
+{
+    skip_ws(in);
+    if (in->p < in->end && *in->p == c) {
+        in->p++;
+        return true;
+    }
+    return false;
+}
+
+static int hex4(const char *p)
+{
+    int v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= c - '0';
+        else if (c >= 'a' && c <= 'f')
+            v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F')
+            v |= c - 'A' + 10;
+        else
+            return -1;
+    }
+    return v;
+}
+
+static void put_utf8(ha_buf *b, unsigned cp)
+{
+    if (cp < 0x80) {
+        buf_addc(b, (char)cp);
+    } else if (cp < 0x800) {
+        buf_addc(b, (char)(0xc0 | cp >> 6));
+        buf_addc(b, (char)(0x80 | (cp & 0x3f)));
+    } else if (cp < 0x10000) {
+        buf_addc(b, (char)(0xe0 | cp >> 12));
+        buf_addc(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        buf_addc(b, (char)(0x80 | (cp & 0x3f)));
+    } else {
+        buf_addc(b, (char)(0xf0 | cp >> 18));
+        buf_addc(b, (char)(0x80 | ((cp >> 12) & 0x3f)));
+        buf_addc(b, (char)(0x80 | ((cp >> 6) & 0x3f)));
+        buf_addc(b, (char)(0x80 | (cp & 0x3f)));
+    }
+}
+
+/* Reads a JSON string into out (unescaped). Returns 0 or -1. */
+static int read_string(json_in *in, ha_buf *out)
+{
+    if (!eat(in, '"'))
+        return -1;
+    while (in->p < in->end) {
+        unsigned char c = (unsigned char)*in->p++;
+        if (c == '"')
+            return 0;
+        if (c < 0x20)
+            return -1;
+        if (c != '\\') {
+            buf_addc(out, (char)c);
+            continue;
+        }
+        if (in->p >= in->end)
+            return -1;
+        char e = *in->p++;
+        switch (e) {
+        case '"': case '\\': case '/': buf_addc(out, e); break;
+        case 'b': buf_addc(out, '\b'); break;
+        case 'f': buf_addc(out, '\f'); break;
+        case 'n': buf_addc(out, '\n'); break;
+        case 'r': buf_addc(out, '\r'); break;
+        case 't': buf_addc(out, '\t'); break;
+        case 'u': {
+            if (in->end - in->p < 4)
+                return -1;
+            int cp = hex4(in->p);
+            in->p += 4;
+            if (cp < 0)
+                return -1;
+            if (cp >= 0xd800 && cp < 0xdc00 && in->end - in->p >= 6 && in->p[0] == '\\' && in->p[1] == 'u') {
+                int lo = hex4(in->p + 2);
+                if (lo >= 0xdc00 && lo < 0xe000) {
+                    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+                    in->p += 6;
+                }
+            }
+            if (cp >= 0xd800 && cp < 0xe000)
+                cp = 0xfffd; /* lone surrogate */
+            put_utf8(out, (unsigned)cp);
+            break;
+        }
+        default:
+            return -1;
+        }
+    }
+    return -1;
+}
+
+static bool eat_word(json_in *in, const char *w)
+{
+    skip_ws(in);
+    size_t n = strlen(w);
+    if ((size_t)(in->end - in->p) >= n && memcmp(in->p, w, n) == 0) {
+        in->p += n;
+        return true;
+    }
+    return false;
+}
+
+/* Parses the override body. Returns NULL, or a message for a 400. */
+static const char *parse_ready(h2o_iovec_t body, int *ready, ha_buf *reason, bool *has_reason)
+{
+    json_in in = {body.base, body.base + body.len};
+    *ready = -1;
+    *has_reason = false;
+    if (body.base == NULL || !eat(&in, '{'))
+        return "expected a JSON object like {\"ready\":false,\"reason\":\"maintenance\"}";
+    if (!eat(&in, '}')) {
+        for (;;) {
+            ha_buf key = HA_BUF_INIT;
+            int r = read_string(&in, &key);
+            bool is_ready = r == 0 && key.len == 5 && memcmp(key.data, "ready", 5) == 0;
+            bool is_reason = r == 0 && key.len == 6 && memcmp(key.data, "reason", 6) == 0;
+            buf_free(&key);
+            if (r != 0 || !eat(&in, ':'))
+                return "malformed JSON";
+            if (is_ready) {
+                if (eat_word(&in, "true"))
+                    *ready = 1;
+                else if (eat_word(&in, "false"))
+                    *ready = 0;
+                else
+                    return "\"ready\" must be true or false";
+            } else if (is_reason) {
+                skip_ws(&in);
+                if (eat_word(&in, "null")) {
+                    buf_reset(reason);
+                    *has_reason = false;
+                } else {
+                    buf_reset(reason);
+                    if (read_string(&in, reason) != 0)
+                        return "\"reason\" must be a string";
+                    *has_reason = true;
+                    if (reason->len > REASON_MAX)
+                        return "\"reason\" is longer than 256 bytes";
+                    if (memchr(buf_cstr(reason), '\0', reason->len))
+                        return "\"reason\" contains a NUL character";
+                }
+            } else {
+                return "unknown field: only \"ready\" and \"reason\" are accepted";
+            }
+            if (eat(&in, '}'))
+                break;
+            if (!eat(&in, ','))
+                return "malformed JSON";
+        }
+    }
+    skip_ws(&in);
+    if (in.p != in.end)
+        return "trailing data after the JSON object";
+    if (*ready < 0)
+        return "missing field \"ready\"";
+    return NULL;
+}
+
+/* Queues the override for the engine and answers with what was asked for. */
+static void set_override(h2o_req_t *req, const ha_admin_ctx *ctx, bool ready, const char *reason)
+{
+    size_t rl = ready || reason == NULL ? 0 : strlen(reason);
+    if (bridge_send(ctx->bridge, HA_MSG_READY, ready, rl ? reason : NULL, rl) != 0) {
+        admin_error(req, 503, "Service Unavailable", "not enough memory");
+        return;
+    }
+    log_event(LOG_INFO, NULL, "admin: %.*s %.*s: %s%s%s", (int)req->method.len, req->method.base,
+              (int)req->path_normalized.len, req->path_normalized.base, ready ? "ready" : "not ready",
+              rl ? ": " : "", rl ? reason : "");
+    ha_buf b = HA_BUF_INIT;
+    buf_printf(&b, "{\"ready\":%s", ready ? "true" : "false");
+    if (!ready) {
+        const char *r = rl ? reason : "not ready";
+        buf_adds(&b, ",\"reason\":");
+        buf_json_str(&b, r, strlen(r));
+    }
+    buf_adds(&b, "}\n");
+    admin_respond(req, 200, "OK", &b);
+    buf_free(&b);
+}
+
+static void ready(h2o_req_t *req, const ha_admin_ctx *ctx)
+{
+    if (!method_is(req, "HEAD") && !allow(req, "PUT", "GET", "GET, HEAD, PUT"))
+        return;
+    if (!method_is(req, "PUT")) {
+        const ha_snapshot *s = ctx->snap;
+        ha_buf b = HA_BUF_INIT;
+        buf_printf(&b, "{\"ready\":%s,\"override\":", s && s->ready_override ? "false" : "true");
+        add_override(&b, s);
+        buf_adds(&b, "}\n");
+        admin_respond(req, 200, "OK", &b);
+        buf_free(&b);
+        return;
+    }
+    int r;
+    bool has_reason;
+    ha_buf reason = HA_BUF_INIT;
+    const char *bad = parse_ready(req->entity, &r, &reason, &has_reason);
+    if (bad)
+        admin_error(req, 400, "Bad Request", bad);
+    else
+        set_override(req, ctx, r == 1, has_reason ? buf_cstr(&reason) : NULL);
+    buf_free(&reason);
+}
+
+/* --- dispatch ------------------------------------------------------------- */
+
+int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx)
+{
+    h2o_iovec_t path = req->path_normalized;
+    if (path_is(path, "/info") || path_is(path, "/actuator/info")) {
+        if (allow(req, "GET", "HEAD", "GET, HEAD"))
+            info(req, ctx);
+        return 0;
+    }
+    /* /-/ paths: the token when one is configured, else the trusted networks */
+    if (ctx->cfg->token ? !ctx->token_ok : !ctx->trusted) {
+        if (ctx->cfg->token) {
+            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+            admin_respond(req, 401, "Unauthorized", NULL);
+        } else {
+            admin_respond(req, 403, "Forbidden", NULL);
+        }
+        return 0;
+    }
+    if (path_is(path, "/-/status")) {
+        if (allow(req, "GET", "HEAD", "GET, HEAD"))
+            status(req, ctx);
+    } else if (path_is(path, "/-/ready")) {
+        ready(req, ctx);
+    } else if (path_is(path, "/-/drain")) {
+        if (allow(req, "POST", NULL, "POST"))
+            set_override(req, ctx, false, "draining");
+    } else if (path_is(path, "/-/reload")) {
+        if (allow(req, "POST", NULL, "POST")) {
+            if (bridge_send(ctx->bridge, HA_MSG_RELOAD, 0, NULL, 0) != 0) {
+                admin_error(req, 503, "Service Unavailable", "not enough memory");
+                return 0;
+            }
+            log_event(LOG_INFO, NULL, "admin: reload requested via POST /-/reload");
+            ha_buf b = HA_BUF_INIT;
+            buf_printf(&b, "{\"reload\":\"requested\",\"generation\":%llu}\n",
+                       (unsigned long long)(ctx->snap ? ctx->snap->generation : 0));
+            admin_respond(req, 202, "Accepted", &b);
+            buf_free(&b);
+        }
+    } else {
+        admin_error(req, 404, "Not Found", "not found");
+    }
+    return 0;
+}

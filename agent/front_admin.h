@@ -1,0 +1,41 @@
+/* front_admin.h: the operator's side of the HTTP front: /-/status,
+ * /-/ready (readiness override), /-/drain, /-/reload, and /info (also
+ * /actuator/info). Front thread only; answers from the newest snapshot and
+ * sends requests to the engine through the bridge.
+ *
+ * Access to /-/ paths: with a token configured, every request must carry
+ * "Authorization: Bearer <token>" (401 with an empty body otherwise); with no
+ * token, only clients in the trusted networks (default loopback) get in (403
+ * with an empty body otherwise). /info is public, like the probes. */
+#ifndef HA_FRONT_ADMIN_H
+#define HA_FRONT_ADMIN_H
+
+#include <stdbool.h>
+
+#include <h2o.h>
+
+#include "bridge.h"
+#include "config.h"
+#include "snapshot.h"
+
+typedef struct {
+    const ha_config *cfg;     /* not owned */
+    ha_bridge *bridge;        /* not owned: where overrides and reloads go */
+    const ha_snapshot *snap;  /* newest snapshot, NULL before the first */
+    bool trusted;             /* the peer is inside cfg->trusted */
+    bool token_ok;            /* the request carries the configured bearer token */
+    bool shutting_down;       /* SIGTERM received */
+} ha_admin_ctx;
+
+/* Records the build facts shown by /info and the process start time. Call
+ * once from main before serving; the strings must stay valid. */
+void front_admin_init(const char *commit, const char *build_date);
+
+/* True for the paths answered here: /-/ and below, /info, /actuator/info. */
+bool front_admin_route(h2o_iovec_t path);
+
+/* Answers the request (always: 2xx, 400, 401, 403, 404 or 405). Returns 0,
+ * the h2o handler convention for "handled". */
+int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx);
+
+#endif
