@@ -1,0 +1,209 @@
+/* common.c: names, durations, sizes and wall-clock formatting shared by every
+ * subsystem (see common.h). */
+#include "common.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* Longest duration accepted anywhere in the configuration: one year. */
+#define COMMON_MAX_DURATION_NS (365ull * 24 * 3600 * HA_NS_PER_S)
+
+static const char *const common_status_names[] = {"UP", "WARN", "INIT", "DOWN"};
+static const char *const common_status_ietf[] = {"pass", "warn", "fail", "fail"};
+static const char *const common_probe_names[] = {"liveness", "readiness", "startup", "health"};
+static const unsigned common_probe_masks[] = {HA_PROBE_LIVENESS, HA_PROBE_READINESS,
+                                              HA_PROBE_STARTUP, HA_PROBE_ALL};
+
+const char *ha_status_name(ha_status s)
+{
+    if ((unsigned)s >= HA_ARRAY_SIZE(common_status_names))
+        return "DOWN";
+    return common_status_names[s];
+}
+
+const char *ha_status_ietf(ha_status s)
+{
+    if ((unsigned)s >= HA_ARRAY_SIZE(common_status_ietf))
+        return "fail";
+    return common_status_ietf[s];
+}
+
+const char *ha_probe_name(int pi)
+{
+    if (pi < 0 || pi >= (int)HA_ARRAY_SIZE(common_probe_names))
+        return "health";
+    return common_probe_names[pi];
+}
+
+unsigned ha_probe_mask(int pi)
+{
+    if (pi < 0 || pi >= (int)HA_ARRAY_SIZE(common_probe_masks))
+        return HA_PROBE_ALL;
+    return common_probe_masks[pi];
+}
+
+/* Parses an unsigned decimal "123" or "123.456" at *sp, advancing *sp past
+ * it. At least one digit is required before any '.', and one after it.
+ * Returns 0 with the value as ip (integer part, saturated at limit + 1) and
+ * fp / 10^fdigits (at most 9 fraction digits kept, the rest truncated), or -1. */
+static int common_decimal(const char **sp, uint64_t limit, uint64_t *ip, uint64_t *fp,
+                          int *fdigits)
+{
+    const char *s = *sp;
+    uint64_t i = 0, f = 0;
+    int nf = 0;
+    if (*s < '0' || *s > '9')
+        return -1;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        uint64_t d = (uint64_t)(*s - '0');
+        i = i > (limit - d) / 10 ? limit + 1 : i * 10 + d; /* saturate: the caller rejects it */
+    }
+    if (*s == '.') {
+        s++;
+        if (*s < '0' || *s > '9')
+            return -1;
+        for (; *s >= '0' && *s <= '9'; s++) {
+            if (nf < 9) {
+                f = f * 10 + (uint64_t)(*s - '0');
+                nf++;
+            }
+        }
+    }
+    *ip = i;
+    *fp = f;
+    *fdigits = nf;
+    *sp = s;
+    return 0;
+}
+
+/* value = (ip + fp / 10^fdigits) * unit, exact up to truncation of the last
+ * fraction of a unit. Returns 0, or -1 when above max. */
+static int common_scale(uint64_t ip, uint64_t fp, int fdigits, uint64_t unit, uint64_t max,
+                        uint64_t *out)
+{
+    unsigned __int128 v = (unsigned __int128)ip * unit;
+    unsigned __int128 pow = 1;
+    for (int k = 0; k < fdigits; k++)
+        pow *= 10;
+    v += (unsigned __int128)fp * unit / pow;
+    if (v > max)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
+/* Accepts "<decimal>" (seconds) or "<decimal><unit>" with unit ms, s, m or h:
+ * no sign, no spaces, no exponent, nothing after the unit, at most one year.
+ * Anything else, including "inf" and "nan", is -1 and leaves *ns alone. */
+int ha_duration_parse(const char *s, uint64_t *ns)
+{
+    static const struct {
+        const char *name;
+        uint64_t ns;
+    } units[] = {
+        {"", HA_NS_PER_S},  {"ms", HA_NS_PER_MS},        {"s", HA_NS_PER_S},
+        {"m", 60 * HA_NS_PER_S}, {"h", 3600 * HA_NS_PER_S},
+    };
+    uint64_t ip, fp, v;
+    int nf;
+    if (s == NULL || common_decimal(&s, COMMON_MAX_DURATION_NS, &ip, &fp, &nf) < 0)
+        return -1;
+    for (size_t u = 0; u < HA_ARRAY_SIZE(units); u++) {
+        if (strcmp(s, units[u].name) != 0)
+            continue;
+        if (common_scale(ip, fp, nf, units[u].ns, COMMON_MAX_DURATION_NS, &v) < 0)
+            return -1;
+        *ns = v;
+        return 0;
+    }
+    return -1;
+}
+
+/* Picks the largest of h, m, s, ms that divides ns exactly. A value that is
+ * not a whole number of milliseconds is written as decimal seconds
+ * ("0.0000015s"), which ha_duration_parse reads back exactly. */
+void ha_duration_format(uint64_t ns, char *buf, size_t len)
+{
+    static const struct {
+        const char *name;
+        uint64_t ns;
+    } units[] = {
+        {"h", 3600 * HA_NS_PER_S}, {"m", 60 * HA_NS_PER_S}, {"s", HA_NS_PER_S}, {"ms", HA_NS_PER_MS},
+    };
+    if (len == 0)
+        return;
+    if (ns == 0) {
+        snprintf(buf, len, "0s");
+        return;
+    }
+    for (size_t u = 0; u < HA_ARRAY_SIZE(units); u++) {
+        if (ns % units[u].ns == 0) {
+            snprintf(buf, len, "%llu%s", (unsigned long long)(ns / units[u].ns), units[u].name);
+            return;
+        }
+    }
+    char frac[16];
+    snprintf(frac, sizeof frac, "%09llu", (unsigned long long)(ns % HA_NS_PER_S));
+    size_t n = strlen(frac);
+    while (n > 0 && frac[n - 1] == '0')
+        frac[--n] = '\0';
+    snprintf(buf, len, "%llu.%ss", (unsigned long long)(ns / HA_NS_PER_S), frac);
+}
+
+/* Accepts "<decimal>" bytes or "<decimal><suffix>": KiB/MiB/GiB and K/M/G
+ * are powers of 1024, KB/MB/GB powers of 1000, B is bytes. A fraction is
+ * truncated to whole bytes ("1.5KiB" = 1536). Caps at 2^63 bytes. */
+int ha_size_parse(const char *s, uint64_t *bytes)
+{
+    static const struct {
+        const char *name;
+        uint64_t mult;
+    } units[] = {
+        {"", 1},           {"B", 1},
+        {"K", 1ull << 10}, {"KiB", 1ull << 10}, {"KB", 1000},
+        {"M", 1ull << 20}, {"MiB", 1ull << 20}, {"MB", 1000000},
+        {"G", 1ull << 30}, {"GiB", 1ull << 30}, {"GB", 1000000000},
+    };
+    const uint64_t max = 1ull << 63;
+    uint64_t ip, fp, v;
+    int nf;
+    if (s == NULL || common_decimal(&s, max, &ip, &fp, &nf) < 0)
+        return -1;
+    for (size_t u = 0; u < HA_ARRAY_SIZE(units); u++) {
+        if (strcmp(s, units[u].name) != 0)
+            continue;
+        if (common_scale(ip, fp, nf, units[u].mult, max, &v) < 0)
+            return -1;
+        *bytes = v;
+        return 0;
+    }
+    return -1;
+}
+
+int64_t ha_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Writes "YYYY-MM-DDThh:mm:ss.mmmZ". Times before the epoch round down. */
+void ha_time_format(int64_t wall_ms, char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    int64_t sec = wall_ms / 1000, ms = wall_ms % 1000;
+    if (ms < 0) {
+        ms += 1000;
+        sec -= 1;
+    }
+    time_t t = (time_t)sec;
+    struct tm tm;
+    if (gmtime_r(&t, &tm) == NULL) {
+        snprintf(buf, len, "1970-01-01T00:00:00.000Z");
+        return;
+    }
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
+}
