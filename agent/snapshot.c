@@ -1,0 +1,51 @@
+/* snapshot.c: freeing and searching published snapshots (see snapshot.h). */
+#include "snapshot.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void snapshot_free(ha_snapshot *s)
+{
+    if (s == NULL)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->checks[i].name);
+        free(s->checks[i].output);
+        free(s->checks[i].details_json);
+    }
+    free(s->checks);
+    free(s->load_error);
+    free(s->info_json);
+    free(s->override_reason);
+    free(s);
+}
+
+/* Orders name[0..len) against a NUL-terminated check name: bytes first,
+ * then the shorter one first (the order the engine sorts by). */
+static int snapshot_cmp(const char *name, size_t len, const char *other)
+{
+    size_t olen = strlen(other);
+    int c = memcmp(name, other, len < olen ? len : olen);
+    if (c != 0)
+        return c;
+    return len < olen ? -1 : len > olen ? 1 : 0;
+}
+
+/* Binary search over the sorted checks. Returns the index or -1. */
+int snapshot_find(const ha_snapshot *s, const char *name, size_t len)
+{
+    if (s == NULL || name == NULL)
+        return -1;
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = snapshot_cmp(name, len, s->checks[mid].name);
+        if (c == 0)
+            return (int)mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
