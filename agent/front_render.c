@@ -1,0 +1,322 @@
+/* front_render.c: the probe answer. Decides which checks a request covers,
+ * what each one displays (stall, give-up and non-critical overlays), the
+ * aggregate and its HTTP code, and writes the body in one of three formats
+ * (see front_render.h). Pure: reads the snapshot and the request only. */
+#include "front_render.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* What one check shows in an answer. */
+typedef struct {
+    const ha_snap_check *c;
+    ha_status shown;        /* displayed status */
+    ha_status contrib;      /* what it adds to the aggregate: at most WARN if not critical */
+    const char *output;     /* displayed output, may be NULL; may point at synth */
+    char synth[64];         /* "timeout after 2s" when an overlay replaced the result */
+} render_view;
+
+/* The request's answer before any body is written. */
+typedef struct {
+    int only;               /* index of r->only in the snapshot, or -1 */
+    ha_status status;       /* aggregate */
+    const char *reason;     /* top-level reason (stall, shutdown, override), may be NULL */
+    char reason_buf[64];    /* storage for "engine stalled for Ns" */
+} render_summary;
+
+static const char *const render_types[HA_NFORMATS] = {
+    "application/json",
+    "application/health+json",
+    "text/plain; charset=utf-8",
+};
+
+static const char *const render_short[HA_NPROBES] = {"livez", "readyz", "startupz", "healthz"};
+
+/* True when name[0..len) is c's name. */
+static bool render_same(const ha_str *n, const char *name)
+{
+    return n->p != NULL && strlen(name) == n->len && memcmp(n->p, name, n->len) == 0;
+}
+
+/* True when c belongs to the request's probe and is not excluded. */
+static bool render_included(const ha_snap_check *c, const ha_render_req *r)
+{
+    if ((c->probes & ha_probe_mask(r->probe)) == 0)
+        return false;
+    for (size_t i = 0; i < r->nexclude; i++)
+        if (render_same(&r->exclude[i], c->name))
+            return false;
+    return true;
+}
+
+/* Fills v with what c displays under r: a run in flight during an engine
+ * stall, or a run in flight or a stale result once the waiter gave up, reads
+ * DOWN "timeout after <timeout>"; a failing non-critical check reads WARN.
+ * A check that never produced a result and is not running keeps its INIT. */
+static void render_view_of(const ha_snap_check *c, const ha_render_req *r, render_view *v)
+{
+    bool stale = c->time_ms != 0 && c->expires_ns <= r->now_ns;
+    bool timed_out = (r->stalled_ns > 0 && c->running) || (r->give_up && (c->running || stale));
+
+    v->c = c;
+    v->shown = c->status;
+    v->output = c->output;
+    if (timed_out) {
+        char d[32];
+        ha_duration_format(c->timeout_ns, d, sizeof d);
+        snprintf(v->synth, sizeof v->synth, "timeout after %s", d);
+        v->shown = HA_DOWN;
+        v->output = v->synth;
+    }
+    if (!c->critical && v->shown == HA_DOWN)
+        v->shown = HA_WARN;
+    v->contrib = v->shown;
+    if (!c->critical && v->contrib > HA_WARN)
+        v->contrib = HA_WARN;
+}
+
+/* Computes the aggregate and the top-level reason. Returns 0, or -1 when
+ * r->only names a check that is absent or outside the probe. */
+static int render_summarize(const ha_snapshot *s, const ha_render_req *r, render_summary *sum)
+{
+    render_view v;
+
+    sum->only = -1;
+    sum->status = HA_UP;
+    sum->reason = NULL;
+    if (r->only.p != NULL) {
+        int i = snapshot_find(s, r->only.p, r->only.len);
+        if (i < 0 || (s->checks[i].probes & ha_probe_mask(r->probe)) == 0)
+            return -1;
+        render_view_of(&s->checks[i], r, &v);
+        sum->only = i;
+        sum->status = v.contrib;
+        return 0;
+    }
+    for (size_t i = 0; s != NULL && i < s->n; i++) {
+        if (!render_included(&s->checks[i], r))
+            continue;
+        render_view_of(&s->checks[i], r, &v);
+        if (v.contrib > sum->status)
+            sum->status = v.contrib;
+    }
+    if (r->probe == HA_PI_LIVENESS && r->stalled_ns > 0) {
+        snprintf(sum->reason_buf, sizeof sum->reason_buf, "engine stalled for %llus",
+                 (unsigned long long)((r->stalled_ns + HA_NS_PER_S - 1) / HA_NS_PER_S));
+        sum->reason = sum->reason_buf;
+        sum->status = HA_DOWN;
+    } else if (r->probe == HA_PI_READINESS && r->shutdown != NULL) {
+        sum->reason = r->shutdown;
+        sum->status = HA_DOWN;
+    } else if (r->probe == HA_PI_READINESS && s != NULL && s->ready_override) {
+        sum->reason = s->override_reason ? s->override_reason : "not ready";
+        sum->status = HA_DOWN;
+    }
+    return 0;
+}
+
+/* Appends a NUL-terminated string as a JSON string. */
+static void render_json_cstr(ha_buf *b, const char *s) { buf_json_str(b, s, strlen(s)); }
+
+/* Appends one Spring-Boot-style component object {"status":...}. */
+static void render_json_component(ha_buf *b, const render_view *v, const ha_render_req *r)
+{
+    const ha_snap_check *c = v->c;
+    buf_printf(b, "{\"status\":\"%s\"", ha_status_name(v->shown));
+    if (r->full) {
+        if (v->output != NULL) {
+            buf_adds(b, ",\"output\":");
+            render_json_cstr(b, v->output);
+        }
+        if (c->details_json != NULL && c->details_json[0] != '\0') {
+            buf_adds(b, ",\"details\":");
+            buf_adds(b, c->details_json); /* already JSON: pasted verbatim */
+        }
+        if (c->time_ms != 0) {
+            char t[32];
+            ha_time_format(c->time_ms, t, sizeof t);
+            buf_printf(b, ",\"duration_ms\":%llu,\"time\":\"%s\"", (unsigned long long)c->duration_ms,
+                       t);
+        }
+    }
+    buf_addc(b, '}');
+}
+
+/* {"status":..., ["reason":...,] "components":{...} [,"load_error":{...}]} */
+static void render_json(ha_buf *b, const ha_snapshot *s, const ha_render_req *r,
+                        const render_summary *sum)
+{
+    render_view v;
+    bool first = true;
+
+    if (sum->only >= 0) {
+        render_view_of(&s->checks[sum->only], r, &v);
+        render_json_component(b, &v, r);
+        return;
+    }
+    buf_printf(b, "{\"status\":\"%s\"", ha_status_name(sum->status));
+    if (sum->reason != NULL) {
+        buf_adds(b, ",\"reason\":");
+        render_json_cstr(b, sum->reason);
+    }
+    buf_adds(b, ",\"components\":{");
+    for (size_t i = 0; s != NULL && i < s->n; i++) {
+        if (!render_included(&s->checks[i], r))
+            continue;
+        render_view_of(&s->checks[i], r, &v);
+        if (!first)
+            buf_addc(b, ',');
+        first = false;
+        render_json_cstr(b, v.c->name);
+        buf_addc(b, ':');
+        render_json_component(b, &v, r);
+    }
+    buf_addc(b, '}');
+    if (r->full && s != NULL && s->load_error != NULL) {
+        buf_adds(b, ",\"load_error\":{\"message\":");
+        render_json_cstr(b, s->load_error);
+        if (s->load_error_ms != 0) {
+            char t[32];
+            ha_time_format(s->load_error_ms, t, sizeof t);
+            buf_printf(b, ",\"time\":\"%s\"", t);
+        }
+        buf_addc(b, '}');
+    }
+    buf_addc(b, '}');
+}
+
+/* Appends "name":[{componentId, status, time, output, observedValue/Unit}]. */
+static void render_health_check(ha_buf *b, const render_view *v, const ha_render_req *r)
+{
+    const ha_snap_check *c = v->c;
+    render_json_cstr(b, c->name);
+    buf_adds(b, ":[{\"componentId\":");
+    render_json_cstr(b, c->name);
+    buf_printf(b, ",\"status\":\"%s\"", ha_status_ietf(v->shown));
+    if (r->full) {
+        if (c->time_ms != 0) {
+            char t[32];
+            ha_time_format(c->time_ms, t, sizeof t);
+            buf_printf(b, ",\"time\":\"%s\"", t);
+        }
+        if (v->output != NULL) {
+            buf_adds(b, ",\"output\":");
+            render_json_cstr(b, v->output);
+        }
+        if (c->time_ms != 0)
+            buf_printf(b, ",\"observedValue\":%llu,\"observedUnit\":\"ms\"",
+                       (unsigned long long)c->duration_ms);
+    }
+    buf_adds(b, "}]");
+}
+
+/* {"status":"pass", ["output":reason,] "checks":{...}} */
+static void render_health(ha_buf *b, const ha_snapshot *s, const ha_render_req *r,
+                          const render_summary *sum)
+{
+    render_view v;
+    bool first = true;
+
+    buf_printf(b, "{\"status\":\"%s\"", ha_status_ietf(sum->status));
+    if (sum->reason != NULL) {
+        buf_adds(b, ",\"output\":");
+        render_json_cstr(b, sum->reason);
+    }
+    buf_adds(b, ",\"checks\":{");
+    for (size_t i = 0; s != NULL && i < s->n; i++) {
+        if (sum->only >= 0 ? (int)i != sum->only : !render_included(&s->checks[i], r))
+            continue;
+        render_view_of(&s->checks[i], r, &v);
+        if (!first)
+            buf_addc(b, ',');
+        first = false;
+        render_health_check(b, &v, r);
+    }
+    buf_adds(b, "}}");
+}
+
+/* Appends s with every control character (newlines included) made a space. */
+static void render_line_text(ha_buf *b, const char *s)
+{
+    size_t start = b->len;
+    buf_adds(b, s);
+    for (size_t i = start; i < b->len; i++) {
+        unsigned char ch = (unsigned char)b->data[i];
+        if (ch < 0x20 || ch == 0x7f)
+            b->data[i] = ' ';
+    }
+}
+
+/* One kube-apiserver line: "[+]name ok" when the check does not fail the
+ * probe, else "[-]name failed: <output or reason withheld>". */
+static void render_verbose_line(ha_buf *b, const render_view *v, const ha_render_req *r)
+{
+    buf_adds(b, v->contrib <= HA_WARN ? "[+]" : "[-]");
+    render_line_text(b, v->c->name);
+    if (v->contrib <= HA_WARN) {
+        buf_adds(b, " ok\n");
+        return;
+    }
+    buf_adds(b, " failed: ");
+    if (!r->full)
+        buf_adds(b, "reason withheld");
+    else
+        render_line_text(b, v->output ? v->output : ha_status_name(v->shown));
+    buf_addc(b, '\n');
+}
+
+/* kube-apiserver ?verbose text: check lines, the reason, the verdict. */
+static void render_verbose(ha_buf *b, const ha_snapshot *s, const ha_render_req *r,
+                           const render_summary *sum)
+{
+    render_view v;
+    int pi = r->probe >= 0 && r->probe < HA_NPROBES ? r->probe : HA_PI_HEALTH;
+
+    for (size_t i = 0; s != NULL && i < s->n; i++) {
+        if (sum->only >= 0 ? (int)i != sum->only : !render_included(&s->checks[i], r))
+            continue;
+        render_view_of(&s->checks[i], r, &v);
+        render_verbose_line(b, &v, r);
+    }
+    if (sum->reason != NULL) {
+        buf_adds(b, "[-]");
+        render_line_text(b, sum->reason);
+        buf_addc(b, '\n');
+    }
+    buf_printf(b, "%s check %s\n", render_short[pi], sum->status <= HA_WARN ? "passed" : "failed");
+}
+
+/* Renders the answer into out; out->body is (re)initialised here and owned
+ * by the caller afterwards, also when empty. Returns -1 (out->body empty)
+ * when r->only is absent from the snapshot or from the probe. */
+int front_render(const ha_snapshot *s, const ha_probe_conf *pc, const ha_render_req *r,
+                 ha_render_out *out)
+{
+    render_summary sum;
+    ha_format fmt = (unsigned)r->format < HA_NFORMATS ? r->format : HA_FMT_JSON;
+
+    out->body = (ha_buf)HA_BUF_INIT;
+    out->content_type = render_types[fmt];
+    if (render_summarize(s, r, &sum) < 0) {
+        out->status = HA_DOWN;
+        out->http_status = 404;
+        return -1;
+    }
+    out->status = sum.status;
+    out->http_status = sum.status <= HA_WARN ? pc->success_status : pc->failure_status;
+    switch (fmt) {
+    case HA_FMT_HEALTH_JSON: render_health(&out->body, s, r, &sum); break;
+    case HA_FMT_VERBOSE: render_verbose(&out->body, s, r, &sum); break;
+    default: render_json(&out->body, s, r, &sum); break;
+    }
+    return 0;
+}
+
+/* The aggregate front_render would answer; HA_DOWN when r->only is invalid. */
+ha_status front_render_status(const ha_snapshot *s, const ha_render_req *r)
+{
+    render_summary sum;
+    if (render_summarize(s, r, &sum) < 0)
+        return HA_DOWN;
+    return sum.status;
+}
