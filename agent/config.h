@@ -22,6 +22,7 @@ typedef struct {
 typedef struct {
     char *listen[HA_MAX_LISTEN];   /* owned "host:port" / "[v6]:port" */
     int nlisten;
+    bool listen_set;               /* config_add_listen was called: the next call appends */
     char *scripts_dir;             /* owned; scripts served */
     char *lualib_dir;              /* owned; where require finds health.* */
     char *token;                   /* owned, may be NULL: bearer token */
