@@ -1,0 +1,243 @@
+/* test_common.c: names, durations, sizes and time formatting (common.c). */
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                    \
+    do {                                                                               \
+        if (cond) {                                                                    \
+            passed++;                                                                  \
+        } else {                                                                       \
+            failed++;                                                                  \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);   \
+        }                                                                              \
+    } while (0)
+
+#define CHECK_STR(got, want)                                                           \
+    do {                                                                               \
+        const char *g_ = (got), *w_ = (want);                                          \
+        if (g_ != NULL && strcmp(g_, w_) == 0) {                                       \
+            passed++;                                                                  \
+        } else {                                                                       \
+            failed++;                                                                  \
+            fprintf(stderr, "%s:%d: %s\n  got:  %s\n  want: %s\n", __FILE__, __LINE__, \
+                    #got, g_ ? g_ : "(null)", w_);                                     \
+        }                                                                              \
+    } while (0)
+
+#define CHECK_U64(got, want)                                                           \
+    do {                                                                               \
+        unsigned long long g_ = (got), w_ = (want);                                    \
+        if (g_ == w_) {                                                                \
+            passed++;                                                                  \
+        } else {                                                                       \
+            failed++;                                                                  \
+            fprintf(stderr, "%s:%d: %s = %llu, want %llu\n", __FILE__, __LINE__, #got, \
+                    g_, w_);                                                           \
+        }                                                                              \
+    } while (0)
+
+/* Parses s, which must be accepted, and returns the nanoseconds. */
+static uint64_t dur_ok(const char *s)
+{
+    uint64_t ns = 12345;
+    if (ha_duration_parse(s, &ns) != 0) {
+        fprintf(stderr, "duration '%s' was rejected\n", s);
+        failed++;
+        return 12345;
+    }
+    return ns;
+}
+
+/* s must be rejected and leave the output alone. */
+static void dur_bad(const char *s)
+{
+    uint64_t ns = 777;
+    int rc = ha_duration_parse(s, &ns);
+    if (rc == -1 && ns == 777) {
+        passed++;
+    } else {
+        failed++;
+        fprintf(stderr, "duration '%s' was accepted (rc %d, %llu ns)\n", s ? s : "(null)", rc,
+                (unsigned long long)ns);
+    }
+}
+
+static const char *dur_fmt(uint64_t ns)
+{
+    static char buf[64];
+    ha_duration_format(ns, buf, sizeof buf);
+    return buf;
+}
+
+static uint64_t size_ok(const char *s)
+{
+    uint64_t b = 12345;
+    if (ha_size_parse(s, &b) != 0) {
+        fprintf(stderr, "size '%s' was rejected\n", s);
+        failed++;
+    }
+    return b;
+}
+
+static void size_bad(const char *s)
+{
+    uint64_t b = 777;
+    int rc = ha_size_parse(s, &b);
+    if (rc == -1 && b == 777) {
+        passed++;
+    } else {
+        failed++;
+        fprintf(stderr, "size '%s' was accepted (%llu)\n", s, (unsigned long long)b);
+    }
+}
+
+static const char *time_fmt(int64_t ms)
+{
+    static char buf[32];
+    ha_time_format(ms, buf, sizeof buf);
+    return buf;
+}
+
+static void test_names(void)
+{
+    CHECK_STR(ha_status_name(HA_UP), "UP");
+    CHECK_STR(ha_status_name(HA_WARN), "WARN");
+    CHECK_STR(ha_status_name(HA_INIT), "INIT");
+    CHECK_STR(ha_status_name(HA_DOWN), "DOWN");
+    CHECK_STR(ha_status_ietf(HA_UP), "pass");
+    CHECK_STR(ha_status_ietf(HA_WARN), "warn");
+    CHECK_STR(ha_status_ietf(HA_INIT), "fail");
+    CHECK_STR(ha_status_ietf(HA_DOWN), "fail");
+    CHECK_STR(ha_probe_name(HA_PI_LIVENESS), "liveness");
+    CHECK_STR(ha_probe_name(HA_PI_READINESS), "readiness");
+    CHECK_STR(ha_probe_name(HA_PI_STARTUP), "startup");
+    CHECK_STR(ha_probe_name(HA_PI_HEALTH), "health");
+    CHECK(ha_probe_mask(HA_PI_LIVENESS) == HA_PROBE_LIVENESS);
+    CHECK(ha_probe_mask(HA_PI_READINESS) == HA_PROBE_READINESS);
+    CHECK(ha_probe_mask(HA_PI_STARTUP) == HA_PROBE_STARTUP);
+    CHECK(ha_probe_mask(HA_PI_HEALTH) == HA_PROBE_ALL);
+    CHECK(HA_DOWN > HA_INIT && HA_INIT > HA_WARN && HA_WARN > HA_UP);
+}
+
+static void test_duration_parse(void)
+{
+    CHECK_U64(dur_ok("2"), 2 * HA_NS_PER_S);
+    CHECK_U64(dur_ok("0.5"), 500 * HA_NS_PER_MS);
+    CHECK_U64(dur_ok("0"), 0);
+    CHECK_U64(dur_ok("250ms"), 250 * HA_NS_PER_MS);
+    CHECK_U64(dur_ok("2s"), 2 * HA_NS_PER_S);
+    CHECK_U64(dur_ok("1.5m"), 90 * HA_NS_PER_S);
+    CHECK_U64(dur_ok("1h"), 3600 * HA_NS_PER_S);
+    CHECK_U64(dur_ok("0.001"), HA_NS_PER_MS);
+    CHECK_U64(dur_ok("1.5ms"), 1500000);
+    CHECK_U64(dur_ok("0.000000001s"), 1);
+    CHECK_U64(dur_ok("007s"), 7 * HA_NS_PER_S);
+    CHECK_U64(dur_ok("8760h"), 8760ull * 3600 * HA_NS_PER_S); /* one year: the cap */
+    CHECK_U64(dur_ok("31536000"), 31536000ull * HA_NS_PER_S);
+
+    dur_bad(NULL);
+    dur_bad("");
+    dur_bad("abc");
+    dur_bad("-1");
+    dur_bad("-1s");
+    dur_bad("+1s");
+    dur_bad(" 2s");
+    dur_bad("2s ");
+    dur_bad("2 s");
+    dur_bad("2sec");
+    dur_bad("2S");
+    dur_bad("2d");
+    dur_bad("1.");
+    dur_bad(".5");
+    dur_bad("1..5");
+    dur_bad("1e3");
+    dur_bad("0x10");
+    dur_bad("inf");
+    dur_bad("nan");
+    dur_bad("ms");
+    dur_bad("2ms5");
+    dur_bad("8761h");
+    dur_bad("31536001");
+    dur_bad("99999999999999999999999999h");
+}
+
+static void test_duration_format(void)
+{
+    CHECK_STR(dur_fmt(0), "0s");
+    CHECK_STR(dur_fmt(2 * HA_NS_PER_S), "2s");
+    CHECK_STR(dur_fmt(250 * HA_NS_PER_MS), "250ms");
+    CHECK_STR(dur_fmt(1500 * HA_NS_PER_MS), "1500ms");
+    CHECK_STR(dur_fmt(90 * HA_NS_PER_S), "90s");
+    CHECK_STR(dur_fmt(60 * HA_NS_PER_S), "1m");
+    CHECK_STR(dur_fmt(3600 * HA_NS_PER_S), "1h");
+    CHECK_STR(dur_fmt(1500), "0.0000015s");
+    CHECK_STR(dur_fmt(HA_NS_PER_S + 1), "1.000000001s");
+
+    /* Every formatted value parses back to itself. */
+    static const uint64_t vals[] = {0, 1, 999, 1500, HA_NS_PER_MS, 1234 * HA_NS_PER_MS,
+                                    61 * HA_NS_PER_S, 7200 * HA_NS_PER_S, HA_NS_PER_S + 1};
+    for (size_t i = 0; i < HA_ARRAY_SIZE(vals); i++)
+        CHECK_U64(dur_ok(dur_fmt(vals[i])), vals[i]);
+
+    char small[3];
+    ha_duration_format(250 * HA_NS_PER_MS, small, sizeof small);
+    CHECK_STR(small, "25"); /* truncated, still terminated */
+}
+
+static void test_size_parse(void)
+{
+    CHECK_U64(size_ok("65536"), 65536);
+    CHECK_U64(size_ok("10B"), 10);
+    CHECK_U64(size_ok("64MiB"), 64ull << 20);
+    CHECK_U64(size_ok("512KiB"), 512ull << 10);
+    CHECK_U64(size_ok("1GiB"), 1ull << 30);
+    CHECK_U64(size_ok("1K"), 1024);
+    CHECK_U64(size_ok("2M"), 2ull << 20);
+    CHECK_U64(size_ok("3G"), 3ull << 30);
+    CHECK_U64(size_ok("1KB"), 1000);
+    CHECK_U64(size_ok("5MB"), 5000000);
+    CHECK_U64(size_ok("2GB"), 2000000000);
+    CHECK_U64(size_ok("1.5KiB"), 1536);
+    CHECK_U64(size_ok("0"), 0);
+
+    size_bad("");
+    size_bad("MiB");
+    size_bad("-1");
+    size_bad("-1MiB");
+    size_bad("1 MiB");
+    size_bad(" 1");
+    size_bad("1TiB");
+    size_bad("1mib");
+    size_bad("1Mi");
+    size_bad("1e6");
+    size_bad("99999999999999999999");
+    size_bad("9999999999GiB");
+}
+
+static void test_time(void)
+{
+    CHECK_STR(time_fmt(0), "1970-01-01T00:00:00.000Z");
+    CHECK_STR(time_fmt(1795341600000), "2026-11-22T10:00:00.000Z");
+    CHECK_STR(time_fmt(1795341600000 + 59 * 1000 + 7), "2026-11-22T10:00:59.007Z");
+    CHECK_STR(time_fmt(-1), "1969-12-31T23:59:59.999Z");
+    CHECK(strlen(time_fmt(1795341600123)) == 24);
+
+    int64_t now = ha_wall_ms();
+    CHECK(now > 1577836800000); /* after 2020-01-01 */
+    CHECK(ha_wall_ms() >= now);
+}
+
+int main(void)
+{
+    test_names();
+    test_duration_parse();
+    test_duration_format();
+    test_size_parse();
+    test_time();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
