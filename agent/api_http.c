@@ -262,6 +262,8 @@ static void describe_failure(http_op *op, CURLcode rc)
     case CURLE_COULDNT_CONNECT:
         if (oserr == ECONNREFUSED)
             snprintf(e, cap, "connection refused");
+        else if (oserr == ECONNRESET)
+            snprintf(e, cap, "connection reset");
         else if (oserr == ETIMEDOUT)
             snprintf(e, cap, "timeout");
         else if (oserr)
@@ -796,7 +798,10 @@ static int start_request(lua_State *L, int idx, const char *fn)
         goto fail;
     if (curl_multi_add_handle(op->m->curlm, e) != CURLM_OK)
         goto fail; /* the timer callback asked for a first run already */
-    return engine_task_yield(L, t, &op->op, engine_task_clamp(t, o.timeout_ns));
+    /* A timeout that would end with the task's deadline is left to the
+     * deadline: the check then reports "timeout after <its timeout>". */
+    uint64_t ns = o.timeout_ns < engine_task_remaining(t) ? o.timeout_ns : 0;
+    return engine_task_yield(L, t, &op->op, ns);
 fail:
     curl_slist_free_all(hdrs);
     free(host);

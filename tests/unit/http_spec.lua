@@ -1,0 +1,419 @@
+-- health.http and health.checks.http against the harness upstreams:
+--   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/http_spec.lua
+-- Real servers only (tests/harness/README.md); every spec ends with no libuv
+-- handle left open.
+local http = require "health.http"
+local testing = require "health.testing"
+
+local env = dofile(assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR is not set") .. "/env.lua")
+local HOST = env.HA_HOST
+
+local function url(port, path) return ("http://%s:%d%s"):format(HOST, port, path or "/") end
+local function surl(port, path) return ("https://%s:%d%s"):format(HOST, port, path or "/") end
+local PLAIN = env.HA_HTTP_PORT
+
+local function elapsed(f, ...)
+  local t0 = health.now()
+  local a, b = f(...)
+  return a, b, health.now() - t0
+end
+
+local function load(src, name)
+  local g, err = testing.load({ [name or "t.lua"] = src })
+  assert(g, err)
+  return g
+end
+
+-- Open file descriptors of this process, listed by a shell whose output
+-- goes to a file (a pipe of ours would be counted, racily).
+local PID
+do
+  local f = assert(io.open("/proc/self/stat"))
+  PID = f:read("l"):match("^(%d+)")
+  f:close()
+end
+local LIST = os.tmpname()
+local function fds()
+  assert(os.execute("ls -l /proc/" .. PID .. "/fd > " .. LIST))
+  local f = assert(io.open(LIST))
+  local out = f:read("a")
+  f:close()
+  local n = 0
+  for line in out:gmatch("[^\n]+") do
+    if line:match("^l") then n = n + 1 end
+  end
+  if os.getenv("HA_SPEC_VERBOSE") then io.stderr:write(out) end
+  return n
+end
+
+-- Lets close callbacks of just-closed handles run.
+local function settle() health.sleep(0.01) end
+
+after_each(function()
+  settle()
+  collectgarbage()
+  assert.equal(0, testing.handles())
+end)
+
+describe("http.request", function()
+  it("returns status, lower-case headers, body and timing", function()
+    local r, err = http.get(url(PLAIN, "/ok"))
+    assert.is_nil(err)
+    assert.equal(200, r.status)
+    assert.equal("ok", r.body)
+    assert.equal("text/plain", r.headers["content-type"])
+    assert.equal("2", r.headers["content-length"])
+    assert.is_nil(r.headers["Content-Type"])
+    assert.equal("1.1", r.http_version)
+    assert.is_false(r.truncated)
+    assert.equal(0, r.redirects)
+    assert.equal("number", math.type(r.time_ms) and "number")
+    assert.is_true(r.time_ms >= 0 and r.time_ms < 1000)
+  end)
+
+  it("returns any status as a response, not an error", function()
+    local r = assert(http.get(url(PLAIN, "/status/503")))
+    assert.equal(503, r.status)
+    assert.equal("status 503", r.body)
+    r = assert(http.request { url = url(PLAIN, "/status/204") })
+    assert.equal(204, r.status)
+    assert.equal("", r.body)
+  end)
+
+  it("sends method, headers and body", function()
+    local r = assert(http.request {
+      url = url(PLAIN, "/echo?x=1"), method = "PUT", body = "hello\0world",
+      headers = { ["X-Test"] = "yes", ["X-Num"] = 42 },
+    })
+    assert.equal(200, r.status)
+    assert.matches('"method":"PUT"', r.body, 1, true)
+    assert.matches('"x-test":"yes"', r.body, 1, true)
+    assert.matches('"x-num":"42"', r.body, 1, true)
+    assert.matches('"body":"hello\\u0000world"', r.body, 1, true)
+    assert.matches('"user-agent":"healthagent/', r.body, 1, true)
+    assert.not_matches('expect', r.body, 1, true)
+    r = assert(http.request { url = url(PLAIN, "/echo"), body = "{}" })
+    assert.matches('"method":"POST"', r.body, 1, true)
+    r = assert(http.request { url = url(PLAIN, "/ok"), method = "HEAD" })
+    assert.equal(200, r.status)
+    assert.equal("", r.body)
+  end)
+
+  it("follows redirects only when asked", function()
+    local r = assert(http.get(url(PLAIN, "/redirect")))
+    assert.equal(302, r.status)
+    assert.equal("/ok", r.headers.location)
+    r = assert(http.get(url(PLAIN, "/redirect"), { follow = true }))
+    assert.equal(200, r.status)
+    assert.equal("ok", r.body)
+    assert.equal(1, r.redirects)
+    assert.is_nil(r.headers.location) -- the final response's headers only
+    local _, err = http.get(url(PLAIN, "/redirect"), { follow = true, max_redirects = 0 })
+    assert.equal("too many redirects", err)
+  end)
+
+  it("caps the body at 1 MiB and says so", function()
+    assert.equal(1024 * 1024, http.max_body)
+    local r = assert(http.get(url(PLAIN, "/big")))
+    assert.equal(200, r.status)
+    assert.equal(1024 * 1024, #r.body)
+    assert.is_true(r.truncated)
+    assert.equal(("x"):rep(16), r.body:sub(1, 16))
+    r = assert(http.get(url(PLAIN, "/big"), { max_body = 10 }))
+    assert.equal(("x"):rep(10), r.body)
+    assert.is_true(r.truncated)
+    r = assert(http.get(url(PLAIN, "/chunked"), { max_body = 1000 }))
+    assert.equal("chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n", r.body)
+    assert.is_false(r.truncated)
+  end)
+
+  it("speaks HTTP/2 cleartext with prior knowledge", function()
+    local r = assert(http.get(url(env.HA_H2C_PORT, "/echo"), { http2 = "prior_knowledge" }))
+    assert.equal(200, r.status)
+    assert.equal("2", r.http_version)
+    assert.matches('"httpVersion":"2.0"', r.body, 1, true)
+  end)
+
+  describe("over TLS", function()
+    it("verifies against ca_file and negotiates h2 by ALPN", function()
+      local r = assert(http.get(surl(env.HA_HTTPS_PORT, "/ok"), { ca_file = env.HA_CA_FILE }))
+      assert.equal(200, r.status)
+      assert.equal("ok", r.body)
+      assert.equal("2", r.http_version)
+      r = assert(http.get(surl(env.HA_HTTPS_PORT, "/ok"), { ca_file = env.HA_CA_FILE, http2 = false }))
+      assert.equal("1.1", r.http_version)
+    end)
+
+    it("fails with a clear message without the CA", function()
+      local r, err = http.get(surl(env.HA_HTTPS_PORT, "/ok"))
+      assert.is_nil(r)
+      assert.equal("tls: unable to get local issuer certificate", err)
+      r = assert(http.get(surl(env.HA_HTTPS_PORT, "/ok"), { verify = false }))
+      assert.equal(200, r.status)
+    end)
+
+    it("reports an expired certificate", function()
+      local r, err = http.get(surl(env.HA_HTTPS_EXPIRED_PORT, "/ok"), { ca_file = env.HA_CA_FILE })
+      assert.is_nil(r)
+      assert.equal("tls: certificate has expired", err)
+    end)
+
+    it("reports a name mismatch", function()
+      local r, err = http.get(("https://wrong.test:%d/ok"):format(env.HA_HTTPS_PORT), {
+        ca_file = env.HA_CA_FILE, connect_to = HOST .. ":" .. env.HA_HTTPS_PORT,
+      })
+      assert.is_nil(r)
+      assert.equal("tls: certificate does not match host name 'wrong.test'", err)
+    end)
+
+    it("reports TLS spoken to a plain HTTP port", function()
+      local r, err = http.get(surl(PLAIN, "/ok"))
+      assert.is_nil(r)
+      assert.matches("^tls: ", err)
+    end)
+  end)
+
+  describe("faults", function()
+    it("connection refused", function()
+      local r, err, dt = elapsed(http.get, url(env.HA_REFUSED_PORT))
+      assert.is_nil(r)
+      assert.equal("connection refused", err)
+      assert.is_true(dt < 0.5)
+    end)
+
+    it("a server that closes at once", function()
+      assert.same({ nil, "closed" }, { http.get(url(env.HA_CLOSE_PORT)) })
+    end)
+
+    it("a server that resets at once", function()
+      assert.same({ nil, "connection reset" }, { http.get(url(env.HA_RESET_PORT)) })
+    end)
+
+    it("a slow answer beyond the timeout ends at the timeout", function()
+      local r, err, dt = elapsed(http.get, url(PLAIN, "/slow?ms=3000"), { timeout = 0.3 })
+      assert.is_nil(r)
+      assert.equal("timeout", err)
+      assert.is_true(dt >= 0.29 and dt < 0.6, "took " .. dt)
+      r = assert(http.get(url(PLAIN, "/slow?ms=100"), { timeout = "2s" }))
+      assert.equal("slow", r.body)
+      assert.is_true(r.time_ms >= 95, "time_ms " .. r.time_ms)
+    end)
+
+    it("a full backlog (connect hangs) ends at the timeout", function()
+      local r, err, dt = elapsed(http.get, url(env.HA_BACKLOG_PORT), { timeout = 0.3 })
+      assert.is_nil(r)
+      assert.equal("timeout", err)
+      assert.is_true(dt >= 0.29 and dt < 0.6, "took " .. dt)
+    end)
+
+    it("a silent server ends at the timeout", function()
+      local _, err, dt = elapsed(http.get, url(env.HA_SILENT_PORT), { timeout = 0.3 })
+      assert.equal("timeout", err)
+      assert.is_true(dt >= 0.29 and dt < 0.6, "took " .. dt)
+    end)
+
+    it("a trickling server ends at the timeout", function()
+      local _, err, dt = elapsed(http.get, url(env.HA_TRICKLE_PORT), { timeout = 1.2 })
+      assert.equal("timeout", err)
+      assert.is_true(dt >= 1.19 and dt < 1.6, "took " .. dt)
+    end)
+
+    it("a missing unix socket", function()
+      local _, err = http.get("http://localhost/ok", { unix_socket = "/nonexistent/http.sock" })
+      assert.equal("connect failed: No such file or directory", err)
+    end)
+
+    it("an unknown host", function()
+      local _, err = http.get("http://no-such-host.invalid/ok", { timeout = 5 })
+      assert.equal("cannot resolve host 'no-such-host.invalid'", err)
+    end)
+  end)
+
+  it("never shows URL credentials", function()
+    local r, err = http.get(("http://alice:s3cr3t-pw@%s:%d/"):format(HOST, env.HA_REFUSED_PORT))
+    assert.is_nil(r)
+    assert.equal("connection refused", err)
+    local ok, msg = pcall(http.get, "ftp://alice:s3cr3t-pw@example.org/")
+    assert.is_false(ok)
+    assert.not_matches("s3cr3t", msg, 1, true)
+    -- credentials are sent as basic auth, and echoed only by the server
+    r = assert(http.get(("http://alice:s3cr3t-pw@%s:%d/echo"):format(HOST, PLAIN)))
+    assert.matches('"authorization":"Basic ', r.body, 1, true)
+  end)
+
+  describe("misuse raises with the caller's line", function()
+    it("bad arguments", function()
+      assert.has_error(function() http.request("x") end)
+      assert.has_error(function() http.request {} end)
+      local ok, msg = pcall(http.request, { url = url(PLAIN), tiemout = 1 })
+      assert.is_false(ok)
+      assert.matches("unknown option 'tiemout'", msg, 1, true)
+      ok, msg = pcall(http.get, url(PLAIN), { headers = { ["X-A"] = "a\r\nX-Evil: 1" } })
+      assert.is_false(ok)
+      assert.matches("line break", msg, 1, true)
+      ok, msg = pcall(http.get, "file:///etc/passwd")
+      assert.is_false(ok)
+      assert.matches("http:// or https://", msg, 1, true)
+      ok, msg = pcall(http.get, url(PLAIN), { timeout = -1 })
+      assert.is_false(ok)
+      ok, msg = pcall(http.get, url(PLAIN), { http2 = "yes" })
+      assert.is_false(ok)
+    end)
+
+    it("outside a check run", function()
+      local g, err = testing.load({ ["early.lua"] = "local http = require 'health.http'\nhttp.get('http://127.0.0.1/')\n" })
+      assert.is_nil(g)
+      assert.matches("early.lua:2: health.http.get: called outside a check run", err, 1, true)
+    end)
+
+    it("inside a check, the script's file:line", function()
+      local g = load([[
+local http = require "health.http"
+health.check { name = "bad", run = function()
+  return http.get(42)
+end }
+]], "bad.lua")
+      local r = g:run("bad")
+      assert.equal("DOWN", r.status)
+      assert.matches("^bad.lua:3: ", r.output)
+      g:close()
+    end)
+  end)
+
+  it("a check deadline during a request ends DOWN and closes everything", function()
+    local before = fds()
+    local g = load(([[
+local http = require "health.http"
+health.check { name = "slow", timeout = 0.3, run = function()
+  local r, err = http.get("%s")
+  return r ~= nil, err
+end }
+health.check { name = "hang", timeout = 0.3, run = function()
+  return http.get("%s") ~= nil
+end }
+]]):format(url(PLAIN, "/slow?ms=5000"), url(env.HA_BACKLOG_PORT)))
+    for _, name in ipairs { "slow", "hang" } do
+      local r, _, dt = elapsed(g.run, g, name)
+      assert.equal("DOWN", r.status)
+      assert.equal("timeout after 300ms", r.output)
+      assert.is_true(dt >= 0.29 and dt < 0.7, "took " .. dt)
+    end
+    g:close()
+    settle()
+    assert.equal(0, testing.handles())
+    assert.equal(before, fds())
+  end)
+end)
+
+describe("health.checks.http", function()
+  local function check(fields)
+    return load(("health.checks.http { name = 'c', %s }"):format(fields))
+  end
+
+  it("UP on the expected status, DOWN otherwise, with details", function()
+    local g = check(("url = %q"):format(url(PLAIN, "/ok")))
+    local r = g:run("c")
+    assert.equal("UP", r.status)
+    assert.matches("^status 200 in %d+ ms$", r.output)
+    assert.matches('"status":200', r.details, 1, true)
+    g:close()
+    g = check(("url = %q"):format(url(PLAIN, "/status/503")))
+    r = g:run("c")
+    assert.equal("DOWN", r.status)
+    assert.equal("status 503, expected 200", r.output)
+    g:close()
+    g = check(("url = %q, expect_status = {200, 503}"):format(url(PLAIN, "/status/503")))
+    assert.equal("UP", g:run("c").status)
+    g:close()
+  end)
+
+  it("matches the body against expect_body", function()
+    local g = check(("url = %q, expect_body = '^ok$'"):format(url(PLAIN, "/ok")))
+    assert.equal("UP", g:run("c").status)
+    g:close()
+    g = check(("url = %q, expect_body = 'ready'"):format(url(PLAIN, "/ok")))
+    local r = g:run("c")
+    assert.equal("DOWN", r.status)
+    assert.equal("body does not match the expected pattern", r.output)
+    g:close()
+  end)
+
+  it("DOWN with the request's error, never the URL's password", function()
+    local g = check(("url = %q"):format(("http://bob:pa55w0rd@%s:%d/"):format(HOST, env.HA_REFUSED_PORT)))
+    local r = g:run("c")
+    assert.equal("DOWN", r.status)
+    assert.equal("connection refused", r.output)
+    assert.not_matches("pa55w0rd", r.output .. (r.details or ""), 1, true)
+    g:close()
+  end)
+
+  it("takes health.check fields and request options", function()
+    local g = check(("url = %q, timeout = 0.3, interval = 60, failure_threshold = 2, follow = true, method = 'GET'")
+      :format(url(PLAIN, "/redirect")))
+    assert.equal("UP", g:run("c").status)
+    g:close()
+    g = check(("url = %q, timeout = 0.3"):format(url(PLAIN, "/slow?ms=2000")))
+    local r = g:run("c")
+    assert.equal("DOWN", r.status)
+    assert.equal("timeout after 300ms", r.output)
+    g:close()
+  end)
+
+  it("rejects bad options at the script's line", function()
+    local g, err = testing.load({ ["f.lua"] = "\nhealth.checks.http { name = 'c', url = 'http://x/', expect_status = 'ok' }" })
+    assert.is_nil(g)
+    assert.matches("f.lua:2: health.checks.http: 'expect_status'", err, 1, true)
+    g, err = testing.load({ ["f.lua"] = "health.checks.http { name = 'c', url = 'http://x/', colour = 1 }" })
+    assert.is_nil(g)
+    assert.matches("f.lua:1: health.checks.http: unknown option 'colour'", err, 1, true)
+    g, err = testing.load({ ["f.lua"] = "health.checks.http { name = 'c', url = 'x' }" })
+    assert.is_nil(g)
+    assert.matches("f.lua:1: health.checks.http: option 'url'", err, 1, true)
+  end)
+end)
+
+describe("1,000 requests", function()
+  it("leave no file descriptor or handle behind", function()
+    local before = fds()
+    for i = 1, 1000 do
+      local r, err
+      if i % 4 == 0 then
+        r, err = http.get(url(env.HA_REFUSED_PORT))
+        assert.equal("connection refused", err)
+      elseif i % 4 == 1 then
+        r, err = http.get(url(env.HA_SILENT_PORT), { timeout = 0.001 })
+        assert.equal("timeout", err)
+      else
+        r = assert(http.get(url(PLAIN, "/ok")))
+        assert.equal(200, r.status)
+      end
+    end
+    settle()
+    assert.equal(0, testing.handles())
+    assert.equal(before, fds())
+  end)
+
+  it("concurrently, in checks cut by their deadline, leave nothing behind", function()
+    local before = fds()
+    local g = load(([[
+local http = require "health.http"
+for i = 1, 200 do
+  health.check { name = "c" .. i, timeout = 0.2, run = function()
+    local r, err = http.get(i %% 2 == 0 and "%s" or "%s")
+    return r ~= nil, err
+  end }
+end
+]]):format(url(env.HA_BACKLOG_PORT), url(PLAIN, "/slow?ms=2000")))
+    local hs = {}
+    for i = 1, 200 do hs[i] = testing.spawn(function() return g:run("c" .. i) end) end
+    for i = 1, 200 do
+      local ok, r = hs[i]:wait()
+      assert.is_true(ok, r)
+      assert.equal("timeout after 200ms", r.output, require("pl.pretty").write(r))
+    end
+    g:close()
+    settle()
+    assert.equal(0, testing.handles())
+    assert.equal(before, fds())
+  end)
+end)
