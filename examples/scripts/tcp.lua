@@ -1,0 +1,14 @@
+-- Port checks with the tcp factory: UP when the connection (and, with
+-- tls = true, the TLS handshake) succeeds; the socket is closed at once.
+-- details: {address = "ip:port", connect_ms = n}. Every health.check field
+-- (timeout, interval, failure_threshold, probes...) can be given too.
+
+-- A plain port: is PostgreSQL accepting connections at all?
+health.checks.tcp { name = "db-port", host = "127.0.0.1", port = 5432, timeout = "1s" }
+
+-- A TLS endpoint, verified against the system trust store and its name;
+-- ca_file = "/etc/ssl/private-ca.pem" would trust a private CA instead.
+health.checks.tcp {
+  name = "api-tls", host = "example.com", port = 443, tls = true,
+  timeout = "3s", interval = "30s", failure_threshold = 3, critical = false,
+}
