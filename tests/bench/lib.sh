@@ -11,6 +11,7 @@
 #   DUR        wrk duration (default 5s).        N   h2load request count (default 200000).
 #   ROUNDS     cached_readyz.sh: alternating rounds, best one reported (default 2).
 #   P99_DUR    p99_sleepers.sh: wrk duration (default 10s).
+#   BENCH_WAIT_QUIET  seconds to wait, before starting, for an idle host (default 0).
 #   BENCH_SUMMARY  file that collects every table row as TSV (run_all.sh sets it).
 #
 # shellcheck disable=SC2034  # PORT, REF_PID, HA_PID...: results read by the scripts
@@ -55,12 +56,14 @@ bench_finish() {
     exit 0
 }
 
-# bench_require_tools: fails the script at once when a needed tool is missing.
+# bench_require_tools: fails the script at once when a needed tool is missing; then
+# waits for a quiet host if BENCH_WAIT_QUIET asks for it.
 bench_require_tools() {
     local t
     for t in "$@"; do
         command -v "$t" >/dev/null || { bench_fail "'$t' not found in PATH"; bench_finish; }
     done
+    bench_wait_quiet
 }
 
 # bench_ref_bin: sets REF_BIN to a runnable reference server, compiling it if need be.
@@ -85,15 +88,20 @@ bench_ref_bin() {
     REF_BIN=$out
 }
 
-# bench_port: sets PORT to a TCP port on 127.0.0.1 that nothing answers on.
+# bench_port: sets PORT to a free TCP port on 127.0.0.1. Drawn from 12000-24999: below
+# the kernel's ephemeral range (wrk's and h2load's client ports never land there) and
+# the test harness's default base (25900); ss confirms no socket uses it.
 bench_port() {
-    local p i
-    for i in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            PORT=$p
-            return 0
+    local p _
+    for _ in $(seq 1 50); do
+        p=$((12000 + RANDOM % 13000))
+        if command -v ss >/dev/null; then
+            [ -z "$(ss -Htan "sport = :$p" 2>/dev/null)" ] || continue
+        elif (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            continue
         fi
+        PORT=$p
+        return 0
     done
     bench_fail "no free port found"
     bench_finish
@@ -295,11 +303,36 @@ bench_min() { awk -v a="$1" -v b="$2" 'BEGIN { print (a + 0 <= b + 0) ? a : b }'
 # Table. Columns: metric | healthagent | reference | ratio (agent/ref) | target | verdict.
 BENCH_FMT='%-28s | %14s | %14s | %6s | %-14s | %s\n'
 
+# bench_cpu_busy: prints the share of all CPUs that was busy over one second.
+bench_cpu_busy() {
+    local a b
+    a=$(head -n 1 /proc/stat)
+    sleep 1
+    b=$(head -n 1 /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        n = split(a, x); split(b, y)
+        for (i = 2; i <= n; i++) { d = y[i] - x[i]; t += d; if (i == 5 || i == 6) idle += d }
+        printf "%.0f%%", (t > 0 ? 100 * (t - idle) / t : 0) }'
+}
+
+# bench_wait_quiet: with BENCH_WAIT_QUIET=S, waits up to S seconds for a second in
+# which less than 25% of the CPUs were busy (other builds and tests finishing).
+bench_wait_quiet() {
+    local deadline=$((SECONDS + ${BENCH_WAIT_QUIET:-0})) busy
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        busy=$(bench_cpu_busy)
+        [ "${busy%\%}" -lt 25 ] && return 0
+        bench_log "host busy ($busy of the CPU); waiting for a quiet second"
+    done
+    return 0
+}
+
 # bench_table_begin TITLE
 bench_table_begin() {
     printf '\n== %s ==\n' "$1"
-    printf 'host: %s CPUs, load average %s (other work on the host skews both columns)\n' \
-        "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'host: %s CPUs, load average %s, %s of the CPU busy in the last second' \
+        "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(bench_cpu_busy)"
+    printf ' (other work on the host skews both columns)\n'
     printf "$BENCH_FMT" metric healthagent reference ratio target verdict
     printf '%s\n' "-----------------------------+----------------+----------------+--------+----------------+--------"
 }
