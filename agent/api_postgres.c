@@ -1,7 +1,633 @@
-/* api_postgres.c: health.postgres. PLACEHOLDER: being written (issue 3); raises until then. */
-#include "api.h"
+/* api_postgres.c: health.postgres, a PostgreSQL client on the engine loop
+ * (libpq's asynchronous API driven by a uv_poll on PQsocket).
+ *
+ *   local db, err = postgres.connect("postgresql://user:pw@host:5432/db" | "host=... dbname=..." [, {timeout = 2}])
+ *   local rows, err = db:query("SELECT 1 AS one")   -- { {one = 1} }; errors: nil, message
+ *   db:close()
+ *
+ * Connecting parses the conninfo with PQconninfoParse, resolves the host
+ * with uv_getaddrinfo and hands libpq hostaddr= (libpq would resolve it
+ * synchronously), then runs PQconnectStartParams/PQconnectPoll. libpq may
+ * close its socket and open another while connecting (SSL or GSS fallback,
+ * another address), and closes it when a connection drops: the poll is
+ * stopped before every libpq call and re-created when PQsocket changes, so
+ * libuv never watches a descriptor libpq has closed.
+ *
+ * Values: NULL -> nil; bool -> boolean; int2/int4/int8/oid -> integer;
+ * float4/float8 -> number; everything else (numeric included) -> string. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
+#include <libpq-fe.h>
+
+#include "api.h"
+#include "db_url.h"
+#include "engine.h"
+
+#define CONN_MT "health.postgres.conn"
+#define ERR_MAX 256
+
+/* Type OIDs (pg_type.dat) the results convert. */
+enum {
+    OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26,
+    OID_FLOAT4 = 700, OID_FLOAT8 = 701,
+};
+
+typedef struct pop pop;
+
+enum { ST_RESOLVING, ST_CONNECTING, ST_IDLE, ST_QUERY };
+
+/* One connection; freed by conn_maybe_free once no userdata, no op, no
+ * resolution and no PGconn refer to it. */
+typedef struct pconn {
+    PGconn *pg;               /* owned; NULL before starting and after PQfinish */
+    uv_poll_t *poll;          /* owned, separately allocated (freed in its close cb); NULL = none */
+    int poll_fd;              /* descriptor poll watches */
+    uv_loop_t *loop;
+    db_url_resolve res;       /* host resolution before connecting */
+    pop *op;                  /* the pending operation, or NULL */
+    uint64_t timeout_ns;      /* per-operation timeout; 0 = the check's deadline */
+    char **keys, **vals;      /* owned, NULL-terminated: PQconnectStartParams input */
+    int nkeys;
+    int hostaddr_slot;        /* index in vals of hostaddr, filled after resolving */
+    char *password;           /* owned, may be NULL: masked in every message */
+    int state;                /* ST_* */
+    bool flushing;            /* a query is still being sent: watch writable */
+    bool dead;                /* failed or closed */
+    bool has_ud;              /* a userdata points here */
+} pconn;
+
+enum { OP_CONNECT = 1, OP_QUERY = 2 };
+
+struct pop {
+    ha_op op;                 /* first: the task's pending slot */
+    pconn *c;                 /* outlives the op */
+    int kind;                 /* OP_CONNECT or OP_QUERY */
+    bool done;                /* outcome recorded */
+    PGresult *result;         /* owned: the last result of a query */
+    char err[ERR_MAX];        /* failure; "" = success */
+};
+
+typedef struct {
+    pconn *c;                 /* NULL once closed */
+} pbox;
+
+/* --- messages ----------------------------------------------------------- */
+
+/* Turns a libpq error text into our short message: its first line without
+ * libpq's "connection to server at ... failed: " prefix and the severity,
+ * "auth failed: " in front of authentication failures; the password is
+ * masked. */
+static void pg_message(char *out, size_t len, const char *raw, const char *password)
+{
+    char line[ERR_MAX * 2];
+    db_url_message(line, sizeof line, raw && raw[0] ? raw : "closed", password);
+    const char *s = line, *f;
+    if (strncmp(s, "connection to server", 20) == 0 && (f = strstr(s, " failed: ")) != NULL)
+        s = f + 9;
+    static const char *const sev[] = {"FATAL:", "ERROR:", "PANIC:", NULL};
+    for (int i = 0; sev[i]; i++)
+        if (strncmp(s, sev[i], strlen(sev[i])) == 0) {
+            s += strlen(sev[i]);
+            while (*s == ' ')
+                s++;
+            break;
+        }
+    bool auth = strstr(s, "password authentication failed") || strstr(s, "no password supplied") ||
+                strstr(s, "authentication failed");
+    snprintf(out, len, "%s%.200s", auth ? "auth failed: " : "", s);
+    /* "Connection refused" -> "connection refused"; keep "SSL ..." */
+    char *m = out + (auth ? 13 : 0);
+    if (isupper((unsigned char)m[0]) && islower((unsigned char)m[1]))
+        m[0] = (char)tolower((unsigned char)m[0]);
+    if (out[0] == '\0')
+        snprintf(out, len, "error");
+}
+
+/* --- connection life cycle --------------------------------------------- */
+
+static void free_strv(char **v, int n)
+{
+    if (v == NULL)
+        return;
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void conn_maybe_free(pconn *c)
+{
+    if (c->has_ud || c->op || c->pg || c->res.busy || c->poll)
+        return;
+    free_strv(c->keys, c->nkeys);
+    free_strv(c->vals, c->nkeys);
+    free(c->password);
+    free(c);
+}
+
+static void conn_fail(pconn *c, const char *msg)
+{
+    c->dead = true;
+    pop *op = c->op;
+    if (op == NULL || op->done)
+        return;
+    snprintf(op->err, sizeof op->err, "%s", msg);
+    op->done = true;
+    engine_task_complete(&op->op);
+}
+
+/* Fails the pending op with libpq's current error message. */
+static void conn_fail_pg(pconn *c)
+{
+    char m[ERR_MAX];
+    pg_message(m, sizeof m, c->pg ? PQerrorMessage(c->pg) : NULL, c->password);
+    conn_fail(c, m);
+}
+
+static void conn_succeed(pconn *c)
+{
+    pop *op = c->op;
+    if (op == NULL || op->done)
+        return;
+    op->done = true;
+    engine_task_complete(&op->op);
+}
+
+static void poll_freed(uv_handle_t *h) { free(h); }
+
+static void poll_close(pconn *c)
+{
+    if (c->poll == NULL)
+        return;
+    uv_close((uv_handle_t *)c->poll, poll_freed);
+    c->poll = NULL;
+}
+
+/* Stops everything: fails the pending op with "closed", cancels the
+ * resolution, closes the poll before libpq closes its socket. */
+static void conn_shutdown(pconn *c)
+{
+    conn_fail(c, "closed");
+    db_url_resolve_cancel(&c->res);
+    poll_close(c);
+    if (c->pg) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Watches PQsocket for events (UV_READABLE | UV_WRITABLE), re-creating the
+ * poll when libpq switched sockets. Returns 0 or fails the op. */
+static int watch(pconn *c, int events)
+{
+    int fd = PQsocket(c->pg);
+    if (c->poll && c->poll_fd != fd)
+        poll_close(c);
+    if (fd < 0) {
+        conn_fail_pg(c);
+        return -1;
+    }
+    if (c->poll == NULL) {
+        uv_poll_t *p = malloc(sizeof *p);
+        if (p == NULL) {
+            conn_fail(c, "not enough memory");
+            return -1;
+        }
+        int rc = uv_poll_init(c->loop, p, fd);
+        if (rc != 0) {
+            free(p);
+            conn_fail(c, db_url_uv_message(rc));
+            return -1;
+        }
+        p->data = c;
+        c->poll = p;
+        c->poll_fd = fd;
+    }
+    uv_poll_start(c->poll, events, on_poll);
+    return 0;
+}
+
+/* Stops watching before a libpq call that may close the socket. */
+static void unwatch(pconn *c)
+{
+    if (c->poll)
+        uv_poll_stop(c->poll);
+}
+
+/* One PQconnectPoll step. */
+static void connect_step(pconn *c)
+{
+    unwatch(c);
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        watch(c, UV_READABLE);
+        break;
+    case PGRES_POLLING_WRITING:
+        watch(c, UV_WRITABLE);
+        break;
+    case PGRES_POLLING_OK:
+        if (PQsetnonblocking(c->pg, 1) != 0) {
+            conn_fail_pg(c);
+            break;
+        }
+        c->state = ST_IDLE;
+        if (PQsocket(c->pg) != c->poll_fd)
+            poll_close(c);
+        conn_succeed(c);
+        break;
+    default:
+        if (c->poll && PQsocket(c->pg) != c->poll_fd)
+            poll_close(c);
+        conn_fail_pg(c);
+        break;
+    }
+}
+
+/* Reads and collects results of the query in flight; ends the op when
+ * PQgetResult returns NULL. */
+static void query_step(pconn *c, int events)
+{
+    pop *op = c->op;
+    unwatch(c);
+    if (c->flushing && (events & UV_WRITABLE)) {
+        int r = PQflush(c->pg);
+        if (r < 0) {
+            conn_fail_pg(c);
+            return;
+        }
+        c->flushing = r == 1;
+    }
+    if (events & UV_READABLE) {
+        if (!PQconsumeInput(c->pg)) {
+            if (c->poll && PQsocket(c->pg) != c->poll_fd)
+                poll_close(c);
+            conn_fail_pg(c);
+            return;
+        }
+        while (!PQisBusy(c->pg)) {
+            PGresult *res = PQgetResult(c->pg);
+            if (res == NULL) {
+                c->state = ST_IDLE;
+                if (op && !op->done) {
+                    op->done = true;
+                    engine_task_complete(&op->op);
+                }
+                return;
+            }
+            ExecStatusType st = PQresultStatus(res);
+            bool failed = st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR;
+            if (op && failed && op->err[0] == '\0')
+                pg_message(op->err, sizeof op->err, PQresultErrorMessage(res), c->password);
+            if (op && !failed && op->err[0] == '\0' &&
+                (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY)) {
+                PQclear(op->result);
+                op->result = res;
+                continue;
+            }
+            if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) {
+                PQclear(res);
+                conn_fail(c, "COPY is not supported");
+                return;
+            }
+            PQclear(res);
+        }
+    }
+    watch(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0));
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    pconn *c = h->data;
+    if (c->dead || c->pg == NULL)
+        return;
+    if (status < 0) /* a socket error: let libpq find it on its next call */
+        events = UV_READABLE | UV_WRITABLE;
+    if (c->state == ST_CONNECTING)
+        connect_step(c);
+    else if (c->state == ST_QUERY)
+        query_step(c, events);
+    else
+        unwatch(c);
+}
+
+/* After resolving: starts libpq's connect with hostaddr set (ip may be NULL
+ * for unix sockets and given hostaddrs). */
+static void start_connect(pconn *c, const char *ip)
+{
+    if (ip) {
+        free(c->vals[c->hostaddr_slot]);
+        c->vals[c->hostaddr_slot] = strdup(ip);
+        if (c->vals[c->hostaddr_slot] == NULL) {
+            conn_fail(c, "not enough memory");
+            return;
+        }
+    }
+    c->pg = PQconnectStartParams((const char *const *)c->keys, (const char *const *)c->vals, 0);
+    if (c->pg == NULL) {
+        conn_fail(c, "not enough memory");
+        return;
+    }
+    if (PQstatus(c->pg) == CONNECTION_BAD) {
+        conn_fail_pg(c);
+        return;
+    }
+    c->state = ST_CONNECTING;
+    watch(c, UV_WRITABLE); /* as if PQconnectPoll had returned WRITING */
+}
+
+static void on_resolved(db_url_resolve *r, int status, const char *ip)
+{
+    pconn *c = r->req.data;
+    if (c->dead) {
+        conn_maybe_free(c);
+        return;
+    }
+    if (status != 0) {
+        conn_fail(c, db_url_uv_message(status));
+        return;
+    }
+    start_connect(c, ip);
+}
+
+/* --- operations --------------------------------------------------------- */
+
+static void push_value(lua_State *L, const PGresult *res, int row, int col)
+{
+    const char *v = PQgetvalue(res, row, col);
+    int len = PQgetlength(res, row, col);
+    switch (PQftype(res, col)) {
+    case OID_BOOL:
+        lua_pushboolean(L, v[0] == 't');
+        return;
+    case OID_INT2:
+    case OID_INT4:
+    case OID_INT8:
+    case OID_OID:
+    case OID_FLOAT4:
+    case OID_FLOAT8:
+        if (lua_stringtonumber(L, v) != 0) /* "NaN", "Infinity" stay strings */
+            return;
+        break;
+    default:
+        break;
+    }
+    lua_pushlstring(L, v, (size_t)len);
+}
+
+/* Pushes the rows of res: [-0, +1]. */
+static void push_rows(lua_State *L, const PGresult *res)
+{
+    int nrows = res ? PQntuples(res) : 0, ncols = res ? PQnfields(res) : 0;
+    lua_createtable(L, nrows, 0);
+    for (int r = 0; r < nrows; r++) {
+        lua_createtable(L, 0, ncols);
+        for (int k = 0; k < ncols; k++) {
+            if (PQgetisnull(res, r, k))
+                continue;
+            push_value(L, res, r, k);
+            lua_setfield(L, -2, PQfname(res, k));
+        }
+        lua_rawseti(L, -2, (lua_Integer)r + 1);
+    }
+}
+
+static int pop_push(ha_op *o, lua_State *L)
+{
+    pop *op = (pop *)o;
+    if (op->err[0]) {
+        lua_pushnil(L);
+        lua_pushstring(L, op->err);
+        return 2;
+    }
+    if (op->kind == OP_CONNECT) {
+        pbox *b = lua_newuserdatauv(L, sizeof *b, 0);
+        b->c = op->c;
+        op->c->has_ud = true;
+        luaL_setmetatable(L, CONN_MT);
+        return 1;
+    }
+    push_rows(L, op->result);
+    return 1;
+}
+
+static void pop_close(ha_op *o)
+{
+    pop *op = (pop *)o;
+    pconn *c = op->c;
+    if (!op->done || (op->kind == OP_CONNECT && !c->has_ud))
+        c->dead = true;
+    if (c->op == op)
+        c->op = NULL;
+    if (c->dead)
+        conn_shutdown(c);
+    conn_maybe_free(c);
+    PQclear(op->result);
+    free(op);
+}
+
+static pop *pop_new(pconn *c, int kind)
+{
+    pop *op = calloc(1, sizeof *op);
+    if (op == NULL)
+        return NULL;
+    op->op.push = pop_push;
+    op->op.close = pop_close;
+    op->c = c;
+    op->kind = kind;
+    c->op = op;
+    return op;
+}
+
+/* Copies the parsed options into c->keys/vals (plus hostaddr and
+ * fallback_application_name). Returns the host to resolve, "" when no
+ * resolution is needed, or NULL on memory exhaustion. why is set (and NULL
+ * returned) on an unsupported conninfo. */
+static const char *take_options(pconn *c, PQconninfoOption *opts, const char **why)
+{
+    int n = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        n++;
+    c->keys = calloc((size_t)n + 3, sizeof *c->keys);
+    c->vals = calloc((size_t)n + 3, sizeof *c->vals);
+    if (c->keys == NULL || c->vals == NULL)
+        return NULL;
+    const char *host = NULL, *hostaddr = NULL;
+    int k = 0;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (o->val == NULL || strcmp(o->keyword, "hostaddr") == 0) {
+            if (o->val && strcmp(o->keyword, "hostaddr") == 0)
+                hostaddr = o->val;
+            continue;
+        }
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        if (strcmp(o->keyword, "password") == 0 && o->val[0] && (c->password = strdup(o->val)) == NULL)
+            return NULL;
+        c->keys[k] = strdup(o->keyword);
+        c->vals[k] = strdup(o->val);
+        c->nkeys = ++k;
+        if (c->keys[k - 1] == NULL || c->vals[k - 1] == NULL)
+            return NULL;
+    }
+    if ((host && strchr(host, ',')) || (hostaddr && strchr(hostaddr, ','))) {
+        *why = "several hosts are not supported: give one";
+        return NULL;
+    }
+    c->hostaddr_slot = k;
+    c->keys[k] = strdup("hostaddr");
+    c->vals[k] = strdup(hostaddr ? hostaddr : "");
+    c->nkeys = ++k;
+    c->keys[k] = strdup("fallback_application_name");
+    c->vals[k] = strdup("healthagent");
+    c->nkeys = ++k;
+    for (int i = k - 2; i < k; i++)
+        if (c->keys[i] == NULL || c->vals[i] == NULL)
+            return NULL;
+    if (!hostaddr && host && host[0] && host[0] != '/' && host[0] != '@')
+        return host;
+    return ""; /* a unix socket, libpq's default, or a given hostaddr */
+}
+
+/* postgres.connect(conninfo [, {timeout=}]) -> conn | nil, err */
+static int l_connect(lua_State *L)
+{
+    const char *conninfo = luaL_checkstring(L, 1);
+    uint64_t timeout_ns = 0;
+    if (!lua_isnoneornil(L, 2)) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        timeout_ns = db_url_opt_timeout(L, 2, 2);
+    }
+    ha_task *t = engine_task_current(L, "health.postgres.connect");
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &perr);
+    if (opts == NULL) {
+        char m[ERR_MAX];
+        char *secret = db_url_secret(conninfo);
+        db_url_message(m, sizeof m, perr ? perr : "not enough memory", secret);
+        free(secret);
+        PQfreemem(perr);
+        return luaL_argerror(L, 1, m);
+    }
+    pconn *c = calloc(1, sizeof *c);
+    const char *why = NULL, *host = c ? take_options(c, opts, &why) : NULL;
+    char hostbuf[256];
+    if (host)
+        snprintf(hostbuf, sizeof hostbuf, "%s", host);
+    PQconninfoFree(opts);
+    pop *op = host ? pop_new(c, OP_CONNECT) : NULL;
+    if (op == NULL) {
+        if (c)
+            conn_maybe_free(c);
+        if (why)
+            return luaL_argerror(L, 1, why);
+        return luaL_error(L, "not enough memory");
+    }
+    c->loop = engine_task_loop(t);
+    c->timeout_ns = timeout_ns;
+    c->state = ST_RESOLVING;
+    if (hostbuf[0] == '\0') {
+        start_connect(c, NULL);
+    } else {
+        c->res.req.data = c;
+        int rc = db_url_resolve_start(c->loop, &c->res, hostbuf, on_resolved);
+        if (rc != 0)
+            conn_fail(c, db_url_uv_message(rc));
+    }
+    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, timeout_ns));
+}
+
+/* conn:query(sql) -> rows | nil, err */
+static int l_query(lua_State *L)
+{
+    pbox *b = luaL_checkudata(L, 1, CONN_MT);
+    const char *sql = luaL_checkstring(L, 2);
+    ha_task *t = engine_task_current(L, "health.postgres query");
+    pconn *c = b->c;
+    if (c == NULL || c->dead || c->pg == NULL || c->state != ST_IDLE) {
+        if (c && c->op)
+            return luaL_error(L, "health.postgres: connection is busy with another operation");
+        lua_pushnil(L);
+        lua_pushliteral(L, "closed");
+        return 2;
+    }
+    pop *op = pop_new(c, OP_QUERY);
+    if (op == NULL)
+        return luaL_error(L, "not enough memory");
+    c->state = ST_QUERY;
+    if (!PQsendQuery(c->pg, sql)) {
+        conn_fail_pg(c);
+    } else {
+        int r = PQflush(c->pg);
+        if (r < 0) {
+            conn_fail_pg(c);
+        } else {
+            c->flushing = r == 1;
+            watch(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0));
+        }
+    }
+    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, c->timeout_ns));
+}
+
+/* conn:close(): closes now; idempotent. Also __gc and __close. */
+static int l_close(lua_State *L)
+{
+    pbox *b = luaL_checkudata(L, 1, CONN_MT);
+    pconn *c = b->c;
+    if (c) {
+        b->c = NULL;
+        c->has_ud = false;
+        conn_shutdown(c);
+        conn_maybe_free(c);
+    }
+    return 0;
+}
+
+static int l_tostring(lua_State *L)
+{
+    pbox *b = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushfstring(L, "postgres connection (%s)", b->c && !b->c->dead ? "open" : "closed");
+    return 1;
+}
+
+/* postgres.redact(conninfo) -> the conninfo or URL with its password masked */
+static int l_redact(lua_State *L)
+{
+    char *r = db_url_redact(luaL_checkstring(L, 1), NULL);
+    if (r == NULL)
+        return luaL_error(L, "not enough memory");
+    lua_pushstring(L, r);
+    free(r);
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"query", l_query}, {"close", l_close}, {NULL, NULL},
+};
+
+static const luaL_Reg funcs[] = {
+    {"connect", l_connect}, {"redact", l_redact}, {NULL, NULL},
+};
+
+/* require "health.postgres": [-0, +1] the module table. */
 int api_postgres_open(lua_State *L)
 {
-    return luaL_error(L, "health.postgres is not available yet");
+    if (luaL_newmetatable(L, CONN_MT)) {
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, l_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, l_tostring);
+        lua_setfield(L, -2, "__tostring");
+        lua_pushliteral(L, "locked");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
 }

@@ -578,7 +578,7 @@ static int l_connect(lua_State *L)
         if (rc != 0)
             conn_fail(c, db_url_uv_message(rc));
     }
-    return engine_task_yield(L, t, &op->op, engine_task_clamp(t, c->timeout_ns));
+    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, c->timeout_ns));
 }
 
 /* The open client of the userdata at 1; raises when it is not one. */
@@ -628,7 +628,7 @@ static int l_command(lua_State *L)
         conn_fail(c, "closed");
     free(argv);
     free(lens);
-    return engine_task_yield(L, t, &op->op, engine_task_clamp(t, c->timeout_ns));
+    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, c->timeout_ns));
 }
 
 /* client:close(): closes the connection now; idempotent. Also __gc and

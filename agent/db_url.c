@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "db_url.h"
+#include "engine_task.h"
 
 /* --- parsing ------------------------------------------------------------ */
 
@@ -266,6 +267,40 @@ char *db_url_redact(const char *text, const char *secret)
     return b.s;
 }
 
+char *db_url_secret(const char *text)
+{
+    const char *p = strstr(text, "://");
+    if (p) {
+        p += 3;
+        size_t alen = strcspn(p, "/?#");
+        const char *at = NULL;
+        for (size_t k = 0; k < alen; k++)
+            if (p[k] == '@')
+                at = p + k;
+        const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+        if (colon && at > colon + 1)
+            return strndup(colon + 1, (size_t)(at - colon - 1));
+    }
+    for (p = text; (p = strcasestr(p, "password")) != NULL; p += 8) {
+        const char *v = p + 8;
+        while (*v == ' ')
+            v++;
+        if (*v != '=')
+            continue;
+        v++;
+        while (*v == ' ')
+            v++;
+        if (*v == '\'' || *v == '"') {
+            const char *e = strchr(v + 1, *v);
+            size_t n = e ? (size_t)(e - v - 1) : strlen(v + 1);
+            return n ? strndup(v + 1, n) : NULL;
+        }
+        size_t n = strcspn(v, " \t\r\n&;");
+        return n ? strndup(v, n) : NULL;
+    }
+    return NULL;
+}
+
 void db_url_message(char *out, size_t outlen, const char *msg, const char *secret)
 {
     if (outlen == 0)
@@ -303,6 +338,11 @@ uint64_t db_url_opt_timeout(lua_State *L, int idx, int arg)
     }
     lua_pop(L, 1);
     return ns;
+}
+
+uint64_t db_url_op_timeout(const struct ha_task *t, uint64_t ns)
+{
+    return ns ? engine_task_clamp(t, ns) : 0;
 }
 
 /* --- resolution --------------------------------------------------------- */

@@ -12,6 +12,8 @@
 #include <lua.h>
 #include <uv.h>
 
+struct ha_task;
+
 /* A parsed URL; every string is owned (free with db_url_free), NULL when
  * absent. user, password and db are percent-decoded. */
 typedef struct db_url {
@@ -34,6 +36,12 @@ void db_url_free(db_url *u);
  * secret; each becomes "***". NULL on memory exhaustion. */
 char *db_url_redact(const char *text, const char *secret);
 
+/* The raw (not decoded) password found in text: the userinfo password of
+ * the first "scheme://user:password@", else the first "password=" value.
+ * A malloc'd string, or NULL when there is none. For masking the echoes
+ * of a string a parser rejected. */
+char *db_url_secret(const char *text);
+
 /* Writes a one-line, trimmed copy of msg (its first line; at most outlen-1
  * bytes) into out, with secret masked as by db_url_redact. */
 void db_url_message(char *out, size_t outlen, const char *msg, const char *secret);
@@ -42,6 +50,11 @@ void db_url_message(char *out, size_t outlen, const char *msg, const char *secre
  * number, or a duration string "250ms"). Returns nanoseconds, 0 when absent.
  * Raises (argument arg) on a bad value. */
 uint64_t db_url_opt_timeout(lua_State *L, int idx, int arg);
+
+/* The timeout to give engine_task_yield for a per-operation timeout of ns
+ * (0 = none): the op's own timeout clamped to the deadline, or 0 so that
+ * only the check's deadline (reported as "timeout after ...") ends it. */
+uint64_t db_url_op_timeout(const struct ha_task *t, uint64_t ns);
 
 /* Host name resolution on the loop. The request must stay allocated until
  * done has been called, which always happens exactly once, also after

@@ -26,6 +26,7 @@ end
 
 local function server(cmd)
   assert(os.execute(("%s/tests/harness/servers.sh %s redis %s >/dev/null 2>&1"):format(SRC, cmd, DIR)))
+  health.sleep(0) -- refresh the loop clock after blocking
 end
 
 local function elapsed(f)
@@ -231,7 +232,8 @@ describe("health.checks.redis", function()
       assert.are.equal("UP", g:run("ok").status)
     end
     for i = 1, 20 do
-      assert.are.equal("timeout after 50ms", g:run("silent").output)
+      local out = g:run("silent").output -- the op's timeout and the deadline coincide
+      assert.is_true(out == "timeout after 50ms" or out == "timeout", out)
     end
     g:close()
     settle()
