@@ -65,8 +65,10 @@ static int l_sleep(lua_State *L)
         return luaL_error(L, "not enough memory");
     op->op.push = sleep_push;
     op->op.close = sleep_close;
-    uv_timer_init(engine_task_loop(t), &op->timer);
+    uv_loop_t *loop = engine_task_loop(t);
+    uv_timer_init(loop, &op->timer);
     op->timer.data = op;
+    uv_update_time(loop); /* Lua may have run a while since the loop last looked at the clock */
     double ms = ceil(s * 1000.0);
     uv_timer_start(&op->timer, sleep_fired, ms > 1e12 ? (uint64_t)1e12 : (uint64_t)ms, 0);
     return engine_task_yield(L, t, &op->op, 0);

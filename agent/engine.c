@@ -13,6 +13,12 @@
 
 static void publish(ha_engine *eng);
 
+void engine__publish_pending(ha_engine *eng)
+{
+    if (eng->dirty && eng->bridge && !eng->stopping)
+        publish(eng);
+}
+
 /* After every poll: resume what became ready, then publish what changed. */
 static void on_check(uv_check_t *h)
 {
@@ -115,6 +121,7 @@ static void on_wakeup(uv_async_t *h)
         switch (m->type) {
         case HA_MSG_RUN: {
             ha_check *c = eng->gen && !eng->stopping ? engine_gen_find(eng->gen, m->text, m->len) : NULL;
+            log_event(LOG_DEBUG, m->text, "run requested by a probe%s", c ? "" : " (no such check)");
             if (c)
                 engine_check_request(c, false);
             break;

@@ -87,6 +87,9 @@ void engine_set_ready(ha_engine *eng, bool ready, const char *reason);
 void engine_mark_dirty(ha_engine *eng);
 /* Queues a task for resumption (scheduler internal, used by engine_task.c). */
 void engine__ready(ha_engine *eng, ha_task *t);
+/* Publishes a snapshot now if anything changed: called before Lua runs, so
+ * the front knows which checks are running should the engine stall. */
+void engine__publish_pending(ha_engine *eng);
 /* Resumes ready tasks until the queue is empty (scheduler internal). */
 void engine__drain(ha_engine *eng);
 

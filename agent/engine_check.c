@@ -451,9 +451,12 @@ void engine_check_request(ha_check *c, bool force)
     start_run(c);
 }
 
+/* Initial delay over, or interval elapsed. The timer is the authority: its
+ * cached millisecond clock may fire a hair before not_before_ns. */
 static void on_timer(uv_timer_t *h)
 {
     ha_check *c = h->data;
+    c->not_before_ns = 0;
     engine_check_request(c, true);
 }
 

@@ -364,6 +364,7 @@ int engine_task_yield(lua_State *L, ha_task *t, ha_op *op, uint64_t timeout_ns)
             t->op_timer.data = t;
             t->open_handles++;
         }
+        uv_update_time(t->vm->eng->loop);
         uv_timer_start(&t->op_timer, on_op_timeout, ms_ceil(timeout_ns), 0);
     }
     t->vm->yield_kind = HA_YIELD_API;
@@ -429,6 +430,7 @@ void engine__drain(ha_engine *eng)
 {
     if (eng->current)
         return; /* never resume inside a resume */
+    engine__publish_pending(eng);
     /* only the tasks queued now: a preempted task requeues behind them and
      * waits for the next pass, so the loop keeps polling */
     ha_task *last = eng->ready_tail;

@@ -217,8 +217,6 @@ static int run_agent(ha_config *cfg)
         return fail("%s%s", err, "");
     }
     gen->hash = hash;
-    if (gen->n == 0)
-        log_event(LOG_WARN, NULL, "%s defines no checks: every probe answers UP", cfg->scripts_dir);
 
     ha_bridge bridge;
     bridge_init(&bridge);
@@ -237,6 +235,8 @@ static int run_agent(ha_config *cfg)
         fail("engine thread: %s%s", uv_strerror(r), "");
         goto out;
     }
+    if (gen->n == 0)
+        log_event(LOG_WARN, NULL, "%s defines no checks: every probe answers UP", cfg->scripts_dir);
     log_event(LOG_INFO, NULL, "healthagent %s serving %zu check(s) from %s on %s", HA_VERSION, gen->n,
               cfg->scripts_dir, cfg->listen[0]);
     code = front_run(front);

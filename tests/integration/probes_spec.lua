@@ -219,7 +219,7 @@ health.check { name = "hang", probes = { "liveness" }, ttl = "100ms", timeout = 
   health.sleep(10)
 end }
 ]]):format(counter) },
-      config = [[return { shutdown_delay = 0 }]],
+      config = [[return { shutdown_delay = 0, log_level = "debug" }]],
     }
   end)
   teardown(function() a:stop() end)
