@@ -232,6 +232,9 @@ int engine_reload_setup(ha_engine *eng)
     }
     if (eng->gen)
         engine_reload_info_changed(eng->gen->vm->L);
+    /* a change between the start-up read and the watch would otherwise wait
+     * for the rescan */
+    engine_reload_now(eng, false);
     return 0;
 }
 

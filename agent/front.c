@@ -174,6 +174,7 @@ static void absorb_snapshot(ha_front *f)
         uint64_t hn = mix(1469598103934665603ull, s->ready_override);
         hn = mix_str(hn, s->override_reason);
         uint64_t hf = mix_str(hn, s->load_error);
+        hf = mix(hf, s->generation); /* a reloaded check restarts its runs count */
         for (size_t i = 0; i < s->n; i++) {
             const ha_snap_check *c = &s->checks[i];
             if (!(c->probes & mask))

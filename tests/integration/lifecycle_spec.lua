@@ -1,0 +1,129 @@
+-- The pod lifecycle against the real binary: start-up (readiness and
+-- startup fail until first results, liveness answers at once), the SIGTERM
+-- and SIGINT sequence with its timing and its log, requests in flight
+-- finishing, and the second signal that exits at once.
+--   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/lifecycle_spec.lua
+local util = require "helpers.lifecycle_util"
+local wait_for = util.wait_for
+
+local a
+after_each(function()
+  if a then a:stop() end
+  a = nil
+end)
+
+describe("start-up", function()
+  it("answers 503 on /startupz and /readyz until the first results, /livez 200 at once", function()
+    a = util.spawn {
+      scripts = {
+        ["boot.lua"] = [[
+          health.check { name = "warmup", probes = { "startup", "readiness" }, initial_delay = "1s",
+                         run = function() return true, "warm" end }
+          health.check { name = "alive", probes = "liveness", run = function() return true end }
+        ]],
+      },
+      config = 'return { shutdown_delay = "0s" }',
+    }
+    local t0 = health.now()
+    local s, r, l = a:get("/startupz"), a:get("/readyz"), a:get("/livez")
+    assert.is_true(health.now() - t0 < 0.9, "answers must not wait for the initial delay")
+    assert.equal(503, s.status)
+    assert.equal("INIT", s.json.status)
+    assert.equal("INIT", s.json.components.warmup.status)
+    assert.equal(503, r.status)
+    assert.equal(200, l.status)
+    assert.truthy(wait_for(function() return a:get("/startupz").status == 200 end, 3))
+    assert.equal(200, a:get("/readyz").status)
+    assert.is_true(health.now() - t0 >= 0.9)
+  end)
+end)
+
+describe("SIGTERM", function()
+  local SCRIPTS = {
+    ["a.lua"] = [[
+      health.check { name = "ok", probes = { "readiness", "liveness" }, run = function() return true end }
+      health.check { name = "slow", probes = "startup", ttl = 0, timeout = "5s",
+                     run = function() health.sleep(1.2) return true, "slow done" end }
+    ]],
+  }
+
+  it("fails readiness at once, keeps answering for shutdown_delay, closes, exits 0, logging each step", function()
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "1s", shutdown_timeout = "3s" }' }
+    assert.equal(200, a:get("/readyz").status)
+    local t0 = health.now()
+    a:signal("TERM")
+    assert.truthy(a:wait_log("/readyz now fails", 1))
+    local r = a:get("/readyz")
+    assert.equal(503, r.status)
+    assert.equal("shutting down", r.json.reason)
+    assert.equal(200, a:get("/livez").status)
+    health.sleep(0.5)
+    -- still answering half-way through the delay
+    assert.equal(503, a:get("/readyz").status)
+    assert.equal(200, a:get("/livez").status)
+    local code = a:exit_status(5)
+    local dt = health.now() - t0
+    assert.equal(0, code)
+    assert.is_true(dt >= 0.95 and dt < 2.0, "exited after " .. dt .. " s")
+    assert.equal(0, a:get("/livez", { timeout = 1 }).status) -- nobody listens
+    local log = a:log()
+    local steps = {
+      "signal 15: /readyz now fails; still answering probes for 1s",
+      "shutdown: closing listeners, finishing requests in flight",
+      "shutdown: cancelling checks",
+      "exit 0",
+    }
+    local pos = 1
+    for _, step in ipairs(steps) do
+      local at = log:find(step, pos, true)
+      assert.truthy(at, "missing or out of order: " .. step .. "\n" .. log)
+      pos = at
+    end
+  end)
+
+  it("lets a request in flight finish before exiting", function()
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "200ms", shutdown_timeout = "3s" }' }
+    local out = a.dir .. "/inflight"
+    -- /startupz waits for the slow check's run (1.2 s)
+    os.execute(("(curl -s -o %s.body -w '%%{http_code}' --max-time 5 http://127.0.0.1:%d/startupz > %s.code &)")
+      :format(out, a.port, out))
+    health.sleep(0.2)
+    local t0 = health.now()
+    a:signal("TERM")
+    local code = a:exit_status(5)
+    local dt = health.now() - t0
+    assert.equal(0, code)
+    assert.equal("200", require("helpers.agent").read(out .. ".code"))
+    assert.is_true(dt >= 0.9 and dt < 3, "exited after " .. dt .. " s")
+  end)
+
+  it("SIGINT follows the same sequence", function()
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "300ms" }' }
+    a:signal("INT")
+    assert.truthy(a:wait_log("signal 2: /readyz now fails", 1))
+    assert.equal(0, a:exit_status(5))
+  end)
+
+  it("a second signal exits at once", function()
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "30s" }' }
+    a:signal("TERM")
+    assert.truthy(a:wait_log("/readyz now fails", 1))
+    local t0 = health.now()
+    a:signal("TERM")
+    assert.equal(1, a:exit_status(2))
+    assert.is_true(health.now() - t0 < 0.5)
+    assert.truthy(a:log():find("second signal 15: exiting now", 1, true))
+  end)
+
+  it("exits 0 at once with shutdown_delay 0 and keeps connections from blocking the exit", function()
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
+    -- idle keep-alive connections held open by wrk while the signal arrives
+    os.execute(("(wrk -t1 -c4 -d3s http://127.0.0.1:%d/livez > /dev/null 2>&1 &)"):format(a.port))
+    health.sleep(0.5)
+    local t0 = health.now()
+    a:signal("TERM")
+    assert.equal(0, a:exit_status(3))
+    assert.is_true(health.now() - t0 < 1.5)
+    assert.is_nil(a:log():find("still open at exit", 1, true))
+  end)
+end)

@@ -1,0 +1,292 @@
+-- Hot reload against the real binary: plain edits, editor-style saves, the
+-- Kubernetes ConfigMap sequence exactly as kubelet performs it, bad then good
+-- reloads, SIGHUP, POST /-/reload, the rescan without a directory watch, and
+-- 100 reloads under load.
+--   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/reload_spec.lua
+local agent = require "helpers.agent"
+local sh, quote, write = agent.sh, agent.quote, agent.write
+
+local FAST = 'return { shutdown_delay = "0s", rescan_interval = "1h" }\n'
+
+local function check_src(name, out, extra)
+  return ('health.check { name = %q, probes = { "readiness", "liveness" }, ttl = "1h", %s run = function() return true, %q end }\n')
+    :format(name, extra or "", out or name)
+end
+
+local function wait_for(f, timeout)
+  local deadline = health.now() + (timeout or 5)
+  repeat
+    local v = f()
+    if v then return v end
+    health.sleep(0.02)
+  until health.now() > deadline
+  return nil
+end
+
+local function count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+local function reloads(a) return count(a:log(), "reload: generation %d+") end
+
+local function status(a)
+  local r = a:get("/-/status")
+  assert.equal(200, r.status)
+  return r.json
+end
+
+local function components(a)
+  local r = a:get("/healthz")
+  local names = {}
+  for k in pairs(r.json.components) do names[#names + 1] = k end
+  table.sort(names)
+  return table.concat(names, ","), r
+end
+
+-- Waits for the generation to pass gen, then for the debounce window to
+-- prove no second reload follows.
+local function await_generation(a, gen, timeout)
+  local s = wait_for(function()
+    local s = status(a)
+    return s.generation > gen and s
+  end, timeout or 3)
+  assert.truthy(s, "no reload after generation " .. gen .. ":\n" .. a:log())
+  return s
+end
+
+local a
+after_each(function()
+  if a then a:stop() end
+  a = nil
+end)
+
+describe("reload on a plain directory", function()
+  it("reloads once per in-place edit, keeps unchanged checks, starts new ones INIT", function()
+    a = agent.start { scripts = { ["a.lua"] = check_src("keep") .. check_src("old") }, config = FAST }
+    local before = a:get("/healthz").json.components.keep
+    assert.equal("UP", before.status)
+    assert.equal(1, status(a).generation)
+    -- in place: truncate and write (several inotify events, one reload)
+    write(a.scripts .. "/a.lua", check_src("keep") .. check_src("new"))
+    local s = await_generation(a, 1)
+    health.sleep(0.5)
+    assert.equal(2, status(a).generation)
+    assert.equal(1, reloads(a))
+    assert.equal(1, s.reloads)
+    assert.equal("keep,new", (components(a)))
+    -- the unchanged check kept its result (same time stamp, no new run)
+    assert.equal(before.time, a:get("/healthz").json.components.keep.time)
+    assert.truthy(a:log():find("1 added, 1 removed, 0 changed", 1, true), a:log())
+  end)
+
+  it("reloads once for an editor-style save (temp file renamed over)", function()
+    a = agent.start { scripts = { ["a.lua"] = check_src("x", "v1") }, config = FAST }
+    assert.equal("v1", a:get("/healthz").json.components.x.output)
+    write(a.scripts .. "/.a.lua.swp", check_src("x", "v2"))
+    sh("mv " .. quote(a.scripts .. "/.a.lua.swp") .. " " .. quote(a.scripts .. "/a.lua"))
+    await_generation(a, 1)
+    health.sleep(0.5)
+    assert.equal(1, reloads(a))
+    assert.equal("v2", a:get("/healthz").json.components.x.output)
+    assert.truthy(a:log():find("0 added, 0 removed, 1 changed", 1, true))
+  end)
+
+  it("does nothing when the content hash is unchanged (touch, a new non-script file)", function()
+    a = agent.start { scripts = { ["a.lua"] = check_src("x") }, config = FAST }
+    sh("touch " .. quote(a.scripts .. "/a.lua"))
+    write(a.scripts .. "/README.txt", "not a script")
+    health.sleep(0.6)
+    assert.equal(1, status(a).generation)
+    assert.equal(0, reloads(a))
+  end)
+end)
+
+describe("a bad reload", function()
+  it("keeps the old generation serving, shows the error, and the next good change clears it", function()
+    a = agent.start { scripts = { ["a.lua"] = check_src("x") }, config = FAST }
+    write(a.scripts .. "/b.lua", 'health.check { name = "y", run = function() return true end }\nlocal = 1\n')
+    assert.truthy(a:wait_log("reload failed: ", 3), a:log())
+    assert.truthy(a:log():find("reload failed: " .. a.scripts .. "/b.lua:2: ", 1, true), a:log())
+    local s = wait_for(function()
+      local s = status(a)
+      return s.load_error ~= agent.null and s
+    end, 3)
+    assert.equal(1, s.generation)
+    assert.matches("^" .. a.scripts:gsub("%p", "%%%0") .. "/b%.lua:2: ", s.load_error.message)
+    assert.matches("^%d+%-%d+%-%d+T", s.load_error.time)
+    -- old generation untouched, and the error is in /healthz JSON for a trusted client
+    local h = a:get("/healthz")
+    assert.equal(200, h.status)
+    assert.equal("x", (components(a)))
+    assert.equal(s.load_error.message, h.json.load_error.message)
+    assert.equal(200, a:get("/livez").status)
+    -- an invalid definition fails the same way, with its line
+    write(a.scripts .. "/b.lua", 'health.check { name = "y", bogus = 1, run = function() return true end }\n')
+    assert.truthy(wait_for(function()
+      local e = status(a).load_error
+      return e and e.message:find("b.lua:1: health.check: unknown field 'bogus'", 1, true)
+    end, 3), a:log())
+    -- the fix recovers
+    write(a.scripts .. "/b.lua", 'health.check { name = "y", run = function() return true end }\n')
+    s = await_generation(a, 1)
+    assert.equal(agent.null, s.load_error)
+    assert.equal("x,y", (components(a)))
+    assert.is_nil(a:get("/healthz").json.load_error)
+  end)
+
+  it("clears the error when the directory returns to the served content", function()
+    a = agent.start { scripts = { ["a.lua"] = check_src("x") }, config = FAST }
+    write(a.scripts .. "/b.lua", "syntax error here\n")
+    assert.truthy(wait_for(function() return status(a).load_error ~= agent.null end, 3))
+    os.remove(a.scripts .. "/b.lua")
+    assert.truthy(wait_for(function() return status(a).load_error == agent.null end, 3), a:log())
+    assert.equal(1, status(a).generation)
+    assert.truthy(a:log():find("load error cleared", 1, true))
+  end)
+end)
+
+describe("explicit reloads", function()
+  it("SIGHUP and POST /-/reload rebuild the generation even when nothing changed", function()
+    a = agent.start { scripts = { ["a.lua"] = check_src("x") }, config = FAST }
+    local t = a:get("/healthz").json.components.x.time
+    a:signal("HUP")
+    await_generation(a, 1)
+    assert.truthy(a:log():find("SIGHUP: reloading the scripts", 1, true))
+    local r = a:request("/-/reload", { method = "POST" })
+    assert.equal(202, r.status)
+    assert.equal("requested", r.json.reload)
+    await_generation(a, 2)
+    assert.equal(2, reloads(a))
+    -- unchanged definitions kept their state through both
+    assert.equal(t, a:get("/healthz").json.components.x.time)
+  end)
+end)
+
+describe("Kubernetes ConfigMap volume", function()
+  -- Lays out the volume as kubelet does: ..T1/<files>, ..data -> ..T1,
+  -- and one top-level symlink per key through ..data.
+  local function volume(dir, ts, files)
+    sh("mkdir -p " .. quote(dir .. "/" .. ts))
+    for name, src in pairs(files) do write(dir .. "/" .. ts .. "/" .. name, src) end
+  end
+
+  -- kubelet's atomic update: new timestamped dir, ..data_tmp symlink, rename
+  -- over ..data, new top-level links added, stale ones removed, old dir deleted.
+  local function update(dir, old_ts, new_ts, files, add, remove)
+    volume(dir, new_ts, files)
+    sh(("cd %s && ln -s %s ..data_tmp && mv -T ..data_tmp ..data"):format(quote(dir), quote(new_ts)))
+    for _, name in ipairs(add or {}) do sh(("cd %s && ln -s ..data/%s %s"):format(quote(dir), name, name)) end
+    for _, name in ipairs(remove or {}) do os.remove(dir .. "/" .. name) end
+    sh("rm -rf " .. quote(dir .. "/" .. old_ts))
+  end
+
+  it("reloads exactly once per update, through the symlinks", function()
+    local dir = agent.tmpdir()
+    volume(dir, "..2026_01_01_00_00_00.1", { ["a.lua"] = check_src("a"), ["c.lua"] = check_src("c") })
+    sh(("cd %s && ln -s ..2026_01_01_00_00_00.1 ..data && ln -s ..data/a.lua a.lua && ln -s ..data/c.lua c.lua")
+      :format(quote(dir)))
+    a = agent.start { scripts_dir = dir, config = FAST }
+    assert.equal("a,c", (components(a)))
+
+    -- update 1: a changes, b appears, c goes away
+    update(dir, "..2026_01_01_00_00_00.1", "..2026_01_01_00_01_00.2",
+      { ["a.lua"] = check_src("a", "a2"), ["b.lua"] = check_src("b") }, { "b.lua" }, { "c.lua" })
+    await_generation(a, 1)
+    health.sleep(0.6)
+    assert.equal(2, status(a).generation)
+    assert.equal(1, reloads(a))
+    assert.equal("a,b", (components(a)))
+    assert.equal("a2", a:get("/healthz").json.components.a.output)
+    assert.equal(agent.null, status(a).load_error)
+
+    -- update 2: only contents change (no top-level link touched)
+    update(dir, "..2026_01_01_00_01_00.2", "..2026_01_01_00_02_00.3",
+      { ["a.lua"] = check_src("a", "a3"), ["b.lua"] = check_src("b") })
+    await_generation(a, 2)
+    health.sleep(0.6)
+    assert.equal(2, reloads(a))
+    assert.equal("a3", a:get("/healthz").json.components.a.output)
+    sh("rm -rf " .. quote(dir))
+  end)
+
+  it("tolerates a dangling link between the rename and the link removal", function()
+    local dir = agent.tmpdir()
+    volume(dir, "..T1", { ["a.lua"] = check_src("a"), ["c.lua"] = check_src("c") })
+    sh(("cd %s && ln -s ..T1 ..data && ln -s ..data/a.lua a.lua && ln -s ..data/c.lua c.lua"):format(quote(dir)))
+    a = agent.start { scripts_dir = dir, config = FAST }
+    -- the new data has no c.lua: after the rename, c.lua dangles
+    volume(dir, "..T2", { ["a.lua"] = check_src("a") })
+    sh(("cd %s && ln -s ..T2 ..data_tmp && mv -T ..data_tmp ..data"):format(quote(dir)))
+    a:request("/-/reload", { method = "POST" }) -- reload right now, mid-update
+    await_generation(a, 1)
+    assert.equal(agent.null, status(a).load_error)
+    assert.equal("a", (components(a)))
+    os.remove(dir .. "/c.lua")
+    sh("rm -rf " .. quote(dir .. "/..T1"))
+    health.sleep(0.6)
+    assert.equal(agent.null, status(a).load_error)
+    sh("rm -rf " .. quote(dir))
+  end)
+end)
+
+describe("without a directory watch", function()
+  it("starts and finds changes by the rescan (HEALTHAGENT_WATCH=off)", function()
+    a = agent.start {
+      scripts = { ["a.lua"] = check_src("x", "v1") },
+      config = 'return { shutdown_delay = "0s", rescan_interval = "200ms" }\n',
+      env = "HEALTHAGENT_WATCH=off",
+    }
+    assert.truthy(a:log():find("not watching", 1, true), a:log())
+    write(a.scripts .. "/a.lua", check_src("x", "v2"))
+    await_generation(a, 1, 3)
+    assert.equal("v2", a:get("/healthz").json.components.x.output)
+    health.sleep(0.5)
+    assert.equal(1, reloads(a)) -- the rescan does nothing while the hash is unchanged
+  end)
+end)
+
+describe("reloads under load", function()
+  local function rss_kb(pid)
+    local s = agent.read("/proc/" .. pid .. "/status") or ""
+    return tonumber(s:match("VmRSS:%s*(%d+)"))
+  end
+
+  it("100 reloads: no socket error, no wrong answer, RSS back near its level", function()
+    local src = {}
+    for i = 1, 20 do src[#src + 1] = check_src("c" .. i) end
+    a = agent.start { scripts = { ["a.lua"] = table.concat(src) }, config = FAST }
+    local url = ("http://127.0.0.1:%d/readyz"):format(a.port)
+    -- warm up: results, caches, allocator arenas
+    sh(("wrk -t1 -c4 -d1s %s >/dev/null 2>&1"):format(url))
+    for _ = 1, 5 do a:request("/-/reload", { method = "POST" }) end
+    await_generation(a, 5)
+    local rss0 = rss_kb(a.pid)
+    local out = a.dir .. "/wrk.txt"
+    sh(("(wrk -t2 -c8 -d4s --latency %s > %s 2>&1 &)"):format(url, quote(out)))
+    health.sleep(0.3)
+    local gen0 = status(a).generation
+    for i = 1, 100 do
+      -- alternate a comment so the content hash changes; the checks do not
+      write(a.scripts .. "/a.lua", table.concat(src) .. "-- edit " .. i .. "\n")
+      local r = a:request("/-/reload", { method = "POST" })
+      assert.equal(202, r.status)
+    end
+    local s = wait_for(function()
+      local s = status(a)
+      return s.generation >= gen0 + 100 and s
+    end, 10)
+    assert.truthy(s, a:log():sub(-2000))
+    assert.truthy(wait_for(function() return (agent.read(out) or ""):find("Requests/sec", 1, true) end, 10))
+    local w = agent.read(out)
+    local rss1 = rss_kb(a.pid)
+    print(("\n    reload under load: %d reloads, wrk: %s req, RSS %d kB before, %d kB after"):format(
+      s.generation - gen0, w:match("(%d+) requests in") or "?", rss0, rss1))
+    assert.is_nil(w:find("Socket errors", 1, true), w)
+    assert.is_nil(w:find("Non-2xx", 1, true), w)
+    assert.equal(agent.null, s.load_error)
+    assert.equal(20, s.checks)
+    assert.is_true(rss1 < rss0 + 8 * 1024, ("RSS grew from %d kB to %d kB"):format(rss0, rss1))
+  end)
+end)
