@@ -84,7 +84,6 @@ typedef struct tcp_conn {
     BIO *rbio, *wbio;           /* owned by ssl: network -> ssl, ssl -> network */
     bool hs_done;               /* handshake finished */
     X509 *cert;                 /* owned: the peer's certificate, or NULL */
-    char rbuf[TCP_READ_CHUNK];  /* read buffer handed to libuv */
 } tcp_conn;
 
 struct tcp_op {
@@ -273,11 +272,16 @@ static bool op_ready(const tcp_conn *c, const tcp_op *op)
     return true;
 }
 
+/* One read buffer for every socket: libuv calls on_read right after the
+ * read that on_alloc's buffer served, and on_read consumes it entirely
+ * (engine thread only). Saves a buffer per connection. */
+static char read_buf[TCP_READ_CHUNK];
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
+    (void)h;
     (void)suggested;
-    tcp_conn *c = h->data;
-    *buf = uv_buf_init(c->rbuf, sizeof c->rbuf);
+    *buf = uv_buf_init(read_buf, sizeof read_buf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
