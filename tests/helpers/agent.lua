@@ -281,6 +281,13 @@ function Agent:stop()
   end
   self.saved_log = self:log()
   sh("rm -rf " .. quote(self.dir))
+  -- sanitizer builds report into the agent's stderr: any report fails the spec
+  for _, marker in ipairs { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                            "WARNING: ThreadSanitizer" } do
+    if self.saved_log:find(marker, 1, true) then
+      error("sanitizer report in the agent's log:\n" .. self.saved_log, 2)
+    end
+  end
 end
 
 function Agent:kill()

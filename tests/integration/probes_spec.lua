@@ -160,6 +160,11 @@ describe("probe endpoints", function()
     assert.equal("not found", r.json.error)
   end)
 
+  it("upgrades HTTP/1.1 to h2c", function()
+    local out = agent.sh(("curl -s --http2 -o /dev/null -w '%%{http_version} %%{http_code}' http://127.0.0.1:%d/readyz"):format(a.port))
+    assert.equal("2 200", out)
+  end)
+
   it("speaks HTTP/2 with prior knowledge", function()
     local r = a:get("/readyz", { http2 = true })
     assert.equal(200, r.status)
