@@ -231,11 +231,14 @@ static ssize_t exchange(int fd, const probe_url *u, uint64_t deadline, char *buf
     }
 }
 
-/* The JSON "reason" of a probe answer, else the body's start on one line. */
+/* The JSON "reason" of a probe answer, or the "output" of a one-check
+ * answer, else the body's start on one line. */
 static void summarize(const char *body, char *out, size_t len)
 {
     const char *r = strstr(body, "\"reason\":\"");
     const char *p = r ? r + 10 : body;
+    if (r == NULL && strstr(body, "\"components\"") == NULL && (r = strstr(body, "\"output\":\"")) != NULL)
+        p = r + 10;
     size_t k = 0;
     for (; *p && k + 1 < len && k < 200; p++) {
         if (r && *p == '"')
