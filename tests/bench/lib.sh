@@ -3,9 +3,9 @@
 #
 # Environment (all optional):
 #   HA_BIN     agent binary (default build/healthagent, relative to the repo root).
-#   HA_ARGS    extra arguments put before the agent's own (e.g. "--config my.lua").
 #              HA_BIN=ref runs the reference server in the agent's place: a self-test
 #              of the scripts that needs no agent (it ignores --scripts).
+#   HA_ARGS    extra arguments put before the agent's own (e.g. "--config my.lua").
 #   REF_BIN    reference server (default build/ha_ref_server; when missing or older
 #              than ref_server.c it is compiled with cc into build-bench/ha_ref_server).
 #   DUR        wrk duration (default 5s).        N   h2load request count (default 200000).
@@ -107,17 +107,17 @@ bench_port() {
     bench_finish
 }
 
-# bench_start NAME PORT CMD...: runs CMD from the repo root in the background (output in
-# $BENCH_TMP/NAME.log)
-# and polls http://127.0.0.1:PORT/ with curl until anything answers, 10 s at most.
+# bench_start NAME PORT CMD...: runs CMD from the repo root in the background (output
+# in $BENCH_TMP/NAME.log) and polls http://127.0.0.1:PORT/ with curl until anything
+# answers, 10 s at most.
 # Sets SERVER_PID. On failure prints the log tail, calls bench_fail and returns 1.
 bench_start() {
-    local name=$1 port=$2 i
+    local name=$1 port=$2 _
     shift 2
     (cd "$BENCH_ROOT" && exec "$@") >"$BENCH_TMP/$name.log" 2>&1 &
     SERVER_PID=$!
     BENCH_PIDS+=("$SERVER_PID")
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
             wait "$SERVER_PID"
             bench_fail "$name exited with status $? before listening on $port: $*"
