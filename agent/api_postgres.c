@@ -492,6 +492,18 @@ static const char *take_options(pconn *c, PQconninfoOption *opts, const char **w
     return ""; /* a unix socket, libpq's default, or a given hostaddr */
 }
 
+/* Ends a call: yields until op completes, or, when it already completed
+ * while starting (a failure found at once, a reply already buffered),
+ * returns its results right away. */
+static int finish(lua_State *L, ha_task *t, pop *op, uint64_t timeout_ns)
+{
+    if (!op->done)
+        return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, timeout_ns));
+    int n = pop_push(&op->op, L);
+    pop_close(&op->op);
+    return n;
+}
+
 /* postgres.connect(conninfo [, {timeout=}]) -> conn | nil, err */
 static int l_connect(lua_State *L)
 {
@@ -537,7 +549,7 @@ static int l_connect(lua_State *L)
         if (rc != 0)
             conn_fail(c, db_url_uv_message(rc));
     }
-    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, timeout_ns));
+    return finish(L, t, op, timeout_ns);
 }
 
 /* conn:query(sql) -> rows | nil, err */
@@ -569,7 +581,7 @@ static int l_query(lua_State *L)
             watch(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0));
         }
     }
-    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, c->timeout_ns));
+    return finish(L, t, op, c->timeout_ns);
 }
 
 /* conn:close(): closes now; idempotent. Also __gc and __close. */

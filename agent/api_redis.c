@@ -543,6 +543,18 @@ static char *dup_or_null(const char *s, bool *oom)
     return d;
 }
 
+/* Ends a call: yields until op completes, or, when it already completed
+ * while starting (a failure found at once, a reply already buffered),
+ * returns its results right away. */
+static int finish(lua_State *L, ha_task *t, rop *op, uint64_t timeout_ns)
+{
+    if (!op->done)
+        return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, timeout_ns));
+    int n = rop_push(&op->op, L);
+    rop_close(&op->op);
+    return n;
+}
+
 /* redis.connect(url [, {timeout=}]) | redis.connect{...} -> client | nil, err */
 static int l_connect(lua_State *L)
 {
@@ -578,7 +590,7 @@ static int l_connect(lua_State *L)
         if (rc != 0)
             conn_fail(c, db_url_uv_message(rc));
     }
-    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, c->timeout_ns));
+    return finish(L, t, op, c->timeout_ns);
 }
 
 /* The open client of the userdata at 1; raises when it is not one. */
@@ -628,7 +640,7 @@ static int l_command(lua_State *L)
         conn_fail(c, "closed");
     free(argv);
     free(lens);
-    return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, c->timeout_ns));
+    return finish(L, t, op, c->timeout_ns);
 }
 
 /* client:close(): closes the connection now; idempotent. Also __gc and

@@ -1,0 +1,196 @@
+-- health.mysql and health.checks.mysql against the harness' private MariaDB
+-- (user ha / ha-secret, database hadb) and its fault fixtures. Run:
+--   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/mysql_spec.lua
+local mysql = require "health.mysql"
+local testing = require "health.testing"
+local lfs = require "lfs"
+
+local DIR = assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR: start tests/harness/servers.sh first")
+local env = dofile(DIR .. "/env.lua")
+local SRC = os.getenv("HA_SOURCE_DIR") or "."
+local PW = env.HA_MARIADB_PASSWORD
+local function url(port, db, pw, host)
+  return ("mysql://%s:%s@%s:%d/%s"):format(env.HA_MARIADB_USER, pw or PW, host or "127.0.0.1",
+    port or env.HA_MARIADB_PORT, db or env.HA_MARIADB_DATABASE)
+end
+local URL = url()
+
+local function fds()
+  local n = 0
+  for _ in lfs.dir("/proc/self/fd") do n = n + 1 end
+  return n
+end
+
+local function settle()
+  collectgarbage()
+  collectgarbage()
+  health.sleep(0.02)
+end
+
+local function server(cmd)
+  assert(os.execute(("%s/tests/harness/servers.sh %s mariadb %s >/dev/null 2>&1"):format(SRC, cmd, DIR)))
+  health.sleep(0) -- refresh the loop clock after blocking
+end
+
+local function elapsed(f)
+  local t0 = health.now()
+  local a, b = f()
+  return a, b, health.now() - t0
+end
+
+describe("health.mysql", function()
+  after_each(function()
+    settle()
+    assert.are.equal(0, testing.handles())
+  end)
+
+  it("queries rows with converted types", function()
+    local c = assert(mysql.connect(URL, { timeout = 5 }))
+    local rows = assert(c:query([[SELECT 1 AS one, 2.5e0 AS f, NULL AS n, 'x' AS t, 12345678901234 AS big,
+      1.50 AS num, CAST(18446744073709551615 AS UNSIGNED) AS u]]))
+    assert.are.same({ { one = 1, f = 2.5, t = "x", big = 12345678901234, num = "1.50", u = "18446744073709551615" } }, rows)
+    assert.are.equal("integer", math.type(rows[1].one))
+    assert.are.same({ { id = 1, name = "one" }, { id = 2, name = "two" } }, c:query("SELECT id, name FROM items ORDER BY id"))
+    assert.are.same({}, c:query("CREATE TEMPORARY TABLE t (a int)"))
+    assert.are.same({ nil, "Table 'hadb.nope' doesn't exist" }, { c:query("SELECT * FROM nope") })
+    assert.are.same({ { ok = 1 } }, c:query("SELECT 1 AS ok")) -- usable after an error
+    c:close()
+    c:close()
+    assert.are.same({ nil, "closed" }, { c:query("SELECT 1") })
+  end)
+
+  it("resolves a host name", function()
+    local c = assert(mysql.connect(url(nil, nil, nil, "localhost")))
+    assert.are.same({ { x = 1 } }, c:query("SELECT 1 AS x"))
+    c:close()
+  end)
+
+  it("reports a wrong password without the password", function()
+    local secret = "Wr0ng-Secret-pw"
+    local c, err = mysql.connect(url(nil, nil, secret))
+    assert.is_nil(c)
+    assert.are.equal("auth failed: Access denied for user 'ha'@'127.0.0.1' (using password: YES)", err)
+    assert.falsy(err:find(secret, 1, true))
+  end)
+
+  it("reports an unknown database, a refused port, an unknown host, a closed connection", function()
+    -- ha has no global SELECT: the server answers 1044 for a missing database
+    assert.are.same({ nil, "unknown database 'nodb' (or access denied)" }, { mysql.connect(url(nil, "nodb")) })
+    assert.are.same({ nil, "connection refused" }, { mysql.connect(url(env.HA_REFUSED_PORT)) })
+    assert.are.same({ nil, "host not found" }, { mysql.connect("mysql://ha:x@no-such-host.invalid/db") })
+    local c, err = mysql.connect(url(env.HA_CLOSE_PORT))
+    assert.is_nil(c)
+    assert.truthy(err:match("^lost connection to server"), err)
+  end)
+
+  it("times out connects to a full backlog and a silent server", function()
+    for _, port in ipairs { env.HA_BACKLOG_PORT, env.HA_SILENT_PORT } do
+      local c, err, dt = elapsed(function() return mysql.connect(url(port), { timeout = 0.3 }) end)
+      assert.are.same({ nil, "timeout" }, { c, err })
+      assert.is_true(dt >= 0.25 and dt < 0.6, "took " .. dt)
+    end
+  end)
+
+  it("times out a query and a connect on a stopped server, then works again", function()
+    local c = assert(mysql.connect(URL, { timeout = 0.4 }))
+    server("pause")
+    local ok, v, err, dt = pcall(elapsed, function() return c:query("SELECT 1") end)
+    local ok2, c2, err2, dt2 = pcall(elapsed, function() return mysql.connect(URL, { timeout = 0.4 }) end)
+    server("resume")
+    assert.is_true(ok, v)
+    assert.are.same({ nil, "timeout" }, { v, err })
+    assert.is_true(dt >= 0.35 and dt < 0.7, "took " .. dt)
+    assert.is_true(ok2, c2)
+    assert.are.same({ nil, "timeout" }, { c2, err2 })
+    assert.is_true(dt2 >= 0.35 and dt2 < 0.7, "took " .. dt2)
+    assert.are.same({ nil, "closed" }, { c:query("SELECT 1") })
+    c:close()
+    c = assert(mysql.connect(URL, { timeout = 5 }))
+    assert.are.same({ { x = 1 } }, c:query("SELECT 1 AS x"))
+    c:close()
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() mysql.connect(42) end)
+    assert.has_error(function() mysql.connect("postgresql://h/x") end)
+    assert.has_error(function() mysql.connect("mysql://ha:pw@h:99999/x") end)
+    assert.has_error(function() mysql.connect(URL, { timeout = {} }) end)
+    local c = assert(mysql.connect(URL))
+    assert.has_error(function() c:query() end)
+    c:close()
+  end)
+end)
+
+describe("health.checks.mysql", function()
+  after_each(function()
+    settle()
+    assert.are.equal(0, testing.handles())
+  end)
+
+  local function load(src)
+    return assert(testing.load({ ["m.lua"] = src }, { autorun = false }))
+  end
+
+  it("is UP when the query succeeds", function()
+    local g = load(('health.checks.mysql { name = "db", url = %q, query = "SELECT * FROM items", timeout = 5 }'):format(URL))
+    local r = g:run("db")
+    assert.are.equal("UP", r.status)
+    assert.are.equal("2 rows", r.output)
+    assert.are.equal('{"rows":2}', r.details)
+    g:close()
+  end)
+
+  it("is DOWN on a wrong password and a bad query, without the password", function()
+    local secret = "Very-Secret-99"
+    local g = load(('health.checks.mysql { name = "a", url = %q }\nhealth.checks.mysql { name = "b", url = %q, query = "SELECT nope" }')
+      :format(url(nil, nil, secret), URL))
+    local a, b = g:run("a"), g:run("b")
+    assert.are.equal("DOWN", a.status)
+    assert.are.equal("auth failed: Access denied for user 'ha'@'127.0.0.1' (using password: YES)", a.output)
+    assert.are.equal("DOWN", b.status)
+    assert.truthy(b.output:match("^Unknown column 'nope' in "), b.output)
+    for _, r in ipairs { a, b } do
+      for _, v in pairs(r) do
+        assert.falsy(tostring(v):find(secret, 1, true))
+        assert.falsy(tostring(v):find(PW, 1, true))
+      end
+    end
+    g:close()
+  end)
+
+  it("ends at the check's deadline when the server is stopped", function()
+    local g = load(('health.checks.mysql { name = "db", url = %q, timeout = 0.5 }'):format(URL))
+    assert.are.equal("UP", g:run("db").status)
+    server("pause")
+    local ok, r = pcall(g.run, g, "db")
+    server("resume")
+    assert.is_true(ok, r)
+    assert.are.equal("DOWN", r.status)
+    assert.are.equal("timeout after 500ms", r.output)
+    assert.is_true(r.duration_ms >= 490 and r.duration_ms < 800, "took " .. r.duration_ms)
+    g:close()
+  end)
+
+  it("leaves no fd or handle behind after 1,000 runs", function()
+    settle()
+    local before = fds()
+    local g = load(([[
+      health.checks.mysql { name = "refused", url = %q, timeout = 2 }
+      health.checks.mysql { name = "ok", url = %q, timeout = 5 }
+      health.checks.mysql { name = "silent", url = %q, timeout = 0.05 }
+    ]]):format(url(env.HA_REFUSED_PORT), URL, url(env.HA_SILENT_PORT)))
+    for i = 1, 680 do
+      assert.are.equal("connection refused", g:run("refused").output)
+    end
+    for i = 1, 300 do
+      assert.are.equal("UP", g:run("ok").status)
+    end
+    for i = 1, 20 do
+      local out = g:run("silent").output -- the op's timeout and the deadline coincide
+      assert.is_true(out == "timeout after 50ms" or out == "timeout", out)
+    end
+    g:close()
+    settle()
+    assert.are.equal(before, fds())
+  end)
+end)
