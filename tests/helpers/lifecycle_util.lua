@@ -65,7 +65,8 @@ function Proc:exit_status(timeout)
   return rc and tonumber(rc:match("%d+"))
 end
 
--- SIGTERM, then SIGKILL if it does not end; removes its directory.
+-- SIGTERM, then SIGKILL if it does not end; removes its directory. Returns
+-- the whole log, sanitizer reports at exit included.
 function Proc:stop()
   if self:alive() then
     self:signal("TERM")
@@ -74,7 +75,15 @@ function Proc:stop()
       self:exit_status(5)
     end
   end
+  local log = self:log()
   sh("rm -rf " .. quote(self.dir))
+  return log
+end
+
+-- Fails when a log holds an AddressSanitizer/LeakSanitizer/UBSan report.
+function M.assert_clean(log)
+  local at = log:find("Sanitizer", 1, true) or log:find("runtime error:", 1, true)
+  assert(at == nil, "sanitizer report in the agent's log:\n" .. log:sub(math.max(1, (at or 1) - 200), (at or 1) + 2000))
 end
 
 -- Starts the agent under `sh -c 'agent & wait'`, so that its exit status is

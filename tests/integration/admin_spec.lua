@@ -17,8 +17,9 @@ local SCRIPTS = {
 
 local a
 after_each(function()
-  if a then a:stop() end
+  local log = a and a:stop()
   a = nil
+  if log then util.assert_clean(log) end
 end)
 
 local UNTRUSTED = { interface = "127.0.0.2" }

@@ -27,7 +27,7 @@ describe("healthagent probe", function()
       config = 'return { shutdown_delay = "0s" }',
     }
   end)
-  teardown(function() a:stop() end)
+  teardown(function() util.assert_clean(a:stop()) end)
 
   local function url(path) return ("http://127.0.0.1:%d%s"):format(a.port, path) end
 

@@ -8,8 +8,9 @@ local wait_for = util.wait_for
 
 local a
 after_each(function()
-  if a then a:stop() end
+  local log = a and a:stop()
   a = nil
+  if log then util.assert_clean(log) end
 end)
 
 describe("start-up", function()
