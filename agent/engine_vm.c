@@ -384,6 +384,26 @@ const luaL_Reg api_modules[] = {
     {NULL, NULL},
 };
 
+static int readonly_newindex(lua_State *L)
+{
+    return luaL_error(L, "health is read-only: cannot set health.%s", luaL_tolstring(L, 2, NULL));
+}
+
+/* Pushes a read-only view of the health module: one file cannot change what
+ * another calls. [-0, +1] */
+static void push_readonly_health(lua_State *L)
+{
+    lua_newtable(L);                           /* [proxy] */
+    lua_createtable(L, 0, 2);                  /* [proxy, mt] */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "health");             /* [proxy, mt, loaded, health] */
+    lua_setfield(L, -3, "__index");
+    lua_pop(L, 1);                             /* [proxy, mt] */
+    lua_pushcfunction(L, readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);                   /* [proxy] */
+}
+
 /* Registers the C API modules in package.preload; health.testing only for
  * the runner's own state. Stack unchanged. */
 static void preload(lua_State *L, bool sandboxed)
@@ -418,9 +438,14 @@ static int vm_setup(lua_State *L)
     set_path(L, lualib, scripts, !vm->sandboxed);
     if (vm->sandboxed)
         sandbox(L);
-    /* health is always there: a global in runner mode, per file otherwise */
+    /* health is always there: a global in runner mode; in the sandbox a
+     * read-only global that library modules see, and one per file */
     luaL_requiref(L, "health", api_health_open, !vm->sandboxed);
     lua_pop(L, 1);
+    if (vm->sandboxed) {
+        push_readonly_health(L);
+        lua_setglobal(L, "health");
+    }
     return 0;
 }
 
@@ -465,10 +490,6 @@ void engine_vm_close(ha_vm *vm)
     free(vm);
 }
 
-static int readonly_newindex(lua_State *L)
-{
-    return luaL_error(L, "health is read-only: cannot set health.%s", luaL_tolstring(L, 2, NULL));
-}
 
 /* Stack: [] -> [env]. A table whose reads fall back to the state's globals
  * and whose writes stay in it: one per script file. */
@@ -480,16 +501,7 @@ void engine_vm_new_env(ha_vm *vm)
     lua_pushglobaltable(L);
     lua_setfield(L, -2, "__index");
     lua_setmetatable(L, -2); /* [env] */
-    /* health, read-only: one file cannot change what another calls */
-    lua_newtable(L);                           /* [env, proxy] */
-    lua_createtable(L, 0, 2);                  /* [env, proxy, mt] */
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(L, -1, "health");             /* [env, proxy, mt, loaded, health] */
-    lua_setfield(L, -3, "__index");
-    lua_pop(L, 1);                             /* [env, proxy, mt] */
-    lua_pushcfunction(L, readonly_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_setmetatable(L, -2);                   /* [env, proxy] */
+    push_readonly_health(L);                   /* [env, proxy] */
     lua_setfield(L, -2, "health");             /* [env] */
     lua_pushvalue(L, -1);
     lua_setfield(L, -2, "_G"); /* the file's own _G is its environment */

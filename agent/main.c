@@ -256,6 +256,7 @@ int main(int argc, char **argv)
     ha_config cfg;
     config_defaults(&cfg);
     int code;
+    signal(SIGPIPE, SIG_IGN); /* a peer that resets must not kill us: writes return EPIPE */
     /* commands come first: the runner takes any other word as a script */
     if (argc > 1 && strcmp(argv[1], "probe") == 0) {
         code = cmd_probe(&cfg, argc - 1, argv + 1);

@@ -23,8 +23,7 @@ set(HA_SPEC_ENV
   "HA_BIN=$<TARGET_FILE:healthagent>"
   "HA_SOURCE_DIR=${CMAKE_SOURCE_DIR}"
   "HA_HARNESS_DIR=${HA_HARNESS_DIR}"
-  "HA_SANITIZE=${HA_SANITIZE}"
-  "LUA_PATH=${CMAKE_SOURCE_DIR}/tests/?.lua;;")
+  "HA_SANITIZE=${HA_SANITIZE}")
 
 foreach(kind unit integration)
   file(GLOB specs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/${kind}/*_spec.lua)
@@ -32,7 +31,7 @@ foreach(kind unit integration)
     get_filename_component(name ${spec} NAME_WE)
     string(REGEX REPLACE "_spec$" "" name ${name})
     add_test(NAME ${kind}/${name}
-      COMMAND ${BUSTED} --lua=$<TARGET_FILE:healthagent> --output=TAP ${spec}
+      COMMAND ${BUSTED} --lua=$<TARGET_FILE:healthagent> --lpath=${CMAKE_SOURCE_DIR}/tests/?.lua --output=TAP ${spec}
       WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
     set_tests_properties(${kind}/${name} PROPERTIES
       ENVIRONMENT "${HA_SPEC_ENV}" LABELS ${kind} TIMEOUT 600 FIXTURES_REQUIRED harness)
