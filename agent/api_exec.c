@@ -60,7 +60,6 @@ typedef struct {
 struct exec_op {
     ha_op op;              /* first: the task's pending slot points here */
     uv_loop_t *loop;
-    bool nagios;           /* push as exec.nagios */
     /* what to run, owned, NULL-terminated arrays */
     char **argv;
     char **env;            /* NULL: inherit the agent's environment */
@@ -792,7 +791,6 @@ static int start(lua_State *L, const char *fn, bool nagios)
         return luaL_error(L, "not enough memory");
     o->op.push = nagios ? nagios_push : run_push;
     o->op.close = exec_close;
-    o->nagios = nagios;
     o->loop = engine_task_loop(t);
     if (o->cwd) {
         o->cwd_req.data = o;
