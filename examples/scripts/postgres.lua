@@ -1,0 +1,26 @@
+-- PostgreSQL: the factory, and a custom check on replication lag.
+
+-- Connects and runs SELECT 1.
+health.checks.postgres {
+  name = "db",
+  url = "postgresql://app:" .. (os.getenv("PGPASSWORD") or "") .. "@127.0.0.1:5432/app",
+  timeout = 3,
+}
+
+-- On a standby: DOWN when replay lags more than 30 s behind.
+local postgres = require "health.postgres"
+health.check {
+  name = "db-replication-lag",
+  timeout = 3,
+  interval = 15,
+  run = function()
+    local db <close>, err = postgres.connect("host=127.0.0.1 dbname=app user=monitor", { timeout = 2 })
+    if not db then return false, err end
+    local rows, qerr = db:query([[SELECT pg_is_in_recovery() AS standby,
+      COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 AS lag]])
+    if not rows then return false, qerr end
+    local r = rows[1]
+    if not r.standby then return true, "primary" end
+    return r.lag < 30, ("lag %.1fs"):format(r.lag), { lag = r.lag }
+  end,
+}
