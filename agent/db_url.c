@@ -66,8 +66,10 @@ int db_url_parse(const char *url, db_url *u, char *err, size_t errlen)
     if (p == NULL || p == url)
         goto fail;
     u->scheme = strndup(url, (size_t)(p - url));
-    if (u->scheme == NULL)
-        goto nomem;
+    if (u->scheme == NULL) {
+        why = "not enough memory";
+        goto fail;
+    }
     for (char *c = u->scheme; *c; c++)
         *c = (char)tolower((unsigned char)*c);
     p += 3;
@@ -105,8 +107,10 @@ int db_url_parse(const char *url, db_url *u, char *err, size_t errlen)
             hend = end;
         u->host = decode(p, (size_t)(hend - p));
     }
-    if (u->host == NULL)
-        goto nomem;
+    if (u->host == NULL) {
+        why = "bad host in URL";
+        goto fail;
+    }
     if (u->host[0] == '\0') {
         why = "no host in URL";
         goto fail;
@@ -137,8 +141,6 @@ int db_url_parse(const char *url, db_url *u, char *err, size_t errlen)
         }
     }
     return 0;
-nomem:
-    why = "not enough memory";
 fail:
     snprintf(err, errlen, "%s", why);
     db_url_free(u);
