@@ -358,7 +358,9 @@ int engine_task_yield(lua_State *L, ha_task *t, ha_op *op, uint64_t timeout_ns)
     t->pending = op;
     t->op_state = OP_PENDING;
     op->task = t;
-    if (timeout_ns) {
+    /* an op timeout that would end at or after the deadline is the
+     * deadline's: the run then ends "timeout after <timeout>" */
+    if (timeout_ns && timeout_ns < engine_task_remaining(t)) {
         if (t->op_timer.loop == NULL) {
             uv_timer_init(t->vm->eng->loop, &t->op_timer);
             t->op_timer.data = t;
