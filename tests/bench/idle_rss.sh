@@ -31,8 +31,8 @@ done
 [ -z "$note" ] || bench_log "$note"
 sleep 1
 
-bench_rss "$HA_PID"; ha_rss=$RSS_KIB ha_hwm=$HWM_KIB ha_anon=$ANON_KIB ha_file=$FILE_KIB
-bench_rss "$REF_PID"; ref_rss=$RSS_KIB ref_hwm=$HWM_KIB ref_anon=$ANON_KIB ref_file=$FILE_KIB
+bench_rss "$HA_PID"; ha_rss=$RSS_KIB ha_hwm=$HWM_KIB ha_anon=$ANON_KIB ha_file=$FILE_KIB ha_pss=$PSS_KIB
+bench_rss "$REF_PID"; ref_rss=$RSS_KIB ref_hwm=$HWM_KIB ref_anon=$ANON_KIB ref_file=$FILE_KIB ref_pss=$PSS_KIB
 bench_log "agent VmRSS $ha_rss KiB, VmHWM $ha_hwm KiB; reference VmRSS $ref_rss KiB, VmHWM $ref_hwm KiB"
 
 bench_table_begin "idle memory (bundled scripts, after 3 s and 5 x GET /healthz)"
@@ -42,6 +42,7 @@ bench_row "VmRSS" KiB "$ha_rss" "$ref_rss" info
 bench_row "VmHWM (peak RSS)" KiB "$ha_hwm" "$ref_hwm" info
 bench_row "  RssAnon (heap, stacks)" KiB "${ha_anon:-0}" "${ref_anon:-0}" info
 bench_row "  RssFile (binary, libs)" KiB "${ha_file:-0}" "${ref_file:-0}" info
+bench_row "Pss (shared pages split)" KiB "${ha_pss:-0}" "${ref_pss:-0}" info
 
 bench_stop "$HA_PID" agent "$REF_PID" ref
 bench_finish

@@ -215,12 +215,14 @@ bench_wait_status() {
 }
 
 # bench_rss PID: sets RSS_KIB, HWM_KIB, and the split of RSS into ANON_KIB (heap,
-# stacks) and FILE_KIB (mapped binaries and shared libraries) from /proc/PID/status.
+# stacks) and FILE_KIB (mapped binaries and shared libraries) from /proc/PID/status;
+# PSS_KIB (shared pages divided among the processes mapping them) from smaps_rollup.
 bench_rss() {
     RSS_KIB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
     HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
     ANON_KIB=$(awk '/^RssAnon:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
     FILE_KIB=$(awk '/^RssFile:/ { print $2 }' "/proc/$1/status" 2>/dev/null)
+    PSS_KIB=$(awk '/^Pss:/ { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null)
     if [ -z "$RSS_KIB" ] || [ -z "$HWM_KIB" ]; then
         bench_fail "cannot read /proc/$1/status"
         RSS_KIB=0 HWM_KIB=0
