@@ -724,6 +724,17 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
 
 int front_run(ha_front *f)
 {
+    /* serve nothing before the engine's first snapshot (it comes within a
+     * millisecond): without it /startupz would find no check and pass */
+    for (int i = 0; i < 2000 && f->snap == NULL; i++) {
+        ha_snapshot *s = bridge_take(f->bridge);
+        if (s) {
+            f->snap = s;
+            absorb_snapshot(f);
+        } else {
+            uv_sleep(1);
+        }
+    }
     uv_run(f->loop, UV_RUN_DEFAULT);
     return f->exit_code;
 }

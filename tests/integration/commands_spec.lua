@@ -226,3 +226,68 @@ describe("healthagent lint", function()
     assert.equal("/nonexistent/dir: cannot read scripts directory: No such file or directory\n", err)
   end)
 end)
+
+describe("examples/kubernetes", function()
+  -- The `key: |` blocks of a ConfigMap manifest, as {name = text}.
+  local function configmap_files(path)
+    local files, name, lines = {}, nil, nil
+    for line in (agent.read(path) .. "\n"):gmatch("([^\n]*)\n") do
+      local key = line:match("^  ([%w._-]+%.lua): |$")
+      if key then
+        name, lines = key, {}
+        files[name] = lines
+      elseif name and (line:match("^    ") or line == "") then
+        lines[#lines + 1] = line:sub(5)
+      else
+        name = nil
+      end
+    end
+    for k, v in pairs(files) do files[k] = table.concat(v, "\n") .. "\n" end
+    return files
+  end
+
+  local root = os.getenv("HA_SOURCE_DIR") or "."
+  local files = configmap_files(root .. "/examples/kubernetes/configmap.yaml")
+
+  it("the ConfigMap's scripts lint clean and its configurations load", function()
+    local d = agent.tmpdir()
+    local n = 0
+    for name, src in pairs(files) do
+      if name ~= "native.lua" and name ~= "classic.lua" then
+        write(d .. "/" .. name, src)
+        n = n + 1
+      end
+    end
+    assert.equal(2, n)
+    local code, out, err = run("lint " .. quote(d))
+    assert.equal(0, code, err)
+    assert.equal(d .. ": 2 file(s), 3 check(s): ok\n", out)
+    for _, cfg in ipairs { "native.lua", "classic.lua" } do
+      local f = d .. "/" .. cfg .. ".cfg"
+      write(f, files[cfg])
+      -- loading the config is the first thing lint does; the dir is the scripts'
+      code, _, err = run("lint --config " .. quote(f) .. " " .. quote(d))
+      assert.equal(0, code, cfg .. ": " .. err)
+    end
+    os.execute("rm -rf " .. quote(d))
+  end)
+
+  it("the manifests use only flags and commands the binary has", function()
+    for _, m in ipairs { "sidecar-native.yaml", "sidecar-classic.yaml" } do
+      local text = agent.read(root .. "/examples/kubernetes/" .. m)
+      assert.truthy(text:find('args: ["--config", "/etc/healthagent-config/', 1, true), m)
+      for cmd in text:gmatch('command: %["healthagent", ([^%]]+)%]') do
+        -- run the exec probe's arguments against a port nobody uses: usage
+        -- errors would say "unknown option" or "bad URL", not "connect"
+        local args = cmd:gsub('"', ""):gsub(",", ""):gsub("9090", "1")
+        local code, _, err = run(args)
+        assert.equal(1, code, m .. ": " .. args)
+        assert.truthy(err:find("connection refused", 1, true), m .. ": " .. err)
+      end
+    end
+    local docker = agent.read(root .. "/Dockerfile")
+    assert.truthy(docker:find('CMD ["/usr/bin/healthagent", "probe", "--probe", "readiness", "--timeout", "2s"]', 1, true))
+    local code = run("probe --probe readiness --timeout 2s", "HEALTHAGENT_LISTEN=0.0.0.0:1")
+    assert.equal(1, code)
+  end)
+end)
