@@ -231,13 +231,14 @@ static int run_agent(ha_config *cfg)
         bridge_dispose(&bridge);
         return fail("%s%s", err, "");
     }
+    size_t nchecks = gen->n; /* gen belongs to the engine thread from here: a reload may free it */
     if ((r = engine_start_thread(&eng, gen, &bridge)) != 0) {
         fail("engine thread: %s%s", uv_strerror(r), "");
         goto out;
     }
-    if (gen->n == 0)
+    if (nchecks == 0)
         log_event(LOG_WARN, NULL, "%s defines no checks: every probe answers UP", cfg->scripts_dir);
-    log_event(LOG_INFO, NULL, "healthagent %s serving %zu check(s) from %s on %s", HA_VERSION, gen->n,
+    log_event(LOG_INFO, NULL, "healthagent %s serving %zu check(s) from %s on %s", HA_VERSION, nchecks,
               cfg->scripts_dir, cfg->listen[0]);
     code = front_run(front);
     engine_join(&eng);
