@@ -8,6 +8,8 @@
 
 /* health: check, warn, sleep, now, log (api_health.c). */
 int api_health_open(lua_State *L);
+/* health.spawn(fn, ...): runs fn as a concurrent child task (api_health.c). */
+int api_health_spawn(lua_State *L);
 /* health.testing: load generations and run their checks from specs; runner
  * mode only (api_testing.c). */
 int api_testing_open(lua_State *L);

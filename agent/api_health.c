@@ -133,9 +133,127 @@ static int l_info(lua_State *L)
     return 0;
 }
 
+#define SPAWN_MT "health.spawn"
+
+/* health.spawn(fn, ...): fn runs as its own task, concurrently with the
+ * caller. Inside a check the child shares the check's deadline and memory
+ * allowance and is cancelled when the check's run ends. The handle's
+ * h:wait() yields until the child ends and returns true, results... or
+ * false, error. */
+
+/* A spawned task's handle; a Lua userdata. */
+typedef struct {
+    ha_task *task;      /* NULL once ended */
+    bool done;
+    int results;        /* registry ref of {ok, ...} once done */
+    ha_op *waiter;      /* op of a task waiting in :wait(), or NULL */
+    int self_ref;       /* keeps the userdata alive while the task runs */
+} spawn_box;
+
+typedef struct {
+    ha_op op;
+    spawn_box *box;
+} spawn_wait;
+
+static void spawn_done(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud)
+{
+    (void)t;
+    spawn_box *b = ud;
+    int n = how == HA_TASK_OK ? nres : 1;
+    lua_createtable(co, n + 1, 1);             /* [..., packed] */
+    lua_pushboolean(co, how == HA_TASK_OK);
+    lua_rawseti(co, -2, 1);
+    if (how == HA_TASK_OK) {
+        for (int i = 0; i < nres; i++) {
+            lua_pushvalue(co, -1 - nres + i);
+            lua_rawseti(co, -2, i + 2);
+        }
+    } else {
+        if (how == HA_TASK_ERROR)
+            lua_pushvalue(co, -2);
+        else
+            lua_pushstring(co, how == HA_TASK_MEMORY ? "not enough memory" : "cancelled");
+        lua_rawseti(co, -2, 2);
+    }
+    lua_pushinteger(co, n + 1);
+    lua_setfield(co, -2, "n");
+    b->results = luaL_ref(co, LUA_REGISTRYINDEX); /* [...] */
+    b->done = true;
+    b->task = NULL;
+    if (b->waiter)
+        engine_task_complete(b->waiter);
+    luaL_unref(co, LUA_REGISTRYINDEX, b->self_ref);
+    b->self_ref = LUA_NOREF;
+}
+
+/* health.spawn(fn, ...) -> handle. Raises outside a task. */
+int api_health_spawn(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    ha_task *parent = engine_task_current(L, "health.spawn");
+    int n = lua_gettop(L);
+    spawn_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* [fn, args, box] */
+    memset(b, 0, sizeof *b);
+    b->results = LUA_NOREF;
+    luaL_setmetatable(L, SPAWN_MT);
+    lua_pushvalue(L, -1);
+    b->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    lua_insert(L, 1);                                 /* [box, fn, args] */
+    b->task = engine_task_spawn(parent, L, n - 1, spawn_done, b);
+    return 1;                                         /* [box] */
+}
+
+static int spawn_push(ha_op *op, lua_State *L)
+{
+    spawn_box *b = ((spawn_wait *)op)->box;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, b->results);
+    int n = (int)luaL_len(L, -1);
+    for (int i = 1; i <= n; i++)
+        lua_rawgeti(L, -i, i);
+    lua_remove(L, -n - 1);
+    return n;
+}
+
+static void spawn_close(ha_op *op)
+{
+    spawn_wait *w = (spawn_wait *)op;
+    if (w->box->waiter == op)
+        w->box->waiter = NULL;
+    free(w);
+}
+
+/* h:wait() -> true, results... | false, error */
+static int l_wait(lua_State *L)
+{
+    spawn_box *b = luaL_checkudata(L, 1, SPAWN_MT);
+    if (b->done) {
+        spawn_wait tmp = {.box = b};
+        return spawn_push(&tmp.op, L);
+    }
+    ha_task *t = engine_task_current(L, "wait");
+    if (b->waiter)
+        return luaL_error(L, "wait: another task is already waiting");
+    spawn_wait *w = calloc(1, sizeof *w);
+    if (w == NULL)
+        return luaL_error(L, "not enough memory");
+    w->op.push = spawn_push;
+    w->op.close = spawn_close;
+    w->box = b;
+    b->waiter = &w->op;
+    return engine_task_yield(L, t, &w->op, 0);
+}
+
+static int l_spawn_gc(lua_State *L)
+{
+    spawn_box *b = luaL_checkudata(L, 1, SPAWN_MT);
+    luaL_unref(L, LUA_REGISTRYINDEX, b->results);
+    b->results = LUA_NOREF;
+    return 0;
+}
+
 static const luaL_Reg funcs[] = {
     {"check", l_check}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log},
-    {"set_ready", l_set_ready}, {"info", l_info}, {NULL, NULL},
+    {"set_ready", l_set_ready}, {"info", l_info}, {"spawn", api_health_spawn}, {NULL, NULL},
 };
 
 /* health.__index: loads health.checks (the factories, in Lua) on first use. */
@@ -154,6 +272,15 @@ static int l_index(lua_State *L)
 /* require "health": [-0, +1] the module table. */
 int api_health_open(lua_State *L)
 {
+    static const luaL_Reg spawn_methods[] = {{"wait", l_wait}, {"__gc", l_spawn_gc}, {NULL, NULL}};
+    if (luaL_newmetatable(L, SPAWN_MT)) {
+        luaL_setfuncs(L, spawn_methods, 0);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, "locked");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
     luaL_newlib(L, funcs);
     lua_pushliteral(L, HA_VERSION);
     lua_setfield(L, -2, "version");

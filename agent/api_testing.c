@@ -6,7 +6,7 @@
  *   local r = g:run("name")   -- yields until the run ends: {status=, result=, output=, details=, ...}
  *   g:state("name"), g:names(), g:memory(), g:tasks(), g:close()
  *   testing.handles()         -- libuv handles open on the loop, besides the engine's own
- *   local h = testing.spawn(fn, ...)  -- runs fn as a concurrent task; h:wait() -> true, results | false, err
+ *   local h = testing.spawn(fn, ...)  -- health.spawn: fn as a concurrent task; h:wait() -> true, results | false, err
  *
  * An API yield inside coroutine.wrap suspends the whole calling task (as in
  * OpenResty), so concurrency in specs comes from spawn, not from coroutines.
@@ -216,128 +216,8 @@ static int l_handles(lua_State *L)
     return 1;
 }
 
-#define SPAWN_MT "health.testing.spawn"
-
-/* A spawned task's handle; a Lua userdata. */
-typedef struct {
-    ha_task *task;      /* NULL once ended */
-    bool done;
-    int results;        /* registry ref of {ok, ...} once done */
-    ha_op *waiter;      /* op of a task waiting in :wait(), or NULL */
-    int self_ref;       /* keeps the userdata alive while the task runs */
-    lua_State *L;       /* the runner's main state */
-} spawn_box;
-
-typedef struct {
-    ha_op op;
-    spawn_box *box;
-} spawn_wait;
-
-static void spawn_done(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud)
-{
-    (void)t;
-    spawn_box *b = ud;
-    int n = how == HA_TASK_OK ? nres : 1;
-    lua_createtable(co, n + 1, 1);             /* [..., packed] */
-    lua_pushboolean(co, how == HA_TASK_OK);
-    lua_rawseti(co, -2, 1);
-    if (how == HA_TASK_OK) {
-        for (int i = 0; i < nres; i++) {
-            lua_pushvalue(co, -1 - nres + i);
-            lua_rawseti(co, -2, i + 2);
-        }
-    } else {
-        if (how == HA_TASK_ERROR)
-            lua_pushvalue(co, -2);
-        else
-            lua_pushstring(co, how == HA_TASK_MEMORY ? "not enough memory" : "cancelled");
-        lua_rawseti(co, -2, 2);
-    }
-    lua_pushinteger(co, n + 1);
-    lua_setfield(co, -2, "n");
-    b->results = luaL_ref(co, LUA_REGISTRYINDEX); /* [...] */
-    b->done = true;
-    b->task = NULL;
-    if (b->waiter)
-        engine_task_complete(b->waiter);
-    luaL_unref(co, LUA_REGISTRYINDEX, b->self_ref);
-    b->self_ref = LUA_NOREF;
-}
-
-/* testing.spawn(fn, ...) -> handle */
-static int l_spawn(lua_State *L)
-{
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    ha_vm *vm = engine_vm_of(L);
-    int n = lua_gettop(L);
-    spawn_box *b = lua_newuserdatauv(L, sizeof *b, 0); /* [fn, args, box] */
-    memset(b, 0, sizeof *b);
-    b->results = LUA_NOREF;
-    luaL_setmetatable(L, SPAWN_MT);
-    lua_pushvalue(L, -1);
-    b->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-    lua_insert(L, 1);                                 /* [box, fn, args] */
-    b->task = engine_task_start(vm, L, n - 1, 0, 0, spawn_done, b);
-    return 1;                                         /* [box] */
-}
-
-static int spawn_push(ha_op *op, lua_State *L)
-{
-    spawn_box *b = ((spawn_wait *)op)->box;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, b->results);
-    int n = (int)luaL_len(L, -1);
-    for (int i = 1; i <= n; i++)
-        lua_rawgeti(L, -i, i);
-    lua_remove(L, -n - 1);
-    return n;
-}
-
-static void spawn_close(ha_op *op)
-{
-    spawn_wait *w = (spawn_wait *)op;
-    if (w->box->waiter == op)
-        w->box->waiter = NULL;
-    free(w);
-}
-
-/* h:wait() -> true, results... | false, error */
-static int l_wait(lua_State *L)
-{
-    spawn_box *b = luaL_checkudata(L, 1, SPAWN_MT);
-    if (b->done) {
-        spawn_wait tmp = {.box = b};
-        return spawn_push(&tmp.op, L);
-    }
-    ha_task *t = engine_task_current(L, "wait");
-    if (b->waiter)
-        return luaL_error(L, "wait: another task is already waiting");
-    spawn_wait *w = calloc(1, sizeof *w);
-    if (w == NULL)
-        return luaL_error(L, "not enough memory");
-    w->op.push = spawn_push;
-    w->op.close = spawn_close;
-    w->box = b;
-    b->waiter = &w->op;
-    return engine_task_yield(L, t, &w->op, 0);
-}
-
-static int l_spawn_gc(lua_State *L)
-{
-    spawn_box *b = luaL_checkudata(L, 1, SPAWN_MT);
-    luaL_unref(L, LUA_REGISTRYINDEX, b->results);
-    b->results = LUA_NOREF;
-    return 0;
-}
-
 int api_testing_open(lua_State *L)
 {
-    static const luaL_Reg spawn_methods[] = {{"wait", l_wait}, {"__gc", l_spawn_gc}, {NULL, NULL}};
-    if (luaL_newmetatable(L, SPAWN_MT)) {
-        luaL_setfuncs(L, spawn_methods, 0);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -2, "__index");
-    }
-    lua_pop(L, 1);
     static const luaL_Reg methods[] = {
         {"run", l_run}, {"state", l_state}, {"names", l_names}, {"memory", l_memory},
         {"tasks", l_tasks}, {"close", l_close}, {"__gc", l_close}, {"__close", l_close}, {NULL, NULL},
@@ -348,7 +228,7 @@ int api_testing_open(lua_State *L)
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
-    static const luaL_Reg funcs[] = {{"load", l_load}, {"handles", l_handles}, {"spawn", l_spawn}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {{"load", l_load}, {"handles", l_handles}, {"spawn", api_health_spawn}, {NULL, NULL}};
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -37,6 +37,9 @@ struct ha_task {
     int open_handles;         /* handles not yet closed; freed at 0 */
     ha_task *prev, *next;     /* the VM's live tasks */
     ha_task *ready_next;      /* the engine's ready queue */
+    ha_task *parent;          /* spawned by this task (health.spawn), or NULL */
+    ha_task *children;        /* tasks this one spawned that still live */
+    ha_task *sib_prev, *sib_next; /* the parent's children */
 };
 
 static void task_end(ha_task *t, ha_task_end how, int nres);
@@ -151,6 +154,24 @@ static void on_op_timeout(uv_timer_t *h)
 
 static uint64_t ms_ceil(uint64_t ns) { return (ns + 999999) / 1000000; }
 
+ha_task *engine_task_spawn(ha_task *parent, lua_State *L, int nargs, ha_task_finish_cb finish, void *ud)
+{
+    uint64_t timeout = 0;
+    if (parent->deadline_ns) {
+        timeout = engine_task_remaining(parent);
+        if (timeout == 0)
+            timeout = 1; /* already due: the child ends at once */
+    }
+    ha_task *t = engine_task_start(parent->vm, L, nargs, timeout, parent->mem_limit, finish, ud);
+    t->name = parent->name;
+    t->parent = parent;
+    t->sib_next = parent->children;
+    if (parent->children)
+        parent->children->sib_prev = t;
+    parent->children = t;
+    return t;
+}
+
 ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t timeout_ns,
                            uint64_t mem_limit, ha_task_finish_cb finish, void *ud)
 {
@@ -216,6 +237,17 @@ static void task_end(ha_task *t, ha_task_end how, int nres)
     t->ended = true;
     unqueue(t);
     drop_op(t);
+    while (t->children) /* spawned tasks do not outlive their parent */
+        task_end(t->children, HA_TASK_CANCELLED, 0);
+    if (t->parent) {
+        if (t->sib_prev)
+            t->sib_prev->sib_next = t->sib_next;
+        else
+            t->parent->children = t->sib_next;
+        if (t->sib_next)
+            t->sib_next->sib_prev = t->sib_prev;
+        t->parent = NULL;
+    }
     if (t->deadline.loop)
         uv_timer_stop(&t->deadline);
     if (t->finish)

@@ -59,6 +59,11 @@ typedef void (*ha_task_finish_cb)(ha_task *t, lua_State *co, ha_task_end how, in
 ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t deadline_ns,
                            uint64_t mem_limit, ha_task_finish_cb finish, void *ud);
 
+/* Starts a child of parent running the function at the top of L's stack
+ * with nargs arguments (health.spawn). It shares the parent's deadline and
+ * memory allowance and is cancelled when the parent ends. */
+ha_task *engine_task_spawn(ha_task *parent, lua_State *L, int nargs, ha_task_finish_cb finish, void *ud);
+
 /* Kills a task that is not currently running: its op is detached and closed,
  * to-be-closed variables run, and finish is called with how. */
 void engine_task_kill(ha_task *t, ha_task_end how);

@@ -198,6 +198,70 @@ describe("deadlines", function()
   end)
 end)
 
+describe("health.spawn", function()
+  it("runs I/O of one check in parallel", function()
+    local g = load [[
+      health.check { name = "par", timeout = "1s", run = function()
+        local hs = {}
+        for i = 1, 5 do hs[i] = health.spawn(function(n) health.sleep(0.1) return n * 2 end, i) end
+        local sum = 0
+        for i = 1, 5 do
+          local ok, v = hs[i]:wait()
+          assert(ok, v)
+          sum = sum + v
+        end
+        return true, tostring(sum)
+      end }
+    ]]
+    local r, dt = elapsed(function() return g:run("par") end)
+    assert.equal("30", r.output)
+    assert.is_true(dt < 0.3, "5 x 0.1s in parallel took " .. dt)
+    g:close()
+  end)
+
+  it("reports a child's error through wait", function()
+    local g = load([[
+health.check { name = "err", run = function()
+  local h = health.spawn(function() error("child failed") end)
+  local ok, e = h:wait()
+  return ok == false, e
+end }
+]], "sp.lua")
+    local r = g:run("err")
+    assert.equal("UP", r.status)
+    assert.equal("sp.lua:2: child failed", r.output)
+    g:close()
+  end)
+
+  it("children share the check's deadline and end with it", function()
+    local g = load [[
+      done = 0
+      health.check { name = "slowkids", timeout = "150ms", run = function()
+        health.spawn(function() health.sleep(5) done = done + 1 end)
+        local h = health.spawn(function() while true do end end)
+        h:wait()
+      end }
+      health.check { name = "parent_returns", run = function()
+        health.spawn(function() health.sleep(0.05) done = done + 1 end)
+        return true
+      end }
+      health.check { name = "count", run = function() return true, tostring(done) end }
+    ]]
+    local r, dt = elapsed(function() return g:run("slowkids") end)
+    assert.equal("timeout after 150ms", r.output)
+    assert.is_true(dt < 0.5)
+    assert.equal(0, g:tasks())
+    assert.equal("UP", g:run("parent_returns").status)
+    health.sleep(0.1)
+    assert.equal("0", g:run("count").output) -- the children were cancelled, not finished
+    g:close()
+  end)
+
+  it("cannot be called while a script loads", function()
+    assert.matches("health.spawn: called outside a check run", load_err([[health.spawn(function() end)]]))
+  end)
+end)
+
 describe("results", function()
   local g
   before_each(function()
