@@ -27,6 +27,13 @@ int api_postgres_open(lua_State *L);   /* health.postgres (api_postgres.c) */
 int api_mysql_open(lua_State *L);   /* health.mysql (api_mysql.c) */
 int api_grpc_open(lua_State *L);   /* health.grpc (api_grpc.c) */
 
+/* package.preload loader of health.http, health.grpc, health.redis,
+ * health.postgres and health.mysql: built as shared objects (ha_http.so ...)
+ * so that their client libraries are mapped only once a script requires
+ * one; loads the object on first use and calls its api_<mod>_open
+ * (api_lazy.c). */
+int api_lazy_open(lua_State *L);
+
 /* Modules every state gets in package.preload. */
 extern const luaL_Reg api_modules[];
 

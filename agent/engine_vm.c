@@ -370,17 +370,18 @@ static void set_path(lua_State *L, const char *lualib, const char *scripts_dir, 
     lua_pop(L, 1);
 }
 
-/* The C modules scripts can require. Add one line per api_*.c module. */
+/* The C modules scripts can require. Add one line per api_*.c module;
+ * api_lazy_open for those built as shared objects (api_lazy.c). */
 const luaL_Reg api_modules[] = {
     {"health.tcp", api_tcp_open},
     {"health.dns", api_dns_open},
-    {"health.http", api_http_open},
+    {"health.http", api_lazy_open},
     {"health.fs", api_fs_open},
     {"health.exec", api_exec_open},
-    {"health.redis", api_redis_open},
-    {"health.postgres", api_postgres_open},
-    {"health.mysql", api_mysql_open},
-    {"health.grpc", api_grpc_open},
+    {"health.redis", api_lazy_open},
+    {"health.postgres", api_lazy_open},
+    {"health.mysql", api_lazy_open},
+    {"health.grpc", api_lazy_open},
     {NULL, NULL},
 };
 
