@@ -171,6 +171,54 @@ describe("explicit reloads", function()
   end)
 end)
 
+describe("probes waiting across a reload", function()
+  local function slow(out, secs)
+    return ('health.check { name = "slow", ttl = 0, timeout = "3s", run = function() health.sleep(%s) return true, %q end }\n')
+      :format(secs, out)
+  end
+
+  -- Starts a GET in the background; returns a function that waits for it
+  -- and gives code, body and seconds.
+  local function background_get(a, path)
+    local f = a.dir .. "/bg" .. math.random(1e6)
+    os.execute(("(curl -s -o %s.body -w '%%{http_code} %%{time_total}' --max-time 10 http://127.0.0.1:%d%s > %s.code &)")
+      :format(f, a.port, path, f))
+    return function()
+      local r = wait_for(function()
+        local c = agent.read(f .. ".code")
+        return c and c:match("^%d+ [%d.]+$") and c
+      end, 10)
+      local code, secs = r:match("^(%d+) ([%d.]+)$")
+      return tonumber(code), agent.read(f .. ".body"), tonumber(secs)
+    end
+  end
+
+  it("an unchanged check whose run the reload cancelled runs again and answers", function()
+    a = agent.start { scripts = { ["a.lua"] = slow("one", 0.6) }, config = FAST }
+    assert.equal(200, a:get("/healthz/slow").status) -- a result to inherit, stale at once (ttl 0)
+    local done = background_get(a, "/healthz/slow")
+    health.sleep(0.2)
+    a:signal("HUP") -- same definition: the run in flight is cancelled and restarted
+    local code, body, secs = done()
+    assert.equal(200, code, body)
+    assert.truthy(body:find('"output":"one"', 1, true), body)
+    assert.is_true(secs < 2.5, "answered after " .. secs .. " s")
+  end)
+
+  it("a check redefined while a probe waits for it answers with the new definition's first result", function()
+    a = agent.start { scripts = { ["a.lua"] = slow("old", 0.8) }, config = FAST }
+    assert.equal(200, a:get("/healthz/slow").status) -- one result: the waiter below counts from 1
+    local done = background_get(a, "/healthz/slow")
+    health.sleep(0.2)
+    write(a.scripts .. "/a.lua", slow("new", 0.2))
+    a:request("/-/reload", { method = "POST" })
+    local code, body, secs = done()
+    assert.equal(200, code, body)
+    assert.truthy(body:find('"output":"new"', 1, true), body)
+    assert.is_true(secs < 2.5, "answered after " .. secs .. " s")
+  end)
+end)
+
 describe("Kubernetes ConfigMap volume", function()
   -- Lays out the volume as kubelet does: ..T1/<files>, ..data -> ..T1,
   -- and one top-level symlink per key through ..data.
