@@ -341,6 +341,14 @@ static size_t collect_stale(ha_front *f, h2o_req_t *req, const ha_render_req *rr
                         memcmp(c->name, rr->exclude[e].p, rr->exclude[e].len) == 0;
         if (excluded || c->not_before_ns > now || (c->runs && c->expires_ns > now && !c->running))
             continue;
+        if (rr->probe == HA_PI_LIVENESS && c->runs == 0) {
+            /* liveness never waits for a first result (it reads as passing) */
+            if (!c->running && !f->requested[i]) {
+                f->requested[i] = 1;
+                bridge_send(f->bridge, HA_MSG_RUN, 0, c->name, strlen(c->name));
+            }
+            continue;
+        }
         if (*items == NULL)
             *items = h2o_mem_alloc_pool(&req->pool, sizeof(wait_item) * s->n);
         (*items)[n].name = c->name; /* copied below: the snapshot may go */

@@ -52,7 +52,8 @@ static bool render_included(const ha_snap_check *c, const ha_render_req *r)
 /* Fills v with what c displays under r: a run in flight during an engine
  * stall, or a run in flight or a stale result once the waiter gave up, reads
  * DOWN "timeout after <timeout>"; a failing non-critical check reads WARN.
- * A check that never produced a result and is not running keeps its INIT. */
+ * A check that never produced a result and is not running keeps its INIT,
+ * which fails every probe but liveness. */
 static void render_view_of(const ha_snap_check *c, const ha_render_req *r, render_view *v)
 {
     bool stale = c->time_ms != 0 && c->expires_ns <= r->now_ns;
@@ -73,6 +74,10 @@ static void render_view_of(const ha_snap_check *c, const ha_render_req *r, rende
     v->contrib = v->shown;
     if (!c->critical && v->contrib > HA_WARN)
         v->contrib = HA_WARN;
+    /* liveness: a check not yet decided does not fail it: a restart while
+     * the application starts is what startup probes exist to prevent */
+    if (r->probe == HA_PI_LIVENESS && v->contrib == HA_INIT)
+        v->contrib = HA_UP;
 }
 
 /* Computes the aggregate and the top-level reason. Returns 0, or -1 when

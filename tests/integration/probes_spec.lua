@@ -258,6 +258,27 @@ end }
   end)
 end)
 
+describe("start-up", function()
+  it("/livez answers at once while liveness checks have no result; readiness waits", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[
+health.check { name = "slowlive", probes = { "liveness" }, timeout = "3s", run = function() health.sleep(1) return true, "alive" end }
+health.check { name = "slowready", probes = { "readiness" }, timeout = "3s", run = function() health.sleep(1) return true end }
+]] },
+      config = [[return { shutdown_delay = 0 }]],
+    }
+    local r = a:get("/livez")
+    assert.equal(200, r.status)
+    assert.equal("INIT", r.json.components.slowlive.status)
+    assert.is_true(r.time < 0.5, "/livez took " .. r.time)
+    r = a:get("/readyz")
+    assert.equal(200, r.status)
+    assert.is_true(r.time > 0.3, "/readyz should have waited for the first result")
+    assert.equal("alive", a:get("/livez").json.components.slowlive.output)
+    a:stop()
+  end)
+end)
+
 describe("watchdog", function()
   it("fails /livez while the engine is stuck inside C, keeps answering, and recovers", function()
     local a = agent.start {
