@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the integration suite needs, idempotently.
+# Install everything the suite needs (build dependencies included, so the
+# suite runs on a machine where nothing was installed before), idempotently.
 #
 #   tests/harness/install.sh
 #
@@ -15,6 +16,11 @@ export DEBIAN_FRONTEND=noninteractive
 # Debian packages the suite uses (clients come with the servers' -tools and
 # -client packages; iproute2 gives ss, passwd gives useradd).
 PACKAGES=(
+    # build: the agent itself (the README's first command installs the same)
+    build-essential cmake pkg-config git
+    liblua5.4-dev libuv1-dev libh2o-dev libssl-dev
+    libcurl4-openssl-dev libhiredis-dev libpq-dev libmariadb-dev libnghttp2-dev
+    # test servers and clients
     redis-server redis-tools
     postgresql
     mariadb-server mariadb-client
