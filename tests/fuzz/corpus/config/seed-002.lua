@@ -1,0 +1,1 @@
+return { listen = { "0.0.0.0:9000", "[::]:9000" }, scripts = "/etc/ha/checks", lualib = "/usr/share/ha" }

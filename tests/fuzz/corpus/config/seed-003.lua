@@ -1,0 +1,1 @@
+return { token = "s3cret", trusted_networks = { "10.0.0.0/8", "::1" } }

@@ -1,0 +1,1 @@
+return { token = "a", token_file = "t" }

@@ -1,0 +1,1 @@
+return { token = "bad\ntoken" }

@@ -1,0 +1,1 @@
+return { token_file = "missing.txt" }

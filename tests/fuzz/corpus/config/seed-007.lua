@@ -1,0 +1,1 @@
+return { memory_limit = "64MiB", check_memory_limit = 1048576 }

@@ -1,0 +1,1 @@
+return { memory_limit = 0 }

@@ -1,0 +1,1 @@
+return { watchdog = 2.5, default_timeout = "250ms", default_ttl = "1m", idle_timeout = "1h" }

@@ -1,0 +1,1 @@
+return { request_timeout = 0 }

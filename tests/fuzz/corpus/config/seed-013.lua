@@ -1,0 +1,1 @@
+return { shutdown_delay = 0, shutdown_timeout = "10s", rescan_interval = 31536000 }

@@ -1,0 +1,1 @@
+return { rescan_interval = 31536001 }

@@ -1,0 +1,1 @@
+return { watchdog = 0/0 }

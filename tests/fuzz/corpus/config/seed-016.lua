@@ -1,0 +1,1 @@
+return { watchdog = math.huge }

@@ -1,0 +1,1 @@
+return { log_format = "json", log_level = "debug" }

@@ -1,0 +1,1 @@
+return { probes = { readiness = { paths = { "/ready", "/readyz2" }, success_status = 204, failure_status = 500 } } }

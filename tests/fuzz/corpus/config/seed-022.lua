@@ -1,0 +1,1 @@
+return { probes = { liveness = { paths = "/-/x" } } }

@@ -1,0 +1,1 @@
+return { probes = { startup = { success_status = 99 } } }

@@ -1,0 +1,1 @@
+return { probes = { health = { paths = { "/a", "/b", "/c", "/d", "/e", "/f", "/g", "/h" } } } }

@@ -1,0 +1,1 @@
+return { unknown = 1 }

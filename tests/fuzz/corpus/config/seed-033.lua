@@ -1,0 +1,1 @@
+local t = {} for i = 1, 17 do t[i] = "127.0.0.1:" .. (8000 + i) end return { listen = t }

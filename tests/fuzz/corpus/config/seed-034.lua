@@ -1,0 +1,1 @@
+return { listen = { "a:1", "a:1" } }

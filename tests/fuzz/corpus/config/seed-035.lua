@@ -1,0 +1,1 @@
+return { listen = "[::1]:0" }

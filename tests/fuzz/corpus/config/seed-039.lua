@@ -1,0 +1,1 @@
+return { trusted_networks = { "10.0.0.0/33" } }

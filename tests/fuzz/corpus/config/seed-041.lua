@@ -1,0 +1,1 @@
+return { scripts = "a\0b" }

@@ -1,0 +1,1 @@
+return setmetatable({ listen = "0.0.0.0:1" }, { __index = function() error("x") end })

@@ -1,0 +1,1 @@
+return { listen = "0.0.0.0:8080", watchdog = "5s", probes = { readiness = { paths = { "/readyz", "/ready" } } } }
