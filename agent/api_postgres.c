@@ -23,11 +23,11 @@
 #include <libpq-fe.h>
 
 #include "api.h"
+#include "api_conn.h"
 #include "db_url.h"
 #include "engine.h"
 
-#define CONN_MT "health.postgres.conn"
-#define ERR_MAX 256
+#define ERR_MAX API_CONN_ERR_MAX
 
 /* Type OIDs (pg_type.dat) the results convert. */
 enum {
@@ -35,44 +35,24 @@ enum {
     OID_FLOAT4 = 700, OID_FLOAT8 = 701,
 };
 
-typedef struct pop pop;
-
 enum { ST_RESOLVING, ST_CONNECTING, ST_IDLE, ST_QUERY };
 
-/* One connection; freed by conn_maybe_free once no userdata, no op, no
- * resolution and no PGconn refer to it. */
+/* One connection (api_conn.h); freed once no box, no op, no resolution,
+ * no poll and no PGconn refer to it. */
 typedef struct pconn {
+    api_conn base;            /* first */
     PGconn *pg;               /* owned; NULL before starting and after PQfinish */
-    uv_poll_t *poll;          /* owned, separately allocated (freed in its close cb); NULL = none */
-    int poll_fd;              /* descriptor poll watches */
-    uv_loop_t *loop;
-    db_url_resolve res;       /* host resolution before connecting */
-    pop *op;                  /* the pending operation, or NULL */
-    uint64_t timeout_ns;      /* per-operation timeout; 0 = the check's deadline */
+    api_conn_poll poll;       /* watches PQsocket */
     char **keys, **vals;      /* owned, NULL-terminated: PQconnectStartParams input */
     int nkeys;
     int hostaddr_slot;        /* index in vals of hostaddr, filled after resolving */
     char *password;           /* owned, may be NULL: masked in every message */
     int state;                /* ST_* */
     bool flushing;            /* a query is still being sent: watch writable */
-    bool dead;                /* failed or closed */
-    bool has_ud;              /* a userdata points here */
 } pconn;
 
-enum { OP_CONNECT = 1, OP_QUERY = 2 };
-
-struct pop {
-    ha_op op;                 /* first: the task's pending slot */
-    pconn *c;                 /* outlives the op */
-    int kind;                 /* OP_CONNECT or OP_QUERY */
-    bool done;                /* outcome recorded */
-    PGresult *result;         /* owned: the last result of a query */
-    char err[ERR_MAX];        /* failure; "" = success */
-};
-
-typedef struct {
-    pconn *c;                 /* NULL once closed */
-} pbox;
+/* An op's result (api_conn_op.result) is the last PGresult of a query. */
+enum { OP_QUERY = API_CONN_CONNECT + 1 };
 
 /* --- messages ----------------------------------------------------------- */
 
@@ -117,26 +97,22 @@ static void free_strv(char **v, int n)
     free(v);
 }
 
-static void conn_maybe_free(pconn *c)
+static bool conn_held(const api_conn *b)
 {
-    if (c->has_ud || c->op || c->pg || c->res.busy || c->poll)
-        return;
+    const pconn *c = (const pconn *)b;
+    return c->pg || c->poll.h;
+}
+
+static void conn_free(api_conn *b)
+{
+    pconn *c = (pconn *)b;
     free_strv(c->keys, c->nkeys);
     free_strv(c->vals, c->nkeys);
     free(c->password);
     free(c);
 }
 
-static void conn_fail(pconn *c, const char *msg)
-{
-    c->dead = true;
-    pop *op = c->op;
-    if (op == NULL || op->done)
-        return;
-    snprintf(op->err, sizeof op->err, "%s", msg);
-    op->done = true;
-    engine_task_complete(&op->op);
-}
+static void conn_fail(pconn *c, const char *msg) { api_conn_fail(&c->base, msg); }
 
 /* Fails the pending op with libpq's current error message. */
 static void conn_fail_pg(pconn *c)
@@ -146,32 +122,11 @@ static void conn_fail_pg(pconn *c)
     conn_fail(c, m);
 }
 
-static void conn_succeed(pconn *c)
+/* Closes the poll before libpq closes its socket. */
+static void conn_shutdown(api_conn *b)
 {
-    pop *op = c->op;
-    if (op == NULL || op->done)
-        return;
-    op->done = true;
-    engine_task_complete(&op->op);
-}
-
-static void poll_freed(uv_handle_t *h) { free(h); }
-
-static void poll_close(pconn *c)
-{
-    if (c->poll == NULL)
-        return;
-    uv_close((uv_handle_t *)c->poll, poll_freed);
-    c->poll = NULL;
-}
-
-/* Stops everything: fails the pending op with "closed", cancels the
- * resolution, closes the poll before libpq closes its socket. */
-static void conn_shutdown(pconn *c)
-{
-    conn_fail(c, "closed");
-    db_url_resolve_cancel(&c->res);
-    poll_close(c);
+    pconn *c = (pconn *)b;
+    api_conn_poll_close(&c->poll);
     if (c->pg) {
         PQfinish(c->pg);
         c->pg = NULL;
@@ -185,38 +140,21 @@ static void on_poll(uv_poll_t *h, int status, int events);
 static int watch(pconn *c, int events)
 {
     int fd = PQsocket(c->pg);
-    if (c->poll && c->poll_fd != fd)
-        poll_close(c);
+    api_conn_poll_drop_stale(&c->poll, fd);
     if (fd < 0) {
         conn_fail_pg(c);
         return -1;
     }
-    if (c->poll == NULL) {
-        uv_poll_t *p = malloc(sizeof *p);
-        if (p == NULL) {
-            conn_fail(c, "not enough memory");
-            return -1;
-        }
-        int rc = uv_poll_init(c->loop, p, fd);
-        if (rc != 0) {
-            free(p);
-            conn_fail(c, db_url_uv_message(rc));
-            return -1;
-        }
-        p->data = c;
-        c->poll = p;
-        c->poll_fd = fd;
+    int rc = api_conn_poll_watch(&c->poll, c->base.loop, fd, events, on_poll, c);
+    if (rc != 0) {
+        conn_fail(c, db_url_uv_message(rc));
+        return -1;
     }
-    uv_poll_start(c->poll, events, on_poll);
     return 0;
 }
 
 /* Stops watching before a libpq call that may close the socket. */
-static void unwatch(pconn *c)
-{
-    if (c->poll)
-        uv_poll_stop(c->poll);
-}
+static void unwatch(pconn *c) { api_conn_poll_stop(&c->poll); }
 
 /* One PQconnectPoll step. */
 static void connect_step(pconn *c)
@@ -235,13 +173,11 @@ static void connect_step(pconn *c)
             break;
         }
         c->state = ST_IDLE;
-        if (PQsocket(c->pg) != c->poll_fd)
-            poll_close(c);
-        conn_succeed(c);
+        api_conn_poll_drop_stale(&c->poll, PQsocket(c->pg));
+        api_conn_succeed(&c->base);
         break;
     default:
-        if (c->poll && PQsocket(c->pg) != c->poll_fd)
-            poll_close(c);
+        api_conn_poll_drop_stale(&c->poll, PQsocket(c->pg));
         conn_fail_pg(c);
         break;
     }
@@ -251,7 +187,7 @@ static void connect_step(pconn *c)
  * PQgetResult returns NULL. */
 static void query_step(pconn *c, int events)
 {
-    pop *op = c->op;
+    api_conn_op *op = c->base.op;
     unwatch(c);
     if (c->flushing && (events & UV_WRITABLE)) {
         int r = PQflush(c->pg);
@@ -263,8 +199,7 @@ static void query_step(pconn *c, int events)
     }
     if (events & UV_READABLE) {
         if (!PQconsumeInput(c->pg)) {
-            if (c->poll && PQsocket(c->pg) != c->poll_fd)
-                poll_close(c);
+            api_conn_poll_drop_stale(&c->poll, PQsocket(c->pg));
             conn_fail_pg(c);
             return;
         }
@@ -272,10 +207,7 @@ static void query_step(pconn *c, int events)
             PGresult *res = PQgetResult(c->pg);
             if (res == NULL) {
                 c->state = ST_IDLE;
-                if (op && !op->done) {
-                    op->done = true;
-                    engine_task_complete(&op->op);
-                }
+                api_conn_succeed(&c->base);
                 return;
             }
             ExecStatusType st = PQresultStatus(res);
@@ -302,7 +234,7 @@ static void query_step(pconn *c, int events)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     pconn *c = h->data;
-    if (c->dead || c->pg == NULL)
+    if (c->base.dead || c->pg == NULL)
         return;
     if (status < 0) /* a socket error: let libpq find it on its next call */
         events = UV_READABLE | UV_WRITABLE;
@@ -316,8 +248,9 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 /* After resolving: starts libpq's connect with hostaddr set (ip may be NULL
  * for unix sockets and given hostaddrs). */
-static void start_connect(pconn *c, const char *ip)
+static void start_connect(api_conn *b, const char *ip)
 {
+    pconn *c = (pconn *)b;
     if (ip) {
         free(c->vals[c->hostaddr_slot]);
         c->vals[c->hostaddr_slot] = strdup(ip);
@@ -337,20 +270,6 @@ static void start_connect(pconn *c, const char *ip)
     }
     c->state = ST_CONNECTING;
     watch(c, UV_WRITABLE); /* as if PQconnectPoll had returned WRITING */
-}
-
-static void on_resolved(db_url_resolve *r, int status, const char *ip)
-{
-    pconn *c = r->req.data;
-    if (c->dead) {
-        conn_maybe_free(c);
-        return;
-    }
-    if (status != 0) {
-        conn_fail(c, db_url_uv_message(status));
-        return;
-    }
-    start_connect(c, ip);
 }
 
 /* --- operations --------------------------------------------------------- */
@@ -395,52 +314,25 @@ static void push_rows(lua_State *L, const PGresult *res)
     }
 }
 
-static int pop_push(ha_op *o, lua_State *L)
+static int query_push(api_conn_op *op, lua_State *L)
 {
-    pop *op = (pop *)o;
-    if (op->err[0]) {
-        lua_pushnil(L);
-        lua_pushstring(L, op->err);
-        return 2;
-    }
-    if (op->kind == OP_CONNECT) {
-        pbox *b = lua_newuserdatauv(L, sizeof *b, 0);
-        b->c = op->c;
-        op->c->has_ud = true;
-        luaL_setmetatable(L, CONN_MT);
-        return 1;
-    }
     push_rows(L, op->result);
     return 1;
 }
 
-static void pop_close(ha_op *o)
-{
-    pop *op = (pop *)o;
-    pconn *c = op->c;
-    if (!op->done || (op->kind == OP_CONNECT && !c->has_ud))
-        c->dead = true;
-    if (c->op == op)
-        c->op = NULL;
-    if (c->dead)
-        conn_shutdown(c);
-    conn_maybe_free(c);
-    PQclear(op->result);
-    free(op);
-}
+static void result_clear(void *result) { PQclear(result); }
 
-static pop *pop_new(pconn *c, int kind)
-{
-    pop *op = calloc(1, sizeof *op);
-    if (op == NULL)
-        return NULL;
-    op->op.push = pop_push;
-    op->op.close = pop_close;
-    op->c = c;
-    op->kind = kind;
-    c->op = op;
-    return op;
-}
+static const api_conn_class pg_class = {
+    .mt = "health.postgres.conn",
+    .what = "postgres connection",
+    .busy = "health.postgres: connection is busy with another operation",
+    .connect = start_connect,
+    .push = query_push,
+    .clear = result_clear,
+    .shutdown = conn_shutdown,
+    .held = conn_held,
+    .free = conn_free,
+};
 
 /* Copies the parsed options into c->keys/vals (plus hostaddr and
  * fallback_application_name). Returns the host to resolve, "" when no
@@ -492,18 +384,6 @@ static const char *take_options(pconn *c, PQconninfoOption *opts, const char **w
     return ""; /* a unix socket, libpq's default, or a given hostaddr */
 }
 
-/* Ends a call: yields until op completes, or, when it already completed
- * while starting (a failure found at once, a reply already buffered),
- * returns its results right away. */
-static int finish(lua_State *L, ha_task *t, pop *op, uint64_t timeout_ns)
-{
-    if (!op->done)
-        return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, timeout_ns));
-    int n = pop_push(&op->op, L);
-    pop_close(&op->op);
-    return n;
-}
-
 /* postgres.connect(conninfo [, {timeout=}]) -> conn | nil, err */
 static int l_connect(lua_State *L)
 {
@@ -530,43 +410,35 @@ static int l_connect(lua_State *L)
     if (host)
         snprintf(hostbuf, sizeof hostbuf, "%s", host);
     PQconninfoFree(opts);
-    pop *op = host ? pop_new(c, OP_CONNECT) : NULL;
+    if (c)
+        api_conn_init(&c->base, &pg_class, engine_task_loop(t), timeout_ns);
+    api_conn_op *op = host ? api_conn_op_new(&c->base, API_CONN_CONNECT) : NULL;
     if (op == NULL) {
         if (c)
-            conn_maybe_free(c);
+            api_conn_maybe_free(&c->base);
         if (why)
             return luaL_argerror(L, 1, why);
         return luaL_error(L, "not enough memory");
     }
-    c->loop = engine_task_loop(t);
-    c->timeout_ns = timeout_ns;
     c->state = ST_RESOLVING;
-    if (hostbuf[0] == '\0') {
-        start_connect(c, NULL);
-    } else {
-        c->res.req.data = c;
-        int rc = db_url_resolve_start(c->loop, &c->res, hostbuf, on_resolved);
-        if (rc != 0)
-            conn_fail(c, db_url_uv_message(rc));
-    }
-    return finish(L, t, op, timeout_ns);
+    if (hostbuf[0] == '\0')
+        start_connect(&c->base, NULL);
+    else
+        api_conn_resolve(&c->base, hostbuf);
+    return api_conn_finish(L, t, op);
 }
 
 /* conn:query(sql) -> rows | nil, err */
 static int l_query(lua_State *L)
 {
-    pbox *b = luaL_checkudata(L, 1, CONN_MT);
+    api_conn *b = api_conn_check(L, 1, &pg_class);
+    pconn *c = (pconn *)b;
     const char *sql = luaL_checkstring(L, 2);
     ha_task *t = engine_task_current(L, "health.postgres query");
-    pconn *c = b->c;
-    if (c == NULL || c->dead || c->pg == NULL || c->state != ST_IDLE) {
-        if (c && c->op)
-            return luaL_error(L, "health.postgres: connection is busy with another operation");
-        lua_pushnil(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
-    pop *op = pop_new(c, OP_QUERY);
+    int n = api_conn_ready(L, b, c && c->pg && c->state == ST_IDLE);
+    if (n)
+        return n;
+    api_conn_op *op = api_conn_op_new(&c->base, OP_QUERY);
     if (op == NULL)
         return luaL_error(L, "not enough memory");
     c->state = ST_QUERY;
@@ -581,28 +453,7 @@ static int l_query(lua_State *L)
             watch(c, UV_READABLE | (c->flushing ? UV_WRITABLE : 0));
         }
     }
-    return finish(L, t, op, c->timeout_ns);
-}
-
-/* conn:close(): closes now; idempotent. Also __gc and __close. */
-static int l_close(lua_State *L)
-{
-    pbox *b = luaL_checkudata(L, 1, CONN_MT);
-    pconn *c = b->c;
-    if (c) {
-        b->c = NULL;
-        c->has_ud = false;
-        conn_shutdown(c);
-        conn_maybe_free(c);
-    }
-    return 0;
-}
-
-static int l_tostring(lua_State *L)
-{
-    pbox *b = luaL_checkudata(L, 1, CONN_MT);
-    lua_pushfstring(L, "postgres connection (%s)", b->c && !b->c->dead ? "open" : "closed");
-    return 1;
+    return api_conn_finish(L, t, op);
 }
 
 /* postgres.redact(conninfo) -> the conninfo or URL with its password masked */
@@ -617,7 +468,7 @@ static int l_redact(lua_State *L)
 }
 
 static const luaL_Reg methods[] = {
-    {"query", l_query}, {"close", l_close}, {NULL, NULL},
+    {"query", l_query}, {NULL, NULL},
 };
 
 static const luaL_Reg funcs[] = {
@@ -627,19 +478,7 @@ static const luaL_Reg funcs[] = {
 /* require "health.postgres": [-0, +1] the module table. */
 int api_postgres_open(lua_State *L)
 {
-    if (luaL_newmetatable(L, CONN_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, "locked");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    api_conn_register(L, &pg_class, methods);
     luaL_newlib(L, funcs);
     return 1;
 }
