@@ -31,49 +31,29 @@
 #include <errmsg.h>
 
 #include "api.h"
+#include "api_conn.h"
 #include "db_url.h"
 #include "engine.h"
 
-#define CONN_MT "health.mysql.conn"
-#define ERR_MAX 256
-
-typedef struct mop mop;
+#define ERR_MAX API_CONN_ERR_MAX
 
 enum { ST_RESOLVING, ST_CONNECTING, ST_IDLE, ST_QUERY, ST_STORE };
 
-/* One connection; freed by conn_maybe_free once no userdata, no op, no
- * resolution and no MYSQL handle refer to it. */
+/* One connection (api_conn.h); freed once no box, no op, no resolution,
+ * no watcher and no MYSQL handle refer to it. */
 typedef struct mconn {
+    api_conn base;            /* first */
     MYSQL *my;                /* owned; NULL once closed */
-    uv_poll_t *poll;          /* owned, separately allocated; NULL = none */
-    int poll_fd;
+    api_conn_poll poll;       /* watches mysql_get_socket */
     uv_timer_t *timer;        /* owned, separately allocated: MYSQL_WAIT_TIMEOUT; NULL = none */
-    uv_loop_t *loop;
-    db_url_resolve res;
-    mop *op;                  /* the pending operation, or NULL */
-    uint64_t timeout_ns;      /* per-operation timeout; 0 = the check's deadline */
     char *user, *password, *db; /* owned, may be NULL */
     int port;
     int state;                /* ST_* */
     bool busy;                /* a _start returned non-zero and its _cont has not finished */
-    bool dead;
-    bool has_ud;
 } mconn;
 
-enum { OP_CONNECT = 1, OP_QUERY = 2 };
-
-struct mop {
-    ha_op op;                 /* first: the task's pending slot */
-    mconn *c;                 /* outlives the op */
-    int kind;
-    bool done;
-    MYSQL_RES *result;        /* owned: the stored result of a query, may be NULL */
-    char err[ERR_MAX];        /* failure; "" = success */
-};
-
-typedef struct {
-    mconn *c;                 /* NULL once closed */
-} mbox;
+/* An op's result (api_conn_op.result) is the stored MYSQL_RES of a query. */
+enum { OP_QUERY = API_CONN_CONNECT + 1 };
 
 /* --- messages ----------------------------------------------------------- */
 
@@ -114,26 +94,22 @@ static void my_message(char *out, size_t len, MYSQL *my, const char *password)
 
 /* --- connection life cycle --------------------------------------------- */
 
-static void conn_maybe_free(mconn *c)
+static bool conn_held(const api_conn *b)
 {
-    if (c->has_ud || c->op || c->my || c->res.busy || c->poll || c->timer)
-        return;
+    const mconn *c = (const mconn *)b;
+    return c->my || c->poll.h || c->timer;
+}
+
+static void conn_free(api_conn *b)
+{
+    mconn *c = (mconn *)b;
     free(c->user);
     free(c->password);
     free(c->db);
     free(c);
 }
 
-static void conn_fail(mconn *c, const char *msg)
-{
-    c->dead = true;
-    mop *op = c->op;
-    if (op == NULL || op->done)
-        return;
-    snprintf(op->err, sizeof op->err, "%s", msg);
-    op->done = true;
-    engine_task_complete(&op->op);
-}
+static void conn_fail(mconn *c, const char *msg) { api_conn_fail(&c->base, msg); }
 
 static void conn_fail_my(mconn *c)
 {
@@ -142,29 +118,10 @@ static void conn_fail_my(mconn *c)
     conn_fail(c, m);
 }
 
-static void conn_succeed(mconn *c)
-{
-    mop *op = c->op;
-    if (op == NULL || op->done)
-        return;
-    op->done = true;
-    engine_task_complete(&op->op);
-}
-
-static void handle_freed(uv_handle_t *h) { free(h); }
-
-static void poll_close(mconn *c)
-{
-    if (c->poll) {
-        uv_close((uv_handle_t *)c->poll, handle_freed);
-        c->poll = NULL;
-    }
-}
-
 static void timer_close(mconn *c)
 {
     if (c->timer) {
-        uv_close((uv_handle_t *)c->timer, handle_freed);
+        uv_close((uv_handle_t *)c->timer, api_conn_handle_freed);
         c->timer = NULL;
     }
 }
@@ -188,13 +145,11 @@ static void close_handle(mconn *c)
     c->my = NULL;
 }
 
-/* Stops everything: fails the op with "closed", cancels the resolution,
- * closes the watchers before the library closes its socket. */
-static void conn_shutdown(mconn *c)
+/* Closes the watchers before the library closes its socket. */
+static void conn_shutdown(api_conn *b)
 {
-    conn_fail(c, "closed");
-    db_url_resolve_cancel(&c->res);
-    poll_close(c);
+    mconn *c = (mconn *)b;
+    api_conn_poll_close(&c->poll);
     timer_close(c);
     close_handle(c);
 }
@@ -208,8 +163,7 @@ static void advance(mconn *c, int wait_status);
 /* Stops the watchers before a library call. */
 static void unwatch(mconn *c)
 {
-    if (c->poll)
-        uv_poll_stop(c->poll);
+    api_conn_poll_stop(&c->poll);
     if (c->timer)
         uv_timer_stop(c->timer);
 }
@@ -218,27 +172,18 @@ static void unwatch(mconn *c)
 static void wait_for(mconn *c, int st)
 {
     int fd = (int)mysql_get_socket(c->my);
-    if (c->poll && c->poll_fd != fd)
-        poll_close(c);
+    api_conn_poll_drop_stale(&c->poll, fd);
     int events = 0;
     if (st & (MYSQL_WAIT_READ | MYSQL_WAIT_EXCEPT))
         events |= UV_READABLE;
     if (st & MYSQL_WAIT_WRITE)
         events |= UV_WRITABLE;
     if (events && fd >= 0) {
-        if (c->poll == NULL) {
-            uv_poll_t *p = malloc(sizeof *p);
-            int rc = p ? uv_poll_init(c->loop, p, fd) : UV_ENOMEM;
-            if (rc != 0) {
-                free(p);
-                conn_fail(c, db_url_uv_message(rc));
-                return;
-            }
-            p->data = c;
-            c->poll = p;
-            c->poll_fd = fd;
+        int rc = api_conn_poll_watch(&c->poll, c->base.loop, fd, events, on_poll, c);
+        if (rc != 0) {
+            conn_fail(c, db_url_uv_message(rc));
+            return;
         }
-        uv_poll_start(c->poll, events, on_poll);
     }
     if (st & MYSQL_WAIT_TIMEOUT) {
         if (c->timer == NULL) {
@@ -247,7 +192,7 @@ static void wait_for(mconn *c, int st)
                 conn_fail(c, "not enough memory");
                 return;
             }
-            uv_timer_init(c->loop, t);
+            uv_timer_init(c->base.loop, t);
             t->data = c;
             c->timer = t;
         }
@@ -259,8 +204,7 @@ static void wait_for(mconn *c, int st)
  * failed call); close the poll now, before the number can be reused. */
 static void let_go(mconn *c)
 {
-    if (c->poll && (int)mysql_get_socket(c->my) != c->poll_fd)
-        poll_close(c);
+    api_conn_poll_drop_stale(&c->poll, (int)mysql_get_socket(c->my));
 }
 
 /* A _start or _cont returned st; 0 means the call is complete. */
@@ -279,7 +223,7 @@ static void after_call(mconn *c, int st)
  * (its result is read here), else the events to hand to _cont. */
 static void advance(mconn *c, int wait_status)
 {
-    mop *op = c->op;
+    api_conn_op *op = c->base.op;
     if (c->state == ST_CONNECTING) {
         MYSQL *ret = NULL;
         if (wait_status) {
@@ -292,7 +236,7 @@ static void advance(mconn *c, int wait_status)
             return;
         }
         c->state = ST_IDLE;
-        conn_succeed(c);
+        api_conn_succeed(&c->base);
     } else if (c->state == ST_QUERY) {
         int err = 0;
         if (wait_status) {
@@ -309,9 +253,9 @@ static void advance(mconn *c, int wait_status)
             c->state = ST_IDLE;
             conn_fail_my(c);
             if (mysql_get_socket(c->my) == (my_socket)-1 || mysql_errno(c->my) >= 2000)
-                c->dead = true; /* client errors (2xxx): the connection is gone */
+                c->base.dead = true; /* client errors (2xxx): the connection is gone */
             else
-                c->dead = false; /* a server error (e.g. a bad table): usable again */
+                c->base.dead = false; /* a server error (e.g. a bad table): usable again */
             return;
         }
         MYSQL_RES *res = NULL;
@@ -347,14 +291,14 @@ static void advance(mconn *c, int wait_status)
             conn_fail_my(c);
             return;
         }
-        conn_succeed(c);
+        api_conn_succeed(&c->base);
     }
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     mconn *c = h->data;
-    if (c->dead || c->my == NULL || !c->busy)
+    if (c->base.dead || c->my == NULL || !c->busy)
         return;
     int ws = 0;
     if (status < 0)
@@ -369,14 +313,15 @@ static void on_poll(uv_poll_t *h, int status, int events)
 static void on_timer(uv_timer_t *h)
 {
     mconn *c = h->data;
-    if (c->dead || c->my == NULL || !c->busy)
+    if (c->base.dead || c->my == NULL || !c->busy)
         return;
     advance(c, MYSQL_WAIT_TIMEOUT);
 }
 
 /* After resolving: starts the connect to the numeric address ip. */
-static void start_connect(mconn *c, const char *ip)
+static void start_connect(api_conn *b, const char *ip)
 {
+    mconn *c = (mconn *)b;
     c->my = mysql_init(NULL);
     if (c->my == NULL) {
         conn_fail(c, "not enough memory");
@@ -389,20 +334,6 @@ static void start_connect(mconn *c, const char *ip)
     MYSQL *ret = NULL;
     int st = mysql_real_connect_start(&ret, c->my, ip, c->user, c->password, c->db, (unsigned)c->port, NULL, 0);
     after_call(c, st);
-}
-
-static void on_resolved(db_url_resolve *r, int status, const char *ip)
-{
-    mconn *c = r->req.data;
-    if (c->dead) {
-        conn_maybe_free(c);
-        return;
-    }
-    if (status != 0) {
-        conn_fail(c, db_url_uv_message(status));
-        return;
-    }
-    start_connect(c, ip);
 }
 
 /* --- operations --------------------------------------------------------- */
@@ -458,67 +389,27 @@ static void push_rows(lua_State *L, MYSQL_RES *res)
     }
 }
 
-static int mop_push(ha_op *o, lua_State *L)
+static int query_push(api_conn_op *op, lua_State *L)
 {
-    mop *op = (mop *)o;
-    if (op->err[0]) {
-        lua_pushnil(L);
-        lua_pushstring(L, op->err);
-        return 2;
-    }
-    if (op->kind == OP_CONNECT) {
-        mbox *b = lua_newuserdatauv(L, sizeof *b, 0);
-        b->c = op->c;
-        op->c->has_ud = true;
-        luaL_setmetatable(L, CONN_MT);
-        return 1;
-    }
     push_rows(L, op->result);
     return 1;
 }
 
-static void mop_close(ha_op *o)
-{
-    mop *op = (mop *)o;
-    mconn *c = op->c;
-    if (!op->done || (op->kind == OP_CONNECT && !c->has_ud))
-        c->dead = true;
-    if (c->op == op)
-        c->op = NULL;
-    if (c->dead)
-        conn_shutdown(c);
-    conn_maybe_free(c);
-    if (op->result)
-        mysql_free_result(op->result);
-    free(op);
-}
+static void result_clear(void *result) { mysql_free_result(result); }
 
-static mop *mop_new(mconn *c, int kind)
-{
-    mop *op = calloc(1, sizeof *op);
-    if (op == NULL)
-        return NULL;
-    op->op.push = mop_push;
-    op->op.close = mop_close;
-    op->c = c;
-    op->kind = kind;
-    c->op = op;
-    return op;
-}
+static const api_conn_class my_class = {
+    .mt = "health.mysql.conn",
+    .what = "mysql connection",
+    .busy = "health.mysql: connection is busy with another operation",
+    .connect = start_connect,
+    .push = query_push,
+    .clear = result_clear,
+    .shutdown = conn_shutdown,
+    .held = conn_held,
+    .free = conn_free,
+};
 
 static bool lib_ready;
-
-/* Ends a call: yields until op completes, or, when it already completed
- * while starting (a failure found at once, a reply already buffered),
- * returns its results right away. */
-static int finish(lua_State *L, ha_task *t, mop *op, uint64_t timeout_ns)
-{
-    if (!op->done)
-        return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, timeout_ns));
-    int n = mop_push(&op->op, L);
-    mop_close(&op->op);
-    return n;
-}
 
 /* mysql.connect(url [, {timeout=}]) -> conn | nil, err */
 static int l_connect(lua_State *L)
@@ -543,7 +434,9 @@ static int l_connect(lua_State *L)
         lib_ready = true;
     }
     mconn *c = calloc(1, sizeof *c);
-    mop *op = c ? mop_new(c, OP_CONNECT) : NULL;
+    if (c)
+        api_conn_init(&c->base, &my_class, engine_task_loop(t), timeout_ns);
+    api_conn_op *op = c ? api_conn_op_new(&c->base, API_CONN_CONNECT) : NULL;
     if (op == NULL) {
         free(c);
         db_url_free(&u);
@@ -554,65 +447,35 @@ static int l_connect(lua_State *L)
     c->db = u.db;
     u.user = u.password = u.db = NULL;
     c->port = u.port ? u.port : 3306;
-    c->loop = engine_task_loop(t);
-    c->timeout_ns = timeout_ns;
     c->state = ST_RESOLVING;
-    c->res.req.data = c;
-    int rc = db_url_resolve_start(c->loop, &c->res, u.host, on_resolved);
+    api_conn_resolve(&c->base, u.host);
     db_url_free(&u);
-    if (rc != 0)
-        conn_fail(c, db_url_uv_message(rc));
-    return finish(L, t, op, timeout_ns);
+    return api_conn_finish(L, t, op);
 }
 
 /* conn:query(sql) -> rows | nil, err */
 static int l_query(lua_State *L)
 {
-    mbox *b = luaL_checkudata(L, 1, CONN_MT);
+    api_conn *b = api_conn_check(L, 1, &my_class);
+    mconn *c = (mconn *)b;
     size_t len;
     const char *sql = luaL_checklstring(L, 2, &len);
     ha_task *t = engine_task_current(L, "health.mysql query");
-    mconn *c = b->c;
-    if (c == NULL || c->dead || c->my == NULL || c->state != ST_IDLE) {
-        if (c && c->op)
-            return luaL_error(L, "health.mysql: connection is busy with another operation");
-        lua_pushnil(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
-    mop *op = mop_new(c, OP_QUERY);
+    int n = api_conn_ready(L, b, c && c->my && c->state == ST_IDLE);
+    if (n)
+        return n;
+    api_conn_op *op = api_conn_op_new(b, OP_QUERY);
     if (op == NULL)
         return luaL_error(L, "not enough memory");
     c->state = ST_QUERY;
     int err = 0;
     int st = mysql_real_query_start(&err, c->my, sql, (unsigned long)len);
     after_call(c, st);
-    return finish(L, t, op, c->timeout_ns);
-}
-
-/* conn:close(): closes now; idempotent. Also __gc and __close. */
-static int l_close(lua_State *L)
-{
-    mbox *b = luaL_checkudata(L, 1, CONN_MT);
-    mconn *c = b->c;
-    if (c) {
-        b->c = NULL;
-        c->has_ud = false;
-        conn_shutdown(c);
-        conn_maybe_free(c);
-    }
-    return 0;
-}
-
-static int l_tostring(lua_State *L)
-{
-    mbox *b = luaL_checkudata(L, 1, CONN_MT);
-    lua_pushfstring(L, "mysql connection (%s)", b->c && !b->c->dead ? "open" : "closed");
-    return 1;
+    return api_conn_finish(L, t, op);
 }
 
 static const luaL_Reg methods[] = {
-    {"query", l_query}, {"close", l_close}, {NULL, NULL},
+    {"query", l_query}, {NULL, NULL},
 };
 
 static const luaL_Reg funcs[] = {
@@ -622,19 +485,7 @@ static const luaL_Reg funcs[] = {
 /* require "health.mysql": [-0, +1] the module table. */
 int api_mysql_open(lua_State *L)
 {
-    if (luaL_newmetatable(L, CONN_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, "locked");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    api_conn_register(L, &my_class, methods);
     luaL_newlib(L, funcs);
     return 1;
 }
