@@ -8,8 +8,8 @@
  *
  * Connecting resolves the host with uv_getaddrinfo (hiredis would block on
  * it), connects to the numeric address, then sends AUTH and SELECT. A client
- * is C memory (rconn) that a Lua userdata points to; the pending operation
- * of a call is an rop. hiredis frees its context itself after a failed
+ * is C memory (rconn, an api_conn) that a Lua userdata points to; the
+ * pending operation of a call is an api_conn_op. hiredis frees its context itself after a failed
  * connect or a dropped connection (we learn it from the connect/disconnect
  * callbacks); otherwise we free it, never from inside a hiredis callback. */
 #include <ctype.h>
@@ -22,29 +22,23 @@
 #include <hiredis/hiredis.h>
 
 #include "api.h"
+#include "api_conn.h"
 #include "db_url.h"
 #include "engine.h"
 
-#define CLIENT_MT "health.redis.client"
-#define ERR_MAX 256
+#define ERR_MAX API_CONN_ERR_MAX
 
-typedef struct rop rop;
-
-/* One client connection. Freed by conn_maybe_free once no userdata, no
- * operation, no hiredis context and no resolution refer to it. */
+/* One client connection (api_conn.h); freed once no box, no operation, no
+ * hiredis context and no resolution refer to it. */
 typedef struct rconn {
+    api_conn base;            /* first */
     redisAsyncContext *ac;    /* owned; NULL before connecting and once freed */
-    db_url_resolve res;       /* host resolution, the first step of connect */
-    rop *op;                  /* the pending operation, or NULL */
-    uint64_t timeout_ns;      /* per-operation timeout; 0 = the check's deadline */
     char *user, *password;    /* owned, may be NULL: AUTH at connect */
     char *path;               /* owned, may be NULL: unix socket instead of TCP */
     int port;
     int db;                   /* SELECTed at connect when > 0 */
     int setup_left;           /* AUTH/SELECT replies still awaited */
     bool connected;           /* hiredis reported the TCP connect done */
-    bool dead;                /* failed or closed: no more commands */
-    bool has_ud;              /* a userdata points here */
     bool freeing;             /* inside our redisAsyncFree: callbacks ignore */
 } rconn;
 
@@ -58,55 +52,32 @@ typedef struct rval {
     struct rval *elem;        /* owned array of n */
 } rval;
 
-enum { OP_CONNECT = 1, OP_COMMAND = 2 };
-
-struct rop {
-    ha_op op;                 /* first: the task's pending slot */
-    rconn *c;                 /* the connection; outlives the op */
-    int kind;                 /* OP_CONNECT or OP_COMMAND */
-    bool done;                /* outcome recorded */
-    rval *reply;              /* owned: the reply of a command */
-    char err[ERR_MAX];        /* failure message; "" = success */
-};
-
-typedef struct {
-    rconn *c;                 /* NULL once closed */
-} rbox;
+/* An op's result (api_conn_op.result) is the copied rval of a command. */
+enum { OP_COMMAND = API_CONN_CONNECT + 1 };
 
 /* --- connection life cycle --------------------------------------------- */
 
-static void conn_maybe_free(rconn *c)
+static bool conn_held(const api_conn *b)
 {
-    if (c->has_ud || c->op || c->ac || c->res.busy)
-        return;
+    return ((const rconn *)b)->ac != NULL;
+}
+
+static void conn_free(api_conn *b)
+{
+    rconn *c = (rconn *)b;
     free(c->user);
     free(c->password);
     free(c->path);
     free(c);
 }
 
-/* Records the outcome of c's pending op as a failure with msg (redacted),
- * marks c dead and wakes the task. Safe from any callback. */
+/* api_conn_fail with msg redacted ("error" when nothing is left). Safe
+ * from any callback. */
 static void conn_fail(rconn *c, const char *msg)
 {
-    c->dead = true;
-    rop *op = c->op;
-    if (op == NULL || op->done)
-        return;
-    db_url_message(op->err, sizeof op->err, msg, c->password);
-    if (op->err[0] == '\0')
-        snprintf(op->err, sizeof op->err, "error");
-    op->done = true;
-    engine_task_complete(&op->op);
-}
-
-static void conn_succeed(rconn *c)
-{
-    rop *op = c->op;
-    if (op == NULL || op->done)
-        return;
-    op->done = true;
-    engine_task_complete(&op->op);
+    char m[ERR_MAX];
+    db_url_message(m, sizeof m, msg, c->password);
+    api_conn_fail(&c->base, m[0] ? m : "error");
 }
 
 /* The lower-cased first word of a hiredis error string ("Connection
@@ -120,12 +91,10 @@ static void io_message(char *out, size_t len, const redisAsyncContext *ac)
     out[0] = (char)tolower((unsigned char)out[0]);
 }
 
-/* Stops everything c does: cancels the resolution, fails the pending op
- * with "closed", frees the hiredis context. Not from a hiredis callback. */
-static void conn_shutdown(rconn *c)
+/* Frees the hiredis context. Not from a hiredis callback. */
+static void conn_shutdown(api_conn *b)
 {
-    conn_fail(c, "closed");
-    db_url_resolve_cancel(&c->res);
+    rconn *c = (rconn *)b;
     if (c->ac) {
         redisAsyncContext *ac = c->ac;
         c->ac = NULL;
@@ -221,7 +190,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
     }
     c->connected = true;
     if (c->setup_left == 0)
-        conn_succeed(c);
+        api_conn_succeed(&c->base);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
@@ -241,7 +210,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
  * pending op of kind; a NULL reply (connection lost) fails it. */
 static bool reply_wanted(redisAsyncContext *ac, rconn *c, const redisReply *r, int kind)
 {
-    if (c->freeing || c->op == NULL || c->op->done || c->op->kind != kind)
+    api_conn_op *op = c->base.op;
+    if (c->freeing || op == NULL || op->done || op->kind != kind)
         return false;
     if (r == NULL) {
         char m[ERR_MAX];
@@ -256,7 +226,7 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
 {
     rconn *c = privdata;
     const redisReply *r = reply;
-    if (!reply_wanted(ac, c, r, OP_CONNECT))
+    if (!reply_wanted(ac, c, r, API_CONN_CONNECT))
         return;
     if (r->type == REDIS_REPLY_ERROR) {
         char m[ERR_MAX];
@@ -265,14 +235,14 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     if (--c->setup_left == 0 && c->connected)
-        conn_succeed(c);
+        api_conn_succeed(&c->base);
 }
 
 static void on_select(redisAsyncContext *ac, void *reply, void *privdata)
 {
     rconn *c = privdata;
     const redisReply *r = reply;
-    if (!reply_wanted(ac, c, r, OP_CONNECT))
+    if (!reply_wanted(ac, c, r, API_CONN_CONNECT))
         return;
     if (r->type == REDIS_REPLY_ERROR) {
         char m[ERR_MAX];
@@ -281,7 +251,7 @@ static void on_select(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
     if (--c->setup_left == 0 && c->connected)
-        conn_succeed(c);
+        api_conn_succeed(&c->base);
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
@@ -290,14 +260,15 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     const redisReply *r = reply;
     if (!reply_wanted(ac, c, r, OP_COMMAND))
         return;
-    rop *op = c->op;
+    api_conn_op *op = c->base.op;
     if (r->type == REDIS_REPLY_ERROR) {
         db_url_message(op->err, sizeof op->err, r->str, c->password);
         if (op->err[0] == '\0')
             snprintf(op->err, sizeof op->err, "ERR");
     } else {
-        op->reply = calloc(1, sizeof *op->reply);
-        if (op->reply == NULL || rval_copy(op->reply, r) != 0)
+        rval *v = calloc(1, sizeof *v);
+        op->result = v;
+        if (v == NULL || rval_copy(v, r) != 0)
             snprintf(op->err, sizeof op->err, "not enough memory");
     }
     op->done = true;
@@ -333,8 +304,9 @@ static void ev_add_write(void *pd) { redisLibuvAddWrite(pd); rearm(pd); }
 static void ev_del_write(void *pd) { redisLibuvDelWrite(pd); rearm(pd); }
 
 /* Second step of connect: the host is resolved (or a unix path is set). */
-static void start_connect(rconn *c, uv_loop_t *loop, const char *ip)
+static void start_connect(api_conn *b, const char *ip)
 {
+    rconn *c = (rconn *)b;
     redisAsyncContext *ac = c->path ? redisAsyncConnectUnix(c->path) : redisAsyncConnect(ip, c->port);
     if (ac == NULL) {
         conn_fail(c, "not enough memory");
@@ -347,7 +319,7 @@ static void start_connect(rconn *c, uv_loop_t *loop, const char *ip)
         conn_fail(c, m);
         return;
     }
-    if (redisLibuvAttach(ac, loop) != REDIS_OK) {
+    if (redisLibuvAttach(ac, b->loop) != REDIS_OK) {
         /* the adapter set its hooks before failing: keep it from running them */
         memset(&ac->ev, 0, sizeof ac->ev);
         redisAsyncFree(ac);
@@ -375,66 +347,31 @@ static void start_connect(rconn *c, uv_loop_t *loop, const char *ip)
     ac->ev.addWrite(ac->ev.data);
 }
 
-static void on_resolved(db_url_resolve *r, int status, const char *ip)
-{
-    rconn *c = r->req.data;
-    if (c->dead) {
-        conn_maybe_free(c);
-        return;
-    }
-    if (status != 0) {
-        conn_fail(c, db_url_uv_message(status));
-        return;
-    }
-    start_connect(c, r->req.loop, ip);
-}
-
 /* --- operations --------------------------------------------------------- */
 
-static void box_attach(lua_State *L, rconn *c)
+static int command_push(api_conn_op *op, lua_State *L)
 {
-    rbox *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->c = c;
-    c->has_ud = true;
-    luaL_setmetatable(L, CLIENT_MT);
-}
-
-static int rop_push(ha_op *o, lua_State *L)
-{
-    rop *op = (rop *)o;
-    if (op->err[0]) {
-        lua_pushnil(L);
-        lua_pushstring(L, op->err);
-        return 2;
-    }
-    if (op->kind == OP_CONNECT) {
-        box_attach(L, op->c);
-        return 1;
-    }
-    rval_push(L, op->reply);
+    rval_push(L, op->result);
     return 1;
 }
 
-/* Detaches op from its connection. A connect that did not hand out a
- * client, or an op that did not finish (timeout, deadline), leaves the
- * connection closed. */
-static void rop_close(ha_op *o)
+static void reply_clear(void *result)
 {
-    rop *op = (rop *)o;
-    rconn *c = op->c;
-    if (!op->done || (op->kind == OP_CONNECT && !c->has_ud))
-        c->dead = true;
-    if (c->op == op)
-        c->op = NULL;
-    if (c->dead)
-        conn_shutdown(c);
-    conn_maybe_free(c);
-    if (op->reply) {
-        rval_clear(op->reply);
-        free(op->reply);
-    }
-    free(op);
+    rval_clear(result);
+    free(result);
 }
+
+static const api_conn_class redis_class = {
+    .mt = "health.redis.client",
+    .what = "redis client",
+    .busy = "health.redis: client is busy with another operation",
+    .connect = start_connect,
+    .push = command_push,
+    .clear = reply_clear,
+    .shutdown = conn_shutdown,
+    .held = conn_held,
+    .free = conn_free,
+};
 
 /* The arguments of connect, as read before anything is allocated: the
  * strings live on the Lua stack until connect returns. */
@@ -543,18 +480,6 @@ static char *dup_or_null(const char *s, bool *oom)
     return d;
 }
 
-/* Ends a call: yields until op completes, or, when it already completed
- * while starting (a failure found at once, a reply already buffered),
- * returns its results right away. */
-static int finish(lua_State *L, ha_task *t, rop *op, uint64_t timeout_ns)
-{
-    if (!op->done)
-        return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, timeout_ns));
-    int n = rop_push(&op->op, L);
-    rop_close(&op->op);
-    return n;
-}
-
 /* redis.connect(url [, {timeout=}]) | redis.connect{...} -> client | nil, err */
 static int l_connect(lua_State *L)
 {
@@ -565,44 +490,29 @@ static int l_connect(lua_State *L)
     rconn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return luaL_error(L, "not enough memory");
+    api_conn_init(&c->base, &redis_class, engine_task_loop(t), a.timeout_ns);
     c->user = dup_or_null(a.user, &oom);
     c->password = dup_or_null(a.password, &oom);
     c->path = dup_or_null(a.path, &oom);
     c->port = a.port;
     c->db = a.db;
-    c->timeout_ns = a.timeout_ns;
-    rop *op = oom ? NULL : calloc(1, sizeof *op);
+    api_conn_op *op = oom ? NULL : api_conn_op_new(&c->base, API_CONN_CONNECT);
     if (op == NULL) {
-        conn_maybe_free(c);
+        api_conn_maybe_free(&c->base);
         return luaL_error(L, "not enough memory");
     }
-    op->op.push = rop_push;
-    op->op.close = rop_close;
-    op->c = c;
-    op->kind = OP_CONNECT;
-    c->op = op;
-    uv_loop_t *loop = engine_task_loop(t);
-    if (c->path) {
-        start_connect(c, loop, NULL);
-    } else {
-        c->res.req.data = c;
-        int rc = db_url_resolve_start(loop, &c->res, a.host, on_resolved);
-        if (rc != 0)
-            conn_fail(c, db_url_uv_message(rc));
-    }
-    return finish(L, t, op, c->timeout_ns);
-}
-
-/* The open client of the userdata at 1; raises when it is not one. */
-static rbox *check_box(lua_State *L)
-{
-    return luaL_checkudata(L, 1, CLIENT_MT);
+    if (c->path)
+        start_connect(&c->base, NULL);
+    else
+        api_conn_resolve(&c->base, a.host);
+    return api_conn_finish(L, t, op);
 }
 
 /* client:command(name, args...) -> reply | nil, err */
 static int l_command(lua_State *L)
 {
-    rbox *b = check_box(L);
+    api_conn *b = api_conn_check(L, 1, &redis_class);
+    rconn *c = (rconn *)b;
     int argc = lua_gettop(L) - 1;
     luaL_argcheck(L, argc >= 1, 2, "expected a command name");
     if (argc > 1024 * 1024)
@@ -612,61 +522,28 @@ static int l_command(lua_State *L)
         luaL_argexpected(L, ty == LUA_TSTRING || ty == LUA_TNUMBER, i, "string or number");
     }
     ha_task *t = engine_task_current(L, "health.redis command");
-    rconn *c = b->c;
-    if (c == NULL || c->dead || c->ac == NULL) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "closed");
-        return 2;
-    }
-    if (c->op)
-        return luaL_error(L, "health.redis: client is busy with another operation");
+    int n = api_conn_ready(L, b, c && c->ac);
+    if (n)
+        return n;
     const char **argv = malloc((size_t)argc * sizeof *argv);
     size_t *lens = malloc((size_t)argc * sizeof *lens);
-    rop *op = calloc(1, sizeof *op);
-    if (argv == NULL || lens == NULL || op == NULL) {
+    api_conn_op *op = argv && lens ? api_conn_op_new(b, OP_COMMAND) : NULL;
+    if (op == NULL) {
         free(argv);
         free(lens);
-        free(op);
         return luaL_error(L, "not enough memory");
     }
     for (int i = 0; i < argc; i++)
         argv[i] = lua_tolstring(L, i + 2, &lens[i]);
-    op->op.push = rop_push;
-    op->op.close = rop_close;
-    op->c = c;
-    op->kind = OP_COMMAND;
-    c->op = op;
     if (redisAsyncCommandArgv(c->ac, on_reply, c, argc, argv, lens) != REDIS_OK)
         conn_fail(c, "closed");
     free(argv);
     free(lens);
-    return finish(L, t, op, c->timeout_ns);
-}
-
-/* client:close(): closes the connection now; idempotent. Also __gc and
- * __close. */
-static int l_close(lua_State *L)
-{
-    rbox *b = check_box(L);
-    rconn *c = b->c;
-    if (c) {
-        b->c = NULL;
-        c->has_ud = false;
-        conn_shutdown(c);
-        conn_maybe_free(c);
-    }
-    return 0;
-}
-
-static int l_tostring(lua_State *L)
-{
-    rbox *b = check_box(L);
-    lua_pushfstring(L, "redis client (%s)", b->c && !b->c->dead ? "open" : "closed");
-    return 1;
+    return api_conn_finish(L, t, op);
 }
 
 static const luaL_Reg methods[] = {
-    {"command", l_command}, {"close", l_close}, {NULL, NULL},
+    {"command", l_command}, {NULL, NULL},
 };
 
 static const luaL_Reg funcs[] = {
@@ -676,19 +553,7 @@ static const luaL_Reg funcs[] = {
 /* require "health.redis": [-0, +1] the module table. */
 int api_redis_open(lua_State *L)
 {
-    if (luaL_newmetatable(L, CLIENT_MT)) {
-        luaL_newlib(L, methods);
-        lua_setfield(L, -2, "__index");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        lua_pushliteral(L, "locked");
-        lua_setfield(L, -2, "__metatable");
-    }
-    lua_pop(L, 1);
+    api_conn_register(L, &redis_class, methods);
     luaL_newlib(L, funcs);
     return 1;
 }
