@@ -30,4 +30,40 @@ function M.split(kind, opts, own)
   return def, mine
 end
 
+-- The factory of a SQL database check (health.checks.postgres, .mysql):
+-- options url (described by url_what in the error for a missing one),
+-- query (default "SELECT 1") and connect_timeout. A run connects with
+-- require(module).connect, runs the query, is UP when it succeeds ("<n>
+-- row(s)", details {rows = n}) and DOWN with the error otherwise. Returns
+-- function(opts), which raises at its caller on bad options.
+function M.query_factory(kind, module, url_what)
+  local health = require "health"
+  local own = { url = true, query = true, connect_timeout = true }
+  return function(opts)
+    local def, o = M.split(kind, opts, own)
+    if type(o.url) ~= "string" then
+      error(("health.checks.%s: option 'url' is required (%s)"):format(kind, url_what), 2)
+    end
+    if o.query ~= nil and type(o.query) ~= "string" then
+      error(("health.checks.%s: option 'query' must be a string"):format(kind), 2)
+    end
+    local db = require(module)
+    local url, sql = o.url, o.query or "SELECT 1"
+    local copts = o.connect_timeout ~= nil and { timeout = o.connect_timeout } or nil
+    def.run = function()
+      local c <close>, err = db.connect(url, copts)
+      if not c then
+        return false, err
+      end
+      local rows
+      rows, err = c:query(sql)
+      if not rows then
+        return false, err
+      end
+      return true, ("%d row%s"):format(#rows, #rows == 1 and "" or "s"), { rows = #rows }
+    end
+    health.check(def)
+  end
+end
+
 return M
