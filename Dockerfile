@@ -1,7 +1,8 @@
 # syntax=docker/dockerfile:1
 # healthagent image: Debian 12 slim, built from source in a first stage, run
 # as an unprivileged user. The binary finds its Lua library and bundled
-# scripts under /usr/share/healthagent.
+# scripts under /usr/share/healthagent, and the client modules it loads on
+# first use (health.http, redis, postgres, mysql) under /usr/lib/healthagent.
 #
 #   docker build -t healthagent .
 #   docker run --rm -p 8080:8080 -v "$PWD/examples/scripts:/etc/healthagent/scripts:ro" \
@@ -21,9 +22,9 @@ WORKDIR /src
 COPY . .
 # BUSTED=/bin/true: the test suite is not built here (ctest needs busted).
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr -DBUSTED=/bin/true \
- && cmake --build /build --target healthagent -j"$(nproc)" \
+ && cmake --build /build -j"$(nproc)" \
  && DESTDIR=/out cmake --install /build \
- && strip /out/usr/bin/healthagent \
+ && strip /out/usr/bin/healthagent /out/usr/lib/healthagent/*.so \
  && /out/usr/bin/healthagent --version
 
 FROM debian:12-slim
