@@ -7,17 +7,7 @@
 
 #include "cidr.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (cond) {                                                                  \
-            passed++;                                                                \
-        } else {                                                                     \
-            failed++;                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-        }                                                                            \
-    } while (0)
+#include "testlib.h"
 
 /* Parses s (which must succeed) and returns the network rendered back as
  * "addr/prefix". */
@@ -189,6 +179,5 @@ int main(void)
 {
     test_parse();
     test_match();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return testlib_report();
 }

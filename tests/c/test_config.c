@@ -12,41 +12,7 @@
 #include "config.h"
 #include "log.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (cond) {                                                                  \
-            passed++;                                                                \
-        } else {                                                                     \
-            failed++;                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                           \
-    do {                                                                               \
-        const char *g_ = (got), *w_ = (want);                                          \
-        if (g_ != NULL && strcmp(g_, w_) == 0) {                                       \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: %s\n  got:  %s\n  want: %s\n", __FILE__, __LINE__, \
-                    #got, g_ ? g_ : "(null)", w_);                                     \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_U64(got, want)                                                           \
-    do {                                                                               \
-        unsigned long long g_ = (got), w_ = (want);                                    \
-        if (g_ == w_) {                                                                \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: %s = %llu, want %llu\n", __FILE__, __LINE__, #got, \
-                    g_, w_);                                                           \
-        }                                                                              \
-    } while (0)
+#include "testlib.h"
 
 static char dir[64];
 static char files[128][128];
@@ -601,6 +567,5 @@ int main(void)
     for (int i = 0; i < nfiles; i++)
         unlink(files[i]);
     rmdir(dir);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return testlib_report();
 }

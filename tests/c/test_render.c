@@ -6,40 +6,7 @@
 
 #include "front_render.h"
 
-static int passed, failed;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        if (cond) {                                                                  \
-            passed++;                                                                \
-        } else {                                                                     \
-            failed++;                                                                \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); \
-        }                                                                            \
-    } while (0)
-
-#define CHECK_STR(got, want)                                                           \
-    do {                                                                               \
-        const char *g_ = (got), *w_ = (want);                                          \
-        if (g_ != NULL && strcmp(g_, w_) == 0) {                                       \
-            passed++;                                                                  \
-        } else {                                                                       \
-            failed++;                                                                  \
-            fprintf(stderr, "%s:%d: %s\n  got:  %s\n  want: %s\n", __FILE__, __LINE__, \
-                    #got, g_ ? g_ : "(null)", w_);                                     \
-        }                                                                              \
-    } while (0)
-
-#define CHECK_INT(got, want)                                                                  \
-    do {                                                                                      \
-        long long g_ = (got), w_ = (want);                                                    \
-        if (g_ == w_) {                                                                       \
-            passed++;                                                                         \
-        } else {                                                                              \
-            failed++;                                                                         \
-            fprintf(stderr, "%s:%d: %s = %lld, want %lld\n", __FILE__, __LINE__, #got, g_, w_); \
-        }                                                                                     \
-    } while (0)
+#include "testlib.h"
 
 #define T_MS 1795341600000LL /* 2026-11-22T10:00:00.000Z */
 #define T_STR "2026-11-22T10:00:00.000Z"
@@ -876,6 +843,5 @@ int main(void)
     test_exclude();
     test_escaping();
     test_snapshot();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed != 0;
+    return testlib_report();
 }
