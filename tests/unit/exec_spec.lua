@@ -6,6 +6,7 @@
 local exec = require "health.exec"
 local testing = require "health.testing"
 local lfs = require "lfs"
+local H = require "helpers.harness"
 
 local PLUGINS = "/usr/lib/nagios/plugins"
 
@@ -60,21 +61,7 @@ local function describe_procs(list)
   return table.concat(t, "; ")
 end
 
-local function fd_count()
-  local n = 0
-  for _ in lfs.dir("/proc/self/fd") do n = n + 1 end
-  return n
-end
-
--- Polls f every 5 ms until it returns true or seconds pass; returns f's last answer.
-local function eventually(f, seconds)
-  local t0 = health.now()
-  repeat
-    if f() then return true end
-    health.sleep(0.005)
-  until health.now() - t0 > (seconds or 1)
-  return f()
-end
+local fd_count, eventually = H.fds, H.eventually
 
 local function nothing_left(marker)
   -- 0.5 s: our own reaping takes milliseconds; an init that reaps orphans

@@ -4,6 +4,7 @@
 local fs = require "health.fs"
 local testing = require "health.testing"
 local lfs = require "lfs"
+local H = require "helpers.harness"
 
 local dir = os.tmpname() -- a fresh name; turned into a directory
 os.remove(dir)
@@ -17,19 +18,7 @@ local function write(name, data)
   return path
 end
 
-local function fd_count()
-  local n = 0
-  for _ in lfs.dir("/proc/self/fd") do n = n + 1 end
-  return n
-end
-
-local function wait_handles()
-  for _ = 1, 200 do
-    if testing.handles() == 0 then return 0 end
-    health.sleep(0.005)
-  end
-  return testing.handles()
-end
+local fd_count, wait_handles = H.fds, H.wait_handles
 
 after_each(function()
   collectgarbage()

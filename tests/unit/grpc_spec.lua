@@ -5,8 +5,9 @@
 local grpc = require "health.grpc"
 local http = require "health.http"
 local testing = require "health.testing"
+local H = require "helpers.harness"
 
-local env = dofile(assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR is not set") .. "/env.lua")
+local env = H.env()
 local HOST = env.HA_HOST
 local TARGET = HOST .. ":" .. env.HA_GRPC_PORT
 local TLS_TARGET = HOST .. ":" .. env.HA_GRPC_TLS_PORT
@@ -18,25 +19,9 @@ end
 
 local function set(service, status) control(("/grpc/set?service=%s&status=%s"):format(service, status)) end
 
-local function load(src, name)
-  local g, err = testing.load({ [name or "t.lua"] = src })
-  assert(g, err)
-  return g
-end
+local load = H.load
 
-local PID
-do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("l"):match("^(%d+)")
-  f:close()
-end
-local LIST = os.tmpname()
-local function fds()
-  assert(os.execute("ls /proc/" .. PID .. "/fd > " .. LIST))
-  local n = 0
-  for _ in io.lines(LIST) do n = n + 1 end
-  return n
-end
+local fds = H.fds_listed
 
 local function settle() health.sleep(0.01) end
 

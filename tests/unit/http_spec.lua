@@ -4,47 +4,19 @@
 -- handle left open.
 local http = require "health.http"
 local testing = require "health.testing"
+local H = require "helpers.harness"
 
-local env = dofile(assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR is not set") .. "/env.lua")
+local env = H.env()
 local HOST = env.HA_HOST
 
 local function url(port, path) return ("http://%s:%d%s"):format(HOST, port, path or "/") end
 local function surl(port, path) return ("https://%s:%d%s"):format(HOST, port, path or "/") end
 local PLAIN = env.HA_HTTP_PORT
 
-local function elapsed(f, ...)
-  local t0 = health.now()
-  local a, b = f(...)
-  return a, b, health.now() - t0
-end
+local elapsed = H.elapsed
+local load = H.load
 
-local function load(src, name)
-  local g, err = testing.load({ [name or "t.lua"] = src })
-  assert(g, err)
-  return g
-end
-
--- Open file descriptors of this process, listed by a shell whose output
--- goes to a file (a pipe of ours would be counted, racily).
-local PID
-do
-  local f = assert(io.open("/proc/self/stat"))
-  PID = f:read("l"):match("^(%d+)")
-  f:close()
-end
-local LIST = os.tmpname()
-local function fds()
-  assert(os.execute("ls -l /proc/" .. PID .. "/fd > " .. LIST))
-  local f = assert(io.open(LIST))
-  local out = f:read("a")
-  f:close()
-  local n = 0
-  for line in out:gmatch("[^\n]+") do
-    if line:match("^l") then n = n + 1 end
-  end
-  if os.getenv("HA_SPEC_VERBOSE") then io.stderr:write(out) end
-  return n
-end
+local fds = H.fds_listed
 
 -- Lets close callbacks of just-closed handles run.
 local function settle() health.sleep(0.01) end

@@ -3,11 +3,9 @@
 --   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/mysql_spec.lua
 local mysql = require "health.mysql"
 local testing = require "health.testing"
-local lfs = require "lfs"
+local H = require "helpers.harness"
 
-local DIR = assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR: start tests/harness/servers.sh first")
-local env = dofile(DIR .. "/env.lua")
-local SRC = os.getenv("HA_SOURCE_DIR") or "."
+local env = H.env()
 local PW = env.HA_MARIADB_PASSWORD
 local function url(port, db, pw, host)
   return ("mysql://%s:%s@%s:%d/%s"):format(env.HA_MARIADB_USER, pw or PW, host or "127.0.0.1",
@@ -15,28 +13,8 @@ local function url(port, db, pw, host)
 end
 local URL = url()
 
-local function fds()
-  local n = 0
-  for _ in lfs.dir("/proc/self/fd") do n = n + 1 end
-  return n
-end
-
-local function settle()
-  collectgarbage()
-  collectgarbage()
-  health.sleep(0.02)
-end
-
-local function server(cmd)
-  assert(os.execute(("%s/tests/harness/servers.sh %s mariadb %s >/dev/null 2>&1"):format(SRC, cmd, DIR)))
-  health.sleep(0) -- refresh the loop clock after blocking
-end
-
-local function elapsed(f)
-  local t0 = health.now()
-  local a, b = f()
-  return a, b, health.now() - t0
-end
+local fds, settle, elapsed = H.fds, H.settle, H.elapsed
+local function server(cmd) H.server("mariadb", cmd) end
 
 describe("health.mysql", function()
   after_each(function()

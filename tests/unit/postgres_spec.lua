@@ -4,39 +4,17 @@
 --   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/postgres_spec.lua
 local postgres = require "health.postgres"
 local testing = require "health.testing"
-local lfs = require "lfs"
+local H = require "helpers.harness"
 
-local DIR = assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR: start tests/harness/servers.sh first")
-local env = dofile(DIR .. "/env.lua")
-local SRC = os.getenv("HA_SOURCE_DIR") or "."
+local env = H.env()
 local PW = env.HA_PG_PASSWORD
 local function url(port, db, pw)
   return ("postgresql://%s:%s@127.0.0.1:%d/%s"):format(env.HA_PG_USER, pw or PW, port or env.HA_PG_PORT, db or env.HA_PG_DATABASE)
 end
 local URL = url()
 
-local function fds()
-  local n = 0
-  for _ in lfs.dir("/proc/self/fd") do n = n + 1 end
-  return n
-end
-
-local function settle()
-  collectgarbage()
-  collectgarbage()
-  health.sleep(0.02)
-end
-
-local function server(cmd)
-  assert(os.execute(("%s/tests/harness/servers.sh %s pg %s >/dev/null 2>&1"):format(SRC, cmd, DIR)))
-  health.sleep(0) -- refresh the loop clock after blocking
-end
-
-local function elapsed(f)
-  local t0 = health.now()
-  local a, b = f()
-  return a, b, health.now() - t0
-end
+local fds, settle, elapsed = H.fds, H.settle, H.elapsed
+local function server(cmd) H.server("pg", cmd) end
 
 describe("health.postgres", function()
   after_each(function()

@@ -3,37 +3,14 @@
 --   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/redis_spec.lua
 local redis = require "health.redis"
 local testing = require "health.testing"
-local lfs = require "lfs"
+local H = require "helpers.harness"
 
-local DIR = assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR: start tests/harness/servers.sh first")
-local env = dofile(DIR .. "/env.lua")
-local SRC = os.getenv("HA_SOURCE_DIR") or "."
+local env = H.env()
 local PW = env.HA_REDIS_PASSWORD
 local URL = ("redis://:%s@127.0.0.1:%d/0"):format(PW, env.HA_REDIS_PORT)
 
-local function fds()
-  local n = 0
-  for _ in lfs.dir("/proc/self/fd") do n = n + 1 end
-  return n
-end
-
--- lets pending uv_close callbacks run, then collects garbage
-local function settle()
-  collectgarbage()
-  collectgarbage()
-  health.sleep(0.02)
-end
-
-local function server(cmd)
-  assert(os.execute(("%s/tests/harness/servers.sh %s redis %s >/dev/null 2>&1"):format(SRC, cmd, DIR)))
-  health.sleep(0) -- refresh the loop clock after blocking
-end
-
-local function elapsed(f)
-  local t0 = health.now()
-  local a, b = f()
-  return a, b, health.now() - t0
-end
+local fds, settle, elapsed = H.fds, H.settle, H.elapsed
+local function server(cmd) H.server("redis", cmd) end
 
 describe("health.redis", function()
   after_each(function()

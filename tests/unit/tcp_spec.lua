@@ -6,8 +6,9 @@
 local testing = require "health.testing"
 local tcp = require "health.tcp"
 local probe = require "helpers.tcp_probe"
+local H = require "helpers.harness"
 
-local env = dofile(assert(os.getenv("HA_HARNESS_DIR"), "HA_HARNESS_DIR is not set") .. "/env.lua")
+local env = H.env()
 local HOST = env.HA_HOST
 
 local function load(files, opts)
