@@ -186,6 +186,18 @@ static size_t scheme_len(const char *s)
     return n > 0 && strncmp(s + n, "://", 3) == 0 ? n + 3 : 0;
 }
 
+/* Finds the userinfo password in the URL authority a[0..alen): *at is the
+ * last '@' (NULL when none), the return value the first ':' before it
+ * (NULL when there is no password part). */
+static const char *userinfo_colon(const char *a, size_t alen, const char **at)
+{
+    *at = NULL;
+    for (size_t k = 0; k < alen; k++)
+        if (a[k] == '@')
+            *at = a + k;
+    return *at ? memchr(a, ':', (size_t)(*at - a)) : NULL;
+}
+
 /* One pass: URL userinfo passwords and conninfo password= values. */
 static void redact_forms(sbuf *b, const char *t)
 {
@@ -196,11 +208,8 @@ static void redact_forms(sbuf *b, const char *t)
             /* authority: up to the first space, quote, '/', '?' or '#' */
             const char *a = t + i + sl;
             size_t alen = strcspn(a, " \t\r\n\"'/?#");
-            const char *at = NULL;
-            for (size_t k = 0; k < alen; k++)
-                if (a[k] == '@')
-                    at = a + k;
-            const char *colon = at ? memchr(a, ':', (size_t)(at - a)) : NULL;
+            const char *at;
+            const char *colon = userinfo_colon(a, alen, &at);
             if (colon) {
                 put(b, t + i, sl + (size_t)(colon - a) + 1);
                 put(b, "***", 3);
@@ -274,12 +283,8 @@ char *db_url_secret(const char *text)
     const char *p = strstr(text, "://");
     if (p) {
         p += 3;
-        size_t alen = strcspn(p, "/?#");
-        const char *at = NULL;
-        for (size_t k = 0; k < alen; k++)
-            if (p[k] == '@')
-                at = p + k;
-        const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+        const char *at;
+        const char *colon = userinfo_colon(p, strcspn(p, "/?#"), &at);
         if (colon && at > colon + 1)
             return strndup(colon + 1, (size_t)(at - colon - 1));
     }
