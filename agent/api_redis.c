@@ -222,15 +222,15 @@ static bool reply_wanted(redisAsyncContext *ac, rconn *c, const redisReply *r, i
     return true;
 }
 
-static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+/* A reply to the AUTH or SELECT sent at connect: an error fails the
+ * connect with "<failed>: <error>"; the last reply ends the connect. */
+static void setup_reply(redisAsyncContext *ac, rconn *c, const redisReply *r, const char *failed)
 {
-    rconn *c = privdata;
-    const redisReply *r = reply;
     if (!reply_wanted(ac, c, r, API_CONN_CONNECT))
         return;
     if (r->type == REDIS_REPLY_ERROR) {
         char m[ERR_MAX];
-        snprintf(m, sizeof m, "auth failed: %s", r->str);
+        snprintf(m, sizeof m, "%s: %s", failed, r->str);
         conn_fail(c, m);
         return;
     }
@@ -238,20 +238,17 @@ static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
         api_conn_succeed(&c->base);
 }
 
+static void on_auth(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    setup_reply(ac, privdata, reply, "auth failed");
+}
+
 static void on_select(redisAsyncContext *ac, void *reply, void *privdata)
 {
     rconn *c = privdata;
-    const redisReply *r = reply;
-    if (!reply_wanted(ac, c, r, API_CONN_CONNECT))
-        return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        char m[ERR_MAX];
-        snprintf(m, sizeof m, "select %d failed: %s", c->db, r->str);
-        conn_fail(c, m);
-        return;
-    }
-    if (--c->setup_left == 0 && c->connected)
-        api_conn_succeed(&c->base);
+    char failed[48];
+    snprintf(failed, sizeof failed, "select %d failed", c->db);
+    setup_reply(ac, c, reply, failed);
 }
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
