@@ -208,6 +208,12 @@ static int spawn_push(ha_op *op, lua_State *L)
     spawn_box *b = ((spawn_wait *)op)->box;
     lua_rawgeti(L, LUA_REGISTRYINDEX, b->results);
     int n = (int)luaL_len(L, -1);
+    if (!lua_checkstack(L, n + 1)) { /* push must not raise: answer instead */
+        lua_pop(L, 1);
+        lua_pushboolean(L, 0);
+        lua_pushliteral(L, "too many results");
+        return 2;
+    }
     for (int i = 1; i <= n; i++)
         lua_rawgeti(L, -i, i);
     lua_remove(L, -n - 1);

@@ -17,7 +17,7 @@ typedef enum {
     HA_MSG_RUN = 1,      /* run the named check if stale (single flight) */
     HA_MSG_STOP = 2,     /* cancel everything and end the engine loop */
     HA_MSG_RELOAD = 3,   /* reload the scripts directory */
-    HA_MSG_READY = 4,    /* readiness override: arg 1 ready, 0 not ready; text = reason */
+    HA_MSG_READY = 4,    /* readiness override: arg = seq << 1 | ready; text = reason */
 } ha_msg_type;
 
 typedef struct ha_msg {

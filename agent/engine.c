@@ -11,12 +11,31 @@
 
 #define HEARTBEAT_MS 100
 
+#define PUBLISH_GAP_NS (5 * HA_NS_PER_MS) /* at most one snapshot per gap: 1,000 checks
+                                            finishing in 1,000 loop turns make 200, not 1,000 */
+
 static void publish(ha_engine *eng);
 
+static void on_publish_timer(uv_timer_t *h)
+{
+    ha_engine *eng = h->data;
+    if (eng->dirty && !eng->stopping)
+        publish(eng);
+}
+
+/* Publishes now if anything changed and the last snapshot is older than the
+ * gap; otherwise makes sure the publish timer will. */
 void engine__publish_pending(ha_engine *eng)
 {
-    if (eng->dirty && eng->bridge && !eng->stopping)
+    if (!eng->dirty || eng->bridge == NULL || eng->stopping)
+        return;
+    uint64_t now = uv_hrtime();
+    if (now - eng->published_ns >= PUBLISH_GAP_NS) {
         publish(eng);
+    } else if (!uv_is_active((uv_handle_t *)&eng->publish_timer)) {
+        uint64_t wait = PUBLISH_GAP_NS - (now - eng->published_ns);
+        uv_timer_start(&eng->publish_timer, on_publish_timer, (wait + HA_NS_PER_MS - 1) / HA_NS_PER_MS, 0);
+    }
 }
 
 /* After every poll: resume what became ready, then publish what changed. */
@@ -26,8 +45,7 @@ static void on_check(uv_check_t *h)
     engine__drain(eng);
     if (eng->bridge) {
         atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
-        if (eng->dirty)
-            publish(eng);
+        engine__publish_pending(eng);
     }
 }
 
@@ -69,12 +87,16 @@ void engine_mark_dirty(ha_engine *eng) { eng->dirty = true; }
 static void publish(ha_engine *eng)
 {
     eng->dirty = false;
+    eng->published_ns = uv_hrtime();
+    if (uv_is_active((uv_handle_t *)&eng->publish_timer))
+        uv_timer_stop(&eng->publish_timer);
     ha_snapshot *s = calloc(1, sizeof *s);
     if (s == NULL)
         return;
     s->seq = ++eng->seq;
     s->ready_override = eng->not_ready;
     s->override_reason = eng->not_ready_reason ? strdup(eng->not_ready_reason) : NULL;
+    s->override_seq = eng->override_seq;
     s->load_error = eng->load_error ? strdup(eng->load_error) : NULL;
     s->load_error_ms = eng->load_error_ms;
     s->reload_ms = eng->reload_ms;
@@ -108,6 +130,7 @@ static void stop(ha_engine *eng)
     uv_close((uv_handle_t *)&eng->idle, NULL);
     uv_close((uv_handle_t *)&eng->check, NULL);
     uv_close((uv_handle_t *)&eng->heartbeat, NULL);
+    uv_close((uv_handle_t *)&eng->publish_timer, NULL);
     uv_close((uv_handle_t *)&eng->wakeup, NULL);
     log_event(LOG_DEBUG, NULL, "engine stopped");
 }
@@ -130,7 +153,8 @@ static void on_wakeup(uv_async_t *h)
             stop(eng);
             break;
         case HA_MSG_READY:
-            engine_set_ready(eng, m->arg != 0, m->len ? m->text : NULL);
+            engine_set_ready(eng, (m->arg & 1) != 0, m->len ? m->text : NULL);
+            eng->override_seq = (uint64_t)m->arg >> 1;
             break;
         case HA_MSG_RELOAD:
             if (eng->on_reload && !eng->stopping)
@@ -162,6 +186,10 @@ static void engine_thread(void *arg)
         log_event(LOG_ERROR, NULL, "hot reload unavailable: not enough memory");
     publish(eng);
     uv_run(eng->loop, UV_RUN_DEFAULT);
+    uv_mutex_lock(&eng->done_lock);
+    eng->done = true;
+    uv_cond_signal(&eng->done_cond);
+    uv_mutex_unlock(&eng->done_lock);
 }
 
 int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge)
@@ -175,6 +203,10 @@ int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge)
     uv_timer_init(eng->loop, &eng->heartbeat);
     eng->heartbeat.data = eng;
     uv_timer_start(&eng->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
+    uv_timer_init(eng->loop, &eng->publish_timer);
+    eng->publish_timer.data = eng;
+    uv_mutex_init(&eng->done_lock);
+    uv_cond_init(&eng->done_cond);
     return uv_thread_create(&eng->thread, engine_thread, eng);
 }
 
@@ -198,10 +230,22 @@ static int close_loop(uv_loop_t *loop)
     return n ? n : 1;
 }
 
-void engine_join(ha_engine *eng)
+int engine_join(ha_engine *eng, uint64_t timeout_ns)
 {
     bridge_send(eng->bridge, HA_MSG_STOP, 0, NULL, 0);
+    /* a script stuck inside a C function never lets the engine loop turn:
+     * wait for it only so long */
+    uv_mutex_lock(&eng->done_lock);
+    int r = 0;
+    while (!eng->done && r == 0)
+        r = uv_cond_timedwait(&eng->done_cond, &eng->done_lock, timeout_ns);
+    bool done = eng->done;
+    uv_mutex_unlock(&eng->done_lock);
+    if (!done)
+        return UV_ETIMEDOUT;
     uv_thread_join(&eng->thread);
+    uv_cond_destroy(&eng->done_cond);
+    uv_mutex_destroy(&eng->done_lock);
     if (close_loop(eng->loop) != 0)
         log_event(LOG_ERROR, NULL, "engine loop not empty at exit");
     free(eng->not_ready_reason);
@@ -210,6 +254,7 @@ void engine_join(ha_engine *eng)
     if (eng->own_loop)
         free(eng->loop);
     eng->loop = NULL;
+    return 0;
 }
 
 int engine_close(ha_engine *eng)

@@ -31,16 +31,23 @@ struct ha_engine {
     uv_idle_t idle;           /* active while ready tasks exist: keeps poll from blocking */
     uv_check_t check;         /* drains the ready queue after each poll; publishes */
     uv_timer_t heartbeat;     /* agent mode: ticks the watchdog heartbeat */
+    uv_timer_t publish_timer; /* agent mode: publishes what the rate limit held back */
+    uint64_t published_ns;    /* monotonic time of the last publication */
     uv_async_t wakeup;        /* agent mode: bridge messages from the front */
+    uint64_t drain_pass;      /* scheduler passes so far */
     bool dirty;               /* a check changed since the last publication */
     bool stopping;            /* shutdown under way: no new runs */
     uint64_t seq;             /* publications so far */
     uv_thread_t thread;       /* agent mode */
+    uv_mutex_t done_lock;     /* agent mode: guards done */
+    uv_cond_t done_cond;      /* signalled when the engine thread's loop ended */
+    bool done;
     int exit_code;            /* runner mode: the script's exit status */
     bool exit_requested;      /* runner mode: os.exit was called */
     bool own_loop;            /* loop allocated by engine_init */
     bool not_ready;           /* readiness override in force */
     char *not_ready_reason;   /* owned, may be NULL */
+    uint64_t override_seq;    /* last front override applied (echoed in snapshots) */
     char *load_error;         /* owned, may be NULL: last failed reload */
     int64_t load_error_ms;    /* wall clock of that failure */
     void (*on_reload)(ha_engine *eng); /* reload handler (engine_reload.c), may be NULL */
@@ -61,6 +68,7 @@ struct ha_vm {
     bool sandboxed;           /* check scripts: restricted globals */
     bool in_load;             /* main chunks running: health.check allowed */
     int yield_kind;           /* HA_YIELD_*: why the running thread yielded */
+    bool doomed;              /* loading past its limit: pcall re-raises */
     int ntasks;               /* live tasks */
     ha_task *tasks;           /* live tasks, doubly linked */
     ha_gen *gen;              /* the generation owning this VM, or NULL */
@@ -76,8 +84,10 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop);
 /* Agent mode: starts the engine thread serving gen (ownership moves). */
 int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge);
 /* Agent mode: asks the engine thread to stop and joins it; everything the
- * engine owns is closed and the loop is proven empty. */
-void engine_join(ha_engine *eng);
+ * engine owns is closed and the loop is proven empty. Returns 0, or
+ * UV_ETIMEDOUT when the engine did not stop within timeout_ns (stuck inside a
+ * C function): the caller must then exit without touching the engine. */
+int engine_join(ha_engine *eng, uint64_t timeout_ns);
 /* Runner mode: closes the engine's handles; returns 0 when the loop is empty
  * afterwards, else the number of handles still open (after logging them). */
 int engine_close(ha_engine *eng);

@@ -689,6 +689,11 @@ static bool is_array(lua_State *L, int idx, lua_Integer *len)
     lua_Integer n = 0, max = 0;
     lua_pushnil(L);
     while (lua_next(L, idx)) {
+        if (n > HA_DETAILS_MAX) { /* larger than any encodable result: an array will do */
+            lua_pop(L, 2);
+            *len = n;
+            return true;
+        }
         lua_pop(L, 1);
         if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
             lua_pop(L, 1);
@@ -703,8 +708,13 @@ static bool is_array(lua_State *L, int idx, lua_Integer *len)
     return n > 0 && n == max;
 }
 
+/* Appends the Lua value at idx as JSON. Stops adding once the buffer passes
+ * the details cap, so a huge or cyclic table costs bounded work (the caller
+ * replaces an oversized result). Raw access only. */
 static void json_value(lua_State *L, int idx, ha_buf *b, int depth)
 {
+    if (b->len > HA_DETAILS_MAX)
+        return;
     idx = lua_absindex(L, idx);
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
@@ -738,7 +748,7 @@ static void json_value(lua_State *L, int idx, ha_buf *b, int depth)
         lua_Integer n;
         if (is_array(L, idx, &n)) {
             buf_addc(b, '[');
-            for (lua_Integer i = 1; i <= n; i++) {
+            for (lua_Integer i = 1; i <= n && b->len <= HA_DETAILS_MAX; i++) {
                 if (i > 1)
                     buf_addc(b, ',');
                 lua_rawgeti(L, idx, i);
@@ -752,6 +762,10 @@ static void json_value(lua_State *L, int idx, ha_buf *b, int depth)
         bool first = true;
         lua_pushnil(L);
         while (lua_next(L, idx)) { /* [key, value] */
+            if (b->len > HA_DETAILS_MAX) {
+                lua_pop(L, 2);
+                break;
+            }
             int kt = lua_type(L, -2);
             if (kt == LUA_TSTRING || kt == LUA_TNUMBER) {
                 if (!first)
@@ -776,8 +790,6 @@ static void json_value(lua_State *L, int idx, ha_buf *b, int depth)
         break;
     }
     }
-    if (b->len > 4 * HA_DETAILS_MAX)
-        return; /* runaway: the caller replaces it by an error */
 }
 
 void engine_json_encode(lua_State *L, int idx, ha_buf *b) { json_value(L, idx, b, 0); }

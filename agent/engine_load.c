@@ -11,7 +11,7 @@
 #include "engine_load.h"
 #include "log.h"
 
-#define LOAD_LIMIT_NS (5 * HA_NS_PER_S) /* a main chunk that runs longer is an error */
+#define LOAD_LIMIT_NS (5 * HA_NS_PER_S) /* main chunks of a generation that run longer are an error */
 #define MAX_SCRIPT (4u << 20)          /* bytes: larger files are refused */
 
 static int by_name(const void *a, const void *b)
@@ -136,13 +136,22 @@ void engine_load_free(ha_script_set *set)
     memset(set, 0, sizeof *set);
 }
 
-static uint64_t load_deadline; /* engine thread only: end of the current main chunk's allowance */
+static uint64_t load_deadline;     /* engine thread only: end of this generation's load budget */
+static char load_budget_text[32];  /* the budget, for the message */
 
 static void load_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    if (uv_hrtime() > load_deadline)
-        luaL_error(L, "script took longer than %ds to load", (int)(LOAD_LIMIT_NS / HA_NS_PER_S));
+    if (uv_hrtime() > load_deadline) {
+        engine_vm_of(L)->doomed = true; /* pcall re-raises from now on */
+        lua_sethook(L, load_hook, LUA_MASKCOUNT, 1);
+    }
+    if (engine_vm_of(L)->doomed) {
+        luaL_where(L, 0); /* in a hook, level 0 is the script function running */
+        lua_pushfstring(L, "scripts took longer than %s to load", load_budget_text);
+        lua_concat(L, 2);
+        lua_error(L);
+    }
 }
 
 static int check_order(const void *a, const void *b)
@@ -169,6 +178,13 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
     ha_vm *vm = gen->vm;
     lua_State *L = vm->L;
     vm->gen = gen;
+    /* one budget for all main chunks, below the watchdog: loading runs on
+     * the engine thread, and a slow reload must not fail /livez */
+    uint64_t budget = LOAD_LIMIT_NS;
+    if (cfg && cfg->watchdog_ns / 2 < budget)
+        budget = cfg->watchdog_ns / 2;
+    ha_duration_format(budget, load_budget_text, sizeof load_budget_text);
+    load_deadline = uv_hrtime() + budget;
     for (size_t i = 0; i < set->n; i++) {
         const ha_script *s = &set->files[i];
         lua_pushfstring(L, dir[0] ? "@%s/%s" : "@%s%s", dir, s->name); /* [chunkname] */
@@ -182,11 +198,11 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
         gen->cur_src = s->src;
         gen->cur_len = s->len;
         vm->in_load = true;
-        load_deadline = uv_hrtime() + LOAD_LIMIT_NS;
         lua_sethook(L, load_hook, LUA_MASKCOUNT, 1000);
         int r = lua_pcall(L, 0, 0, 0);
         lua_sethook(L, NULL, 0, 0);
         vm->in_load = false;
+        vm->doomed = false;
         gen->cur_src = NULL;
         if (r != LUA_OK) {
             const char *m = lua_tostring(L, -1);

@@ -37,6 +37,7 @@ struct ha_task {
     int open_handles;         /* handles not yet closed; freed at 0 */
     ha_task *prev, *next;     /* the VM's live tasks */
     ha_task *ready_next;      /* the engine's ready queue */
+    uint64_t queued_pass;     /* the engine's drain pass when it was queued */
     ha_task *parent;          /* spawned by this task (health.spawn), or NULL */
     ha_task *children;        /* tasks this one spawned that still live */
     ha_task *sib_prev, *sib_next; /* the parent's children */
@@ -46,10 +47,19 @@ static void task_end(ha_task *t, ha_task_end how, int nres);
 
 /* --- allocator and hook support ---------------------------------------- */
 
+/* The task whose allowance t's allocations use: spawned tasks share their
+ * root's. */
+static ha_task *charged(ha_task *t)
+{
+    while (t->parent)
+        t = t->parent;
+    return t;
+}
+
 void engine__task_account(ha_task *t, ha_vm *vm, int64_t delta)
 {
     if (t->vm == vm)
-        t->mem += delta;
+        charged(t)->mem += delta;
 }
 
 bool engine__task_over(ha_task *t, ha_vm *vm, uint64_t extra)
@@ -59,6 +69,7 @@ bool engine__task_over(ha_task *t, ha_vm *vm, uint64_t extra)
     }
     if (vm->limit && vm->used + extra > vm->limit)
         return true;
+    t = charged(t);
     return t->mem_limit && t->mem > 0 && (uint64_t)t->mem + extra > t->mem_limit;
 }
 
@@ -109,6 +120,7 @@ static void task_hook(lua_State *L, lua_Debug *ar)
     if (t->deadline_ns && now >= t->deadline_ns)
         t->expired = true;
     if (t->expired) {
+        lua_sethook(L, task_hook, LUA_MASKCOUNT, 1); /* from now on, at every instruction */
         if (!t->closing && lua_isyieldable(L)) {
             vm->yield_kind = HA_YIELD_HOOK;
             lua_yield(L, 0);
@@ -154,6 +166,36 @@ static void on_op_timeout(uv_timer_t *h)
 
 static uint64_t ms_ceil(uint64_t ns) { return (ns + 999999) / 1000000; }
 
+#define TASK_THREADS_KEY "healthagent.task_threads" /* registry: weak set of task threads */
+
+/* Adds the thread at the top of L to the weak set of task threads. [-0, +0] */
+static void mark_thread(lua_State *L)
+{
+    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, TASK_THREADS_KEY) == 0) { /* new: make it weak */
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+bool engine__task_owns_thread(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_getfield(L, LUA_REGISTRYINDEX, TASK_THREADS_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return false;
+    }
+    lua_pushvalue(L, idx);
+    bool owned = lua_rawget(L, -2) != LUA_TNIL;
+    lua_pop(L, 2);
+    return owned;
+}
+
 ha_task *engine_task_spawn(ha_task *parent, lua_State *L, int nargs, ha_task_finish_cb finish, void *ud)
 {
     uint64_t timeout = 0;
@@ -183,6 +225,7 @@ ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t timeout_
     }
     t->vm = vm;
     t->co = lua_newthread(L);                  /* [f, args, co] */
+    mark_thread(L);                            /* remembered as a task's own thread */
     t->ref = luaL_ref(L, LUA_REGISTRYINDEX);   /* [f, args] */
     lua_xmove(L, t->co, nargs + 1);            /* [] ; co: [f, args] */
     t->nargs = nargs;
@@ -333,7 +376,8 @@ void engine__task_resume(ha_task *t)
         if (kind == HA_YIELD_API && t->pending)
             return; /* parked until the op completes */
         if (kind == HA_YIELD_EXIT) {
-            task_end(t, HA_TASK_CANCELLED, 0); /* runner's os.exit */
+            task_end(t, HA_TASK_CANCELLED, 0); /* runner's os.exit, from any task */
+            uv_stop(eng->loop);
             return;
         }
         if (kind == HA_YIELD_HOOK) {
@@ -450,6 +494,7 @@ void engine__ready(ha_engine *eng, ha_task *t)
     if (t->queued || t->ended)
         return;
     t->queued = true;
+    t->queued_pass = eng->drain_pass;
     t->ready_next = NULL;
     if (eng->ready_tail)
         eng->ready_tail->ready_next = t;
@@ -465,20 +510,18 @@ void engine__drain(ha_engine *eng)
     if (eng->current)
         return; /* never resume inside a resume */
     engine__publish_pending(eng);
-    /* only the tasks queued now: a preempted task requeues behind them and
-     * waits for the next pass, so the loop keeps polling */
-    ha_task *last = eng->ready_tail;
-    while (eng->ready_head) {
+    /* only the tasks queued before this pass: a preempted task requeues
+     * with the new pass number and waits for the next pass, so the loop
+     * keeps polling (a marker task could be killed mid-pass; a number cannot) */
+    uint64_t pass = ++eng->drain_pass;
+    while (eng->ready_head && eng->ready_head->queued_pass < pass) {
         ha_task *t = eng->ready_head;
         eng->ready_head = t->ready_next;
         if (eng->ready_head == NULL)
             eng->ready_tail = NULL;
         t->ready_next = NULL;
         t->queued = false;
-        bool was_last = t == last;
         engine__task_resume(t); /* may free t */
-        if (was_last)
-            break;
     }
     if (eng->ready_head == NULL)
         uv_idle_stop(&eng->idle);

@@ -113,6 +113,9 @@ bool engine__task_expired(ha_vm *vm);
 /* Cancels the pending op of the task running on vm (a pass-through yield
  * that could not reach the scheduler). */
 void engine__task_abandon_op(ha_vm *vm);
+/* True when the thread at idx is the main thread of a task: scripts may
+ * not resume or close it. */
+bool engine__task_owns_thread(lua_State *L, int idx);
 /* Resumes t once (scheduler). */
 void engine__task_resume(ha_task *t);
 

@@ -65,6 +65,8 @@ static int co_drive(lua_State *L, int nargs, int wrap)
 {
     lua_State *co = lua_tothread(L, 1);
     ha_vm *vm = engine_vm_of(L);
+    if (engine__task_owns_thread(L, 1))
+        return luaL_error(L, "cannot resume the coroutine of a check run");
     for (;;) {
         int st = lua_status(co);
         if (co == L) {
@@ -86,6 +88,9 @@ static int co_drive(lua_State *L, int nargs, int wrap)
             return luaL_error(L, "too many arguments to resume");
         lua_xmove(L, co, nargs);
         int nres = 0;
+        /* co runs under the resumer's hook: a coroutine made while its
+         * script loaded must not carry the load limit into a run */
+        lua_sethook(co, lua_gethook(L), lua_gethookmask(L), lua_gethookcount(L));
         int r = lua_resume(co, L, nargs, &nres);
         if (r == LUA_YIELD && vm->yield_kind != HA_YIELD_NONE) {
             /* An API or hook yield inside co: pass it up to the scheduler. */
@@ -122,7 +127,8 @@ static int co_drive(lua_State *L, int nargs, int wrap)
         /* error inside co */
         lua_xmove(co, L, 1); /* the error object */
         if (wrap) {
-            lua_resetthread(co);
+            if (lua_status(co) != LUA_OK && lua_status(co) != LUA_YIELD)
+                lua_resetthread(co); /* dead by error: run its to-be-closed variables */
             if (lua_type(L, -1) == LUA_TSTRING) { /* add the caller's position, as coroutine.wrap does */
                 luaL_where(L, 1);
                 lua_insert(L, -2);
@@ -160,6 +166,17 @@ static int co_wrap_call(lua_State *L)
     return co_drive(L, lua_gettop(L) - 1, 1);
 }
 
+static int co_close(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTHREAD);
+    if (engine__task_owns_thread(L, 1))
+        return luaL_error(L, "cannot close the coroutine of a check run");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
 static int co_wrap(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TFUNCTION);
@@ -183,7 +200,37 @@ static int sb_setmetatable(lua_State *L)
     return 1;
 }
 
-/* load(chunk [, name [, mode [, env]]]) with mode forced to text. */
+/* Pushes the environment of the Lua function that called the running C
+ * function: its _ENV upvalue, or a fresh table reading the globals when it
+ * has none. Chunks loaded by a script default to it, so they cannot write
+ * the globals every file shares. [-0, +1] */
+static void push_caller_env(lua_State *L)
+{
+    lua_Debug ar;
+    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "f", &ar)) { /* [fn] */
+        for (int i = 1;; i++) {
+            const char *name = lua_getupvalue(L, -1, i);
+            if (name == NULL)
+                break;
+            if (strcmp(name, "_ENV") == 0) {
+                lua_remove(L, -2); /* [env] */
+                return;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    lua_newtable(L); /* [env] */
+    lua_createtable(L, 0, 2);
+    lua_pushglobaltable(L);
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+}
+
+/* load(chunk [, name [, mode [, env]]]) with mode forced to text and env
+ * defaulting to the caller's environment. */
 static int sb_load(lua_State *L)
 {
     int n = lua_gettop(L);
@@ -201,8 +248,10 @@ static int sb_load(lua_State *L)
             return 2;
         }
     }
-    if (n < 3)
+    if (n < 4) {
         lua_settop(L, 3);
+        push_caller_env(L);
+    }
     lua_pushliteral(L, "t");
     lua_replace(L, 3);
     lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
@@ -214,17 +263,18 @@ static int sb_load(lua_State *L)
 static int sb_loadfile(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    int env = !lua_isnone(L, 3);
+    if (lua_isnone(L, 3)) {
+        lua_settop(L, 2);
+        push_caller_env(L);
+    }
     if (luaL_loadfilex(L, path, "t") != LUA_OK) {
         luaL_pushfail(L);
         lua_insert(L, -2);
         return 2;
     }
-    if (env) {
-        lua_pushvalue(L, 3);
-        if (!lua_setupvalue(L, -2, 1))
-            lua_pop(L, 1);
-    }
+    lua_pushvalue(L, 3);
+    if (!lua_setupvalue(L, -2, 1))
+        lua_pop(L, 1);
     return 1;
 }
 
@@ -232,6 +282,124 @@ static int sb_collectgarbage(lua_State *L)
 {
     static const char *const ok[] = {"collect", "count", "step", "isrunning", NULL};
     luaL_checkoption(L, 1, "collect", ok);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    return lua_gettop(L);
+}
+
+/* Continuation of pcall and xpcall: an error of a run that is past its
+ * deadline (or of a load past its limit) is raised again, so no pcall can
+ * hold a run beyond its deadline, even where the hook cannot yield. */
+static int sb_pcall_k(lua_State *L, int status, lua_KContext extra)
+{
+    if (status != LUA_OK && status != LUA_YIELD) {
+        if (engine__task_expired(engine_vm_of(L)) || engine_vm_of(L)->doomed)
+            return lua_error(L);
+        lua_pushboolean(L, 0);
+        lua_pushvalue(L, -2);
+        return 2;
+    }
+    return lua_gettop(L) - (int)extra;
+}
+
+static int sb_pcall(lua_State *L)
+{
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1); /* [true, f, args] */
+    int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, sb_pcall_k);
+    return sb_pcall_k(L, status, 0);
+}
+
+/* Message handler of sb_xpcall: runs the script's handler, except for the
+ * error of a run past its deadline, which must unwind without running more
+ * script code (else each re-raise calls the handler again). */
+static int sb_msgh(lua_State *L)
+{
+    ha_vm *vm = engine_vm_of(L);
+    if (engine__task_expired(vm) || vm->doomed)
+        return 1; /* the error object, unchanged */
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+static int sb_xpcall(lua_State *L)
+{
+    int n = lua_gettop(L);
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    lua_pushvalue(L, 2);
+    lua_pushcclosure(L, sb_msgh, 1);
+    lua_replace(L, 2);
+    lua_pushboolean(L, 1);
+    lua_pushvalue(L, 1);
+    lua_rotate(L, 3, 2); /* [f, msgh, true, f, args] */
+    int status = lua_pcallk(L, n - 2, LUA_MULTRET, 2, 2, sb_pcall_k);
+    return sb_pcall_k(L, status, 2);
+}
+
+#define READONLY_KEY "healthagent.readonly" /* registry: weak set of read-only views */
+#define PKG_KEY "healthagent.package"       /* registry: the package table scripts cannot see */
+
+static int readonly_newindex(lua_State *L)
+{
+    return luaL_error(L, "cannot modify a library table (field '%s')", luaL_tolstring(L, 2, NULL));
+}
+
+static int readonly_pairs(lua_State *L)
+{
+    lua_getglobal(L, "next");
+    lua_getmetatable(L, 1);
+    lua_getfield(L, -1, "__index"); /* [view, next, mt, t] */
+    lua_remove(L, -2);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Replaces the table at the top of the stack by a read-only view of it:
+ * reads and pairs reach the table; writes, rawset and setmetatable fail.
+ * [-1, +1] */
+static void make_readonly(lua_State *L)
+{
+    lua_newtable(L);                 /* [t, view] */
+    lua_createtable(L, 0, 4);        /* [t, view, mt] */
+    lua_rotate(L, -3, -1);           /* [view, mt, t] */
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, readonly_pairs);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);         /* [view] */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, READONLY_KEY);
+    lua_pushvalue(L, -2);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);                   /* [view] */
+}
+
+static int sb_rawset(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, LUA_REGISTRYINDEX, READONLY_KEY);
+    lua_pushvalue(L, 1);
+    if (lua_rawget(L, -2) != LUA_TNIL)
+        return luaL_error(L, "rawset: cannot modify a library table");
+    lua_pop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+}
+
+/* io.lines(filename, ...): a file name is required: the agent's stdin is not
+ * the script's. */
+static int sb_io_lines(lua_State *L)
+{
+    luaL_checkstring(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
@@ -262,8 +430,8 @@ static int sb_print(lua_State *L)
 static int sb_searcher(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
-    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(L, -1, "package");
+    lua_pushnil(L); /* keeps the stack shape of the code below */
+    lua_getfield(L, LUA_REGISTRYINDEX, PKG_KEY);
     lua_getfield(L, -1, "path");
     const char *path = lua_tostring(L, -1);
     if (path == NULL)
@@ -314,8 +482,22 @@ static void sandbox(lua_State *L)
     lua_setglobal(L, "print");
     lua_pushnil(L);
     lua_setglobal(L, "dofile");
+    wrap_global(L, "rawset", sb_rawset);
+    lua_pushcfunction(L, sb_pcall);
+    lua_setglobal(L, "pcall");
+    lua_pushcfunction(L, sb_xpcall);
+    lua_setglobal(L, "xpcall");
     set_nil(L, "string", "dump");
+    /* io: no processes, and nothing that reads the agent's own stdin */
     set_nil(L, "io", "popen");
+    set_nil(L, "io", "read");
+    set_nil(L, "io", "input");
+    set_nil(L, "io", "stdin");
+    lua_getglobal(L, "io");
+    lua_getfield(L, -1, "lines");
+    lua_pushcclosure(L, sb_io_lines, 1);
+    lua_setfield(L, -2, "lines");
+    lua_pop(L, 1);
     /* os: keep only what cannot hurt the process */
     lua_newtable(L); /* [newos] */
     lua_getglobal(L, "os"); /* [newos, os] */
@@ -346,9 +528,32 @@ static void sandbox(lua_State *L)
     lua_pushcfunction(L, sb_searcher);
     lua_rawseti(L, -2, 2);             /* [package, searchers, new] */
     lua_setfield(L, -3, "searchers");
-    lua_pop(L, 2);                     /* [] */
+    lua_pop(L, 1);                     /* [package] */
+    lua_setfield(L, LUA_REGISTRYINDEX, PKG_KEY); /* [] */
     lua_pushnil(L);
     lua_setglobal(L, "package");
+    /* the libraries every file shares: read-only views, in the globals and
+     * for require alike; require "_G" and "package" find nothing */
+    static const char *const libs[] = {"string", "table", "math", "utf8", "os", "io", "coroutine", "debug", NULL};
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE); /* [loaded] */
+    for (int i = 0; libs[i]; i++) {
+        lua_getglobal(L, libs[i]);
+        make_readonly(L);
+        lua_pushvalue(L, -1);
+        lua_setglobal(L, libs[i]);
+        lua_setfield(L, -2, libs[i]);
+    }
+    lua_pushnil(L);
+    lua_setfield(L, -2, "package");
+    lua_pushnil(L);
+    lua_setfield(L, -2, "_G");
+    lua_pop(L, 1);                     /* [] */
+    /* the string metatable is shared too: nobody may replace its methods */
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);           /* ["", mt] */
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
 }
 
 /* Sets package.path to lualib and scripts_dir/lib. Stack unchanged. */
@@ -385,24 +590,19 @@ const luaL_Reg api_modules[] = {
     {NULL, NULL},
 };
 
-static int readonly_newindex(lua_State *L)
-{
-    return luaL_error(L, "health is read-only: cannot set health.%s", luaL_tolstring(L, 2, NULL));
-}
-
-/* Pushes a read-only view of the health module: one file cannot change what
- * another calls. [-0, +1] */
+/* Pushes the read-only view of the health module, made once per state.
+ * [-0, +1] */
 static void push_readonly_health(lua_State *L)
 {
-    lua_newtable(L);                           /* [proxy] */
-    lua_createtable(L, 0, 2);                  /* [proxy, mt] */
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "healthagent.health") != LUA_TNIL)
+        return;
+    lua_pop(L, 1);
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    lua_getfield(L, -1, "health");             /* [proxy, mt, loaded, health] */
-    lua_setfield(L, -3, "__index");
-    lua_pop(L, 1);                             /* [proxy, mt] */
-    lua_pushcfunction(L, readonly_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_setmetatable(L, -2);                   /* [proxy] */
+    lua_getfield(L, -1, "health");             /* [loaded, health] */
+    lua_remove(L, -2);
+    make_readonly(L);                          /* [view] */
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "healthagent.health");
 }
 
 /* Registers the C API modules in package.preload; health.testing only for
@@ -434,6 +634,9 @@ static int vm_setup(lua_State *L)
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
+    lua_getfield(L, -1, "close");
+    lua_pushcclosure(L, co_close, 1);
+    lua_setfield(L, -2, "close");
     lua_pop(L, 1); /* [] */
     preload(L, vm->sandboxed);
     set_path(L, lualib, scripts, !vm->sandboxed);
@@ -498,9 +701,11 @@ void engine_vm_new_env(ha_vm *vm)
 {
     lua_State *L = vm->L;
     lua_newtable(L); /* [env] */
-    lua_newtable(L); /* [env, mt] */
+    lua_createtable(L, 0, 2); /* [env, mt] */
     lua_pushglobaltable(L);
     lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable"); /* the shared globals stay out of reach */
     lua_setmetatable(L, -2); /* [env] */
     push_readonly_health(L);                   /* [env, proxy] */
     lua_setfield(L, -2, "health");             /* [env] */

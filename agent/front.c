@@ -61,6 +61,9 @@ struct ha_front {
                                          3 ending connections, 4 done */
     front_conn *conns;                /* open client connections */
     uint64_t shutdown_at_ns;          /* when the current phase ends */
+    uint64_t override_sent;           /* overrides queued for the engine so far */
+    bool pending_ready;               /* the last one: shown until a snapshot carries it */
+    char *pending_reason;             /* owned, may be NULL */
     int exit_code;
 };
 
@@ -205,6 +208,40 @@ static void absorb_snapshot(ha_front *f)
 
 static void waiters_recheck(ha_front *f);
 
+/* Shows the override queued last in f->snap when the engine has not applied
+ * it yet: an operator's PUT /-/ready takes effect on the very next probe. */
+static void patch_override(ha_front *f)
+{
+    ha_snapshot *s = f->snap;
+    if (s == NULL || s->override_seq >= f->override_sent)
+        return;
+    s->ready_override = !f->pending_ready;
+    free(s->override_reason);
+    s->override_reason = f->pending_reason ? strdup(f->pending_reason) : NULL;
+}
+
+/* ha_admin_ctx.set_ready: see front_admin.h. */
+static int front_set_ready(void *fp, bool ready, const char *reason, size_t len)
+{
+    ha_front *f = fp;
+    char *copy = NULL;
+    if (reason && (copy = strndup(reason, len)) == NULL)
+        return -1;
+    if (bridge_send(f->bridge, HA_MSG_READY, (int)((f->override_sent + 1) << 1 | ready), reason, len) != 0) {
+        free(copy);
+        return -1;
+    }
+    f->override_sent++;
+    f->pending_ready = ready;
+    free(f->pending_reason);
+    f->pending_reason = copy;
+    if (f->snap) {
+        patch_override(f);
+        absorb_snapshot(f); /* drops the cached answers that showed the old state */
+    }
+    return 0;
+}
+
 static void on_wakeup(uv_async_t *h)
 {
     ha_front *f = h->data;
@@ -213,6 +250,7 @@ static void on_wakeup(uv_async_t *h)
         return;
     snapshot_free(f->snap);
     f->snap = s;
+    patch_override(f);
     absorb_snapshot(f);
     waiters_recheck(f);
 }
@@ -291,7 +329,7 @@ static bool waiter_satisfied(ha_front *f, waiter *w)
         const ha_snap_check *c = &f->snap->checks[k];
         if (c->runs < w->items[i].runs)
             w->items[i].runs = 0; /* a reload redefined it: its first result will do */
-        if (c->runs > w->items[i].runs || (c->runs && c->expires_ns > now && !c->running) || c->not_before_ns > now)
+        if (c->runs > w->items[i].runs || (c->runs && c->expires_ns > now) || c->not_before_ns > now)
             continue;
         return false;
     }
@@ -339,7 +377,8 @@ static size_t collect_stale(ha_front *f, h2o_req_t *req, const ha_render_req *rr
         for (size_t e = 0; e < rr->nexclude; e++)
             excluded |= strlen(c->name) == rr->exclude[e].len &&
                         memcmp(c->name, rr->exclude[e].p, rr->exclude[e].len) == 0;
-        if (excluded || c->not_before_ns > now || (c->runs && c->expires_ns > now && !c->running))
+        /* a fresh result is served even while a background refresh runs */
+        if (excluded || c->not_before_ns > now || (c->runs && c->expires_ns > now))
             continue;
         if (rr->probe == HA_PI_LIVENESS && c->runs == 0) {
             /* liveness never waits for a first result (it reads as passing) */
@@ -490,7 +529,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ha_render_req rr = {0};
     ha_str exclude[MAX_EXCLUDE];
     if (front_admin_route(req->path_normalized)) {
-        ha_admin_ctx ax = {f->cfg, f->bridge, f->snap, trusted(f, req), has_token(f, req), f->shutdown_phase != 0};
+        ha_admin_ctx ax = {f->cfg, f->bridge, f->snap, trusted(f, req), has_token(f, req), f->shutdown_phase != 0,
+                           front_set_ready, f};
         return front_admin_handle(req, &ax);
     }
     int pi = match_probe(f, req->path_normalized, &rr.only);
@@ -792,5 +832,6 @@ void front_free(ha_front *f)
     h2o_config_dispose(&f->globalconf);
     snapshot_free(f->snap);
     free(f->requested);
+    free(f->pending_reason);
     free(f);
 }

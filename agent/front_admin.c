@@ -349,7 +349,7 @@ static const char *parse_ready(h2o_iovec_t body, int *ready, ha_buf *reason, boo
 static void set_override(h2o_req_t *req, const ha_admin_ctx *ctx, bool ready, const char *reason)
 {
     size_t rl = ready || reason == NULL ? 0 : strlen(reason);
-    if (bridge_send(ctx->bridge, HA_MSG_READY, ready, rl ? reason : NULL, rl) != 0) {
+    if (ctx->set_ready(ctx->front, ready, rl ? reason : NULL, rl) != 0) {
         admin_error(req, 503, "Service Unavailable", "not enough memory");
         return;
     }

@@ -25,6 +25,10 @@ typedef struct {
     bool trusted;             /* the peer is inside cfg->trusted */
     bool token_ok;            /* the request carries the configured bearer token */
     bool shutting_down;       /* SIGTERM received */
+    /* applies a readiness override: the front shows it at once and queues it
+     * for the engine. Returns 0 or -1 (out of memory). */
+    int (*set_ready)(void *front, bool ready, const char *reason, size_t len);
+    void *front;
 } ha_admin_ctx;
 
 /* Records the build facts shown by /info and the process start time. Call

@@ -241,7 +241,15 @@ static int run_agent(ha_config *cfg)
     log_event(LOG_INFO, NULL, "healthagent %s serving %zu check(s) from %s on %s", HA_VERSION, nchecks,
               cfg->scripts_dir, cfg->listen[0]);
     code = front_run(front);
-    engine_join(&eng);
+    /* the front loop no longer turns: a further signal must act at once */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    if (engine_join(&eng, cfg->shutdown_timeout_ns) != 0) {
+        char d[32];
+        ha_duration_format(cfg->shutdown_timeout_ns, d, sizeof d);
+        log_event(LOG_ERROR, NULL, "engine did not stop within %s (a script is stuck in a C function): exit 1", d);
+        _exit(1);
+    }
 out:
     front_free(front);
     uv_run(&loop, UV_RUN_NOWAIT);

@@ -38,6 +38,7 @@ typedef struct {
     int64_t load_error_ms;    /* wall clock of that failure */
     bool ready_override;      /* true: readiness forced DOWN by an operator or script */
     char *override_reason;    /* owned, may be NULL */
+    uint64_t override_seq;    /* the last front override (HA_MSG_READY) the engine applied */
     size_t n;                 /* number of checks */
     ha_snap_check *checks;    /* owned array of n, sorted by name */
 } ha_snapshot;

@@ -427,7 +427,7 @@ end }
 
   it("makes health read-only", function()
     local err = load_err([[health.check = nil]], "ro.lua")
-    assert.equal("ro.lua:1: health is read-only: cannot set health.check", err)
+    assert.equal("ro.lua:1: cannot modify a library table (field 'check')", err)
   end)
 
   it("finds modules in lib/ beside the scripts, in text mode only", function()
@@ -446,6 +446,169 @@ health.check { name = "req", run = function() return true, tostring(m.answer) en
     assert.equal("42", g:run("req").output)
     g:close()
     os.execute("rm -rf " .. dir)
+  end)
+end)
+
+describe("sandbox holds against", function()
+  it("require of the full standard libraries", function()
+    local g = load [[
+      health.check { name = "req", run = function()
+        local out = {}
+        for _, m in ipairs { "os", "debug", "io", "_G", "package" } do
+          local ok, v = pcall(require, m)
+          out[#out + 1] = m .. ":" .. (ok and type(v) or "error")
+        end
+        local os2, dbg = require "os", require "debug"
+        out[#out + 1] = tostring(os2.execute) .. tostring(dbg.sethook) .. tostring(io.read) .. tostring(io.popen)
+        return true, table.concat(out, " ")
+      end }
+    ]]
+    assert.equal("os:table debug:table io:table _G:error package:error nilnilnilnil", g:run("req").output)
+    g:close()
+  end)
+
+  it("one file tampering with what another calls", function()
+    local g, err = testing.load({
+      ["a.lua"] = [[
+        local tries = {}
+        local function try(name, f) local ok = pcall(f) tries[#tries + 1] = name .. "=" .. tostring(ok) end
+        try("string", function() string.upper = function() return "PWNED" end end)
+        try("rawset", function() rawset(string, "upper", function() return "PWNED" end) end)
+        try("health", function() rawset(health, "sleep", function() end) end)
+        try("envmt", function() getmetatable(_ENV).__index.shared = "PWNED" end)
+        try("strmt", function() getmetatable("").__index = {} end)
+        try("setmt", function() setmetatable(_ENV, {}) end)
+        try("load", function() load("leaked = 'PWNED'")() end)
+        report = table.concat(tries, " ")
+        health.check { name = "a", run = function() return true, report end }
+      ]],
+      ["b.lua"] = [[
+        health.check { name = "b", run = function()
+          return true, ("x"):upper() .. string.upper("y") .. tostring(shared) .. tostring(leaked)
+        end }
+      ]],
+    })
+    assert(g, err)
+    assert.equal("string=false rawset=false health=false envmt=false strmt=false setmt=false load=true",
+      g:run("a").output)
+    assert.equal("XYnilnil", g:run("b").output)
+    g:close()
+  end)
+
+  it("reading the agent's stdin", function()
+    local g = load [[
+      health.check { name = "stdin", run = function()
+        local ok = pcall(io.lines)
+        return true, tostring(io.read) .. tostring(io.stdin) .. tostring(ok)
+      end }
+    ]]
+    assert.equal("nilnilfalse", g:run("stdin").output)
+    g:close()
+  end)
+
+  it("resuming or closing another check's coroutine", function()
+    local g = load [[
+      victim = nil
+      health.check { name = "a", run = function() victim = coroutine.running() health.sleep(0.2) return true, "a ok" end }
+      health.check { name = "b", run = function()
+        local ok1, e1 = pcall(coroutine.resume, victim, "forged")
+        local ok2, e2 = pcall(coroutine.close, victim)
+        return true, tostring(ok1) .. " " .. tostring(ok2) .. " " .. e2
+      end }
+    ]]
+    local a = testing.spawn(function() return g:run("a") end)
+    health.sleep(0.05)
+    assert.matches("^false false .*cannot close the coroutine of a check run", g:run("b").output)
+    local _, ra = a:wait()
+    assert.equal("a ok", ra.output)
+    g:close()
+  end)
+end)
+
+describe("deadlines hold", function()
+  local cases = {
+    sort = [[table.sort({3, 2, 1, 4, 5}, function(a, b) while true do pcall(function() while true do end end) end end)]],
+    gsub = [[("abc"):gsub(".", function() while true do pcall(function() while true do end end) end end)]],
+    tostring = [[tostring(setmetatable({}, { __tostring = function() while true do pcall(function() while true do end end) end end }))]],
+    handler = [[xpcall(function() error("x") end, function() while true do pcall(function() while true do end end) end end)]],
+  }
+  for name, body in pairs(cases) do
+    it("in a non-yieldable context: " .. name, function()
+      local g = load(("health.check { name = 'c', timeout = '200ms', run = function() %s end }"):format(body))
+      local r, dt = elapsed(function() return g:run("c") end)
+      assert.equal("timeout after 200ms", r.output)
+      assert.is_true(dt < 1, "took " .. dt)
+      g:close()
+    end)
+  end
+
+  it("in a __close handler of a killed run", function()
+    local g = load [[
+      health.check { name = "c", timeout = "100ms", run = function()
+        local x <close> = setmetatable({}, { __close = function() while true do pcall(function() while true do end end) end end })
+        health.sleep(5)
+      end }
+      health.check { name = "after", run = function() return true end }
+    ]]
+    local _, dt = elapsed(function() return g:run("c") end)
+    assert.is_true(dt < 1, "took " .. dt)
+    assert.equal("UP", g:run("after").status)
+    g:close()
+  end)
+
+  it("for a coroutine made while the script loaded", function()
+    local g = load [[
+      local gen = coroutine.wrap(function() for i = 1, 1e9 do coroutine.yield(i) end end)
+      health.check { name = "c", timeout = "200ms", run = function() return true, tostring(gen() + gen()) end }
+      health.check { name = "spin", timeout = "200ms", run = function() gen = coroutine.wrap(function() while true do end end) gen() end }
+    ]]
+    assert.equal("3", g:run("c").output)
+    assert.equal("timeout after 200ms", g:run("spin").output)
+    g:close()
+  end)
+
+  it("while a script loads, even with pcall", function()
+    local err = load_err([[while true do pcall(function() while true do end end) end]], "slow.lua")
+    assert.matches("^slow.lua:1: scripts took longer than", err)
+  end)
+
+  it("spawned children share one memory allowance", function()
+    local g = load [[
+      health.check { name = "kids", memory = "4MiB", timeout = "5s", run = function()
+        local hs, keep = {}, {}
+        for i = 1, 4 do
+          hs[i] = health.spawn(function() local t = {} for k = 1, 3000 do t[k] = ("x"):rep(1000) .. k end keep[i] = t health.sleep(0.1) end)
+        end
+        for i = 1, 4 do local ok, e = hs[i]:wait() if not ok then return false, e end end
+        return true, "all held"
+      end }
+    ]]
+    assert.equal("not enough memory", g:run("kids").output)
+    g:close()
+  end)
+end)
+
+describe("results stay bounded", function()
+  it("a cyclic, exploding details table", function()
+    local g = load [[
+      health.check { name = "c", run = function() local t = {} for i = 1, 6 do t[i] = t end return true, "ok", { t } end }
+    ]]
+    local r, dt = elapsed(function() return g:run("c") end)
+    assert.equal('{"error":"details exceed 8192 bytes"}', r.details)
+    assert.is_true(dt < 1, "took " .. dt)
+    g:close()
+  end)
+
+  it("a child returning a huge number of values", function()
+    local g = load [[
+      health.check { name = "c", timeout = "5s", run = function()
+        local t = {} for i = 1, 100000 do t[i] = i end
+        local ok, e = health.spawn(function() return table.unpack(t) end):wait()
+        return true, tostring(ok) .. " " .. tostring(e)
+      end }
+    ]]
+    assert.equal("true 1", g:run("c").output) -- delivered, without overflowing the caller's stack
+    g:close()
   end)
 end)
 
