@@ -120,6 +120,27 @@ void buf_json_str(ha_buf *b, const char *str, size_t n)
     buf_addc(b, '"');
 }
 
+void buf_text_line(ha_buf *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    buf_reserve(b, n);
+    for (size_t i = 0; i < n;) {
+        if (s[i] < 0x20 || s[i] == 0x7f) {
+            buf_addc(b, ' ');
+            i++;
+            continue;
+        }
+        size_t len = utf8_seq(s + i, n - i);
+        if (len == 0) {
+            buf_add(b, "\xef\xbf\xbd", 3); /* U+FFFD */
+            i++;
+        } else {
+            buf_add(b, s + i, len);
+            i += len;
+        }
+    }
+}
+
 const char *buf_cstr(ha_buf *b)
 {
     if (b->data == NULL)

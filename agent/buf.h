@@ -24,6 +24,9 @@ void buf_vprintf(ha_buf *b, const char *fmt, va_list ap);
 /* Appends s[0..n) as a quoted JSON string, escaping control characters and
  * replacing invalid UTF-8 by U+FFFD. */
 void buf_json_str(ha_buf *b, const char *s, size_t n);
+/* Appends s[0..n) as one line of UTF-8 text: control characters (newlines
+ * included) become spaces, invalid UTF-8 becomes U+FFFD. */
+void buf_text_line(ha_buf *b, const char *s, size_t n);
 /* Returns the NUL-terminated contents (never NULL). */
 const char *buf_cstr(ha_buf *b);
 /* Hands the contents to the caller (malloc'd, NUL-terminated) and empties b. */

@@ -74,6 +74,9 @@ static void config_errf(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    for (char *p = err; *p; p++) /* one line, whatever a value or a script said */
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = ' ';
 }
 
 static uint64_t config_mono_ns(void)
@@ -889,8 +892,10 @@ static void config_lua_err(config_ctx *ctx, lua_State *L, int status)
     if (status == LUA_ERRMEM)
         config_errf(ctx->err, ctx->errlen, "%s: not enough memory (config heap is 64 MiB)",
                     ctx->file);
-    else if (msg != NULL)
+    else if (msg != NULL && strncmp(msg, ctx->file, strlen(ctx->file)) == 0)
         config_errf(ctx->err, ctx->errlen, "%s", msg);
+    else if (msg != NULL)
+        config_errf(ctx->err, ctx->errlen, "%s: %s", ctx->file, msg);
     else
         config_errf(ctx->err, ctx->errlen, "%s: error object is a %s value", ctx->file,
                     luaL_typename(L, -1));

@@ -240,16 +240,10 @@ static void render_health(ha_buf *b, const ha_snapshot *s, const ha_render_req *
     buf_adds(b, "}}");
 }
 
-/* Appends s with every control character (newlines included) made a space. */
+/* Appends s as one line of valid UTF-8 (see buf_text_line). */
 static void render_line_text(ha_buf *b, const char *s)
 {
-    size_t start = b->len;
-    buf_adds(b, s);
-    for (size_t i = start; i < b->len; i++) {
-        unsigned char ch = (unsigned char)b->data[i];
-        if (ch < 0x20 || ch == 0x7f)
-            b->data[i] = ' ';
-    }
+    buf_text_line(b, s, strlen(s));
 }
 
 /* One kube-apiserver line: "[+]name ok" when the check does not fail the

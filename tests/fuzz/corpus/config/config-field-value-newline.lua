@@ -1,0 +1,1 @@
+return { listen = "a\nb:1" }
