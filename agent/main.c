@@ -150,6 +150,7 @@ static int parse_args(ha_config *cfg, int argc, char **argv)
         return fail("%s%s", err, "");
     if (config_apply_env(cfg, err, sizeof err) != 0)
         return fail("%s%s", err, "");
+    unsetenv("HEALTHAGENT_TOKEN"); /* read: scripts (os.getenv) must not see it */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

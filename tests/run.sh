@@ -50,7 +50,7 @@ for suite in $SUITES; do
     tsan)
         build build-tsan -DHA_SANITIZE=thread
         TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$ROOT/tests/tsan.supp" \
-        HA_PORT_BASE=24780 run tsan build-tsan -L integration
+        HA_PORT_BASE=24780 run tsan build-tsan -L 'integration|fuzz'
         ;;
     *) echo "unknown suite $suite"; exit 2 ;;
     esac

@@ -279,6 +279,79 @@ health.check { name = "slowready", probes = { "readiness" }, timeout = "3s", run
   end)
 end)
 
+describe("review regressions", function()
+  it("serves a fresh result while a background refresh runs", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[
+health.check { name = "slowint", interval = "200ms", ttl = "1h", timeout = "2s", run = function()
+  health.sleep(0.5) return true, "ok" end }
+]] },
+      config = [[return { shutdown_delay = 0 }]],
+    }
+    assert.equal(200, a:get("/readyz").status) -- waits for the first result
+    local worst = 0
+    for _ = 1, 15 do
+      for _, path in ipairs { "/readyz", "/readyz/slowint", "/readyz?exclude=x" } do
+        local r = a:get(path)
+        assert.equal(200, r.status)
+        if r.time > worst then worst = r.time end
+      end
+      health.sleep(0.05)
+    end
+    assert.is_true(worst < 0.2, "a probe waited for a refresh: " .. worst .. " s")
+    a:stop()
+  end)
+
+  it("an override shows on the very next probe", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[health.check { name = "c", ttl = "1h", run = function() return true end }]] },
+      config = [[return { shutdown_delay = 0 }]],
+    }
+    assert.equal(200, a:get("/readyz").status)
+    for i = 1, 10 do
+      assert.equal(200, a:request("/-/drain", { method = "POST" }).status)
+      local r = a:get("/readyz")
+      assert.equal(503, r.status, "round " .. i)
+      assert.equal("draining", r.json.reason)
+      assert.equal(200, a:request("/-/ready", { method = "PUT", body = '{"ready":true}' }).status)
+      assert.equal(200, a:get("/readyz").status, "round " .. i)
+    end
+    a:stop()
+  end)
+
+  it("hides the token from scripts", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[health.check { name = "c", ttl = "1h", run = function()
+        return true, tostring(os.getenv("HEALTHAGENT_TOKEN")) end }]] },
+      config = [[return { shutdown_delay = 0 }]],
+      env = "HEALTHAGENT_TOKEN=sekrit",
+    }
+    local r = a:get("/readyz/c", { headers = { Authorization = "Bearer sekrit" } })
+    assert.equal("nil", r.json.output)
+    a:stop()
+  end)
+
+  it("exits at shutdown_timeout when a script holds the engine inside C", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[
+health.check { name = "ok", probes = { "liveness" }, ttl = "1h", run = function() return true end }
+health.check { name = "stuck", timeout = "30s", initial_delay = "200ms", run = function()
+  ("a"):rep(400):find(".-.-.-b") return true end }
+]] },
+      config = [[return { shutdown_delay = 0, shutdown_timeout = "1s", watchdog = "500ms" }]],
+    }
+    assert.is_true(wait_until(function() return a:get("/livez").status == 503 end, 5)) -- stuck now
+    local t0 = health.now()
+    a:signal("TERM")
+    local code = a:wait_exit(8)
+    local took = health.now() - t0
+    assert.is_not_nil(code, "still running " .. took .. " s after SIGTERM")
+    assert.is_true(took < 4, "took " .. took)
+    assert.is_true(a:log():find("engine did not stop within 1s", 1, true) ~= nil)
+    a:stop()
+  end)
+end)
+
 describe("watchdog", function()
   it("fails /livez while the engine is stuck inside C, keeps answering, and recovers", function()
     local a = agent.start {
