@@ -218,15 +218,32 @@ void engine_check_define(lua_State *L, int idx)
     lua_Debug here;
     int line = lua_getstack(L, 1, &here) && lua_getinfo(L, "Sl", &here) ? here.currentline : 0;
 
+    /* everything that can raise comes first: after the allocation below
+     * nothing may, or the check would leak */
+    if (gen->n == gen->cap) {
+        size_t cap = gen->cap ? gen->cap * 2 : 16;
+        ha_check **p = realloc(gen->checks, cap * sizeof *p);
+        if (p == NULL)
+            luaL_error(L, "not enough memory");
+        gen->checks = p;
+        gen->cap = cap;
+    }
+    int run_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops run */
     ha_check *c = calloc(1, sizeof *c);
-    if (c == NULL)
+    if (c == NULL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, run_ref);
         luaL_error(L, "not enough memory");
+        return; /* not reached: luaL_error raises */
+    }
+    c->run_ref = run_ref;
     c->name = strdup(name);
     size_t wl = strlen(here.short_src) + 16;
     c->where = malloc(wl);
     if (c->name == NULL || c->where == NULL) {
+        luaL_unref(L, LUA_REGISTRYINDEX, run_ref);
         check_free(c);
         luaL_error(L, "not enough memory");
+        return; /* not reached */
     }
     snprintf(c->where, wl, "%s:%d", line ? here.short_src : "?", line);
     c->probes = probes;
@@ -248,17 +265,6 @@ void engine_check_define(lua_State *L, int idx)
     if (gen->cur_src && ar.linedefined > 0)
         h = hash_lines(h, gen, ar.linedefined, ar.lastlinedefined);
     c->def_hash = h;
-    if (gen->n == gen->cap) {
-        size_t cap = gen->cap ? gen->cap * 2 : 16;
-        ha_check **p = realloc(gen->checks, cap * sizeof *p);
-        if (p == NULL) {
-            check_free(c);
-            luaL_error(L, "not enough memory");
-        }
-        gen->checks = p;
-        gen->cap = cap;
-    }
-    c->run_ref = luaL_ref(L, LUA_REGISTRYINDEX); /* pops run */
     gen->checks[gen->n++] = c;
 }
 

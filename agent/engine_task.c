@@ -331,33 +331,49 @@ void engine_task_kill(ha_task *t, ha_task_end how)
     task_end(t, how, 0);
 }
 
+/* Pushes what the resumed code receives onto t's suspended thread: the
+ * first resume's arguments, a completed op's results (op->push, which must
+ * not raise), or nil, "timeout". Returns their count, or -1 when the op is
+ * still pending (a spurious wake-up). */
+static int resume_values(ha_task *t)
+{
+    if (!t->started) {
+        t->started = true;
+        return t->nargs;
+    }
+    switch (t->op_state) {
+    case OP_DONE: {
+        ha_op *op = t->pending;
+        t->pending = NULL;
+        t->op_state = OP_NONE;
+        if (t->op_timer.loop)
+            uv_timer_stop(&t->op_timer);
+        int n = op->push(op, t->co);
+        op->task = NULL;
+        op->close(op);
+        return n;
+    }
+    case OP_TIMEOUT:
+        t->op_state = OP_NONE;
+        lua_pushnil(t->co);
+        lua_pushliteral(t->co, "timeout");
+        return 2;
+    case OP_PENDING:
+        return -1;
+    default:
+        return 0;
+    }
+}
+
 /* Resumes t once, delivering its completed op's results. */
 void engine__task_resume(ha_task *t)
 {
     ha_vm *vm = t->vm;
     ha_engine *eng = vm->eng;
     lua_State *co = t->co;
-    int nargs = 0;
-    if (!t->started) {
-        t->started = true;
-        nargs = t->nargs;
-    } else if (t->op_state == OP_DONE) {
-        ha_op *op = t->pending;
-        t->pending = NULL;
-        t->op_state = OP_NONE;
-        if (t->op_timer.loop)
-            uv_timer_stop(&t->op_timer);
-        nargs = op->push(op, co);
-        op->task = NULL;
-        op->close(op);
-    } else if (t->op_state == OP_TIMEOUT) {
-        t->op_state = OP_NONE;
-        lua_pushnil(co);
-        lua_pushliteral(co, "timeout");
-        nargs = 2;
-    } else if (t->op_state == OP_PENDING) {
-        return; /* spurious wake-up */
-    }
+    int nargs = resume_values(t);
+    if (nargs < 0)
+        return;
     if (t->deadline_ns && uv_hrtime() >= t->deadline_ns) {
         lua_pop(co, nargs);
         t->expired = true;

@@ -30,7 +30,9 @@ typedef struct ha_vm ha_vm;
 struct ha_op {
     ha_task *task;   /* owning task while pending; NULL once detached */
     /* Pushes the results for the resumed Lua code; returns how many. Called
-     * once, at resume time, only if the op completed. May push nil, message. */
+     * once, at resume time (on the suspended thread, just before lua_resume),
+     * only if the op completed. May push nil, message. Must not raise: more
+     * than a few values need lua_checkstack, and an answer when it fails. */
     int (*push)(ha_op *op, lua_State *L);
     /* Called exactly once: after push, or instead of it when the op was
      * cancelled or timed out (op->task is then already NULL). Releases
