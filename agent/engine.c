@@ -1,5 +1,6 @@
 /* engine.c: the engine loop: scheduler handles, the engine thread, messages
  * from the front, snapshot publication and the watchdog heartbeat. */
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,8 @@
 #include "log.h"
 
 #define HEARTBEAT_MS 100
+#define TRIM_BURST 256   /* runs that make a burst worth trimming after */
+#define TRIM_DELAY_MS 200 /* after the burst: lets closing handles free their memory first */
 
 #define PUBLISH_GAP_NS (5 * HA_NS_PER_MS) /* at most one snapshot per gap: 1,000 checks
                                             finishing in 1,000 loop turns make 200, not 1,000 */
@@ -55,6 +58,21 @@ static void on_heartbeat(uv_timer_t *h)
     atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
 }
 
+static void on_trim(uv_timer_t *h)
+{
+    ha_engine *eng = h->data;
+    eng->ended_since_trim = 0;
+    malloc_trim(0); /* glibc keeps what 1,000 finished transfers freed: give it back */
+}
+
+void engine__task_ended(ha_engine *eng)
+{
+    eng->live_tasks--;
+    if (++eng->ended_since_trim >= TRIM_BURST && eng->live_tasks <= 1 &&
+        !uv_is_active((uv_handle_t *)&eng->trim_timer) && !uv_is_closing((uv_handle_t *)&eng->trim_timer))
+        uv_timer_start(&eng->trim_timer, on_trim, TRIM_DELAY_MS, 0);
+}
+
 int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
 {
     memset(eng, 0, sizeof *eng);
@@ -78,6 +96,9 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
     eng->check.data = eng;
     uv_check_start(&eng->check, on_check);
     uv_unref((uv_handle_t *)&eng->check); /* it alone must not keep the loop alive */
+    uv_timer_init(loop, &eng->trim_timer);
+    eng->trim_timer.data = eng;
+    uv_unref((uv_handle_t *)&eng->trim_timer);
     return 0;
 }
 
@@ -131,6 +152,7 @@ static void stop(ha_engine *eng)
     uv_close((uv_handle_t *)&eng->check, NULL);
     uv_close((uv_handle_t *)&eng->heartbeat, NULL);
     uv_close((uv_handle_t *)&eng->publish_timer, NULL);
+    uv_close((uv_handle_t *)&eng->trim_timer, NULL);
     uv_close((uv_handle_t *)&eng->wakeup, NULL);
     log_event(LOG_DEBUG, NULL, "engine stopped");
 }
@@ -261,6 +283,7 @@ int engine_close(ha_engine *eng)
 {
     uv_close((uv_handle_t *)&eng->idle, NULL);
     uv_close((uv_handle_t *)&eng->check, NULL);
+    uv_close((uv_handle_t *)&eng->trim_timer, NULL);
     int r = close_loop(eng->loop);
     free(eng->not_ready_reason);
     free(eng->load_error);

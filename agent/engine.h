@@ -32,6 +32,9 @@ struct ha_engine {
     uv_check_t check;         /* drains the ready queue after each poll; publishes */
     uv_timer_t heartbeat;     /* agent mode: ticks the watchdog heartbeat */
     uv_timer_t publish_timer; /* agent mode: publishes what the rate limit held back */
+    uv_timer_t trim_timer;    /* returns freed heap to the system after a burst of runs */
+    int live_tasks;           /* tasks alive on this engine, every VM */
+    int ended_since_trim;     /* tasks ended since the last trim */
     uint64_t published_ns;    /* monotonic time of the last publication */
     uv_async_t wakeup;        /* agent mode: bridge messages from the front */
     uint64_t drain_pass;      /* scheduler passes so far */
@@ -95,6 +98,9 @@ int engine_close(ha_engine *eng);
 void engine_set_ready(ha_engine *eng, bool ready, const char *reason);
 /* Marks the status picture changed; published after this loop iteration. */
 void engine_mark_dirty(ha_engine *eng);
+/* A task ended (scheduler internal): after a burst, once the engine is
+ * nearly idle, freed heap goes back to the system. */
+void engine__task_ended(ha_engine *eng);
 /* Queues a task for resumption (scheduler internal, used by engine_task.c). */
 void engine__ready(ha_engine *eng, ha_task *t);
 /* Publishes a snapshot now if anything changed: called before Lua runs, so

@@ -246,6 +246,7 @@ ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t timeout_
         vm->tasks->prev = t;
     vm->tasks = t;
     vm->ntasks++;
+    eng->live_tasks++;
     engine__ready(eng, t);
     return t;
 }
@@ -315,6 +316,7 @@ static void task_end(ha_task *t, ha_task_end how, int nres)
     if (t->next)
         t->next->prev = t->prev;
     vm->ntasks--;
+    engine__task_ended(eng);
     if (t->deadline.loop)
         uv_close((uv_handle_t *)&t->deadline, on_handle_closed);
     if (t->op_timer.loop)

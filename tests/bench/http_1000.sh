@@ -123,7 +123,7 @@ end
 local after = rss_kib()
 collectgarbage()
 collectgarbage()
-health.sleep(0.05) -- close callbacks
+health.sleep(0.5) -- close callbacks, and the engine's trim 200 ms after a burst of runs ends
 print(("RSS_KIB before=%d after_round1=%d after=%d after_gc=%d handles=%d")
   :format(before, after1, after, rss_kib(), testing.handles()))
 LUA
