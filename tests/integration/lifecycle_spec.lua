@@ -111,8 +111,11 @@ describe("SIGTERM", function()
     assert.truthy(a:wait_log("/readyz now fails", 1))
     local t0 = health.now()
     a:signal("TERM")
-    assert.equal(1, a:exit_status(2))
-    assert.is_true(health.now() - t0 < 0.5)
+    -- ThreadSanitizer delivers signals at its next synchronisation point
+    local limit = (os.getenv("HA_SANITIZE") or "") == "" and 0.5 or 2
+    assert.equal(1, a:exit_status(limit + 1))
+    local took = health.now() - t0
+    assert.is_true(took < limit, "exited after " .. took .. " s")
     assert.truthy(a:log():find("second signal 15: exiting now", 1, true))
   end)
 
