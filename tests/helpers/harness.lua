@@ -99,4 +99,46 @@ function M.load(src, name)
   return g
 end
 
+-- The database modules' shared contracts (redis, postgres, mysql specs).
+local luassert = require "luassert"
+
+-- A check whose server is SIGSTOPped (servers.sh pause NAME) ends DOWN at its
+-- own 500 ms deadline. g holds check `name`, defined with timeout = 0.5.
+function M.db_stopped_server(g, name, service)
+  luassert.are.equal("UP", g:run(name).status)
+  M.server(service, "pause")
+  local ok, r = pcall(g.run, g, name)
+  M.server(service, "resume")
+  luassert.is_true(ok, r)
+  luassert.are.equal("DOWN", r.status)
+  luassert.are.equal("timeout after 500ms", r.output)
+  luassert.is_true(r.duration_ms >= 490 and r.duration_ms < 800, "took " .. r.duration_ms)
+end
+
+-- 680 refused connects, 300 good checks and 20 silent-server timeouts of the
+-- factory health.checks.<kind> leave no descriptor behind. urls = {refused=,
+-- ok=, silent=}. The silent check's op timeout equals its deadline, which the
+-- core leaves to the deadline: always "timeout after 50ms".
+function M.db_no_leaks(kind, urls)
+  M.settle()
+  local before = M.fds()
+  local g = M.load(([[
+    health.checks.%s { name = "refused", url = %q, timeout = 2 }
+    health.checks.%s { name = "ok", url = %q, timeout = 5 }
+    health.checks.%s { name = "silent", url = %q, timeout = 0.05 }
+  ]]):format(kind, urls.refused, kind, urls.ok, kind, urls.silent))
+  for _ = 1, 680 do
+    luassert.are.equal("connection refused", g:run("refused").output)
+  end
+  for _ = 1, 300 do
+    luassert.are.equal("UP", g:run("ok").status)
+  end
+  for _ = 1, 20 do
+    luassert.are.equal("timeout after 50ms", g:run("silent").output)
+  end
+  g:close()
+  M.settle()
+  luassert.are.equal(before, M.fds())
+end
+
 return M

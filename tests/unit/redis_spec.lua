@@ -182,38 +182,12 @@ describe("health.checks.redis", function()
 
   it("ends at the check's deadline when the server is stopped", function()
     local g = load(('health.checks.redis { name = "cache", url = %q, timeout = 0.5 }'):format(URL))
-    assert.are.equal("UP", g:run("cache").status)
-    server("pause")
-    local ok, r = pcall(g.run, g, "cache")
-    server("resume")
-    assert.is_true(ok, r)
-    assert.are.equal("DOWN", r.status)
-    assert.are.equal("timeout after 500ms", r.output)
-    assert.is_true(r.duration_ms >= 490 and r.duration_ms < 800, "took " .. r.duration_ms)
+    H.db_stopped_server(g, "cache", "redis")
     g:close()
   end)
 
   it("leaves no fd or handle behind after 1,000 runs", function()
-    settle()
-    local before = fds()
-    local g = load(([[
-      health.checks.redis { name = "refused", url = "redis://127.0.0.1:%d", timeout = 2 }
-      health.checks.redis { name = "ok", url = %q, timeout = 2 }
-      health.checks.redis { name = "silent", url = "redis://127.0.0.1:%d", timeout = 0.05 }
-    ]]):format(env.HA_REFUSED_PORT, URL, env.HA_SILENT_PORT))
-    for i = 1, 680 do
-      local r = g:run("refused")
-      assert.are.equal("connection refused", r.output)
-    end
-    for i = 1, 300 do
-      assert.are.equal("UP", g:run("ok").status)
-    end
-    for i = 1, 20 do
-      local out = g:run("silent").output -- the op's timeout and the deadline coincide
-      assert.is_true(out == "timeout after 50ms" or out == "timeout", out)
-    end
-    g:close()
-    settle()
-    assert.are.equal(before, fds())
+    H.db_no_leaks("redis", { refused = ("redis://127.0.0.1:%d"):format(env.HA_REFUSED_PORT), ok = URL,
+                   silent = ("redis://127.0.0.1:%d"):format(env.HA_SILENT_PORT) })
   end)
 end)
