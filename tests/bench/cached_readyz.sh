@@ -9,21 +9,11 @@ set -u -o pipefail
 . "$(dirname "$0")/lib.sh"
 bench_require_tools curl wrk h2load
 
-bench_port; ref_port=$PORT
-bench_start_ref "$ref_port" || bench_finish
-bench_port; ha_port=$PORT
-bench_start_agent "$ha_port" --scripts "$BENCH_DIR/fixtures/cached" --listen "127.0.0.1:$ha_port" || bench_finish
-
-ref_url=http://127.0.0.1:$ref_port/readyz
-ha_url=http://127.0.0.1:$ha_port/readyz
-if ! bench_wait_status "$ha_url" 200 10; then
-    bench_fail "agent /readyz never answered 200 within 10 s (last: $LAST_CODE)"
-    bench_finish
-fi
+bench_start_pair cached
 bench_log "agent /readyz: $(curl -s "$ha_url")"
 # Warm both up: connection setup paths, page faults, CPU frequency.
-wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
-wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
+"${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
+"${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
 
 rounds=${ROUNDS:-2}
 ref_wrk_rps=0 ha_wrk_rps=0 ref_wrk_p99=1e9 ha_wrk_p99=1e9 ref_wrk_low=1e12
@@ -42,7 +32,7 @@ for round in $(seq 1 "$rounds"); do
     ha_h2_rps=$(bench_max "$ha_h2_rps" "$H2_RPS")
 done
 
-bench_table_begin "cached /readyz (best of $rounds; wrk -t1 -c50 -d${DUR:-5s}; h2load -c50 -m10 -n${N:-200000})"
+bench_table_begin "cached /readyz (best of $rounds; wrk -t1 -c50 -d${DUR:-5s}; h2load -c50 -m10 -n${N:-1000000})"
 bench_row "wrk HTTP/1.1 req/s" "" "$ha_wrk_rps" "$ref_wrk_rps" ratio_ge 0.95
 bench_row "wrk HTTP/1.1 p99" ms "$ha_wrk_p99" "$ref_wrk_p99" info
 bench_row "h2load h2c req/s" "" "$ha_h2_rps" "$ref_h2_rps" ratio_ge 0.95

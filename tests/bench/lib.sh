@@ -8,7 +8,7 @@
 #   HA_ARGS    extra arguments put before the agent's own (e.g. "--config my.lua").
 #   REF_BIN    reference server (default build/ha_ref_server; when missing or older
 #              than ref_server.c it is compiled with cc into build-bench/ha_ref_server).
-#   DUR        wrk duration (default 5s).        N   h2load request count (default 200000).
+#   DUR        wrk duration (default 5s).        N   h2load request count (default 1000000).
 #   ROUNDS     cached_readyz.sh: alternating rounds, best one reported (default 2).
 #   P99_DUR    p99_sleepers.sh: wrk duration (default 10s).
 #   BENCH_WAIT_QUIET  seconds to wait, before starting, for an idle host (default 0).
@@ -25,6 +25,16 @@ BENCH_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 BENCH_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ha-bench.XXXXXX")
 BENCH_FAILED=0
 BENCH_PIDS=()          # every server this script started and has not stopped yet
+# Placement: with 2 or more CPUs every server (the agent with all its threads)
+# runs on CPU 0 and every load generator on CPU 1, so both servers of a
+# comparison get the same single CPU; unpinned, the scheduler's placement moved
+# wrk ratios by +-20 % between runs. BENCH_PIN=0 turns this off.
+BENCH_SERVER_CPU=()
+BENCH_LOAD_CPU=()
+if [ "${BENCH_PIN:-1}" = 1 ] && [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null 2>&1; then
+    BENCH_SERVER_CPU=(taskset -c 0)
+    BENCH_LOAD_CPU=(taskset -c 1)
+fi
 
 HA_BIN=${HA_BIN:-build/healthagent}
 case $HA_BIN in ref | /*) ;; *) HA_BIN=$BENCH_ROOT/$HA_BIN ;; esac
@@ -114,7 +124,7 @@ bench_port() {
 bench_start() {
     local name=$1 port=$2 _
     shift 2
-    (cd "$BENCH_ROOT" && exec "$@") >"$BENCH_TMP/$name.log" 2>&1 &
+    (cd "$BENCH_ROOT" && exec "${BENCH_SERVER_CPU[@]}" "$@") >"$BENCH_TMP/$name.log" 2>&1 &
     SERVER_PID=$!
     BENCH_PIDS+=("$SERVER_PID")
     for _ in $(seq 1 100); do
@@ -214,6 +224,36 @@ bench_wait_status() {
     return 1
 }
 
+# bench_start_pair FIXTURE: starts the reference server and the agent on
+# tests/bench/fixtures/FIXTURE and waits until the agent's /readyz answers 200.
+# Sets ref_port, ha_port, ref_url and ha_url (the two /readyz URLs). Ends the
+# run (bench_finish) if either does not come up.
+bench_start_pair() {
+    bench_port; ref_port=$PORT
+    bench_start_ref "$ref_port" || bench_finish
+    bench_port; ha_port=$PORT
+    bench_start_agent "$ha_port" --scripts "$BENCH_DIR/fixtures/$1" --listen "127.0.0.1:$ha_port" || bench_finish
+    ref_url=http://127.0.0.1:$ref_port/readyz
+    ha_url=http://127.0.0.1:$ha_port/readyz
+    if ! bench_wait_status "$ha_url" 200 10; then
+        bench_fail "agent /readyz never answered 200 within 10 s (last: $LAST_CODE)"
+        bench_finish
+    fi
+}
+
+# bench_wait_decided PORT TRIES: polls the agent's /livez every 0.1 s, at most
+# TRIES times, until no check in it is INIT. Sets LIVEZ to the last body;
+# returns 1 if INIT checks remain.
+bench_wait_decided() {
+    local _
+    LIVEZ=''
+    for _ in $(seq 1 "$2"); do
+        LIVEZ=$(curl -s --max-time 1 "http://127.0.0.1:$1/livez")
+        case $LIVEZ in *'"INIT"'* | '') sleep 0.1 ;; *) return 0 ;; esac
+    done
+    return 1
+}
+
 # bench_rss PID: sets RSS_KIB, HWM_KIB, and the split of RSS into ANON_KIB (heap,
 # stacks) and FILE_KIB (mapped binaries and shared libraries) from /proc/PID/status;
 # PSS_KIB (shared pages divided among the processes mapping them) from smaps_rollup.
@@ -238,7 +278,7 @@ bench_mib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
 bench_wrk() {
     local name=$1 url=$2 dur=${3:-${DUR:-5s}} out
     out=$BENCH_TMP/wrk.$name.$RANDOM.txt
-    wrk -t1 -c50 -d"$dur" --latency "$url" >"$out" 2>&1
+    "${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d"$dur" --latency "$url" >"$out" 2>&1
     WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     WRK_P99_MS=$(awk '$1 == "99%" {
         v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
@@ -267,9 +307,9 @@ bench_wrk() {
 # bench_h2load NAME URL: h2load -c50 -m10 -n$N (h2c prior knowledge for http:// URLs).
 # Sets H2_RPS. Any failed, errored or timed-out request, or any non-2xx status, fails the run.
 bench_h2load() {
-    local name=$1 url=$2 n=${N:-200000} out
+    local name=$1 url=$2 n=${N:-1000000} out
     out=$BENCH_TMP/h2load.$name.$RANDOM.txt
-    h2load -c50 -m10 -n"$n" "$url" >"$out" 2>&1
+    "${BENCH_LOAD_CPU[@]}" h2load -c50 -m10 -n"$n" "$url" >"$out" 2>&1
     H2_RPS=$(awk '/^finished in/ { print $4 }' "$out")
     local proto reqs codes
     proto=$(awk '/^Application protocol:/ { print $3 }' "$out")

@@ -113,24 +113,12 @@ export HA_BACKLOG_PORT=$backlog_port
 syn_base=$(syn_sent "$backlog_port")
 
 # --- servers ------------------------------------------------------------------
-bench_port; ref_port=$PORT
-bench_start_ref "$ref_port" || bench_finish
-bench_port; ha_port=$PORT
-bench_start_agent "$ha_port" --scripts "$BENCH_DIR/fixtures/hanging" --listen "127.0.0.1:$ha_port" || bench_finish
-
-ref_url=http://127.0.0.1:$ref_port/readyz
-ha_url=http://127.0.0.1:$ha_port/readyz
-if ! bench_wait_status "$ha_url" 200 10; then
-    bench_fail "agent /readyz never answered 200 within 10 s (last: $LAST_CODE)"
+bench_start_pair hanging
+# The first runs all start at load and are cut off at 2 s: wait until none is INIT.
+if ! bench_wait_decided "$ha_port" 60; then
+    bench_fail "agent /livez still has INIT checks after 6 s"
     bench_finish
 fi
-# The first runs all start at load and are cut off at 2 s: wait until none is INIT.
-livez=''
-for _ in $(seq 1 60); do
-    livez=$(curl -s --max-time 1 "http://127.0.0.1:$ha_port/livez")
-    case $livez in *'"INIT"'* | '') sleep 0.1 ;; *) break ;; esac
-done
-case $livez in *'"INIT"'* | '') bench_fail "agent /livez still has INIT checks after 6 s"; bench_finish ;; esac
 
 # The checks alone, for 3 s: what hanging and cancelling costs with no probes.
 cpu_sample "$HA_PID"; t0=$CPU_T a0=$CPU_ALL m0=$CPU_MAIN
@@ -142,8 +130,8 @@ idle_other=$(cpu_pct "$t0" "$CPU_T" $((a0 - m0)) $((CPU_ALL - CPU_MAIN)))
 bench_log "checks alone: agent ${idle_all}% of a CPU (front ${idle_main}%, other threads ${idle_other}%)"
 
 # Warm both up (connection paths, page faults), then measure.
-wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
-wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
+"${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
+"${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
 
 cpu_sample "$HA_PID"; t0=$CPU_T a0=$CPU_ALL m0=$CPU_MAIN
 sampler_start "$HA_PID" "$backlog_port" "$BENCH_TMP/wrk.samples"

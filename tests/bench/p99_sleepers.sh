@@ -10,28 +10,15 @@ set -u -o pipefail
 bench_require_tools curl wrk
 
 dur=${P99_DUR:-10s}
-bench_port; ref_port=$PORT
-bench_start_ref "$ref_port" || bench_finish
-bench_port; ha_port=$PORT
-bench_start_agent "$ha_port" --scripts "$BENCH_DIR/fixtures/sleepers" --listen "127.0.0.1:$ha_port" || bench_finish
-
-ref_url=http://127.0.0.1:$ref_port/readyz
-ha_url=http://127.0.0.1:$ha_port/readyz
-if ! bench_wait_status "$ha_url" 200 10; then
-    bench_fail "agent /readyz never answered 200 within 10 s (last: $LAST_CODE)"
-    bench_finish
-fi
+bench_start_pair sleepers
 # The sleepers run once they all left INIT in /livez (they read DOWN: see the fixture).
-livez=''
-for _ in $(seq 1 50); do
-    livez=$(curl -s --max-time 1 "http://127.0.0.1:$ha_port/livez")
-    case $livez in *'"INIT"'*|'') sleep 0.1 ;; *) break ;; esac
-done
+bench_wait_decided "$ha_port" 50 || true
+livez=$LIVEZ
 bench_log "agent /livez: $(grep -o '"status":"UP"' <<<"$livez" | wc -l) UP, $(grep -o '"status":"DOWN"' <<<"$livez" | wc -l) DOWN," \
     "$(grep -o '"status":"INIT"' <<<"$livez" | wc -l) INIT (statuses in the body, aggregate included)"
 # Warm both up (connection paths, page faults), then measure.
-wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
-wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
+"${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
+"${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
 bench_wrk agent "$ha_url" "$dur"
 ha_p99=$WRK_P99_MS ha_rps=$WRK_RPS
 bench_wrk ref "$ref_url" "$dur"
