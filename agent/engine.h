@@ -46,7 +46,6 @@ struct ha_engine {
     uv_cond_t done_cond;      /* signalled when the engine thread's loop ended */
     bool done;
     int exit_code;            /* runner mode: the script's exit status */
-    bool exit_requested;      /* runner mode: os.exit was called */
     bool own_loop;            /* loop allocated by engine_init */
     bool not_ready;           /* readiness override in force */
     char *not_ready_reason;   /* owned, may be NULL */

@@ -69,7 +69,6 @@ static int runner_exit(lua_State *L)
     else
         code = (int)luaL_optinteger(L, 1, EXIT_SUCCESS);
     vm->eng->exit_code = code;
-    vm->eng->exit_requested = true;
     if (!lua_isyieldable(L)) {
         fflush(NULL);
         exit(code);
