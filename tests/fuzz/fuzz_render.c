@@ -267,10 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fwrite(body, 1, len, stderr);
         fputc('\n', stderr);
     }
-    /* HA_FUZZ_LAX_VERBOSE_UTF8 set: skip this check for the verbose text, so
-     * a campaign gets past the known finding (crashes/README.md) */
-    if (r.format != HA_FMT_VERBOSE || getenv("HA_FUZZ_LAX_VERBOSE_UTF8") == NULL)
-        FUZZ_CHECK(fuzz_utf8_valid(body, len), "body is not valid UTF-8");
+    FUZZ_CHECK(fuzz_utf8_valid(body, len), "body is not valid UTF-8");
     if (r.format == HA_FMT_VERBOSE) {
         fuzz_verbose(&out.body, &r, &out, nchecks, reason);
     } else {

@@ -139,8 +139,8 @@ for fmt in range(3):
         request(fmt, 3, succ=299, fail=299, checks=C),
         request(fmt, 3, checks=[]),
     ]
-# arbitrary bytes in names, outputs and reasons (JSON formats only: the
-# verbose text passes bytes through, see crashes/)
+# arbitrary bytes in names, outputs and reasons (JSON formats; the verbose
+# text with such bytes is covered by the render-verbose-* corpus entries)
 for fmt in range(2):
     R += [
         request(fmt, 3, checks=WEIRD),

@@ -1,1 +1,0 @@
-return { listen = "a\nb:1" }
