@@ -288,6 +288,10 @@ function Agent:stop()
       error("sanitizer report in the agent's log:\n" .. self.saved_log, 2)
     end
   end
+  -- a handle left on either loop at exit is a leak, as open handles fail the unit specs
+  if self.saved_log:find("loop not empty at exit", 1, true) then
+    error("the agent left handles open at exit:\n" .. self.saved_log, 2)
+  end
 end
 
 function Agent:kill()

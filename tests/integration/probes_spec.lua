@@ -279,7 +279,7 @@ health.check { name = "slowready", probes = { "readiness" }, timeout = "3s", run
   end)
 end)
 
-describe("review regressions", function()
+describe("probes while checks refresh, overrides, secrets and a stuck engine", function()
   it("serves a fresh result while a background refresh runs", function()
     local a = agent.start {
       scripts = { ["a.lua"] = [[
