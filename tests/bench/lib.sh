@@ -273,12 +273,14 @@ bench_rss() {
 # bench_mib KIB: prints KiB as MiB with two decimals.
 bench_mib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1024 }'; }
 
-# bench_wrk NAME URL [DURATION]: wrk -t1 -c50 --latency. Sets WRK_RPS (req/s) and
+# bench_wrk NAME URL [DURATION [HEADER]]: wrk -t1 -c50 --latency, with the request
+# header HEADER when given (e.g. "Connection: close"). Sets WRK_RPS (req/s) and
 # WRK_P99_MS. Non-2xx answers, connect errors, timeouts or zero requests fail the run.
 bench_wrk() {
-    local name=$1 url=$2 dur=${3:-${DUR:-5s}} out
+    local name=$1 url=$2 dur=${3:-${DUR:-5s}} out hdr=()
+    [ -z "${4:-}" ] || hdr=(-H "$4")
     out=$BENCH_TMP/wrk.$name.$RANDOM.txt
-    "${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d"$dur" --latency "$url" >"$out" 2>&1
+    "${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d"$dur" --latency "${hdr[@]}" "$url" >"$out" 2>&1
     WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
     WRK_P99_MS=$(awk '$1 == "99%" {
         v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
@@ -336,6 +338,26 @@ bench_h2load() {
         return 1
     fi
     H2_RPS=$(awk -v r="$H2_RPS" 'BEGIN { printf "%.2f", r }')
+}
+
+# bench_median V...: prints the median of the numbers (the mean of the middle two
+# for an even count).
+bench_median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# bench_go_build NAME SOURCE: builds a Go program of tests/bench/peers (standard library
+# only) into build-bench/NAME when missing or older than SOURCE; sets GO_BIN to it.
+bench_go_build() {
+    local out=$BENCH_ROOT/build-bench/$1 src=$BENCH_DIR/peers/$2
+    if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+        bench_log "compiling $out"
+        mkdir -p "${out%/*}"
+        GOCACHE=$BENCH_ROOT/build-bench/gocache GO111MODULE=off go build -o "$out" "$src" ||
+            { bench_fail "cannot compile $src"; bench_finish; }
+    fi
+    GO_BIN=$out
 }
 
 # bench_spread A B: prints how much A and B differ, in percent of the larger.
