@@ -16,16 +16,17 @@ int api_testing_open(lua_State *L);
 /* Closes every generation health.testing opened (runner teardown). */
 void api_testing_close_all(void);
 
-/* The check library (issue 3): one module per file. */
-int api_tcp_open(lua_State *L);   /* health.tcp (api_tcp.c) */
-int api_dns_open(lua_State *L);   /* health.dns (api_dns.c) */
-int api_http_open(lua_State *L);   /* health.http (api_http.c) */
-int api_fs_open(lua_State *L);   /* health.fs (api_fs.c) */
-int api_exec_open(lua_State *L);   /* health.exec (api_exec.c) */
-int api_redis_open(lua_State *L);   /* health.redis (api_redis.c) */
-int api_postgres_open(lua_State *L);   /* health.postgres (api_postgres.c) */
-int api_mysql_open(lua_State *L);   /* health.mysql (api_mysql.c) */
-int api_grpc_open(lua_State *L);   /* health.grpc (api_grpc.c) */
+/* The check library (README "The check library"): one module per file,
+ * each open function pushes its module table. */
+int api_tcp_open(lua_State *L);      /* health.tcp (api_tcp.c) */
+int api_dns_open(lua_State *L);      /* health.dns (api_dns.c) */
+int api_http_open(lua_State *L);     /* health.http (api_http.c) */
+int api_fs_open(lua_State *L);       /* health.fs (api_fs.c) */
+int api_exec_open(lua_State *L);     /* health.exec (api_exec.c) */
+int api_redis_open(lua_State *L);    /* health.redis (api_redis.c) */
+int api_postgres_open(lua_State *L); /* health.postgres (api_postgres.c) */
+int api_mysql_open(lua_State *L);    /* health.mysql (api_mysql.c) */
+int api_grpc_open(lua_State *L);     /* health.grpc (api_grpc.c) */
 
 /* package.preload loader of health.http, health.grpc, health.redis,
  * health.postgres and health.mysql: built as shared objects (ha_http.so ...)
