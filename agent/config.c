@@ -32,6 +32,7 @@
 #define CONFIG_HOOK_COUNT 10000              /* instructions between clock reads */
 #define CONFIG_HEAP_LIMIT (64u << 20)        /* bytes of Lua heap for the file */
 #define CONFIG_TOKEN_MAX (64u << 10)         /* largest token file */
+#define CONFIG_MAX_WAIT_NS (60 * HA_NS_PER_S) /* largest max_wait */
 
 static const char *const config_default_paths[HA_NPROBES] = {"/livez", "/readyz", "/startupz",
                                                              "/healthz"};
@@ -97,6 +98,7 @@ void config_defaults(ha_config *cfg)
     cfg->memory_limit = 64u << 20;
     cfg->check_memory_limit = 16u << 20;
     cfg->watchdog_ns = 5 * HA_NS_PER_S;
+    cfg->max_wait_ns = 500 * HA_NS_PER_MS;
     cfg->default_timeout_ns = 1 * HA_NS_PER_S;
     cfg->default_ttl_ns = 5 * HA_NS_PER_S;
     cfg->idle_timeout_ns = 10 * HA_NS_PER_S;
@@ -627,6 +629,18 @@ static int config_k_duration0(config_ctx *ctx, lua_State *L, int idx, const char
     return config_duration(ctx, L, idx, field, true, CONFIG_AT(ctx, uint64_t, off));
 }
 
+/* max_wait: 0 (answer at once from what is known) up to CONFIG_MAX_WAIT_NS. */
+static int config_k_max_wait(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)
+{
+    uint64_t v;
+    if (config_duration(ctx, L, idx, field, true, &v) < 0)
+        return -1;
+    if (v > CONFIG_MAX_WAIT_NS)
+        return config_field_err(ctx, field, "must be at most 60s (a probe's whole answer time)");
+    *CONFIG_AT(ctx, uint64_t, off) = v;
+    return 0;
+}
+
 static int config_k_log_format(config_ctx *ctx, lua_State *L, int idx, const char *field,
                                size_t off)
 {
@@ -755,6 +769,7 @@ static const struct {
     {"memory_limit", config_k_size, offsetof(ha_config, memory_limit)},
     {"check_memory_limit", config_k_size, offsetof(ha_config, check_memory_limit)},
     {"watchdog", config_k_duration, offsetof(ha_config, watchdog_ns)},
+    {"max_wait", config_k_max_wait, offsetof(ha_config, max_wait_ns)},
     {"default_timeout", config_k_duration, offsetof(ha_config, default_timeout_ns)},
     {"default_ttl", config_k_duration, offsetof(ha_config, default_ttl_ns)},
     {"idle_timeout", config_k_duration, offsetof(ha_config, idle_timeout_ns)},

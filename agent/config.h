@@ -30,6 +30,7 @@ typedef struct {
     uint64_t memory_limit;         /* bytes of Lua heap per scripts generation */
     uint64_t check_memory_limit;   /* bytes one check may hold at once */
     uint64_t watchdog_ns;          /* engine stall that fails /livez */
+    uint64_t max_wait_ns;          /* longest a probe waits for runs before answering (0: never) */
     uint64_t default_timeout_ns;   /* check timeout when the script gives none */
     uint64_t default_ttl_ns;       /* check ttl when the script gives none */
     uint64_t idle_timeout_ns;      /* HTTP keep-alive idle timeout */

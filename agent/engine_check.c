@@ -25,7 +25,7 @@ struct ha_await {
 
 static const char *const fields[] = {
     "name", "probes", "timeout", "ttl", "interval", "initial_delay", "failure_threshold",
-    "success_threshold", "critical", "run", "memory", NULL,
+    "success_threshold", "critical", "run", "memory", "max_age", NULL,
 };
 
 /* --- definition -------------------------------------------------------- */
@@ -180,12 +180,13 @@ void engine_check_define(lua_State *L, int idx)
                        gen->checks[i]->where);
     const ha_config *cfg = vm->eng->cfg;
     uint64_t timeout = cfg ? cfg->default_timeout_ns : HA_NS_PER_S;
-    uint64_t ttl = 0, interval = 0, delay = 0, mem = cfg ? cfg->check_memory_limit : 0;
+    uint64_t ttl = 0, interval = 0, delay = 0, max_age = 0, mem = cfg ? cfg->check_memory_limit : 0;
     int fthr = 1, sthr = 1;
     field_duration(L, idx, "timeout", &timeout, true);
     field_duration(L, idx, "ttl", &ttl, false);
     field_duration(L, idx, "interval", &interval, true);
     field_duration(L, idx, "initial_delay", &delay, false);
+    field_duration(L, idx, "max_age", &max_age, true);
     field_int(L, idx, "failure_threshold", &fthr);
     field_int(L, idx, "success_threshold", &sthr);
     unsigned probes = field_probes(L, idx);
@@ -210,6 +211,15 @@ void engine_check_define(lua_State *L, int idx)
             ttl = interval + timeout;
     }
     lua_pop(L, 1);
+    /* default max_age: the stale result covers one more run of the check */
+    if (max_age == 0) {
+        max_age = ttl + timeout;
+    } else if (max_age < ttl) {
+        char a[32], t[32];
+        ha_duration_format(max_age, a, sizeof a);
+        ha_duration_format(ttl, t, sizeof t);
+        luaL_error(L, "health.check: field 'max_age' (%s) must not be shorter than the ttl (%s)", a, t);
+    }
     if (lua_getfield(L, idx, "run") != LUA_TFUNCTION)
         luaL_error(L, "health.check: field 'run' must be a function");
     lua_Debug ar;
@@ -249,6 +259,7 @@ void engine_check_define(lua_State *L, int idx)
     c->probes = probes;
     c->timeout_ns = timeout;
     c->ttl_ns = ttl;
+    c->max_age_ns = max_age;
     c->interval_ns = interval;
     c->initial_delay_ns = delay;
     c->mem_limit = mem;
@@ -260,7 +271,8 @@ void engine_check_define(lua_State *L, int idx)
     c->gen = gen;
     uint64_t h = 1469598103934665603ull;
     h = fnv(h, name, nlen);
-    uint64_t nums[] = {probes, timeout, ttl, interval, delay, mem, (uint64_t)fthr, (uint64_t)sthr, critical};
+    uint64_t nums[] = {probes, timeout, ttl, interval, delay, mem, (uint64_t)fthr, (uint64_t)sthr, critical,
+                       max_age};
     h = fnv(h, nums, sizeof nums);
     if (gen->cur_src && ar.linedefined > 0)
         h = hash_lines(h, gen, ar.linedefined, ar.lastlinedefined);
@@ -653,6 +665,8 @@ void engine_check_push_state(lua_State *L, const ha_check *c)
     lua_setfield(L, -2, "timeout");
     lua_pushnumber(L, (double)c->ttl_ns / 1e9);
     lua_setfield(L, -2, "ttl");
+    lua_pushnumber(L, (double)c->max_age_ns / 1e9);
+    lua_setfield(L, -2, "max_age");
     lua_pushnumber(L, (double)c->interval_ns / 1e9);
     lua_setfield(L, -2, "interval");
     lua_createtable(L, 3, 0);
@@ -679,6 +693,8 @@ void engine_check_snap(const ha_check *c, ha_snap_check *o)
     o->duration_ms = c->duration_ns / HA_NS_PER_MS;
     o->time_ms = c->time_ms;
     o->expires_ns = c->runs ? c->done_ns + c->ttl_ns : 0;
+    o->expired_ns = c->runs ? c->done_ns + c->max_age_ns : 0;
+    o->max_age_ns = c->max_age_ns;
     o->not_before_ns = c->not_before_ns;
     o->timeout_ns = c->timeout_ns;
     o->runs = c->runs;

@@ -26,6 +26,7 @@ typedef struct ha_check {
     unsigned probes;          /* HA_PROBE_* */
     uint64_t timeout_ns;      /* hard deadline of a run */
     uint64_t ttl_ns;          /* how long a result is served from cache */
+    uint64_t max_age_ns;      /* how long a stale result may still be shown (>= ttl_ns) */
     uint64_t interval_ns;     /* background refresh; 0 = on demand only */
     uint64_t initial_delay_ns;
     uint64_t mem_limit;       /* bytes one run may hold */

@@ -1,5 +1,6 @@
-/* front.c: listeners, routing, the response cache, waiting probes, the
- * engine watchdog and the shutdown sequence (see front.h). */
+/* front.c: listeners, routing, the response cache, the age overlay,
+ * waiting probes (front_int.h), the engine watchdog and the shutdown
+ * sequence (see front.h). */
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -10,11 +11,11 @@
 
 #include "front.h"
 #include "front_admin.h"
+#include "front_int.h"
 #include "front_render.h"
 #include "log.h"
 
-#define TICK_MS 50                       /* watchdog and waiter deadlines */
-#define WAIT_MARGIN_NS (100 * HA_NS_PER_MS) /* past a check's timeout before a probe gives up */
+#define TICK_MS 50                       /* watchdog and shutdown steps */
 #define MAX_EXCLUDE 32
 
 /* A prebuilt answer: body in h2o shared memory, linked into each request
@@ -26,7 +27,10 @@ typedef struct {
     const char *content_type;
 } cache_entry;
 
-typedef struct waiter waiter;
+/* A list of waits (front_int.h). */
+typedef struct {
+    front_wait *head, *tail;
+} wait_list;
 
 /* An accepted connection: the libuv handle h2o reads and writes, linked
  * so that shutdown can end the idle ones. */
@@ -46,7 +50,9 @@ struct ha_front {
     uv_tcp_t listeners[HA_MAX_LISTEN];
     int nlisteners;
     uv_async_t wakeup;                /* a snapshot arrived */
-    uv_timer_t tick;                  /* watchdog, waiter deadlines, shutdown steps */
+    uv_timer_t tick;                  /* watchdog, shutdown steps */
+    uv_timer_t deadline;              /* one shot: next wait deadline or age boundary */
+    uint64_t deadline_at_ns;          /* what it is armed for, UINT64_MAX: not armed */
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup;               /* reload the scripts */
     ha_snapshot *snap;                /* newest snapshot, owned; NULL before the first */
@@ -55,14 +61,17 @@ struct ha_front {
     uint64_t hash_full[HA_NPROBES];   /* what the full views show, to keep the cache across snapshots */
     uint64_t hash_names[HA_NPROBES];  /* what the names-only views show */
     unsigned char *requested;         /* per snapshot check: a run was asked for */
-    waiter *waiters;                  /* probes waiting for results */
+    unsigned char *age;               /* per snapshot check: ha_age of its result, an overlay */
+    uint64_t age_next_ns;             /* monotonic: the next age boundary, UINT64_MAX: none */
+    wait_list waits;                  /* waiting answers, soonest deadline first */
+    wait_list due;                    /* ended waits whose callbacks are being made */
     uint64_t stalled_ns;              /* > 0: engine stalled that long */
     int shutdown_phase;               /* 0 serving, 1 draining (readyz 503), 2 closing,
                                          3 ending connections, 4 done */
     front_conn *conns;                /* open client connections */
     uint64_t shutdown_at_ns;          /* when the current phase ends */
     uint64_t override_sent;           /* overrides queued for the engine so far */
-    bool pending_ready;               /* the last one: shown until a snapshot carries it */
+    bool pending_ready;               /* the last one: in force until a snapshot carries it */
     char *pending_reason;             /* owned, may be NULL */
     int exit_code;
 };
@@ -71,24 +80,6 @@ typedef struct {
     h2o_handler_t super;
     ha_front *front;
 } front_handler;
-
-typedef struct {
-    const char *name;   /* in the request pool */
-    size_t len;
-    uint64_t runs;      /* runs when the probe started waiting */
-} wait_item;
-
-struct waiter {
-    waiter *next, *prev;
-    ha_front *front;
-    h2o_req_t *req;     /* NULL once answered or disposed */
-    ha_render_req rr;
-    ha_str exclude[MAX_EXCLUDE];
-    wait_item *items;
-    size_t nitems;
-    uint64_t deadline_ns;
-    bool head;
-};
 
 /* --- responses ------------------------------------------------------------ */
 
@@ -148,7 +139,7 @@ static void respond_error(h2o_req_t *req, int status, const char *msg)
     buf_free(&b);
 }
 
-/* --- snapshot bookkeeping ------------------------------------------------- */
+/* --- views: snapshot, overlays and the response cache --------------------- */
 
 static void cache_clear(cache_entry *e)
 {
@@ -166,16 +157,36 @@ static uint64_t mix_str(uint64_t h, const char *s)
     return mix(h, 0);
 }
 
-/* Recomputes freshness and view hashes per probe; drops cache entries whose
- * view changed. */
-static void absorb_snapshot(ha_front *f)
+/* The readiness override in force: the last one queued by the front until
+ * a snapshot shows the engine applied it, then the snapshot's (which may be
+ * a script's later one). *reason may be NULL. */
+static void override_state(const ha_front *f, bool *not_ready, const char **reason)
+{
+    uint64_t applied = f->snap ? f->snap->override_seq : 0;
+    if (f->override_sent > applied) {
+        *not_ready = !f->pending_ready;
+        *reason = f->pending_ready ? NULL : f->pending_reason;
+    } else {
+        *not_ready = f->snap && f->snap->ready_override;
+        *reason = *not_ready ? f->snap->override_reason : NULL;
+    }
+}
+
+/* Recomputes per probe when every check is fresh until and the hashes of
+ * what its views show (snapshot, age overlay, override, shutdown); drops the
+ * cache entries whose view changed. */
+static void views_update(ha_front *f)
 {
     const ha_snapshot *s = f->snap;
+    bool not_ready;
+    const char *reason;
+    override_state(f, &not_ready, &reason);
     for (int pi = 0; pi < HA_NPROBES; pi++) {
         unsigned mask = ha_probe_mask(pi);
         uint64_t fresh = UINT64_MAX;
-        uint64_t hn = mix(1469598103934665603ull, s->ready_override);
-        hn = mix_str(hn, s->override_reason);
+        uint64_t hn = mix(1469598103934665603ull, not_ready);
+        hn = mix_str(hn, reason);
+        hn = mix(hn, f->shutdown_phase != 0);
         uint64_t hf = mix_str(hn, s->load_error);
         hf = mix(hf, s->generation); /* a reloaded check restarts its runs count */
         for (size_t i = 0; i < s->n; i++) {
@@ -185,9 +196,9 @@ static void absorb_snapshot(ha_front *f)
             if (c->expires_ns < fresh)
                 fresh = c->expires_ns;
             hn = mix_str(hn, c->name);
-            hn = mix(hn, (uint64_t)c->status * 2 + c->critical);
+            hn = mix(hn, ((uint64_t)c->status * 2 + c->critical) * 4 + f->age[i]);
             hf = mix_str(hf, c->name);
-            hf = mix(hf, (uint64_t)c->status * 2 + c->critical);
+            hf = mix(hf, ((uint64_t)c->status * 2 + c->critical) * 4 + f->age[i]);
             hf = mix(hf, c->runs);
         }
         f->fresh_until[pi] = fresh;
@@ -202,23 +213,75 @@ static void absorb_snapshot(ha_front *f)
                 cache_clear(&f->cache[pi][fm][1]);
         }
     }
-    free(f->requested);
-    f->requested = calloc(s->n ? s->n : 1, 1);
 }
 
-static void waiters_recheck(ha_front *f);
-
-/* Shows the override queued last in f->snap when the engine has not applied
- * it yet: an operator's PUT /-/ready takes effect on the very next probe. */
-static void patch_override(ha_front *f)
+/* The age of c's last result at now; lowers *next to the next boundary. */
+static unsigned char age_at(const ha_snap_check *c, uint64_t now, uint64_t *next)
 {
-    ha_snapshot *s = f->snap;
-    if (s == NULL || s->override_seq >= f->override_sent)
-        return;
-    s->ready_override = !f->pending_ready;
-    free(s->override_reason);
-    s->override_reason = f->pending_reason ? strdup(f->pending_reason) : NULL;
+    if (c->runs == 0)
+        return HA_AGE_FRESH;
+    if (now < c->expires_ns) {
+        if (c->expires_ns < *next)
+            *next = c->expires_ns;
+        return HA_AGE_FRESH;
+    }
+    if (now < c->expired_ns) {
+        if (c->expired_ns < *next)
+            *next = c->expired_ns;
+        return HA_AGE_STALE;
+    }
+    return HA_AGE_EXPIRED;
 }
+
+/* Moves every check's age overlay to now and finds the next boundary;
+ * rebuilds the views when one crossed (fresh -> stale -> expired). */
+static void ages_update(ha_front *f, uint64_t now)
+{
+    const ha_snapshot *s = f->snap;
+    uint64_t next = UINT64_MAX;
+    bool changed = false;
+    for (size_t i = 0; s && i < s->n; i++) {
+        unsigned char a = age_at(&s->checks[i], now, &next);
+        changed |= a != f->age[i];
+        f->age[i] = a;
+    }
+    f->age_next_ns = next;
+    if (changed)
+        views_update(f);
+}
+
+/* Brings the age overlay up to now; returns now. */
+static uint64_t front_clock(ha_front *f)
+{
+    uint64_t now = uv_hrtime();
+    if (now >= f->age_next_ns)
+        ages_update(f, now);
+    return now;
+}
+
+static void deadline_arm(ha_front *f);
+
+/* Takes f->snap as new: fresh per-check front state, ages, views. */
+static int absorb_snapshot(ha_front *f)
+{
+    size_t n = f->snap->n ? f->snap->n : 1;
+    unsigned char *req = calloc(n, 1), *age = calloc(n, 1);
+    if (req == NULL || age == NULL) {
+        free(req);
+        free(age);
+        return -1;
+    }
+    free(f->requested);
+    free(f->age);
+    f->requested = req;
+    f->age = age;
+    ages_update(f, uv_hrtime());
+    views_update(f);
+    deadline_arm(f);
+    return 0;
+}
+
+static void waits_recheck(ha_front *f);
 
 /* ha_admin_ctx.set_ready: see front_admin.h. */
 static int front_set_ready(void *fp, bool ready, const char *reason, size_t len)
@@ -235,10 +298,8 @@ static int front_set_ready(void *fp, bool ready, const char *reason, size_t len)
     f->pending_ready = ready;
     free(f->pending_reason);
     f->pending_reason = copy;
-    if (f->snap) {
-        patch_override(f);
-        absorb_snapshot(f); /* drops the cached answers that showed the old state */
-    }
+    if (f->snap)
+        views_update(f); /* drops the cached answers that showed the old state */
     return 0;
 }
 
@@ -248,26 +309,35 @@ static void on_wakeup(uv_async_t *h)
     ha_snapshot *s = bridge_take(f->bridge);
     if (s == NULL)
         return;
-    snapshot_free(f->snap);
+    ha_snapshot *old = f->snap;
     f->snap = s;
-    patch_override(f);
-    absorb_snapshot(f);
-    waiters_recheck(f);
+    if (absorb_snapshot(f) != 0) {
+        f->snap = old; /* out of memory: keep serving the previous one */
+        snapshot_free(s);
+        return;
+    }
+    snapshot_free(old);
+    waits_recheck(f);
 }
 
-/* --- rendering ------------------------------------------------------------ */
+/* --- answering ------------------------------------------------------------- */
+
+const ha_snapshot *front__answer_state(ha_front *f, ha_render_req *r)
+{
+    front_clock(f);
+    r->age = f->snap ? f->age : NULL;
+    r->stalled_ns = f->stalled_ns;
+    override_state(f, &r->not_ready, &r->not_ready_reason);
+    r->shutdown = f->shutdown_phase ? "shutting down" : f->snap == NULL ? "starting" : NULL;
+    return f->snap;
+}
 
 static void render_and_send(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
     static ha_snapshot empty;
     ha_render_out out = {0};
-    const ha_snapshot *s = f->snap ? f->snap : &empty;
-    rr->now_ns = uv_hrtime();
-    rr->stalled_ns = f->stalled_ns;
-    rr->shutdown = f->shutdown_phase ? "shutting down" : NULL;
-    if (f->snap == NULL)
-        rr->shutdown = rr->shutdown ? rr->shutdown : "starting";
-    if (front_render(s, &f->cfg->probes[rr->probe], rr, &out) != 0) {
+    const ha_snapshot *s = front__answer_state(f, rr);
+    if (front_render(s ? s : &empty, &f->cfg->probes[rr->probe], rr, &out) != 0) {
         buf_free(&out.body);
         respond_error(req, 404, "no such check in this probe");
         return;
@@ -276,14 +346,14 @@ static void render_and_send(ha_front *f, h2o_req_t *req, ha_render_req *rr)
     buf_free(&out.body);
 }
 
-/* Answers from the cache entry, building it first if needed. */
+/* Answers from the cache entry, building it first if needed. The caller
+ * made sure the overlays are current (front_clock). */
 static void send_cached(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
     cache_entry *e = &f->cache[rr->probe][rr->format][rr->full];
     if (e->body == NULL) {
         ha_render_out out = {0};
-        rr->now_ns = uv_hrtime();
-        front_render(f->snap, &f->cfg->probes[rr->probe], rr, &out);
+        front_render(front__answer_state(f, rr), &f->cfg->probes[rr->probe], rr, &out);
         e->body = h2o_mem_alloc_shared(NULL, out.body.len + 1, NULL);
         memcpy(e->body, buf_cstr(&out.body), out.body.len + 1);
         e->len = out.body.len;
@@ -295,156 +365,297 @@ static void send_cached(ha_front *f, h2o_req_t *req, ha_render_req *rr)
     respond(req, e->http_status, e->content_type, e->body, e->len);
 }
 
-/* --- waiting for stale checks --------------------------------------------- */
-
-static void waiter_unlink(waiter *w)
+/* Answers now from what is known: a whole probe from the cache (prebuilt
+ * per probe, format and audience), anything else rendered for the request.
+ * While the engine is stalled, liveness carries the stall's length, so
+ * nothing comes from the cache. */
+static void answer(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
-    ha_front *f = w->front;
+    front_clock(f);
+    if (f->snap && !f->stalled_ns && !rr->only.p && rr->nexclude == 0)
+        send_cached(f, req, rr);
+    else
+        render_and_send(f, req, rr);
+}
+
+/* --- waiting for stale checks (front_int.h) -------------------------------- */
+
+struct front_wait_item {
+    const char *name;   /* in the wait's own block */
+    size_t len;
+    uint64_t runs;      /* runs when the wait started */
+};
+
+static void list_unlink(wait_list *l, front_wait *w)
+{
     if (w->prev)
         w->prev->next = w->next;
-    else if (f->waiters == w)
-        f->waiters = w->next;
+    else
+        l->head = w->next;
     if (w->next)
         w->next->prev = w->prev;
+    else
+        l->tail = w->prev;
     w->next = w->prev = NULL;
 }
 
-/* Pool dispose: the client went away or the response completed. */
-static void waiter_dispose(void *p)
+static void list_append(wait_list *l, front_wait *w)
 {
-    waiter *w = p;
-    if (w->req) {
-        waiter_unlink(w);
-        w->req = NULL;
+    w->next = NULL;
+    w->prev = l->tail;
+    if (l->tail)
+        l->tail->next = w;
+    else
+        l->head = w;
+    l->tail = w;
+}
+
+/* Links w into the waits by deadline (it is nearly always the latest). */
+static void waits_insert(ha_front *f, front_wait *w)
+{
+    front_wait *after = f->waits.tail;
+    while (after && after->deadline_ns > w->deadline_ns)
+        after = after->prev;
+    if (after == NULL) {
+        w->prev = NULL;
+        w->next = f->waits.head;
+        if (f->waits.head)
+            f->waits.head->prev = w;
+        else
+            f->waits.tail = w;
+        f->waits.head = w;
+        return;
+    }
+    w->prev = after;
+    w->next = after->next;
+    if (after->next)
+        after->next->prev = w;
+    else
+        f->waits.tail = w;
+    after->next = w;
+}
+
+/* Forgets w: off its list, items freed. */
+static void wait_forget(front_wait *w)
+{
+    ha_front *f = w->front;
+    list_unlink(w->due ? &f->due : &f->waits, w);
+    free(w->items);
+    w->items = NULL;
+    w->due = false;
+    w->front = NULL;
+}
+
+/* Moves w to the callbacks to make (see waits_call_due). */
+static void wait_end(front_wait *w)
+{
+    ha_front *f = w->front;
+    list_unlink(&f->waits, w);
+    w->due = true;
+    list_append(&f->due, w);
+}
+
+/* Makes the callbacks of the ended waits, oldest first. A callback may
+ * start or cancel waits, these included. */
+static void waits_call_due(ha_front *f)
+{
+    while (f->due.head) {
+        front_wait *w = f->due.head;
+        front_wait_cb cb = w->cb;
+        void *data = w->data;
+        wait_forget(w);
+        cb(data);
     }
 }
 
-static bool waiter_satisfied(ha_front *f, waiter *w)
+/* True when every check w waits for has a new result, is fresh, is within
+ * its initial delay, or was removed by a reload. */
+static bool wait_satisfied(ha_front *f, front_wait *w, uint64_t now)
 {
-    uint64_t now = uv_hrtime();
     for (size_t i = 0; i < w->nitems; i++) {
-        int k = snapshot_find(f->snap, w->items[i].name, w->items[i].len);
+        front_wait_item *it = &w->items[i];
+        int k = snapshot_find(f->snap, it->name, it->len);
         if (k < 0)
-            continue; /* removed by a reload */
+            continue;
         const ha_snap_check *c = &f->snap->checks[k];
-        if (c->runs < w->items[i].runs)
-            w->items[i].runs = 0; /* a reload redefined it: its first result will do */
-        if (c->runs > w->items[i].runs || (c->runs && c->expires_ns > now) || c->not_before_ns > now)
+        if (c->runs < it->runs)
+            it->runs = 0; /* a reload redefined it: its first result will do */
+        if (c->runs > it->runs || (c->runs && c->expires_ns > now) || c->not_before_ns > now)
             continue;
         return false;
     }
     return true;
 }
 
-static void waiter_answer(waiter *w, bool give_up)
+static void waits_recheck(ha_front *f)
 {
-    h2o_req_t *req = w->req;
-    waiter_unlink(w);
-    w->req = NULL;
-    w->rr.give_up = give_up;
-    render_and_send(w->front, req, &w->rr);
-}
-
-static void waiters_recheck(ha_front *f)
-{
-    waiter *w = f->waiters;
-    while (w) {
-        waiter *next = w->next;
-        if (waiter_satisfied(f, w))
-            waiter_answer(w, false);
-        w = next;
-    }
-}
-
-/* Checks of the request that need a run before answering; asks the engine
- * for them. Returns the number found; items (in the pool) lists them. */
-static size_t collect_stale(ha_front *f, h2o_req_t *req, const ha_render_req *rr, wait_item **items,
-                            uint64_t *max_timeout)
-{
-    const ha_snapshot *s = f->snap;
     uint64_t now = uv_hrtime();
-    unsigned mask = ha_probe_mask(rr->probe);
-    size_t n = 0;
-    *items = NULL;
-    *max_timeout = 0;
+    for (front_wait *w = f->waits.head, *next; w; w = next) {
+        next = w->next;
+        if (wait_satisfied(f, w, now))
+            wait_end(w);
+    }
+    waits_call_due(f);
+    deadline_arm(f);
+}
+
+/* Ends every wait now (engine stalled, shutdown). */
+static void waits_end_all(ha_front *f)
+{
+    while (f->waits.head)
+        wait_end(f->waits.head);
+    waits_call_due(f);
+    deadline_arm(f);
+}
+
+/* The one deadline timer: ends the waits whose budget is over and moves the
+ * age overlay at its boundaries. */
+static void on_deadline(uv_timer_t *h)
+{
+    ha_front *f = h->data;
+    f->deadline_at_ns = UINT64_MAX;
+    uint64_t now = front_clock(f);
+    while (f->waits.head && f->waits.head->deadline_ns <= now)
+        wait_end(f->waits.head);
+    waits_call_due(f);
+    deadline_arm(f);
+}
+
+/* Arms the deadline timer to the soonest of the next wait deadline and the
+ * next age boundary, unless it is armed for exactly that already. */
+static void deadline_arm(ha_front *f)
+{
+    uint64_t next = f->age_next_ns;
+    if (f->waits.head && f->waits.head->deadline_ns < next)
+        next = f->waits.head->deadline_ns;
+    if (next == f->deadline_at_ns)
+        return;
+    f->deadline_at_ns = next;
+    if (next == UINT64_MAX) {
+        uv_timer_stop(&f->deadline);
+        return;
+    }
+    uv_update_time(f->loop); /* the timer counts from the loop's clock */
+    uint64_t now = uv_hrtime();
+    uint64_t ms = next > now ? (next - now + HA_NS_PER_MS - 1) / HA_NS_PER_MS : 0;
+    uv_timer_start(&f->deadline, on_deadline, ms, 0);
+}
+
+static bool same_name(const ha_str *n, const char *name)
+{
+    return strlen(name) == n->len && memcmp(name, n->p, n->len) == 0;
+}
+
+/* True when sel covers c and c needs a run before an answer: stale or never
+ * run, and not within its initial delay. */
+static bool wants_run(const ha_snap_check *c, const ha_front_sel *sel, uint64_t now)
+{
+    if (!(c->probes & ha_probe_mask(sel->probe)) || (sel->only.p && !same_name(&sel->only, c->name)))
+        return false;
+    for (size_t e = 0; e < sel->nexclude; e++)
+        if (same_name(&sel->exclude[e], c->name))
+            return false;
+    /* a fresh result is served even while a background refresh runs */
+    return c->not_before_ns <= now && !(c->runs && c->expires_ns > now);
+}
+
+int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t budget_ns,
+                front_wait_cb cb, void *data)
+{
+    memset(w, 0, sizeof *w);
+    const ha_snapshot *s = f->snap;
+    if (s == NULL || f->stalled_ns)
+        return 0;
+    uint64_t now = uv_hrtime();
+    uint64_t budget = budget_ns < f->cfg->max_wait_ns ? budget_ns : f->cfg->max_wait_ns;
+    size_t n = 0, bytes = 0;
     for (size_t i = 0; i < s->n; i++) {
         const ha_snap_check *c = &s->checks[i];
-        if (!(c->probes & mask))
+        if (!wants_run(c, sel, now))
             continue;
-        if (rr->only.p && (strlen(c->name) != rr->only.len || memcmp(c->name, rr->only.p, rr->only.len) != 0))
-            continue;
-        bool excluded = false;
-        for (size_t e = 0; e < rr->nexclude; e++)
-            excluded |= strlen(c->name) == rr->exclude[e].len &&
-                        memcmp(c->name, rr->exclude[e].p, rr->exclude[e].len) == 0;
-        /* a fresh result is served even while a background refresh runs */
-        if (excluded || c->not_before_ns > now || (c->runs && c->expires_ns > now))
-            continue;
-        if (rr->probe == HA_PI_LIVENESS && c->runs == 0) {
-            /* liveness never waits for a first result (it reads as passing) */
-            if (!c->running && !f->requested[i]) {
-                f->requested[i] = 1;
-                bridge_send(f->bridge, HA_MSG_RUN, 0, c->name, strlen(c->name));
-            }
-            continue;
-        }
-        if (*items == NULL)
-            *items = h2o_mem_alloc_pool(&req->pool, sizeof(wait_item) * s->n);
-        (*items)[n].name = c->name; /* copied below: the snapshot may go */
-        (*items)[n].len = strlen(c->name);
-        (*items)[n].runs = c->runs;
-        char *copy = h2o_mem_alloc_pool(&req->pool, (*items)[n].len + 1);
-        memcpy(copy, c->name, (*items)[n].len + 1);
-        (*items)[n].name = copy;
-        n++;
-        if (c->timeout_ns > *max_timeout)
-            *max_timeout = c->timeout_ns;
         if (!c->running && !f->requested[i]) {
             f->requested[i] = 1;
             bridge_send(f->bridge, HA_MSG_RUN, 0, c->name, strlen(c->name));
         }
+        /* liveness never waits for a first result (it reads as passing) */
+        if (budget == 0 || (sel->probe == HA_PI_LIVENESS && c->runs == 0))
+            continue;
+        n++;
+        bytes += strlen(c->name) + 1;
     }
-    return n;
+    if (n == 0)
+        return 0;
+    w->items = malloc(n * sizeof *w->items + bytes);
+    if (w->items == NULL)
+        return -1;
+    char *names = (char *)(w->items + n);
+    for (size_t i = 0; i < s->n && w->nitems < n; i++) {
+        const ha_snap_check *c = &s->checks[i];
+        if (!wants_run(c, sel, now) || (sel->probe == HA_PI_LIVENESS && c->runs == 0))
+            continue;
+        front_wait_item *it = &w->items[w->nitems++];
+        it->len = strlen(c->name);
+        it->name = memcpy(names, c->name, it->len + 1); /* the snapshot may go first */
+        it->runs = c->runs;
+        names += it->len + 1;
+    }
+    w->front = f;
+    w->cb = cb;
+    w->data = data;
+    w->deadline_ns = now + budget;
+    waits_insert(f, w);
+    deadline_arm(f);
+    return 1;
+}
+
+void front__wait_cancel(front_wait *w)
+{
+    if (w->front)
+        wait_forget(w);
+}
+
+/* A probe request waiting: lives in the request's pool. */
+typedef struct {
+    front_wait w;
+    ha_front *front;
+    h2o_req_t *req;
+    ha_render_req rr;
+    ha_str exclude[MAX_EXCLUDE];
+} http_wait;
+
+/* Pool dispose: the client went away or the response completed. */
+static void http_wait_dispose(void *p)
+{
+    http_wait *hw = p;
+    front__wait_cancel(&hw->w);
+}
+
+static void http_wait_done(void *p)
+{
+    http_wait *hw = p;
+    answer(hw->front, hw->req, &hw->rr);
 }
 
 /* Serves a probe request: from the cache when every check is fresh, else
- * after the stale ones have run (or their deadline passed). */
+ * after the stale ones have run or max_wait passed, whichever comes first. */
 static void serve_probe(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
-    uint64_t now = uv_hrtime();
-    if (f->snap == NULL || f->stalled_ns || f->shutdown_phase) {
-        render_and_send(f, req, rr);
-        return;
-    }
-    if (!rr->only.p && rr->nexclude == 0 && now < f->fresh_until[rr->probe]) {
+    bool whole = !rr->only.p && rr->nexclude == 0;
+    if (whole && f->snap && !f->stalled_ns && uv_hrtime() < f->fresh_until[rr->probe]) {
         send_cached(f, req, rr);
         return;
     }
-    wait_item *items;
-    uint64_t max_timeout;
-    size_t n = collect_stale(f, req, rr, &items, &max_timeout);
-    if (n == 0) {
-        if (!rr->only.p && rr->nexclude == 0)
-            send_cached(f, req, rr);
-        else
-            render_and_send(f, req, rr);
-        return;
-    }
-    waiter *w = h2o_mem_alloc_shared(&req->pool, sizeof *w, waiter_dispose);
-    memset(w, 0, sizeof *w);
-    w->front = f;
-    w->req = req;
-    w->rr = *rr;
+    http_wait *hw = h2o_mem_alloc_shared(&req->pool, sizeof *hw, http_wait_dispose);
+    memset(hw, 0, sizeof *hw);
+    hw->front = f;
+    hw->req = req;
+    hw->rr = *rr;
     for (size_t i = 0; i < rr->nexclude; i++)
-        w->exclude[i] = rr->exclude[i];
-    w->rr.exclude = w->exclude;
-    w->items = items;
-    w->nitems = n;
-    w->deadline_ns = now + max_timeout + WAIT_MARGIN_NS;
-    w->next = f->waiters;
-    if (f->waiters)
-        f->waiters->prev = w;
-    f->waiters = w;
+        hw->exclude[i] = rr->exclude[i];
+    hw->rr.exclude = hw->exclude;
+    ha_front_sel sel = {rr->probe, rr->only, hw->exclude, rr->nexclude};
+    if (front__wait(f, &hw->w, &sel, UINT64_MAX, http_wait_done, hw) != 1)
+        answer(f, req, &hw->rr);
 }
 
 /* --- routing -------------------------------------------------------------- */
@@ -530,7 +741,8 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ha_str exclude[MAX_EXCLUDE];
     if (front_admin_route(req->path_normalized)) {
         ha_admin_ctx ax = {f->cfg, f->bridge, f->snap, trusted(f, req), has_token(f, req), f->shutdown_phase != 0,
-                           front_set_ready, f};
+                           front_set_ready, f, false, NULL};
+        override_state(f, &ax.not_ready, &ax.not_ready_reason);
         return front_admin_handle(req, &ax);
     }
     int pi = match_probe(f, req->path_normalized, &rr.only);
@@ -585,11 +797,8 @@ static void on_tick(uv_timer_t *h)
                   (unsigned long long)(since / HA_NS_PER_S));
     else if (!f->stalled_ns && was)
         log_event(LOG_INFO, NULL, "engine recovered");
-    for (waiter *w = f->waiters, *next; w; w = next) {
-        next = w->next;
-        if (now >= w->deadline_ns || f->stalled_ns)
-            waiter_answer(w, true);
-    }
+    if (f->stalled_ns)
+        waits_end_all(f); /* nothing more comes from the engine for now */
     if (f->shutdown_phase == 1 && now >= f->shutdown_at_ns) {
         log_event(LOG_INFO, NULL, "shutdown: closing listeners, finishing requests in flight");
         close_listeners(f);
@@ -597,11 +806,8 @@ static void on_tick(uv_timer_t *h)
         f->shutdown_phase = 2;
         f->shutdown_at_ns = now + f->cfg->shutdown_timeout_ns;
     }
-    if (f->shutdown_phase == 2 && (f->waiters == NULL || now >= f->shutdown_at_ns)) {
-        for (waiter *w = f->waiters, *next; w; w = next) {
-            next = w->next;
-            waiter_answer(w, true);
-        }
+    if (f->shutdown_phase == 2 && (f->waits.head == NULL || now >= f->shutdown_at_ns)) {
+        waits_end_all(f);
         /* idle keep-alive connections would wait for their next request:
          * end their reading side, so h2o sees EOF and closes each one
          * after its response is out */
@@ -633,6 +839,8 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     f->shutdown_phase = 1;
     f->shutdown_at_ns = uv_hrtime() + f->cfg->shutdown_delay_ns;
+    if (f->snap)
+        views_update(f); /* readiness now reads "shutting down" */
     char d[32];
     ha_duration_format(f->cfg->shutdown_delay_ns, d, sizeof d);
     log_event(LOG_INFO, NULL, "signal %d: /readyz now fails; still answering probes for %s", signum, d);
@@ -759,6 +967,10 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     uv_timer_init(loop, &f->tick);
     f->tick.data = f;
     uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS);
+    uv_timer_init(loop, &f->deadline);
+    f->deadline.data = f;
+    f->deadline_at_ns = UINT64_MAX;
+    f->age_next_ns = UINT64_MAX;
     uv_signal_init(loop, &f->sigterm);
     uv_signal_init(loop, &f->sigint);
     f->sigterm.data = f->sigint.data = f;
@@ -778,7 +990,10 @@ int front_run(ha_front *f)
         ha_snapshot *s = bridge_take(f->bridge);
         if (s) {
             f->snap = s;
-            absorb_snapshot(f);
+            if (absorb_snapshot(f) != 0) {
+                f->snap = NULL;
+                snapshot_free(s);
+            }
         } else {
             uv_sleep(1);
         }
@@ -802,15 +1017,16 @@ void front_free(ha_front *f)
         f->bridge->front_wakeup = NULL;
     close_if_open((uv_handle_t *)&f->wakeup);
     close_if_open((uv_handle_t *)&f->tick);
+    close_if_open((uv_handle_t *)&f->deadline);
     close_if_open((uv_handle_t *)&f->sigterm);
     close_if_open((uv_handle_t *)&f->sigint);
     close_if_open((uv_handle_t *)&f->sighup);
-    for (waiter *w = f->waiters, *next; w; w = next) {
-        next = w->next;
-        w->req = NULL;
-        w->next = w->prev = NULL;
-    }
-    f->waiters = NULL;
+    /* requests still waiting are left to the process exit: forget them,
+     * so that their pools' dispose finds nothing to cancel */
+    while (f->waits.head)
+        wait_forget(f->waits.head);
+    while (f->due.head)
+        wait_forget(f->due.head);
     for (int pi = 0; pi < HA_NPROBES; pi++)
         for (int fm = 0; fm < HA_NFORMATS; fm++)
             for (int k = 0; k < 2; k++)
@@ -832,6 +1048,7 @@ void front_free(ha_front *f)
     h2o_config_dispose(&f->globalconf);
     snapshot_free(f->snap);
     free(f->requested);
+    free(f->age);
     free(f->pending_reason);
     free(f);
 }

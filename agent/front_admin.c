@@ -123,14 +123,14 @@ static void info(h2o_req_t *req, const ha_admin_ctx *ctx)
 
 /* --- /-/status ------------------------------------------------------------ */
 
-static void add_override(ha_buf *b, const ha_snapshot *s)
+static void add_override(ha_buf *b, const ha_admin_ctx *ctx)
 {
-    if (s == NULL || !s->ready_override) {
+    if (!ctx->not_ready) {
         buf_adds(b, "null");
         return;
     }
     buf_adds(b, "{\"ready\":false,\"reason\":");
-    const char *r = s->override_reason ? s->override_reason : "not ready";
+    const char *r = ctx->not_ready_reason ? ctx->not_ready_reason : "not ready";
     buf_json_str(b, r, strlen(r));
     buf_addc(b, '}');
 }
@@ -162,7 +162,7 @@ static void status(h2o_req_t *req, const ha_admin_ctx *ctx)
         buf_adds(&b, "null");
     }
     buf_adds(&b, ",\"override\":");
-    add_override(&b, s);
+    add_override(&b, ctx);
     buf_adds(&b, "}\n");
     admin_respond(req, 200, "OK", &b);
     buf_free(&b);
@@ -373,10 +373,9 @@ static void ready(h2o_req_t *req, const ha_admin_ctx *ctx)
     if (!method_is(req, "HEAD") && !allow(req, "PUT", "GET", "GET, HEAD, PUT"))
         return;
     if (!method_is(req, "PUT")) {
-        const ha_snapshot *s = ctx->snap;
         ha_buf b = HA_BUF_INIT;
-        buf_printf(&b, "{\"ready\":%s,\"override\":", s && s->ready_override ? "false" : "true");
-        add_override(&b, s);
+        buf_printf(&b, "{\"ready\":%s,\"override\":", ctx->not_ready ? "false" : "true");
+        add_override(&b, ctx);
         buf_adds(&b, "}\n");
         admin_respond(req, 200, "OK", &b);
         buf_free(&b);

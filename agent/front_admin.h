@@ -29,6 +29,9 @@ typedef struct {
      * for the engine. Returns 0 or -1 (out of memory). */
     int (*set_ready)(void *front, bool ready, const char *reason, size_t len);
     void *front;
+    bool not_ready;           /* the readiness override in force (one not yet applied
+                                 by the engine included) */
+    const char *not_ready_reason; /* its reason, may be NULL */
 } ha_admin_ctx;
 
 /* Records the build facts shown by /info and the process start time. Call

@@ -1,5 +1,5 @@
 /* front_render.c: the probe answer. Decides which checks a request covers,
- * what each one displays (stall, give-up and non-critical overlays), the
+ * what each one displays (stall, age and non-critical overlays), the
  * aggregate and its HTTP code, and writes the body in one of three formats
  * (see front_render.h). Pure: reads the snapshot and the request only. */
 #include "front_render.h"
@@ -13,6 +13,7 @@ typedef struct {
     ha_status shown;        /* displayed status */
     ha_status contrib;      /* what it adds to the aggregate: at most WARN if not critical */
     const char *output;     /* displayed output, may be NULL; may point at synth */
+    bool stale;             /* an old result is shown: marked "stale" */
     char synth[64];         /* "timeout after 2s" when an overlay replaced the result */
 } render_view;
 
@@ -49,25 +50,34 @@ static bool render_included(const ha_snap_check *c, const ha_render_req *r)
     return true;
 }
 
-/* Fills v with what c displays under r: a run in flight during an engine
- * stall, or a run in flight or a stale result once the waiter gave up, reads
- * DOWN "timeout after <timeout>"; a failing non-critical check reads WARN.
- * A check that never produced a result and is not running keeps its INIT,
- * which fails every probe but liveness. */
-static void render_view_of(const ha_snap_check *c, const ha_render_req *r, render_view *v)
+/* Fills v with what check i of s displays under r: a run in flight during
+ * an engine stall reads DOWN "timeout after <timeout>"; a result past its
+ * max_age reads DOWN "no result for <max_age>" (a check never decided keeps
+ * its INIT); a result past its ttl is shown marked stale; a failing
+ * non-critical check reads WARN. A check that never produced a result keeps
+ * its INIT, which fails every probe but liveness. */
+static void render_view_of(const ha_snapshot *s, size_t i, const ha_render_req *r, render_view *v)
 {
-    bool stale = c->time_ms != 0 && c->expires_ns <= r->now_ns;
-    bool timed_out = (r->stalled_ns > 0 && c->running) || (r->give_up && (c->running || stale));
+    const ha_snap_check *c = &s->checks[i];
+    ha_age age = r->age != NULL && c->time_ms != 0 ? (ha_age)r->age[i] : HA_AGE_FRESH;
+    char d[32];
 
     v->c = c;
     v->shown = c->status;
     v->output = c->output;
-    if (timed_out) {
-        char d[32];
+    v->stale = age != HA_AGE_FRESH;
+    if (r->stalled_ns > 0 && c->running) {
         ha_duration_format(c->timeout_ns, d, sizeof d);
         snprintf(v->synth, sizeof v->synth, "timeout after %s", d);
         v->shown = HA_DOWN;
         v->output = v->synth;
+        v->stale = false;
+    } else if (age == HA_AGE_EXPIRED && c->status != HA_INIT) {
+        ha_duration_format(c->max_age_ns, d, sizeof d);
+        snprintf(v->synth, sizeof v->synth, "no result for %s", d);
+        v->shown = HA_DOWN;
+        v->output = v->synth;
+        v->stale = false;
     }
     if (!c->critical && v->shown == HA_DOWN)
         v->shown = HA_WARN;
@@ -93,7 +103,7 @@ static int render_summarize(const ha_snapshot *s, const ha_render_req *r, render
         int i = snapshot_find(s, r->only.p, r->only.len);
         if (i < 0 || (s->checks[i].probes & ha_probe_mask(r->probe)) == 0)
             return -1;
-        render_view_of(&s->checks[i], r, &v);
+        render_view_of(s, (size_t)i, r, &v);
         sum->only = i;
         sum->status = v.contrib;
         return 0;
@@ -101,7 +111,7 @@ static int render_summarize(const ha_snapshot *s, const ha_render_req *r, render
     for (size_t i = 0; s != NULL && i < s->n; i++) {
         if (!render_included(&s->checks[i], r))
             continue;
-        render_view_of(&s->checks[i], r, &v);
+        render_view_of(s, i, r, &v);
         if (v.contrib > sum->status)
             sum->status = v.contrib;
     }
@@ -113,8 +123,8 @@ static int render_summarize(const ha_snapshot *s, const ha_render_req *r, render
     } else if (r->probe == HA_PI_READINESS && r->shutdown != NULL) {
         sum->reason = r->shutdown;
         sum->status = HA_DOWN;
-    } else if (r->probe == HA_PI_READINESS && s != NULL && s->ready_override) {
-        sum->reason = s->override_reason ? s->override_reason : "not ready";
+    } else if (r->probe == HA_PI_READINESS && r->not_ready) {
+        sum->reason = r->not_ready_reason ? r->not_ready_reason : "not ready";
         sum->status = HA_DOWN;
     }
     return 0;
@@ -128,6 +138,8 @@ static void render_json_component(ha_buf *b, const render_view *v, const ha_rend
 {
     const ha_snap_check *c = v->c;
     buf_printf(b, "{\"status\":\"%s\"", ha_status_name(v->shown));
+    if (v->stale)
+        buf_adds(b, ",\"stale\":true");
     if (r->full) {
         if (v->output != NULL) {
             buf_adds(b, ",\"output\":");
@@ -155,7 +167,7 @@ static void render_json(ha_buf *b, const ha_snapshot *s, const ha_render_req *r,
     bool first = true;
 
     if (sum->only >= 0) {
-        render_view_of(&s->checks[sum->only], r, &v);
+        render_view_of(s, (size_t)sum->only, r, &v);
         render_json_component(b, &v, r);
         return;
     }
@@ -168,7 +180,7 @@ static void render_json(ha_buf *b, const ha_snapshot *s, const ha_render_req *r,
     for (size_t i = 0; s != NULL && i < s->n; i++) {
         if (!render_included(&s->checks[i], r))
             continue;
-        render_view_of(&s->checks[i], r, &v);
+        render_view_of(s, i, r, &v);
         if (!first)
             buf_addc(b, ',');
         first = false;
@@ -198,6 +210,8 @@ static void render_health_check(ha_buf *b, const render_view *v, const ha_render
     buf_adds(b, ":[{\"componentId\":");
     render_json_cstr(b, c->name);
     buf_printf(b, ",\"status\":\"%s\"", ha_status_ietf(v->shown));
+    if (v->stale)
+        buf_adds(b, ",\"stale\":true");
     if (r->full) {
         if (c->time_ms != 0) {
             char t[32];
@@ -231,7 +245,7 @@ static void render_health(ha_buf *b, const ha_snapshot *s, const ha_render_req *
     for (size_t i = 0; s != NULL && i < s->n; i++) {
         if (sum->only >= 0 ? (int)i != sum->only : !render_included(&s->checks[i], r))
             continue;
-        render_view_of(&s->checks[i], r, &v);
+        render_view_of(s, i, r, &v);
         if (!first)
             buf_addc(b, ',');
         first = false;
@@ -247,20 +261,23 @@ static void render_line_text(ha_buf *b, const char *s)
 }
 
 /* One kube-apiserver line: "[+]name ok" when the check does not fail the
- * probe, else "[-]name failed: <output or reason withheld>". */
+ * probe, else "[-]name failed: <output or reason withheld>"; " (stale)"
+ * follows when an old result is shown. */
 static void render_verbose_line(ha_buf *b, const render_view *v, const ha_render_req *r)
 {
     buf_adds(b, v->contrib <= HA_WARN ? "[+]" : "[-]");
     render_line_text(b, v->c->name);
     if (v->contrib <= HA_WARN) {
-        buf_adds(b, " ok\n");
-        return;
+        buf_adds(b, " ok");
+    } else {
+        buf_adds(b, " failed: ");
+        if (!r->full)
+            buf_adds(b, "reason withheld");
+        else
+            render_line_text(b, v->output ? v->output : ha_status_name(v->shown));
     }
-    buf_adds(b, " failed: ");
-    if (!r->full)
-        buf_adds(b, "reason withheld");
-    else
-        render_line_text(b, v->output ? v->output : ha_status_name(v->shown));
+    if (v->stale)
+        buf_adds(b, " (stale)");
     buf_addc(b, '\n');
 }
 
@@ -274,7 +291,7 @@ static void render_verbose(ha_buf *b, const ha_snapshot *s, const ha_render_req 
     for (size_t i = 0; s != NULL && i < s->n; i++) {
         if (sum->only >= 0 ? (int)i != sum->only : !render_included(&s->checks[i], r))
             continue;
-        render_view_of(&s->checks[i], r, &v);
+        render_view_of(s, i, r, &v);
         render_verbose_line(b, &v, r);
     }
     if (sum->reason != NULL) {

@@ -23,6 +23,15 @@ typedef struct {
     size_t len;
 } ha_str;
 
+/* How old a check's last result is, as the front tracks it beside the
+ * snapshot (front.c): an overlay, never written into the snapshot. */
+typedef enum {
+    HA_AGE_FRESH = 0,          /* younger than its ttl, or no result yet */
+    HA_AGE_STALE = 1,          /* past its ttl, within its max_age: shown, marked stale */
+    HA_AGE_EXPIRED = 2,        /* past its max_age: reads DOWN "no result for <max_age>",
+                                  except a check never decided, which stays INIT */
+} ha_age;
+
 typedef struct {
     int probe;                 /* ha_probe_index */
     ha_format format;
@@ -30,11 +39,11 @@ typedef struct {
     ha_str only;               /* p != NULL: answer this one check */
     const ha_str *exclude;     /* names left out */
     size_t nexclude;
-    uint64_t now_ns;           /* monotonic now, for staleness */
+    const unsigned char *age;  /* per check of the snapshot, an ha_age; NULL: all fresh */
     uint64_t stalled_ns;       /* > 0: engine stalled this long: liveness fails
                                   "engine stalled for Ns", running checks read DOWN timeout */
-    bool give_up;              /* the waiter timed out: checks still running or stale read
-                                  DOWN "timeout after <timeout>" */
+    bool not_ready;            /* readiness override in force: readiness reads DOWN */
+    const char *not_ready_reason; /* its reason, may be NULL ("not ready") */
     const char *shutdown;      /* non-NULL: readiness reads DOWN with this reason */
 } ha_render_req;
 

@@ -21,6 +21,8 @@ typedef struct {
     uint64_t duration_ms;     /* duration of the last run */
     int64_t time_ms;          /* wall clock of the last result, 0 if none */
     uint64_t expires_ns;      /* monotonic (uv_hrtime) time the last result turns stale; 0 if none */
+    uint64_t expired_ns;      /* monotonic time the last result passes max_age; 0 if none */
+    uint64_t max_age_ns;      /* oldest result the front shows (stale); older reads DOWN */
     uint64_t not_before_ns;   /* monotonic: no run before this (initial_delay) */
     uint64_t timeout_ns;      /* hard deadline of one run */
     uint64_t runs;            /* completed runs so far: grows by one per result */

@@ -172,7 +172,6 @@ static ha_render_req req(int probe, ha_format fmt, bool full)
     r.probe = probe;
     r.format = fmt;
     r.full = full;
-    r.now_ns = NOW_NS;
     return r;
 }
 
@@ -515,51 +514,99 @@ static void test_stall(void)
     CHECK(run(&s, &r).status == HA_UP);
 }
 
-static void test_give_up(void)
+/* The age overlay: a stale result is shown marked stale in every format; one
+ * past its max_age reads DOWN "no result for <max_age>"; a check never
+ * decided stays INIT; a running check keeps its last result. */
+static void test_age(void)
 {
     ha_snap_check cs[5];
     cs[0] = result(ck("a-running", HA_PROBE_READINESS, HA_UP), "ok", NULL, 1);
     cs[0].running = true;
     cs[1] = result(ck("b-stale", HA_PROBE_READINESS, HA_UP), "ok", NULL, 1);
-    cs[1].expires_ns = NOW_NS; /* expires exactly now: stale */
-    cs[1].timeout_ns = 1500 * HA_NS_PER_MS;
-    cs[2] = result(ck("c-fresh", HA_PROBE_READINESS, HA_UP), "ok", NULL, 1);
+    cs[2] = result(ck("c-expired", HA_PROBE_READINESS, HA_UP), "ok", NULL, 1);
+    cs[2].max_age_ns = 6500 * HA_NS_PER_MS;
     cs[3] = ck("d-never", HA_PROBE_READINESS, HA_INIT);
-    cs[4] = ck("e-optional", HA_PROBE_READINESS, HA_INIT);
-    cs[4].critical = false;
-    cs[4].running = true;
-    cs[4].timeout_ns = 250 * HA_NS_PER_MS;
+    cs[4] = result(ck("e-undecided", HA_PROBE_READINESS, HA_INIT), "first failure", NULL, 1);
     ha_snapshot s = snap(cs, 5);
+    unsigned char age[5] = {HA_AGE_FRESH, HA_AGE_STALE, HA_AGE_EXPIRED, HA_AGE_EXPIRED, HA_AGE_EXPIRED};
 
     ha_render_req r = req(HA_PI_READINESS, HA_FMT_JSON, true);
-    r.give_up = true;
+    r.age = age;
     answer a = run(&s, &r);
     CHECK_INT(a.code, 503);
     CHECK(a.status == HA_DOWN);
     CHECK_STR(a.body, "{\"status\":\"DOWN\",\"components\":{"
-                      "\"a-running\":{\"status\":\"DOWN\",\"output\":\"timeout after 2s\","
-                      "\"duration_ms\":1,\"time\":\"" T_STR "\"},"
-                      "\"b-stale\":{\"status\":\"DOWN\",\"output\":\"timeout after 1500ms\","
-                      "\"duration_ms\":1,\"time\":\"" T_STR "\"},"
-                      "\"c-fresh\":{\"status\":\"UP\",\"output\":\"ok\",\"duration_ms\":1,"
+                      "\"a-running\":{\"status\":\"UP\",\"output\":\"ok\",\"duration_ms\":1,"
                       "\"time\":\"" T_STR "\"},"
+                      "\"b-stale\":{\"status\":\"UP\",\"stale\":true,\"output\":\"ok\",\"duration_ms\":1,"
+                      "\"time\":\"" T_STR "\"},"
+                      "\"c-expired\":{\"status\":\"DOWN\",\"output\":\"no result for 6500ms\","
+                      "\"duration_ms\":1,\"time\":\"" T_STR "\"},"
                       "\"d-never\":{\"status\":\"INIT\"},"
-                      "\"e-optional\":{\"status\":\"WARN\",\"output\":\"timeout after 250ms\"}}}");
+                      "\"e-undecided\":{\"status\":\"INIT\",\"stale\":true,\"output\":\"first failure\","
+                      "\"duration_ms\":1,\"time\":\"" T_STR "\"}}}");
+    r.full = false;
+    CHECK_STR(run(&s, &r).body, "{\"status\":\"DOWN\",\"components\":{"
+                                "\"a-running\":{\"status\":\"UP\"},"
+                                "\"b-stale\":{\"status\":\"UP\",\"stale\":true},"
+                                "\"c-expired\":{\"status\":\"DOWN\"},"
+                                "\"d-never\":{\"status\":\"INIT\"},"
+                                "\"e-undecided\":{\"status\":\"INIT\",\"stale\":true}}}");
+    r.full = true;
+    r.format = HA_FMT_VERBOSE;
+    CHECK_STR(run(&s, &r).body, "[+]a-running ok\n[+]b-stale ok (stale)\n"
+                                "[-]c-expired failed: no result for 6500ms\n[-]d-never failed: INIT\n"
+                                "[-]e-undecided failed: first failure (stale)\nreadyz check failed\n");
+    r.full = false;
+    CHECK_STR(run(&s, &r).body, "[+]a-running ok\n[+]b-stale ok (stale)\n"
+                                "[-]c-expired failed: reason withheld\n[-]d-never failed: reason withheld\n"
+                                "[-]e-undecided failed: reason withheld (stale)\nreadyz check failed\n");
+    r.full = true;
+    r.format = HA_FMT_HEALTH_JSON;
+    r.only = (ha_str){"b-stale", 7};
+    CHECK_STR(run(&s, &r).body, "{\"status\":\"pass\",\"checks\":{\"b-stale\":[{\"componentId\":\"b-stale\","
+                                "\"status\":\"pass\",\"stale\":true,\"time\":\"" T_STR "\",\"output\":\"ok\","
+                                "\"observedValue\":1,\"observedUnit\":\"ms\"}]}}");
+    r.only = (ha_str){"c-expired", 9};
+    a = run(&s, &r);
+    CHECK_INT(a.code, 503);
+    CHECK(strstr(a.body, "\"status\":\"fail\",\"time\"") != NULL);
+    CHECK(strstr(a.body, "\"output\":\"no result for 6500ms\"") != NULL);
 
-    /* Without give_up the same snapshot shows the last results. */
-    r.give_up = false;
+    /* Without the overlay the same snapshot shows the last results. */
+    r = req(HA_PI_READINESS, HA_FMT_JSON, true);
     a = run(&s, &r);
     CHECK(a.status == HA_INIT);
-    CHECK(strstr(a.body, "timeout") == NULL);
+    CHECK(strstr(a.body, "\"stale\"") == NULL && strstr(a.body, "no result") == NULL);
 
-    /* Only the fresh and the optional ones: give_up leaves the probe passing. */
-    ha_snapshot s2 = snap(cs + 2, 1);
-    r.give_up = true;
+    /* Stale results pass; an expired optional check reads WARN; liveness
+     * does not fail on an undecided one, whatever its age. */
+    r.age = age;
+    ha_snapshot s2 = snap(cs + 1, 1);
+    unsigned char stale[1] = {HA_AGE_STALE}, expired[1] = {HA_AGE_EXPIRED};
+    r.age = stale;
     CHECK_INT(run(&s2, &r).code, 200);
-    ha_snapshot s3 = snap(cs + 4, 1);
+    cs[2].critical = false;
+    ha_snapshot s3 = snap(cs + 2, 1);
+    r.age = expired;
     a = run(&s3, &r);
     CHECK_INT(a.code, 200);
     CHECK(a.status == HA_WARN);
+    cs[4].probes = HA_PROBE_LIVENESS;
+    ha_snapshot s4 = snap(cs + 4, 1);
+    r = req(HA_PI_LIVENESS, HA_FMT_JSON, false);
+    r.age = expired;
+    CHECK_INT(run(&s4, &r).code, 200);
+
+    /* A stall overrides the age of a running check. */
+    cs[0].max_age_ns = HA_NS_PER_S;
+    ha_snapshot s5 = snap(cs, 1);
+    r = req(HA_PI_READINESS, HA_FMT_JSON, true);
+    r.age = expired;
+    r.stalled_ns = 6 * HA_NS_PER_S;
+    CHECK(strstr(run(&s5, &r).body, "\"output\":\"timeout after 2s\"") != NULL);
+    r.stalled_ns = 0;
+    CHECK(strstr(run(&s5, &r).body, "\"output\":\"no result for 1s\"") != NULL);
 }
 
 static void test_shutdown_and_override(void)
@@ -592,14 +639,14 @@ static void test_shutdown_and_override(void)
     CHECK_INT(a.code, 200);
     CHECK_STR(a.body, "{\"status\":\"UP\",\"components\":{\"orders-db\":{\"status\":\"UP\"}}}");
 
-    /* Operator override of readiness. */
-    s.ready_override = true;
+    /* Operator override of readiness (the front's state, not the snapshot's). */
     r = req(HA_PI_READINESS, HA_FMT_JSON, false);
+    r.not_ready = true;
     a = run(&s, &r);
     CHECK_INT(a.code, 503);
     CHECK_STR(a.body, "{\"status\":\"DOWN\",\"reason\":\"not ready\",\"components\":{"
                       "\"cache\":{\"status\":\"UP\"},\"orders-db\":{\"status\":\"UP\"}}}");
-    s.override_reason = (char *)"maintenance \"window\"";
+    r.not_ready_reason = "maintenance \"window\"";
     r.format = HA_FMT_HEALTH_JSON;
     CHECK_STR(run(&s, &r).body,
               "{\"status\":\"fail\",\"output\":\"maintenance \\\"window\\\"\",\"checks\":{"
@@ -608,9 +655,14 @@ static void test_shutdown_and_override(void)
     r.format = HA_FMT_VERBOSE;
     CHECK_STR(run(&s, &r).body,
               "[+]cache ok\n[+]orders-db ok\n[-]maintenance \"window\"\nreadyz check failed\n");
-    r = req(HA_PI_LIVENESS, HA_FMT_JSON, false);
+    r.probe = HA_PI_LIVENESS;
+    r.format = HA_FMT_JSON;
     CHECK_INT(run(&s, &r).code, 200);
-    r = req(HA_PI_HEALTH, HA_FMT_JSON, false);
+    r.probe = HA_PI_HEALTH;
+    CHECK_INT(run(&s, &r).code, 200);
+    /* A snapshot's override flag is not the front's: only r decides. */
+    s.ready_override = true;
+    r = req(HA_PI_READINESS, HA_FMT_JSON, false);
     CHECK_INT(run(&s, &r).code, 200);
 }
 
@@ -703,12 +755,13 @@ static void test_only(void)
     CHECK_STR(run(&s, &r).body, "{\"status\":\"UP\"}");
     /* ...but the per-check overlays apply. */
     r.shutdown = NULL;
-    r.give_up = true;
-    cs[0].running = true;
+    unsigned char age[3] = {HA_AGE_EXPIRED, HA_AGE_FRESH, HA_AGE_FRESH};
+    r.age = age;
+    cs[0].max_age_ns = 7 * HA_NS_PER_S;
     r.full = true;
     a = run(&s, &r);
     CHECK_INT(a.code, 503);
-    CHECK_STR(a.body, "{\"status\":\"DOWN\",\"output\":\"timeout after 2s\",\"duration_ms\":1,"
+    CHECK_STR(a.body, "{\"status\":\"DOWN\",\"output\":\"no result for 7s\",\"duration_ms\":1,"
                       "\"time\":\"" T_STR "\"}");
 
     /* front_render_status of a missing check. */
@@ -836,7 +889,7 @@ int main(void)
     test_noncritical_and_init();
     test_empty();
     test_stall();
-    test_give_up();
+    test_age();
     test_shutdown_and_override();
     test_codes();
     test_only();

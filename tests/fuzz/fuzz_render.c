@@ -13,13 +13,14 @@
  *     INIT/DOWN; front_render_status agrees with out.status;
  *   - the aggregate is at least every included check's status (a
  *     non-critical check counting at most WARN), exactly that when no stall
- *     or give-up overlay applies, and DOWN when a stall (liveness), shutdown
+ *     or age overlay applies, and DOWN when a stall (liveness), shutdown
  *     or override (readiness) gives a reason;
  *   - the body is valid UTF-8 always, one valid JSON value for the JSON
  *     formats and starts with the aggregate's status; the verbose text is one
  *     line per included check plus the reason and the verdict, no control
  *     characters but the newlines, the verdict matching the status, and no
- *     output shown to a request that is not full. */
+ *     output shown to a request that is not full; a "stale" marker only on
+ *     checks whose age overlay says stale. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,7 @@ static ha_snapshot *fuzz_snapshot(fuzz_in *in, uint8_t flags)
         c->duration_ms = fuzz_u32(in);
         c->expires_ns = (uint64_t)fuzz_u32(in) * HA_NS_PER_MS;
         c->timeout_ns = g & 0x40 ? fuzz_u64(in) : (uint64_t)fuzz_u16(in) * HA_NS_PER_MS;
+        c->max_age_ns = c->timeout_ns;
         c->runs = fuzz_u8(in);
         c->running_since_ns = c->running ? c->expires_ns / 2 : 0;
     }
@@ -169,6 +171,8 @@ static void fuzz_verbose(const ha_buf *b, const ha_render_req *r, const ha_rende
             bool ok = len >= 3 && memcmp(line, "[+]", 3) == 0;
             bool bad = len >= 3 && memcmp(line, "[-]", 3) == 0;
             FUZZ_CHECK(ok || bad, "check line without [+] or [-]");
+            if (len >= 8 && memcmp(line + len - 8, " (stale)", 8) == 0)
+                len -= 8;
             if (ok)
                 FUZZ_CHECK(len >= 6 && memcmp(line + len - 3, " ok", 3) == 0, "[+] line not ok");
             if (bad && !r->full)
@@ -196,6 +200,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ha_probe_conf pc;
     ha_str exclude[MAX_EXCLUDE];
     char *shutdown = NULL, detail[200];
+    unsigned char age[MAX_CHECKS];
 
     memset(&r, 0, sizeof r);
     memset(&pc, 0, sizeof pc);
@@ -203,10 +208,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r.format = (ha_format)((a & 3) % 3);
     r.probe = a >> 2 & 3;
     r.full = a >> 4 & 1;
-    r.give_up = a >> 5 & 1;
+    bool aged = a >> 5 & 1;
     pc.success_status = 100 + fuzz_u16(&in) % 500;
     pc.failure_status = 100 + fuzz_u16(&in) % 500;
-    r.now_ns = (uint64_t)fuzz_u32(&in) * HA_NS_PER_MS;
+    (void)fuzz_u32(&in); /* was the request's clock: keeps the corpus' layout */
     if (a >> 6 & 1)
         r.stalled_ns = a >> 7 ? fuzz_u64(&in) : (uint64_t)fuzz_u16(&in) * HA_NS_PER_MS;
     if (b & 0x20) {
@@ -214,6 +219,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r.shutdown = shutdown;
     }
     ha_snapshot *s = fuzz_snapshot(&in, b);
+    r.not_ready = s->ready_override;
+    r.not_ready_reason = s->override_reason;
+    for (size_t i = 0; aged && i < s->n; i++)
+        age[i] = (unsigned char)(s->checks[i].runs % 3);
+    r.age = aged ? age : NULL;
     if (b & 0x40)
         r.only = fuzz_pick(&in, s);
     r.nexclude = fuzz_u8(&in) % (MAX_EXCLUDE + 1);
@@ -227,8 +237,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     (only < 0 || (s->checks[only].probes & fuzz_mask(r.probe)) == 0);
     bool reason = r.only.p == NULL &&
                   ((r.probe == HA_PI_LIVENESS && r.stalled_ns > 0) ||
-                   (r.probe == HA_PI_READINESS && (r.shutdown != NULL || s->ready_override)));
-    bool overlays = r.stalled_ns > 0 || r.give_up;
+                   (r.probe == HA_PI_READINESS && (r.shutdown != NULL || r.not_ready)));
+    bool overlays = r.stalled_ns > 0 || aged;
     ha_status floor = HA_UP;
     size_t nchecks = 0;
     for (size_t i = 0; i < s->n; i++) {
@@ -278,6 +288,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(detail, sizeof detail, "invalid JSON: %s at byte %zu of %zu", why ? why : "?",
                  at, len);
         FUZZ_CHECK(valid, detail);
+        FUZZ_CHECK(aged || memmem(body, len, "\"stale\":true", 13) == NULL,
+                   "a stale marker without the age overlay");
         if (r.format == HA_FMT_HEALTH_JSON)
             snprintf(head, sizeof head, "{\"status\":\"%s\"", ha_status_ietf(out.status));
         else if (r.only.p == NULL)

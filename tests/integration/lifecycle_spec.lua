@@ -83,9 +83,10 @@ describe("SIGTERM", function()
   end)
 
   it("lets a request in flight finish before exiting", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "200ms", shutdown_timeout = "3s" }' }
+    a = util.spawn { scripts = SCRIPTS,
+                     config = 'return { shutdown_delay = "200ms", shutdown_timeout = "3s", max_wait = "5s" }' }
     local out = a.dir .. "/inflight"
-    -- /startupz waits for the slow check's run (1.2 s)
+    -- /startupz waits for the slow check's run (1.2 s, within max_wait)
     os.execute(("(curl -s -o %s.body -w '%%{http_code}' --max-time 5 http://127.0.0.1:%d/startupz > %s.code &)")
       :format(out, a.port, out))
     health.sleep(0.2)

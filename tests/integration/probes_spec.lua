@@ -259,21 +259,23 @@ end }
 end)
 
 describe("start-up", function()
-  it("/livez answers at once while liveness checks have no result; readiness waits", function()
+  it("/livez answers at once while liveness checks have no result; readiness answers INIT within max_wait", function()
     local a = agent.start {
       scripts = { ["a.lua"] = [[
 health.check { name = "slowlive", probes = { "liveness" }, timeout = "3s", run = function() health.sleep(1) return true, "alive" end }
 health.check { name = "slowready", probes = { "readiness" }, timeout = "3s", run = function() health.sleep(1) return true end }
 ]] },
-      config = [[return { shutdown_delay = 0 }]],
+      config = [[return { shutdown_delay = 0, max_wait = "300ms" }]],
     }
     local r = a:get("/livez")
     assert.equal(200, r.status)
     assert.equal("INIT", r.json.components.slowlive.status)
-    assert.is_true(r.time < 0.5, "/livez took " .. r.time)
+    assert.is_true(r.time < 0.25, "/livez took " .. r.time)
     r = a:get("/readyz")
-    assert.equal(200, r.status)
-    assert.is_true(r.time > 0.3, "/readyz should have waited for the first result")
+    assert.equal(503, r.status)
+    assert.equal("INIT", r.json.components.slowready.status)
+    assert.is_true(r.time > 0.25 and r.time < 0.3 + 0.4, "/readyz should wait max_wait, took " .. r.time)
+    assert.is_true(wait_until(function() return a:get("/readyz").status == 200 end, 3))
     assert.equal("alive", a:get("/livez").json.components.slowlive.output)
     a:stop()
   end)

@@ -193,8 +193,11 @@ describe("probes waiting across a reload", function()
     end
   end
 
+  -- a budget above the runs' length: these probes wait for results
+  local WAIT = 'return { shutdown_delay = "0s", rescan_interval = "1h", max_wait = "5s" }\n'
+
   it("an unchanged check whose run the reload cancelled runs again and answers", function()
-    a = agent.start { scripts = { ["a.lua"] = slow("one", 0.6) }, config = FAST }
+    a = agent.start { scripts = { ["a.lua"] = slow("one", 0.6) }, config = WAIT }
     assert.equal(200, a:get("/healthz/slow").status) -- a result to inherit, stale at once (ttl 0)
     local done = background_get(a, "/healthz/slow")
     health.sleep(0.2)
@@ -206,7 +209,7 @@ describe("probes waiting across a reload", function()
   end)
 
   it("a check redefined while a probe waits for it answers with the new definition's first result", function()
-    a = agent.start { scripts = { ["a.lua"] = slow("old", 0.8) }, config = FAST }
+    a = agent.start { scripts = { ["a.lua"] = slow("old", 0.8) }, config = WAIT }
     assert.equal(200, a:get("/healthz/slow").status) -- one result: the waiter below counts from 1
     local done = background_get(a, "/healthz/slow")
     health.sleep(0.2)

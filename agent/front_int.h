@@ -1,0 +1,70 @@
+/* front_int.h: what the front's files (front*.c) share on the front thread,
+ * implemented in front.c: the answer-time machinery. A probe asks the engine
+ * for the stale checks it covers and waits for their results, but never
+ * longer than max_wait; then it is answered from the snapshot and the front's
+ * overlays (result age, readiness override, stall, shutdown), whatever the
+ * engine is doing. Front thread only; never runs Lua. */
+#ifndef HA_FRONT_INT_H
+#define HA_FRONT_INT_H
+
+#include <stdint.h>
+
+#include "front.h"
+#include "front_render.h"
+
+/* The checks one answer covers: one probe (ha_probe_index), optionally one
+ * check of it, minus exclusions. The strings are the caller's. */
+typedef struct {
+    int probe;
+    ha_str only;               /* p != NULL: that one check */
+    const ha_str *exclude;     /* names left out */
+    size_t nexclude;
+} ha_front_sel;
+
+typedef struct front_wait_item front_wait_item;
+
+/* Called once when a wait ends (see front__wait). The front has already
+ * forgotten w: the callee may free or reuse it, and may start a new wait. */
+typedef void (*front_wait_cb)(void *data);
+
+/* One waiting answer. The caller owns the storage (embed it in the request
+ * or call object) and must not touch the fields. */
+typedef struct front_wait {
+    struct front_wait *next, *prev; /* the front's list, soonest deadline first */
+    ha_front *front;           /* NULL when not waiting */
+    front_wait_cb cb;
+    void *data;                /* cb's argument */
+    front_wait_item *items;    /* owned (malloc): the checks waited for */
+    size_t nitems;
+    uint64_t deadline_ns;      /* monotonic: the budget ends */
+    bool due;                  /* ending: on the front's list of callbacks to make */
+} front_wait;
+
+/* Starts an answer for sel: asks the engine to run each check sel covers
+ * whose result is stale or that never ran (single flight: at most one run
+ * in flight per check, shared by every wait), then waits for their results.
+ * Returns 0 when there is nothing to wait for: answer now (cb is never
+ * called; a liveness check that never ran is requested but not waited for;
+ * a check within its initial_delay is not waited for; nothing is waited for
+ * while the engine is stalled, before the first snapshot, or when the
+ * budget is 0). Returns 1 when w is waiting: cb(data) is then called exactly
+ * once, later, from the front loop (never from inside this call), when each
+ * awaited check has a new result (or is fresh, or was removed by a reload),
+ * or when the budget ends: min(budget_ns, max_wait) from now, or when the
+ * watchdog finds the engine stalled, or when shutdown ends the requests in
+ * flight. Returns -1 when out of memory (nothing started: answer now).
+ * sel and its strings need only live for the call. */
+int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t budget_ns,
+                front_wait_cb cb, void *data);
+
+/* Ends w without its callback if it is still waiting (the client left).
+ * Safe on a wait that ended or never started, and after front_free. */
+void front__wait_cancel(front_wait *w);
+
+/* The snapshot to answer from now, or NULL before the first one; fills the
+ * overlay fields of r (age, stalled_ns, not_ready, not_ready_reason,
+ * shutdown) so that front_render(snapshot, pc, r, out) gives the answer of
+ * this moment. Both stay valid until control returns to the loop. */
+const ha_snapshot *front__answer_state(ha_front *f, ha_render_req *r);
+
+#endif
