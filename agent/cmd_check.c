@@ -369,6 +369,11 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
     }
     /* each file alone, so that every broken file is reported ... */
     size_t errors = 0, checks = 0;
+    ha_script_set good = {calloc(set.n ? set.n : 1, sizeof *set.files), 0, set.hash};
+    if (good.files == NULL) {
+        engine_load_free(&set);
+        goto out;
+    }
     for (size_t i = 0; i < set.n; i++) {
         ha_script_set one = {&set.files[i], 1, set.hash};
         ha_gen *g = engine_load_gen(&eng, dir, &one, err, sizeof err);
@@ -377,18 +382,21 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
             errors++;
             continue;
         }
+        good.files[good.n++] = set.files[i]; /* shares the buffers of set */
         checks += g->n;
         engine_gen_close(g);
     }
-    /* ... then together: names must be unique across files */
-    if (errors == 0 && set.n > 1) {
-        ha_gen *g = engine_load_gen(&eng, dir, &set, err, sizeof err);
+    /* ... then the files that load alone, together: names must be unique
+     * across files, also while another file is broken */
+    if (good.n > 1) {
+        ha_gen *g = engine_load_gen(&eng, dir, &good, err, sizeof err);
         if (g == NULL) {
             fprintf(stderr, "%s\n", err);
             errors++;
         }
         engine_gen_close(g);
     }
+    free(good.files);
     if (errors)
         fprintf(stderr, "%s: %zu error(s) in %zu file(s)\n", dir, errors, set.n);
     else

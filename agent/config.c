@@ -37,6 +37,40 @@
 static const char *const config_default_paths[HA_NPROBES] = {"/livez", "/readyz", "/startupz",
                                                              "/healthz"};
 
+/* The built-in aliases: the paths the systems this agent replaces use by
+ * default (dubbo-go's health checks; Layotto's and Spring Boot's Actuator).
+ * `aliases = false` leaves only the canonical paths and the config's own. */
+static const char *const config_alias_paths[HA_NPROBES][3] = {
+    {"/health/live", "/actuator/health/liveness", NULL},
+    {"/health/ready", "/actuator/health/readiness", NULL},
+    {NULL},
+    {"/actuator/health", NULL},
+};
+
+/* The front's routes other than the probes (front.c, front_admin.c and the
+ * status and metrics pages): a probe path may not shadow them. */
+static const struct {
+    const char *path;
+    bool prefix;             /* also every path below path (which ends in '/') */
+    const char *owner;
+} config_reserved[] = {
+    {"/", false, "the status page"},
+    {"/status", false, "the status page"},
+    {"/metrics", false, "the metrics endpoint"},
+    {"/info", false, "the info endpoint"},
+    {"/actuator/info", false, "the info endpoint"},
+    {"/-", false, "the admin endpoints"},
+    {"/-/", true, "the admin endpoints"},
+    {"/groupz", false, "the groups"},
+    {"/groupz/", true, "the groups"},
+};
+
+/* Names a check may not take: /actuator/health/<check> and
+ * /actuator/health/liveness must never mean two things. */
+static const char *const config_reserved_names[] = {"liveness", "readiness", "startup", "health"};
+
+static void config_compose_paths(ha_config *cfg);
+
 /* State of one config_load_file call; also the Lua allocator's userdata. */
 typedef struct {
     ha_config *cfg;
@@ -108,12 +142,12 @@ void config_defaults(ha_config *cfg)
     cfg->rescan_ns = 30 * HA_NS_PER_S;
     cfg->log_json = 0;
     cfg->log_level = LOG_INFO;
+    cfg->aliases = true;
     for (int i = 0; i < HA_NPROBES; i++) {
-        cfg->probes[i].paths[0] = config_strdup(config_default_paths[i]);
-        cfg->probes[i].npaths = 1;
         cfg->probes[i].success_status = 200;
         cfg->probes[i].failure_status = 503;
     }
+    config_compose_paths(cfg);
 }
 
 void config_free(ha_config *cfg)
@@ -126,10 +160,87 @@ void config_free(ha_config *cfg)
     free(cfg->lualib_dir);
     free(cfg->token);
     free(cfg->config_file);
-    for (int i = 0; i < HA_NPROBES; i++)
+    for (int i = 0; i < HA_NPROBES; i++) {
         for (int j = 0; j < cfg->probes[i].npaths; j++)
             free(cfg->probes[i].paths[j]);
+        for (int j = 0; j < cfg->probes[i].nextra; j++)
+            free(cfg->probes[i].extra[j]);
+    }
     memset(cfg, 0, sizeof *cfg);
+}
+
+/* ---- probe paths and the reserved paths ---- */
+
+/* Appends a copy of p to pc->paths unless it is there already. */
+static void config_path_add(ha_probe_conf *pc, const char *p)
+{
+    for (int j = 0; j < pc->npaths; j++)
+        if (strcmp(pc->paths[j], p) == 0)
+            return;
+    if (pc->npaths < HA_MAX_PATHS) /* cannot fail: 1 + aliases + extra fit */
+        pc->paths[pc->npaths++] = config_strdup(p);
+}
+
+/* Rebuilds every probe's paths[]: the canonical path, the built-in aliases
+ * when cfg->aliases, then the config's extra paths. */
+static void config_compose_paths(ha_config *cfg)
+{
+    for (int i = 0; i < HA_NPROBES; i++) {
+        ha_probe_conf *pc = &cfg->probes[i];
+        for (int j = 0; j < pc->npaths; j++)
+            free(pc->paths[j]);
+        pc->npaths = 0;
+        config_path_add(pc, config_default_paths[i]);
+        for (int j = 0; cfg->aliases && config_alias_paths[i][j] != NULL; j++)
+            config_path_add(pc, config_alias_paths[i][j]);
+        for (int j = 0; j < pc->nextra; j++)
+            config_path_add(pc, pc->extra[j]);
+    }
+}
+
+const char *config_path_owner(const ha_config *cfg, const char *path, size_t len)
+{
+    for (size_t k = 0; k < HA_ARRAY_SIZE(config_reserved); k++) {
+        size_t rl = strlen(config_reserved[k].path);
+        if (config_reserved[k].prefix ? len >= rl && memcmp(path, config_reserved[k].path, rl) == 0
+                                      : len == rl && memcmp(path, config_reserved[k].path, rl) == 0)
+            return config_reserved[k].owner;
+    }
+    static const char *const owners[HA_NPROBES] = {"probe liveness", "probe readiness",
+                                                   "probe startup", "probe health"};
+    for (int i = 0; cfg != NULL && i < HA_NPROBES; i++)
+        for (int j = 0; j < cfg->probes[i].npaths; j++)
+            if (strlen(cfg->probes[i].paths[j]) == len && memcmp(cfg->probes[i].paths[j], path, len) == 0)
+                return owners[i];
+    return NULL;
+}
+
+bool config_name_reserved(const char *name)
+{
+    for (size_t k = 0; k < HA_ARRAY_SIZE(config_reserved_names); k++)
+        if (strcmp(name, config_reserved_names[k]) == 0)
+            return true;
+    return false;
+}
+
+/* NULL when p is a path as the front sees it after normalisation (h2o
+ * resolves "." and "..", and the front ignores a trailing '/'), else why
+ * not. p starts with '/'. */
+static const char *config_path_unnormal(const char *p)
+{
+    if (p[1] == '\0')
+        return NULL;
+    for (const char *seg = p + 1;; ) {
+        const char *end = strchr(seg, '/');
+        size_t n = end ? (size_t)(end - seg) : strlen(seg);
+        if (n == 0)
+            return end ? "has an empty segment" : "ends with '/'";
+        if ((n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+            return "has a '.' or '..' segment";
+        if (end == NULL)
+            return NULL;
+        seg = end + 1;
+    }
 }
 
 /* ---- listen addresses ---- */
@@ -666,41 +777,56 @@ static int config_k_log_level(config_ctx *ctx, lua_State *L, int idx, const char
     return 0;
 }
 
-/* Replaces the extra paths of pc (paths[0] stays) by the list at idx. */
+/* Replaces the extra paths of pc by the list at idx (a second file's list
+ * replaces the first's); config_compose_paths adds them to the canonical
+ * path and the built-in aliases. Refuses a path that is not in normal form
+ * or that a front route other than the probes reserves. */
 static int config_paths(config_ctx *ctx, lua_State *L, int idx, const char *field,
                         ha_probe_conf *pc)
 {
-    const char *items[HA_MAX_PATHS];
+    const char *items[HA_MAX_EXTRA_PATHS];
     int nitems = 0;
     int n = config_list(ctx, L, idx, field, true);
     if (n < 0)
         return -1;
     for (int i = 0; i < n; i++) {
         const char *p = config_item(ctx, L, idx, i + 1, field);
+        const char *why, *owner;
         bool dup = false;
         if (p == NULL)
             return -1;
         if (p[0] != '/')
             return config_field_err(ctx, field, "path '%s' must start with '/'", p);
-        if (strncmp(p, "/-/", 3) == 0)
-            return config_field_err(ctx, field, "path '%s': /-/ is reserved", p);
         for (const char *q = p; *q; q++)
-            if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '?' || *q == '#')
+            if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '?' || *q == '#' || *q == '%' ||
+                *q == '\\')
                 return config_field_err(ctx, field, "path '%s' has a bad character", p);
-        dup = strcmp(p, pc->paths[0]) == 0;
+        if ((why = config_path_unnormal(p)) != NULL)
+            return config_field_err(ctx, field, "path '%s' %s: no request could reach it", p, why);
+        if ((owner = config_path_owner(NULL, p, strlen(p))) != NULL)
+            return config_field_err(ctx, field, "path '%s' is reserved for %s", p, owner);
         for (int j = 0; j < nitems && !dup; j++)
             dup = strcmp(p, items[j]) == 0;
         if (dup)
             continue;
-        if (nitems + 1 >= HA_MAX_PATHS)
-            return config_field_err(ctx, field, "too many paths (at most %d)", HA_MAX_PATHS);
+        if (nitems >= HA_MAX_EXTRA_PATHS)
+            return config_field_err(ctx, field, "too many paths (at most %d)", HA_MAX_EXTRA_PATHS);
         items[nitems++] = p;
     }
-    for (int j = 1; j < pc->npaths; j++)
-        free(pc->paths[j]);
+    for (int j = 0; j < pc->nextra; j++)
+        free(pc->extra[j]);
     for (int j = 0; j < nitems; j++)
-        pc->paths[j + 1] = config_strdup(items[j]);
-    pc->npaths = nitems + 1;
+        pc->extra[j] = config_strdup(items[j]);
+    pc->nextra = nitems;
+    return 0;
+}
+
+/* aliases = true | false: serve the built-in alias paths. */
+static int config_k_aliases(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)
+{
+    if (lua_type(L, idx) != LUA_TBOOLEAN)
+        return config_field_err(ctx, field, "expected a boolean, got %s", luaL_typename(L, idx));
+    ctx->cfg->aliases = lua_toboolean(L, idx);
     return 0;
 }
 
@@ -779,21 +905,25 @@ static const struct {
     {"rescan_interval", config_k_duration, offsetof(ha_config, rescan_ns)},
     {"log_format", config_k_log_format, 0},
     {"log_level", config_k_log_level, 0},
+    {"aliases", config_k_aliases, 0},
     {"probes", config_k_probes, 0},
 };
 
-/* Rejects a path served by two probes. */
+/* Composes the probe paths, then rejects an extra path that another probe
+ * serves too (as its canonical path, a built-in alias or an extra one). */
 static int config_check_paths(config_ctx *ctx)
 {
-    const ha_config *cfg = ctx->cfg;
+    ha_config *cfg = ctx->cfg;
+    config_compose_paths(cfg);
     for (int a = 0; a < HA_NPROBES; a++)
-        for (int i = 0; i < cfg->probes[a].npaths; i++)
-            for (int b = a + 1; b < HA_NPROBES; b++)
-                for (int j = 0; j < cfg->probes[b].npaths; j++)
-                    if (strcmp(cfg->probes[a].paths[i], cfg->probes[b].paths[j]) == 0) {
+        for (int i = 0; i < cfg->probes[a].nextra; i++)
+            for (int b = 0; b < HA_NPROBES; b++)
+                for (int j = 0; b != a && j < cfg->probes[b].npaths; j++)
+                    if (strcmp(cfg->probes[a].extra[i], cfg->probes[b].paths[j]) == 0) {
                         config_errf(ctx->err, ctx->errlen,
                                     "%s: path '%s' is used by probes %s and %s", ctx->file,
-                                    cfg->probes[a].paths[i], ha_probe_name(a), ha_probe_name(b));
+                                    cfg->probes[a].extra[i], ha_probe_name(a < b ? a : b),
+                                    ha_probe_name(a < b ? b : a));
                         return -1;
                     }
     return 0;
@@ -1020,6 +1150,7 @@ int config_load_file(ha_config *cfg, const char *path, char *err, size_t errlen)
         goto fail;
     rc = 0;
 fail:
+    config_compose_paths(cfg); /* paths[] matches aliases and extra[] also after an error */
     if (L != NULL)
         lua_close(L);
     return rc;

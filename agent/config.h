@@ -10,11 +10,16 @@
 #include "common.h"
 
 #define HA_MAX_LISTEN 16
-#define HA_MAX_PATHS 8
+#define HA_MAX_EXTRA_PATHS 8 /* paths one probe may add in the config */
+#define HA_MAX_PATHS (3 + HA_MAX_EXTRA_PATHS) /* canonical + built-in aliases + extra */
 
 typedef struct {
-    char *paths[HA_MAX_PATHS]; /* owned; paths[0] is the canonical one ("/readyz") */
+    char *paths[HA_MAX_PATHS]; /* owned; what the probe answers: paths[0] is the canonical
+                                  one ("/readyz"), then the built-in aliases (unless
+                                  aliases = false), then extra[], without repeats */
     int npaths;
+    char *extra[HA_MAX_EXTRA_PATHS]; /* owned: probes.<probe>.paths of the config */
+    int nextra;
     int success_status;        /* HTTP code for UP and WARN (default 200) */
     int failure_status;        /* HTTP code for DOWN and INIT (default 503) */
 } ha_probe_conf;
@@ -40,6 +45,7 @@ typedef struct {
     uint64_t rescan_ns;            /* periodic content-hash rescan of scripts */
     int log_json;                  /* 1: one JSON object per log line */
     int log_level;                 /* LOG_* from log.h */
+    bool aliases;                  /* serve the built-in alias paths (default true) */
     ha_probe_conf probes[HA_NPROBES]; /* by ha_probe_index */
     char *config_file;             /* owned, may be NULL */
 } ha_config;
@@ -57,5 +63,16 @@ int config_read_token(ha_config *cfg, const char *path, char *err, size_t errlen
 /* Adds a listen address, replacing the defaults the first time. */
 int config_add_listen(ha_config *cfg, const char *addr, char *err, size_t errlen);
 void config_free(ha_config *cfg);
+
+/* The one table of reserved paths, consulted by the config (probe paths)
+ * and by script loading (check names): the front's own routes ("/",
+ * "/status", "/metrics", "/info", "/actuator/info", "/-/...", "/groupz/...")
+ * and every path a probe of cfg answers. Returns NULL when path[0..len) is
+ * free, else what owns it ("the admin endpoints", "probe readiness"). */
+const char *config_path_owner(const ha_config *cfg, const char *path, size_t len);
+
+/* True when name is reserved for the probes and may not name a check (or a
+ * group): "liveness", "readiness", "startup", "health". */
+bool config_name_reserved(const char *name);
 
 #endif

@@ -74,6 +74,8 @@ struct ha_vm {
     int ntasks;               /* live tasks */
     ha_task *tasks;           /* live tasks, doubly linked */
     ha_gen *gen;              /* the generation owning this VM, or NULL */
+    const char *lualib;       /* not owned, may be NULL: the library's directory (its
+                                 frames are skipped when an error names the user's line) */
 };
 
 enum { HA_YIELD_NONE = 0, HA_YIELD_API = 1, HA_YIELD_HOOK = 2, HA_YIELD_EXIT = 3 };

@@ -2,6 +2,7 @@
  * engine_check.h). The one place a check's status changes is record(). */
 #include <ctype.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,40 @@ static const char *const fields[] = {
 
 /* --- definition -------------------------------------------------------- */
 
+/* The stack level, from 1 up, of the first Lua function that is not the
+ * library's own (a file under vm->lualib, such as a health.checks.*
+ * factory): the user's line that a mistake in a check definition is
+ * reported at. 1 when every frame is the library's: then the library is at
+ * fault and its own line is the right one. */
+static int user_level(lua_State *L)
+{
+    ha_vm *vm = engine_vm_of(L);
+    size_t ll = vm->lualib ? strlen(vm->lualib) : 0;
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "S", &ar) || ar.what[0] == 'C')
+            continue;
+        if (ll && ar.source[0] == '@' && strncmp(ar.source + 1, vm->lualib, ll) == 0 && ar.source[1 + ll] == '/')
+            continue;
+        return level;
+    }
+    return 1;
+}
+
+/* Raises "<user file>:<line>: health.check: <message>" (see user_level).
+ * Never returns. */
+static int define_error(lua_State *L, const char *fmt, ...)
+{
+    va_list ap;
+    luaL_where(L, user_level(L));                  /* [where] */
+    lua_pushliteral(L, "health.check: ");          /* [where, prefix] */
+    va_start(ap, fmt);
+    lua_pushvfstring(L, fmt, ap);                  /* [where, prefix, msg] */
+    va_end(ap);
+    lua_concat(L, 3);                              /* [message] */
+    return lua_error(L);
+}
+
 /* Reads a duration field; absent keeps *ns. Raises on a bad value. */
 static void field_duration(lua_State *L, int idx, const char *key, uint64_t *ns, bool positive)
 {
@@ -40,10 +75,10 @@ static void field_duration(lua_State *L, int idx, const char *key, uint64_t *ns,
     }
     const char *s = t == LUA_TSTRING || t == LUA_TNUMBER ? lua_tostring(L, -1) : NULL;
     if (s == NULL || ha_duration_parse(s, ns) != 0)
-        luaL_error(L, "health.check: field '%s': bad duration '%s' (use seconds or \"250ms\", \"2s\", \"1m\")", key,
+        define_error(L, "field '%s': bad duration '%s' (use seconds or \"250ms\", \"2s\", \"1m\")", key,
                    s ? s : luaL_typename(L, -1));
     if (positive && *ns == 0)
-        luaL_error(L, "health.check: field '%s' must be greater than zero", key);
+        define_error(L, "field '%s' must be greater than zero", key);
     lua_pop(L, 1);
 }
 
@@ -54,7 +89,7 @@ static void field_int(lua_State *L, int idx, const char *key, int *out)
         int isint = 0;
         lua_Integer v = lua_tointegerx(L, -1, &isint);
         if (!isint || v < 1 || v > 1000)
-            luaL_error(L, "health.check: field '%s' must be an integer from 1 to 1000", key);
+            define_error(L, "field '%s' must be an integer from 1 to 1000", key);
         *out = (int)v;
     }
     lua_pop(L, 1);
@@ -93,15 +128,33 @@ static unsigned field_probes(lua_State *L, int idx)
             mask |= b;
         }
         if (!mask)
-            luaL_error(L, "health.check: field 'probes' is empty");
+            define_error(L, "field 'probes' is empty");
     } else {
         goto bad;
     }
     lua_pop(L, 1);
     return mask;
 bad:
-    luaL_error(L, "health.check: field 'probes': expected a list of \"liveness\", \"readiness\", \"startup\"");
+    define_error(L, "field 'probes': expected a list of \"liveness\", \"readiness\", \"startup\"");
     return 0;
+}
+
+/* Raises when "<probe path>/<name>" of a probe the check is in (or of
+ * /healthz, which has every check) is a path the reserved-paths table
+ * gives to something else: the check could not be reached there. */
+static void check_paths_free(lua_State *L, const ha_config *cfg, const char *name, unsigned probes)
+{
+    char path[512];
+    for (int pi = 0; cfg != NULL && pi < HA_NPROBES; pi++) {
+        if (pi != HA_PI_HEALTH && !(probes & ha_probe_mask(pi)))
+            continue;
+        for (int k = 0; k < cfg->probes[pi].npaths; k++) {
+            int n = snprintf(path, sizeof path, "%s/%s", cfg->probes[pi].paths[k], name);
+            const char *owner = n > 0 && (size_t)n < sizeof path ? config_path_owner(cfg, path, (size_t)n) : NULL;
+            if (owner != NULL)
+                define_error(L, "check '%s' cannot be served at %s: that path belongs to %s", name, path, owner);
+        }
+    }
 }
 
 static bool valid_name(const char *s, size_t n)
@@ -156,7 +209,7 @@ void engine_check_define(lua_State *L, int idx)
     ha_gen *gen = vm->gen;
     idx = lua_absindex(L, idx);
     if (gen == NULL || !vm->in_load)
-        luaL_error(L, "health.check: checks are defined when a script loads, not while one runs");
+        define_error(L, "checks are defined when a script loads, not while one runs");
     luaL_checktype(L, idx, LUA_TTABLE);
     /* unknown fields are typos: refuse them */
     lua_pushnil(L);
@@ -167,18 +220,20 @@ void engine_check_define(lua_State *L, int idx)
             for (int i = 0; fields[i]; i++)
                 known |= strcmp(lua_tostring(L, -1), fields[i]) == 0;
         if (!known)
-            luaL_error(L, "health.check: unknown field '%s'", luaL_tolstring(L, -1, NULL));
+            define_error(L, "unknown field '%s'", luaL_tolstring(L, -1, NULL));
     }
     size_t nlen;
     lua_getfield(L, idx, "name");
     const char *name = lua_tolstring(L, -1, &nlen);
     if (lua_type(L, -1) != LUA_TSTRING || !valid_name(name, nlen))
-        luaL_error(L, "health.check: field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-]");
+        define_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-]");
     for (size_t i = 0; i < gen->n; i++)
         if (strcmp(gen->checks[i]->name, name) == 0)
-            luaL_error(L, "health.check: duplicate check name '%s' (first defined at %s)", name,
+            define_error(L, "duplicate check name '%s' (first defined at %s)", name,
                        gen->checks[i]->where);
     const ha_config *cfg = vm->eng->cfg;
+    if (config_name_reserved(name))
+        define_error(L, "the name '%s' is reserved: liveness, readiness, startup and health name the probes", name);
     uint64_t timeout = cfg ? cfg->default_timeout_ns : HA_NS_PER_S;
     uint64_t ttl = 0, interval = 0, delay = 0, max_age = 0, mem = cfg ? cfg->check_memory_limit : 0;
     int fthr = 1, sthr = 1;
@@ -190,17 +245,18 @@ void engine_check_define(lua_State *L, int idx)
     field_int(L, idx, "failure_threshold", &fthr);
     field_int(L, idx, "success_threshold", &sthr);
     unsigned probes = field_probes(L, idx);
+    check_paths_free(L, cfg, name, probes);
     bool critical = true;
     if (lua_getfield(L, idx, "critical") != LUA_TNIL) {
         if (!lua_isboolean(L, -1))
-            luaL_error(L, "health.check: field 'critical' must be a boolean");
+            define_error(L, "field 'critical' must be a boolean");
         critical = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "memory") != LUA_TNIL) {
         const char *s = lua_tostring(L, -1);
         if (s == NULL || ha_size_parse(s, &mem) != 0 || mem == 0)
-            luaL_error(L, "health.check: field 'memory': bad size (use bytes or \"8MiB\")");
+            define_error(L, "field 'memory': bad size (use bytes or \"8MiB\")");
     }
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "ttl") == LUA_TNIL) {
@@ -221,12 +277,12 @@ void engine_check_define(lua_State *L, int idx)
         luaL_error(L, "health.check: field 'max_age' (%s) must not be shorter than the ttl (%s)", a, t);
     }
     if (lua_getfield(L, idx, "run") != LUA_TFUNCTION)
-        luaL_error(L, "health.check: field 'run' must be a function");
+        define_error(L, "field 'run' must be a function");
     lua_Debug ar;
     lua_pushvalue(L, -1);
     lua_getinfo(L, ">S", &ar); /* pops the copy */
     lua_Debug here;
-    int line = lua_getstack(L, 1, &here) && lua_getinfo(L, "Sl", &here) ? here.currentline : 0;
+    int line = lua_getstack(L, user_level(L), &here) && lua_getinfo(L, "Sl", &here) ? here.currentline : 0;
 
     /* everything that can raise comes first: after the allocation below
      * nothing may, or the check would leak */

@@ -677,6 +677,7 @@ ha_vm *engine_vm_new(ha_engine *eng, bool sandboxed, uint64_t limit, const char 
         return NULL;
     }
     vm->limit = limit;
+    vm->lualib = lualib;
     return vm;
 oom:
     snprintf(err, errlen, "cannot create Lua state: not enough memory");

@@ -713,18 +713,25 @@ static int parse_query(h2o_req_t *req, ha_render_req *rr, ha_str *exclude)
     return 0;
 }
 
-/* Finds the probe path matching path: exact, or "<probe path>/<check>". */
+/* Finds the probe path matching path: an exact path of any probe first
+ * (so /actuator/health/liveness is the liveness probe, not the check
+ * "liveness" of /actuator/health), else "<probe path>/<check>". */
 static int match_probe(ha_front *f, h2o_iovec_t path, ha_str *only)
 {
+    if (path.len > 1 && path.base[path.len - 1] == '/')
+        path.len--; /* "/readyz/" is "/readyz" */
+    for (int pi = 0; pi < HA_NPROBES; pi++) {
+        const ha_probe_conf *pc = &f->cfg->probes[pi];
+        for (int k = 0; k < pc->npaths; k++)
+            if (h2o_memis(path.base, path.len, pc->paths[k], strlen(pc->paths[k])))
+                return pi;
+    }
     for (int pi = 0; pi < HA_NPROBES; pi++) {
         const ha_probe_conf *pc = &f->cfg->probes[pi];
         for (int k = 0; k < pc->npaths; k++) {
             size_t pl = strlen(pc->paths[k]);
-            if (path.len < pl || memcmp(path.base, pc->paths[k], pl) != 0)
-                continue;
-            if (path.len == pl || (path.len == pl + 1 && path.base[pl] == '/'))
-                return pi;
-            if (path.base[pl] == '/' && memchr(path.base + pl + 1, '/', path.len - pl - 1) == NULL) {
+            if (path.len > pl + 1 && memcmp(path.base, pc->paths[k], pl) == 0 && path.base[pl] == '/' &&
+                memchr(path.base + pl + 1, '/', path.len - pl - 1) == NULL) {
                 only->p = path.base + pl + 1;
                 only->len = path.len - pl - 1;
                 return pi;

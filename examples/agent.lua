@@ -53,12 +53,20 @@ return {
   log_format = "text",
   log_level = "info",
 
-  -- Per probe: extra paths (the canonical /livez, /readyz, /startupz, /healthz
-  -- always stay) and the HTTP codes for success (UP, WARN) and failure (DOWN, INIT).
+  -- Built-in alias paths, served next to the canonical /livez, /readyz,
+  -- /startupz and /healthz: /health/live and /health/ready (dubbo-go),
+  -- /actuator/health, /actuator/health/liveness and /actuator/health/readiness
+  -- (Layotto, Spring Boot Actuator; /actuator/info is /info). false: only the
+  -- canonical paths and the ones below.
+  aliases = true,
+
+  -- Per probe: paths added to the canonical one and the aliases (at most 8;
+  -- "/", "/status", "/metrics", "/info", "/-/..." and "/groupz/..." are
+  -- reserved), and the HTTP codes for success (UP, WARN) and failure (DOWN, INIT).
   probes = {
-    liveness = { paths = { "/health/live", "/actuator/health/liveness" }, success_status = 200, failure_status = 503 },
-    readiness = { paths = { "/health/ready", "/actuator/health/readiness" }, success_status = 200, failure_status = 503 },
+    liveness = { paths = {}, success_status = 200, failure_status = 503 },
+    readiness = { paths = {}, success_status = 200, failure_status = 503 },
     startup = { paths = {}, success_status = 200, failure_status = 503 },
-    health = { paths = { "/actuator/health" }, success_status = 200, failure_status = 503 },
+    health = { paths = {}, success_status = 200, failure_status = 503 },
   },
 }

@@ -110,8 +110,16 @@ static void test_defaults(void)
     CHECK(cfg.log_json == 0);
     CHECK(cfg.log_level == LOG_INFO);
     static const char *const paths[] = {"/livez", "/readyz", "/startupz", "/healthz"};
+    static const int npaths[] = {3, 3, 1, 2}; /* canonical + the built-in aliases */
+    CHECK(cfg.aliases);
+    CHECK_STR(cfg.probes[HA_PI_LIVENESS].paths[1], "/health/live");
+    CHECK_STR(cfg.probes[HA_PI_LIVENESS].paths[2], "/actuator/health/liveness");
+    CHECK_STR(cfg.probes[HA_PI_READINESS].paths[1], "/health/ready");
+    CHECK_STR(cfg.probes[HA_PI_READINESS].paths[2], "/actuator/health/readiness");
+    CHECK_STR(cfg.probes[HA_PI_HEALTH].paths[1], "/actuator/health");
     for (int i = 0; i < HA_NPROBES; i++) {
-        CHECK(cfg.probes[i].npaths == 1);
+        CHECK(cfg.probes[i].npaths == npaths[i]);
+        CHECK(cfg.probes[i].nextra == 0);
         CHECK_STR(cfg.probes[i].paths[0], paths[i]);
         CHECK(cfg.probes[i].success_status == 200);
         CHECK(cfg.probes[i].failure_status == 503);
@@ -179,27 +187,30 @@ static void test_full_file(void)
     CHECK_U64(cfg.rescan_ns, 3600 * HA_NS_PER_S);
     CHECK(cfg.log_json == 1);
     CHECK(cfg.log_level == LOG_DEBUG);
+    /* probes.<probe>.paths adds to the canonical path and the built-in
+     * aliases; repeats are dropped */
     const ha_probe_conf *rd = &cfg.probes[HA_PI_READINESS];
-    CHECK(rd->npaths == 3);
+    CHECK(rd->npaths == 4);
     CHECK_STR(rd->paths[0], "/readyz");
-    CHECK_STR(rd->paths[1], "/ready");
-    CHECK_STR(rd->paths[2], "/health/ready");
+    CHECK_STR(rd->paths[1], "/health/ready");
+    CHECK_STR(rd->paths[2], "/actuator/health/readiness");
+    CHECK_STR(rd->paths[3], "/ready");
     CHECK(rd->success_status == 204 && rd->failure_status == 500);
     const ha_probe_conf *lv = &cfg.probes[HA_PI_LIVENESS];
-    CHECK(lv->npaths == 2);
+    CHECK(lv->npaths == 4);
     CHECK_STR(lv->paths[0], "/livez");
-    CHECK_STR(lv->paths[1], "/live");
+    CHECK_STR(lv->paths[3], "/live");
     CHECK(lv->success_status == 200 && lv->failure_status == 503);
     CHECK(cfg.probes[HA_PI_STARTUP].failure_status == 599);
-    CHECK(cfg.probes[HA_PI_HEALTH].npaths == 1);
+    CHECK(cfg.probes[HA_PI_HEALTH].npaths == 2);
 
-    /* A second file on top: paths are replaced, not accumulated. */
+    /* A second file on top: its extra paths replace the first's. */
     char err[256] = "";
     const char *p2 = write_file("second.lua",
                                 "return { probes = { readiness = { paths = { '/r2' } } } }\n");
     CHECK(config_load_file(&cfg, p2, err, sizeof err) == 0);
-    CHECK(rd->npaths == 2);
-    CHECK_STR(rd->paths[1], "/r2");
+    CHECK(rd->npaths == 4);
+    CHECK_STR(rd->paths[3], "/r2");
     CHECK_STR(cfg.config_file, p2);
     config_free(&cfg);
 }
@@ -233,8 +244,12 @@ static void test_example_file(void)
     CHECK(cfg.shutdown_timeout_ns == def.shutdown_timeout_ns);
     CHECK(cfg.rescan_ns == def.rescan_ns);
     CHECK(cfg.log_json == def.log_json && cfg.log_level == def.log_level);
+    CHECK(cfg.aliases == def.aliases);
     for (int i = 0; i < HA_NPROBES; i++) {
-        CHECK_STR(cfg.probes[i].paths[0], def.probes[i].paths[0]);
+        CHECK(cfg.probes[i].npaths == def.probes[i].npaths); /* the built-ins are not repeated */
+        CHECK(cfg.probes[i].nextra == 0);
+        for (int j = 0; j < cfg.probes[i].npaths && j < def.probes[i].npaths; j++)
+            CHECK_STR(cfg.probes[i].paths[j], def.probes[i].paths[j]);
         CHECK(cfg.probes[i].success_status == 200 && cfg.probes[i].failure_status == 503);
     }
 done:
@@ -328,13 +343,14 @@ static void test_bad_values(void)
               in_dir("p3.lua: field 'probes.liveness.failure_status': expected an HTTP status "
                      "code, got string"));
     CHECK_STR(load_err("p4.lua", "return { probes = { readiness = { paths = { '/a', '/b', '/c', "
-                                 "'/d', '/e', '/f', '/g', '/h' } } } }"),
+                                 "'/d', '/e', '/f', '/g', '/h', '/i' } } } }"),
               in_dir("p4.lua: field 'probes.readiness.paths': too many paths (at most 8)"));
     CHECK_STR(load_err("p5.lua", "return { probes = { liveness = { paths = { '/livez', '/x' } }, "
                                  "startup = { paths = { '/x' } } } }"),
               in_dir("p5.lua: path '/x' is used by probes liveness and startup"));
     CHECK_STR(load_err("p6.lua", "return { probes = { readiness = { paths = { '/-/ready' } } } }"),
-              in_dir("p6.lua: field 'probes.readiness.paths': path '/-/ready': /-/ is reserved"));
+              in_dir("p6.lua: field 'probes.readiness.paths': path '/-/ready' is reserved for the "
+                     "admin endpoints"));
     CHECK_STR(load_err("p7.lua", "return { probes = { readiness = 5 } }"),
               in_dir("p7.lua: field 'probes.readiness': expected a table, got number"));
     CHECK_STR(load_err("k1.lua", "return { token = 'a', token_file = '/nonexistent' }"),
@@ -346,13 +362,89 @@ static void test_bad_values(void)
               in_dir("k3.lua: field 'token': must be non-empty, without control characters"));
     CHECK_STR(load_err("r1.lua", "return 5"), in_dir("r1.lua: must return a table, not a number"));
 
-    /* Seven extra paths plus the canonical one fit exactly. */
+    /* Eight extra paths fit exactly, next to the canonical one and the
+     * aliases (one of them repeats the canonical path). */
     ha_config cfg;
     if (load_ok(&cfg, "p8.lua", "return { probes = { readiness = { paths = { '/a', '/b', '/c', "
                                 "'/d', '/e', '/f', '/g', '/readyz' } } } }") == 0) {
-        CHECK(cfg.probes[HA_PI_READINESS].npaths == 8);
+        CHECK(cfg.probes[HA_PI_READINESS].npaths == 10);
         config_free(&cfg);
     }
+}
+
+/* The built-in aliases, aliases = false, and the one table of reserved
+ * paths that probe paths and check names are checked against. */
+static void test_paths(void)
+{
+    ha_config cfg;
+    if (load_ok(&cfg, "a1.lua", "return { aliases = false, probes = { readiness = { paths = "
+                                "{ '/ready' } } } }") == 0) {
+        CHECK(!cfg.aliases);
+        CHECK(cfg.probes[HA_PI_LIVENESS].npaths == 1);
+        CHECK(cfg.probes[HA_PI_HEALTH].npaths == 1);
+        CHECK(cfg.probes[HA_PI_READINESS].npaths == 2);
+        CHECK_STR(cfg.probes[HA_PI_READINESS].paths[1], "/ready");
+        CHECK(config_path_owner(&cfg, "/health/live", 12) == NULL);
+        CHECK_STR(config_path_owner(&cfg, "/ready", 6), "probe readiness");
+        config_free(&cfg);
+    }
+    /* globals style, aliases read after probes in traversal order or not */
+    if (load_ok(&cfg, "a2.lua", "probes = { liveness = { paths = '/alive' } }\naliases = false\n") == 0) {
+        CHECK(cfg.probes[HA_PI_LIVENESS].npaths == 2);
+        CHECK_STR(cfg.probes[HA_PI_LIVENESS].paths[1], "/alive");
+        config_free(&cfg);
+    }
+    CHECK_STR(load_err("a3.lua", "return { aliases = 'no' }"),
+              in_dir("a3.lua: field 'aliases': expected a boolean, got string"));
+    /* a built-in alias of one probe cannot be added to another */
+    CHECK_STR(load_err("a4.lua", "return { probes = { liveness = { paths = { '/health/ready' } } } }"),
+              in_dir("a4.lua: path '/health/ready' is used by probes liveness and readiness"));
+    /* with the aliases off, it can */
+    CHECK_STR(load_err("a5.lua", "return { aliases = false, probes = { liveness = { paths = "
+                                 "{ '/health/ready' } } } }"),
+              "(loaded)");
+    /* reserved routes, one line naming the key */
+    static const struct {
+        const char *path, *owner;
+    } reserved[] = {
+        {"/", "the status page"},       {"/status", "the status page"},
+        {"/metrics", "the metrics endpoint"}, {"/info", "the info endpoint"},
+        {"/actuator/info", "the info endpoint"}, {"/-", "the admin endpoints"},
+        {"/-/x", "the admin endpoints"}, {"/groupz", "the groups"},
+        {"/groupz/db", "the groups"},
+    };
+    for (size_t i = 0; i < HA_ARRAY_SIZE(reserved); i++) {
+        char text[128], want[256];
+        snprintf(text, sizeof text, "return { probes = { startup = { paths = { '%s' } } } }",
+                 reserved[i].path);
+        snprintf(want, sizeof want, "r%zu.lua: field 'probes.startup.paths': path '%s' is reserved for %s",
+                 i, reserved[i].path, reserved[i].owner);
+        char name[16];
+        snprintf(name, sizeof name, "r%zu.lua", i);
+        CHECK_STR(load_err(name, text), in_dir(want));
+    }
+    /* paths no request can reach after normalisation */
+    CHECK_STR(load_err("n1.lua", "return { probes = { startup = { paths = { '/a/../b' } } } }"),
+              in_dir("n1.lua: field 'probes.startup.paths': path '/a/../b' has a '.' or '..' segment: "
+                     "no request could reach it"));
+    CHECK_STR(load_err("n2.lua", "return { probes = { startup = { paths = { '/a//b' } } } }"),
+              in_dir("n2.lua: field 'probes.startup.paths': path '/a//b' has an empty segment: no "
+                     "request could reach it"));
+    CHECK_STR(load_err("n3.lua", "return { probes = { startup = { paths = { '/started/' } } } }"),
+              in_dir("n3.lua: field 'probes.startup.paths': path '/started/' ends with '/': no "
+                     "request could reach it"));
+    CHECK_STR(load_err("n4.lua", "return { probes = { startup = { paths = { '/s%41' } } } }"),
+              in_dir("n4.lua: field 'probes.startup.paths': path '/s%41' has a bad character"));
+    /* the table with defaults: probe paths and front routes; others free */
+    config_defaults(&cfg);
+    CHECK_STR(config_path_owner(&cfg, "/actuator/health/liveness", 25), "probe liveness");
+    CHECK_STR(config_path_owner(&cfg, "/actuator/health", 16), "probe health");
+    CHECK_STR(config_path_owner(&cfg, "/metrics", 8), "the metrics endpoint");
+    CHECK(config_path_owner(&cfg, "/actuator/health/db", 19) == NULL);
+    CHECK(config_path_owner(&cfg, "/metricsx", 9) == NULL);
+    CHECK(config_name_reserved("liveness") && config_name_reserved("health"));
+    CHECK(!config_name_reserved("db") && !config_name_reserved("healthz"));
+    config_free(&cfg);
 }
 
 static void test_listen(void)
@@ -563,6 +655,7 @@ int main(void)
     test_lua_errors();
     test_env();
     test_token_file();
+    test_paths();
 
     for (int i = 0; i < nfiles; i++)
         unlink(files[i]);
