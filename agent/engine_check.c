@@ -354,6 +354,31 @@ static char *cap_output(const char *s, size_t n)
     return p;
 }
 
+/* Logs c's change from old to its status, once: "INIT -> DOWN: output" as
+ * the message, and in JSON the fields check, from, to, output,
+ * duration_ms and probes, for log pipelines to alert on. */
+static void log_transition(const ha_check *c, ha_status old)
+{
+    char ms[32], probes[64];
+    size_t n = 0;
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(c->duration_ns / HA_NS_PER_MS));
+    probes[n++] = '[';
+    for (int pi = 0; pi < HA_PI_HEALTH; pi++)
+        if (c->probes & ha_probe_mask(pi))
+            n += (size_t)snprintf(probes + n, sizeof probes - n, "%s\"%s\"", n > 1 ? "," : "", ha_probe_name(pi));
+    snprintf(probes + n, sizeof probes - n, "]");
+    const log_field f[] = {
+        {"from", ha_status_name(old), NULL},
+        {"to", ha_status_name(c->status), NULL},
+        {"output", c->output, NULL},
+        {"duration_ms", NULL, ms},
+        {"probes", NULL, probes},
+    };
+    log_event_fields(c->status == HA_DOWN ? LOG_WARN : LOG_INFO, c->name, f, (int)HA_ARRAY_SIZE(f), "%s -> %s%s%s",
+                     ha_status_name(old), ha_status_name(c->status), c->output ? ": " : "",
+                     c->output ? c->output : "");
+}
+
 /* Records one run's outcome and moves the state machine. Takes ownership of
  * output and details. The single place a check's status changes. */
 static void record(ha_check *c, ha_status raw, char *output, char *details)
@@ -390,8 +415,7 @@ static void record(ha_check *c, ha_status raw, char *output, char *details)
     c->duration_ns = c->started_ns ? c->done_ns - c->started_ns : 0;
     c->runs++;
     if (c->status != old)
-        log_event(c->status == HA_DOWN ? LOG_WARN : LOG_INFO, c->name, "%s -> %s%s%s", ha_status_name(old),
-                  ha_status_name(c->status), output ? ": " : "", output ? output : "");
+        log_transition(c, old);
     else
         log_event(LOG_DEBUG, c->name, "%s (%s)%s%s", ha_status_name(c->status), ha_status_name(raw),
                   output ? ": " : "", output ? output : "");

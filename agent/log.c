@@ -27,15 +27,12 @@ int log_level_parse(const char *s)
     return -1;
 }
 
-void log_event(int level, const char *check, const char *fmt, ...)
+/* Builds and writes one line; fields only in JSON. */
+static void log_emit(int level, const char *check, const log_field *fields, int nfields, const char *fmt,
+                     va_list ap)
 {
-    if (level < log_min)
-        return;
     ha_buf msg = HA_BUF_INIT, line = HA_BUF_INIT;
-    va_list ap;
-    va_start(ap, fmt);
     buf_vprintf(&msg, fmt, ap);
-    va_end(ap);
     for (size_t i = 0; i < msg.len; i++)
         if (msg.data[i] == '\n' || msg.data[i] == '\r')
             msg.data[i] = ' ';
@@ -49,6 +46,15 @@ void log_event(int level, const char *check, const char *fmt, ...)
         }
         buf_adds(&line, ",\"msg\":");
         buf_json_str(&line, msg.data ? msg.data : "", msg.len);
+        for (int i = 0; i < nfields; i++) {
+            buf_printf(&line, ",\"%s\":", fields[i].key);
+            if (fields[i].json != NULL)
+                buf_adds(&line, fields[i].json);
+            else if (fields[i].str != NULL)
+                buf_json_str(&line, fields[i].str, strlen(fields[i].str));
+            else
+                buf_adds(&line, "null");
+        }
         buf_adds(&line, "}\n");
     } else {
         buf_printf(&line, "%s %-5s ", ts, level_names[level]);
@@ -61,4 +67,24 @@ void log_event(int level, const char *check, const char *fmt, ...)
     (void)r;
     buf_free(&msg);
     buf_free(&line);
+}
+
+void log_event(int level, const char *check, const char *fmt, ...)
+{
+    va_list ap;
+    if (level < log_min)
+        return;
+    va_start(ap, fmt);
+    log_emit(level, check, NULL, 0, fmt, ap);
+    va_end(ap);
+}
+
+void log_event_fields(int level, const char *check, const log_field *fields, int nfields, const char *fmt, ...)
+{
+    va_list ap;
+    if (level < log_min)
+        return;
+    va_start(ap, fmt);
+    log_emit(level, check, fields, nfields, fmt, ap);
+    va_end(ap);
 }

@@ -14,4 +14,19 @@ int log_level_parse(const char *s);
  * replaced by spaces. */
 void log_event(int level, const char *check, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A field of a structured event. Exactly one of str and json is used: str
+ * is written as a JSON string (NULL and json NULL: null), json verbatim (a
+ * number or an array the caller built). key is a literal, not one of
+ * time, level, check, msg. */
+typedef struct {
+    const char *key;
+    const char *str;
+    const char *json;
+} log_field;
+
+/* log_event with fields: in JSON each becomes a member of the line's object
+ * (after msg), so a pipeline can match on them; text lines show msg only. */
+void log_event_fields(int level, const char *check, const log_field *fields, int nfields, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
 #endif
