@@ -63,6 +63,8 @@ struct ha_front {
     unsigned char *requested;         /* per snapshot check: a run was asked for */
     unsigned char *age;               /* per snapshot check: ha_age of its result, an overlay */
     uint64_t age_next_ns;             /* monotonic: the next age boundary, UINT64_MAX: none */
+    bool age_hold;                    /* results that just arrived read fresh until the
+                                         deadline timer's next turn */
     wait_list waits;                  /* waiting answers, soonest deadline first */
     wait_list due;                    /* ended waits whose callbacks are being made */
     uint64_t stalled_ns;              /* > 0: engine stalled that long */
@@ -254,15 +256,18 @@ static void ages_update(ha_front *f, uint64_t now)
 static uint64_t front_clock(ha_front *f)
 {
     uint64_t now = uv_hrtime();
-    if (now >= f->age_next_ns)
+    if (now >= f->age_next_ns && !f->age_hold)
         ages_update(f, now);
     return now;
 }
 
 static void deadline_arm(ha_front *f);
 
-/* Takes f->snap as new: fresh per-check front state, ages, views. */
-static int absorb_snapshot(ha_front *f)
+/* Takes f->snap as new (old: the one it replaces, may be NULL): fresh
+ * per-check front state, ages, views. A result that arrived with it reads
+ * fresh whatever its ttl (0 included) to the answers made in this loop turn,
+ * those waiting for it among them; the deadline timer's next turn ages it. */
+static int absorb_snapshot(ha_front *f, const ha_snapshot *old)
 {
     size_t n = f->snap->n ? f->snap->n : 1;
     unsigned char *req = calloc(n, 1), *age = calloc(n, 1);
@@ -275,7 +280,20 @@ static int absorb_snapshot(ha_front *f)
     free(f->age);
     f->requested = req;
     f->age = age;
-    ages_update(f, uv_hrtime());
+    uint64_t now = uv_hrtime();
+    f->age_hold = false;
+    ages_update(f, now);
+    for (size_t i = 0; i < f->snap->n; i++) {
+        const ha_snap_check *c = &f->snap->checks[i];
+        if (age[i] != HA_AGE_STALE)
+            continue;
+        int k = old ? snapshot_find(old, c->name, strlen(c->name)) : -1;
+        if (k < 0 || old->checks[k].runs != c->runs) {
+            age[i] = HA_AGE_FRESH;
+            f->age_hold = true;
+            f->age_next_ns = now;
+        }
+    }
     views_update(f);
     deadline_arm(f);
     return 0;
@@ -311,7 +329,7 @@ static void on_wakeup(uv_async_t *h)
         return;
     ha_snapshot *old = f->snap;
     f->snap = s;
-    if (absorb_snapshot(f) != 0) {
+    if (absorb_snapshot(f, old) != 0) {
         f->snap = old; /* out of memory: keep serving the previous one */
         snapshot_free(s);
         return;
@@ -514,6 +532,7 @@ static void on_deadline(uv_timer_t *h)
 {
     ha_front *f = h->data;
     f->deadline_at_ns = UINT64_MAX;
+    f->age_hold = false;
     uint64_t now = front_clock(f);
     while (f->waits.head && f->waits.head->deadline_ns <= now)
         wait_end(f->waits.head);
@@ -997,7 +1016,7 @@ int front_run(ha_front *f)
         ha_snapshot *s = bridge_take(f->bridge);
         if (s) {
             f->snap = s;
-            if (absorb_snapshot(f) != 0) {
+            if (absorb_snapshot(f, NULL) != 0) {
                 f->snap = NULL;
                 snapshot_free(s);
             }
