@@ -32,6 +32,12 @@ return {
   -- Engine stalled longer than this (stuck inside a C function): /livez fails.
   watchdog = "5s",
 
+  -- The longest a probe waits for the runs it asked for (stale checks, first
+  -- runs) before it answers from what is known: a stale result marked
+  -- "stale", INIT, or DOWN "no result for <max_age>". 0 to 60s; 0 never
+  -- waits. Keep it below the probes' timeoutSeconds (kubelet: 1s).
+  max_wait = "500ms",
+
   -- Defaults for checks that do not set them.
   default_timeout = "1s",
   default_ttl = "5s",

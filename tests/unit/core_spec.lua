@@ -682,4 +682,24 @@ describe("definitions", function()
     assert.equal(5, b.ttl)
     g:close()
   end)
+
+  it("max_age: given, or ttl + timeout with the stretched ttl; factories pass it on", function()
+    local g = load [[
+      health.check { name = "a", ttl = "2s", max_age = "1m", run = function() return true end }
+      health.check { name = "b", timeout = 2, run = function() return true end }
+      health.check { name = "c", interval = "10s", timeout = 1, run = function() return true end }
+      health.checks.tcp { name = "t", host = "127.0.0.1", port = 1, max_age = "7s" }
+      health.checks.file_fresh { name = "f", path = "/nonexistent", max_age = "1h" }
+    ]]
+    assert.equal(60, g:state("a").max_age)
+    assert.equal(5 + 2, g:state("b").max_age)
+    assert.equal(11 + 1, g:state("c").max_age) -- ttl stretched to interval + timeout
+    assert.equal(7, g:state("t").max_age)
+    assert.equal(6, g:state("f").max_age)   -- file_fresh's max_age is the file's age
+    g:close()
+    assert.matches("field 'max_age' %(2s%) must not be shorter than the ttl %(5s%)",
+      load_err([[health.check { name = "x", max_age = 2, run = function() return true end }]], "m.lua"))
+    assert.matches("field 'max_age' must be greater than zero",
+      load_err([[health.check { name = "x", max_age = 0, run = function() return true end }]], "m.lua"))
+  end)
 end)

@@ -5,7 +5,7 @@ local M = {}
 M.check_fields = {
   name = true, probes = true, timeout = true, ttl = true, interval = true,
   initial_delay = true, failure_threshold = true, success_threshold = true,
-  critical = true, memory = true,
+  critical = true, memory = true, max_age = true,
 }
 
 -- Splits opts into the health.check fields and the factory's own options.
@@ -16,10 +16,10 @@ function M.split(kind, opts, own)
   end
   local def, mine = {}, {}
   for k, v in pairs(opts) do
-    if M.check_fields[k] then
-      def[k] = v
-    elseif own[k] then
+    if own[k] then -- a factory's own option wins (file_fresh's max_age is the file's age)
       mine[k] = v
+    elseif M.check_fields[k] then
+      def[k] = v
     else
       error(("health.checks.%s: unknown option '%s'"):format(kind, tostring(k)), 3)
     end
