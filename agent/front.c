@@ -1,8 +1,13 @@
-/* front.c: listeners, routing, the response cache, the age overlay,
- * waiting probes (front_int.h), the engine watchdog and the shutdown
- * sequence (see front.h). */
+/* front.c: listeners, the connection-per-probe fast path, routing, the
+ * response cache, the age overlay, waiting probes (front_int.h), the engine
+ * watchdog and the shutdown sequence (see front.h). */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +16,7 @@
 
 #include "front.h"
 #include "front_admin.h"
+#include "front_fast.h"
 #include "front_int.h"
 #include "front_render.h"
 #include "log.h"
@@ -25,6 +31,8 @@ typedef struct {
     size_t len;
     int http_status;
     const char *content_type;
+    ha_buf fast_head;    /* the fast path's "Connection: close" head, built on first use */
+    size_t fast_date_at; /* offset of its Date value */
 } cache_entry;
 
 /* A list of waits (front_int.h). */
@@ -148,6 +156,7 @@ static void cache_clear(cache_entry *e)
     if (e->body)
         h2o_mem_release_shared(e->body);
     e->body = NULL;
+    buf_free(&e->fast_head);
 }
 
 static uint64_t mix(uint64_t h, uint64_t v) { return (h ^ v) * 1099511628211ull; }
@@ -364,9 +373,9 @@ static void render_and_send(ha_front *f, h2o_req_t *req, ha_render_req *rr)
     buf_free(&out.body);
 }
 
-/* Answers from the cache entry, building it first if needed. The caller
- * made sure the overlays are current (front_clock). */
-static void send_cached(ha_front *f, h2o_req_t *req, ha_render_req *rr)
+/* The cache entry of rr\'s view, built first if needed. The caller made
+ * sure the overlays are current (front_clock). */
+static cache_entry *cache_get(ha_front *f, ha_render_req *rr)
 {
     cache_entry *e = &f->cache[rr->probe][rr->format][rr->full];
     if (e->body == NULL) {
@@ -379,6 +388,14 @@ static void send_cached(ha_front *f, h2o_req_t *req, ha_render_req *rr)
         e->content_type = out.content_type;
         buf_free(&out.body);
     }
+    return e;
+}
+
+/* Answers from the cache entry, building it first if needed. The caller
+ * made sure the overlays are current (front_clock). */
+static void send_cached(ha_front *f, h2o_req_t *req, ha_render_req *rr)
+{
+    cache_entry *e = cache_get(f, rr);
     h2o_mem_link_shared(&req->pool, e->body);
     respond(req, e->http_status, e->content_type, e->body, e->len);
 }
@@ -686,24 +703,27 @@ static bool trusted(ha_front *f, h2o_req_t *req)
     return len > 0 && cidr_match(&f->cfg->trusted, (struct sockaddr *)&ss);
 }
 
-/* True when the request carries "Authorization: Bearer <configured token>".
+/* True when an Authorization value v[0..len) is "Bearer <configured token>".
  * The comparison takes the same time wherever the first difference is. */
-static bool has_token(ha_front *f, h2o_req_t *req)
+static bool token_matches(ha_front *f, const char *v, size_t len)
 {
     const char *tok = f->cfg->token;
-    if (tok == NULL)
+    if (tok == NULL || v == NULL)
         return false;
-    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
-    if (i < 0)
-        return false;
-    h2o_iovec_t v = req->headers.entries[i].value;
     size_t tl = strlen(tok);
-    if (v.len != 7 + tl || strncasecmp(v.base, "Bearer ", 7) != 0)
+    if (len != 7 + tl || strncasecmp(v, "Bearer ", 7) != 0)
         return false;
     unsigned char diff = 0;
     for (size_t k = 0; k < tl; k++)
-        diff |= (unsigned char)(v.base[7 + k] ^ tok[k]);
+        diff |= (unsigned char)(v[7 + k] ^ tok[k]);
     return diff == 0;
+}
+
+/* True when the request carries "Authorization: Bearer <configured token>". */
+static bool has_token(ha_front *f, h2o_req_t *req)
+{
+    ssize_t i = h2o_find_header(&req->headers, H2O_TOKEN_AUTHORIZATION, -1);
+    return i >= 0 && token_matches(f, req->headers.entries[i].value.base, req->headers.entries[i].value.len);
 }
 
 /* Parses verbose and exclude=... from the query. Returns -1 on a bad query. */
@@ -894,6 +914,73 @@ static void on_conn_closed(uv_handle_t *h)
     free(c);
 }
 
+/* The format an Accept value asks for (JSON unless it names health+json). */
+static ha_format accept_format(const char *v, size_t len)
+{
+    return v != NULL && h2o_strstr(v, len, H2O_STRLIT("application/health+json")) != SIZE_MAX ? HA_FMT_HEALTH_JSON
+                                                                                             : HA_FMT_JSON;
+}
+
+/* The IMF-fixdate of the current second, for the fast path's Date field;
+ * recomputed once a second. */
+static const char *fast_date(void)
+{
+    static time_t last = -1;
+    static char text[HA_FAST_DATE_LEN + 1];
+    time_t now = time(NULL);
+    if (now != last) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        last = now;
+    }
+    return text;
+}
+
+/* The connection-per-probe fast path (front_fast.h), on a connection just
+ * accepted: reads what the client has sent so far into buf. Returns 1 when
+ * the request was answered from the cache and the connection is closing;
+ * 0 to go on with h2o, which must first be given the *nread bytes read;
+ * -1 when the peer closed or failed (the caller closes). */
+static int fast_serve(ha_front *f, front_conn *c, char *buf, size_t cap, size_t *nread)
+{
+    uv_os_fd_t fd;
+    *nread = 0;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        return 0;
+    ssize_t n = recv(fd, buf, cap, 0);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+    if (n == 0)
+        return -1;
+    *nread = (size_t)n;
+    ha_fast_req q;
+    ha_render_req rr = {0};
+    if (f->snap == NULL || f->stalled_ns || f->shutdown_phase || !front_fast_parse(buf, (size_t)n, &q))
+        return 0;
+    rr.probe = match_probe(f, h2o_iovec_init(q.path, q.path_len), &rr.only);
+    if (rr.probe < 0 || rr.only.p != NULL || uv_hrtime() >= f->fresh_until[rr.probe])
+        return 0;
+    rr.format = accept_format(q.accept, q.accept_len);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    rr.full = (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && cidr_match(&f->cfg->trusted, (struct sockaddr *)&ss)) ||
+              token_matches(f, q.authorization, q.authorization_len);
+    cache_entry *e = cache_get(f, &rr);
+    if (e->fast_head.len == 0)
+        front_fast_head(&e->fast_head, e->http_status, reason_phrase(e->http_status), e->content_type, e->len,
+                        &e->fast_date_at);
+    memcpy(e->fast_head.data + e->fast_date_at, fast_date(), HA_FAST_DATE_LEN);
+    struct iovec iov[2] = {{e->fast_head.data, e->fast_head.len}, {e->body, q.head ? 0 : e->len}};
+    /* a new connection's empty send buffer takes a probe answer whole; a
+     * short or failed write leaves the client with a truncated answer, as
+     * any connection failure would */
+    if (writev(fd, iov, 2) < 0)
+        log_event(LOG_DEBUG, NULL, "fast path: write failed: %s", strerror(errno));
+    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+    return 1;
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
     ha_front *f = listener->data;
@@ -912,8 +999,22 @@ static void on_accept(uv_stream_t *listener, int status)
         uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
         return;
     }
-    uv_tcp_nodelay(&conn->tcp, 1);
+    char first[HA_FAST_MAX_REQUEST + 1]; /* one more: a larger request is h2o's */
+    size_t nread;
+    int fr = fast_serve(f, conn, first, sizeof first, &nread);
+    if (fr != 0) {
+        if (fr < 0)
+            uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
+        return;
+    }
+    /* TCP_NODELAY is inherited from the listener (front_new) */
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed);
+    if (nread > 0) {
+        /* what the fast path read is the start of h2o's input */
+        h2o_iovec_t room = h2o_buffer_reserve(&sock->input, nread);
+        memcpy(room.base, first, nread);
+        sock->input->size += nread;
+    }
     h2o_accept(&f->accept_ctx, sock);
 }
 
@@ -940,6 +1041,24 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss)
     if (strcmp(host, "localhost") == 0)
         strcpy(host, "127.0.0.1");
     return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss);
+}
+
+/* Socket options of a bound listener that its connections inherit or that
+ * shape their accept: TCP_NODELAY (inherited on Linux: no setsockopt per
+ * connection) and TCP_DEFER_ACCEPT (a connection is accepted once its first
+ * bytes arrive, so the fast path finds the request already there; after 1 s
+ * without data the kernel hands the connection over anyway). Returns 0 or
+ * a libuv error. */
+static int listen_tuned(uv_tcp_t *l)
+{
+    int r = uv_tcp_nodelay(l, 1);
+    uv_os_fd_t fd;
+    if (r == 0 && (r = uv_fileno((uv_handle_t *)l, &fd)) == 0) {
+        int secs = 1;
+        if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof secs) != 0)
+            r = uv_translate_sys_error(errno);
+    }
+    return r;
 }
 
 ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, char *err, size_t errlen)
@@ -977,6 +1096,8 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
             l->data = f;
             f->nlisteners++;
             r = uv_tcp_bind(l, (struct sockaddr *)&ss, 0);
+            if (r == 0)
+                r = listen_tuned(l);
             if (r == 0)
                 r = uv_listen((uv_stream_t *)l, 1024, on_accept);
         }
