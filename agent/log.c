@@ -27,15 +27,33 @@ int log_level_parse(const char *s)
     return -1;
 }
 
+void log_escape(ha_buf *b, const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && s[j] >= 0x20 && s[j] != 0x7f)
+            j++;
+        buf_add(b, s + i, j - i);
+        if (j == n)
+            break;
+        switch (s[j]) {
+        case '\n': buf_add(b, "\\n", 2); break;
+        case '\r': buf_add(b, "\\r", 2); break;
+        case '\t': buf_add(b, "\\t", 2); break;
+        default: buf_printf(b, "\\u%04x", s[j]); break;
+        }
+        i = j + 1;
+    }
+}
+
 /* Builds and writes one line; fields only in JSON. */
 static void log_emit(int level, const char *check, const log_field *fields, int nfields, const char *fmt,
                      va_list ap)
 {
     ha_buf msg = HA_BUF_INIT, line = HA_BUF_INIT;
     buf_vprintf(&msg, fmt, ap);
-    for (size_t i = 0; i < msg.len; i++)
-        if (msg.data[i] == '\n' || msg.data[i] == '\r')
-            msg.data[i] = ' ';
     char ts[32];
     ha_time_format(ha_wall_ms(), ts, sizeof ts);
     if (log_json) {
@@ -58,9 +76,12 @@ static void log_emit(int level, const char *check, const log_field *fields, int 
         buf_adds(&line, "}\n");
     } else {
         buf_printf(&line, "%s %-5s ", ts, level_names[level]);
-        if (check)
-            buf_printf(&line, "[%s] ", check);
-        buf_add(&line, msg.data ? msg.data : "", msg.len);
+        if (check) {
+            buf_addc(&line, '[');
+            log_escape(&line, check, strlen(check));
+            buf_adds(&line, "] ");
+        }
+        log_escape(&line, msg.data ? msg.data : "", msg.len);
         buf_addc(&line, '\n');
     }
     ssize_t r = write(STDERR_FILENO, line.data, line.len);

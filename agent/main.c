@@ -129,11 +129,18 @@ static int run_script(ha_config *cfg, int argc, char **argv, int first)
 
 /* --- agent -------------------------------------------------------------- */
 
+/* Prints "healthagent: <message>" as one line (control bytes escaped: a
+ * file name may hold a newline) and returns exit code 2. */
 static int fail(const char *fmt, const char *a, const char *b)
 {
-    fprintf(stderr, "healthagent: ");
-    fprintf(stderr, fmt, a, b);
-    fputc('\n', stderr);
+    char msg[2048];
+    ha_buf line = HA_BUF_INIT;
+    snprintf(msg, sizeof msg, fmt, a, b);
+    buf_adds(&line, "healthagent: ");
+    log_escape(&line, msg, strlen(msg));
+    buf_addc(&line, '\n');
+    fwrite(line.data, 1, line.len, stderr);
+    buf_free(&line);
     return 2;
 }
 
