@@ -126,7 +126,7 @@ void config_defaults(ha_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->listen[0] = config_strdup("0.0.0.0:8080");
     cfg->nlisten = 1;
-    cidr_parse("127.0.0.0/8", &cfg->trusted.nets[0]);
+    cidr_parse("127.0.0.1/32", &cfg->trusted.nets[0]);
     cidr_parse("::1/128", &cfg->trusted.nets[1]);
     cfg->trusted.n = 2;
     cfg->memory_limit = 64u << 20;
@@ -137,6 +137,9 @@ void config_defaults(ha_config *cfg)
     cfg->default_ttl_ns = 5 * HA_NS_PER_S;
     cfg->idle_timeout_ns = 10 * HA_NS_PER_S;
     cfg->request_timeout_ns = 5 * HA_NS_PER_S;
+    cfg->send_timeout_ns = 30 * HA_NS_PER_S;
+    cfg->max_connections = 0;
+    cfg->max_connections_per_address = 256;
     cfg->shutdown_delay_ns = 5 * HA_NS_PER_S;
     cfg->shutdown_timeout_ns = 10 * HA_NS_PER_S;
     cfg->rescan_ns = 30 * HA_NS_PER_S;
@@ -398,6 +401,10 @@ int config_read_token(ha_config *cfg, const char *path, char *err, size_t errlen
             goto fail;
         }
     }
+    if (n < HA_TOKEN_MIN) {
+        config_errf(err, errlen, "%s: token shorter than %d characters", path, HA_TOKEN_MIN);
+        goto fail;
+    }
     free(cfg->token);
     cfg->token = data;
     data = NULL;
@@ -473,6 +480,10 @@ int config_apply_env(ha_config *cfg, char *err, size_t errlen)
     if ((v = config_env("HEALTHAGENT_TOKEN")) != NULL) {
         if (!config_token_ok(v, strlen(v))) {
             config_errf(err, errlen, "HEALTHAGENT_TOKEN: token contains control characters");
+            goto fail;
+        }
+        if (strlen(v) < HA_TOKEN_MIN) {
+            config_errf(err, errlen, "HEALTHAGENT_TOKEN: token shorter than %d characters", HA_TOKEN_MIN);
             goto fail;
         }
         config_set_str(&cfg->token, v);
@@ -687,6 +698,8 @@ static int config_k_token(config_ctx *ctx, lua_State *L, int idx, const char *fi
     const char *s = lua_tolstring(L, idx, &len);
     if (!config_token_ok(s, len))
         return config_field_err(ctx, field, "must be non-empty, without control characters");
+    if (len < HA_TOKEN_MIN)
+        return config_field_err(ctx, field, "must be at least %d characters", HA_TOKEN_MIN);
     config_set_str(&ctx->cfg->token, s);
     return 0;
 }
@@ -728,9 +741,45 @@ static int config_k_size(config_ctx *ctx, lua_State *L, int idx, const char *fie
     return config_size(ctx, L, idx, field, CONFIG_AT(ctx, uint64_t, off));
 }
 
+/* The smallest value that works, for the durations that have one: below it
+ * HTTP/1 serves nothing (request_timeout rounds to 0 ms) or liveness flaps
+ * (the engine's heartbeat is every 100 ms). */
+static const struct {
+    const char *key;
+    uint64_t min_ns;
+    const char *text;
+} config_duration_min[] = {
+    {"request_timeout", 100 * HA_NS_PER_MS, "100ms"},
+    {"idle_timeout", 100 * HA_NS_PER_MS, "100ms"},
+    {"send_timeout", HA_NS_PER_S, "1s"},
+    {"watchdog", 500 * HA_NS_PER_MS, "500ms"}, /* 5 heartbeats */
+};
+
 static int config_k_duration(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)
 {
-    return config_duration(ctx, L, idx, field, false, CONFIG_AT(ctx, uint64_t, off));
+    uint64_t *slot = CONFIG_AT(ctx, uint64_t, off);
+    if (config_duration(ctx, L, idx, field, false, slot) < 0)
+        return -1;
+    for (size_t i = 0; i < HA_ARRAY_SIZE(config_duration_min); i++)
+        if (strcmp(field, config_duration_min[i].key) == 0 && *slot < config_duration_min[i].min_ns)
+            return config_field_err(ctx, field, "must be at least %s", config_duration_min[i].text);
+    return 0;
+}
+
+/* A whole number of connections, 1..1000000 (max_connections also takes 0:
+ * derived from the descriptor limit). */
+static int config_k_count(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)
+{
+    int exact;
+    bool zero_ok = strcmp(field, "max_connections") == 0;
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return config_field_err(ctx, field, "expected a whole number, got %s", luaL_typename(L, idx));
+    lua_Integer v = lua_tointegerx(L, idx, &exact);
+    if (!exact || v < (zero_ok ? 0 : 1) || v > 1000000)
+        return config_field_err(ctx, field, "must be a whole number %s..1000000, got %s", zero_ok ? "0" : "1",
+                                lua_tostring(L, idx));
+    *CONFIG_AT(ctx, int, off) = (int)v;
+    return 0;
 }
 
 /* A duration that may be 0 (shutdown_delay: stop at once). */
@@ -900,6 +949,9 @@ static const struct {
     {"default_ttl", config_k_duration, offsetof(ha_config, default_ttl_ns)},
     {"idle_timeout", config_k_duration, offsetof(ha_config, idle_timeout_ns)},
     {"request_timeout", config_k_duration, offsetof(ha_config, request_timeout_ns)},
+    {"send_timeout", config_k_duration, offsetof(ha_config, send_timeout_ns)},
+    {"max_connections", config_k_count, offsetof(ha_config, max_connections)},
+    {"max_connections_per_address", config_k_count, offsetof(ha_config, max_connections_per_address)},
     {"shutdown_delay", config_k_duration0, offsetof(ha_config, shutdown_delay_ns)},
     {"shutdown_timeout", config_k_duration, offsetof(ha_config, shutdown_timeout_ns)},
     {"rescan_interval", config_k_duration, offsetof(ha_config, rescan_ns)},

@@ -12,6 +12,7 @@
 #define HA_MAX_LISTEN 16
 #define HA_MAX_EXTRA_PATHS 8 /* paths one probe may add in the config */
 #define HA_MAX_PATHS (3 + HA_MAX_EXTRA_PATHS) /* canonical + built-in aliases + extra */
+#define HA_TOKEN_MIN 16 /* characters of a bearer token, at least */
 
 typedef struct {
     char *paths[HA_MAX_PATHS]; /* owned; what the probe answers: paths[0] is the canonical
@@ -40,6 +41,9 @@ typedef struct {
     uint64_t default_ttl_ns;       /* check ttl when the script gives none */
     uint64_t idle_timeout_ns;      /* HTTP keep-alive idle timeout */
     uint64_t request_timeout_ns;   /* HTTP/1 request header timeout */
+    uint64_t send_timeout_ns;      /* a connection owing output that makes no progress this long is closed */
+    int max_connections;           /* client connections at once; 0: derived from the descriptor limit */
+    int max_connections_per_address; /* client connections at once from one address */
     uint64_t shutdown_delay_ns;    /* SIGTERM: keep answering (readyz 503) this long */
     uint64_t shutdown_timeout_ns;  /* then exit within this */
     uint64_t rescan_ns;            /* periodic content-hash rescan of scripts */

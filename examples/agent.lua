@@ -15,15 +15,18 @@ return {
   -- Where require finds the health.* Lua library. Default: the bundled lualib/.
   -- lualib = "/usr/share/healthagent/lualib",
 
-  -- Bearer token: clients that send "Authorization: Bearer <token>" see
-  -- outputs and details, and may use the admin endpoints (/-/*).
-  -- Env: HEALTHAGENT_TOKEN, HEALTHAGENT_TOKEN_FILE; flag --token-file.
-  -- token = "change-me",
+  -- Bearer token (at least 16 characters): every admin endpoint (/-/*) needs
+  -- "Authorization: Bearer <token>", from every address, loopback included;
+  -- without a token the admin endpoints answer 403. Token holders also see
+  -- outputs and details. Env: HEALTHAGENT_TOKEN, HEALTHAGENT_TOKEN_FILE;
+  -- flag --token-file.
+  -- token = "change-me-to-16-characters-or-more",
   -- token_file = "/var/run/secrets/healthagent/token",
 
-  -- Clients from these networks see outputs and details, and reach the admin
-  -- endpoints when no token is configured.
-  trusted_networks = { "127.0.0.0/8", "::1/128" },
+  -- Clients from these networks see outputs and details on the probes
+  -- (nothing else). A start-up warning names any network wider than these:
+  -- in a mesh, all of 127.0.0.0/8 is every peer (Istio delivers from 127.0.0.6).
+  trusted_networks = { "127.0.0.1/32", "::1/128" },
 
   -- Lua heap cap of one scripts generation, and what one run may hold at once.
   memory_limit = "64MiB",
@@ -42,9 +45,21 @@ return {
   default_timeout = "1s",
   default_ttl = "5s",
 
-  -- HTTP: HTTP/1 request-header timeout and HTTP/2 idle timeout.
+  -- HTTP: HTTP/1 request-header timeout (at least 100ms) and HTTP/2 idle
+  -- timeout (at least 100ms).
   request_timeout = "5s",
   idle_timeout = "10s",
+
+  -- A connection that owes output (a request in flight, bytes queued) and
+  -- makes no progress this long is closed (at least 1s).
+  send_timeout = "30s",
+  -- Client connections at once: 0 takes 1024, lowered to keep a quarter of
+  -- the descriptor limit (at least 64) for the engine's sockets and files.
+  max_connections = 0,
+  -- From one client address (at most half of max_connections). In a mesh
+  -- every peer may arrive from one address (Istio: 127.0.0.6) while kubelet
+  -- comes from another: this cap is then shared by the whole mesh.
+  max_connections_per_address = 256,
 
   -- SIGTERM: /readyz fails at once and probes are answered this long, then
   -- the listeners close and the agent exits within shutdown_timeout.

@@ -94,7 +94,10 @@ static void test_defaults(void)
     CHECK(cfg.scripts_dir == NULL && cfg.lualib_dir == NULL && cfg.token == NULL);
     CHECK(cfg.config_file == NULL);
     CHECK(cfg.trusted.n == 2);
-    CHECK(trusted(&cfg, "127.0.0.1") && trusted(&cfg, "127.9.9.9") && trusted(&cfg, "::1"));
+    CHECK(trusted(&cfg, "127.0.0.1") && trusted(&cfg, "::1"));
+    CHECK(!trusted(&cfg, "127.0.0.6") && !trusted(&cfg, "127.9.9.9")); /* a mesh sidecar's address */
+    CHECK(cfg.send_timeout_ns == 30 * HA_NS_PER_S);
+    CHECK(cfg.max_connections == 0 && cfg.max_connections_per_address == 256);
     CHECK(trusted(&cfg, "::ffff:127.0.0.1"));
     CHECK(!trusted(&cfg, "10.0.0.1") && !trusted(&cfg, "::2"));
     CHECK_U64(cfg.memory_limit, 64ull << 20);
@@ -131,7 +134,7 @@ static void test_defaults(void)
 static void test_full_file(void)
 {
     ha_config cfg;
-    write_file("token.txt", "s3cr3t-token\n\n");
+    write_file("token.txt", "s3cr3t-token-0123456789\n\n");
     char text[2048];
     snprintf(text, sizeof text,
              "-- a complete configuration\n"
@@ -170,7 +173,7 @@ static void test_full_file(void)
     CHECK_STR(cfg.listen[2], "localhost:9002");
     CHECK_STR(cfg.scripts_dir, "/srv/checks");
     CHECK_STR(cfg.lualib_dir, "/srv/checks/lib");
-    CHECK_STR(cfg.token, "s3cr3t-token");
+    CHECK_STR(cfg.token, "s3cr3t-token-0123456789");
     CHECK_STR(cfg.config_file, in_dir("full.lua"));
     CHECK(cfg.trusted.n == 2);
     CHECK(trusted(&cfg, "10.1.2.3") && trusted(&cfg, "fd12::1"));
@@ -360,6 +363,23 @@ static void test_bad_values(void)
                      "file or directory"));
     CHECK_STR(load_err("k3.lua", "return { token = 'a\\nb' }"),
               in_dir("k3.lua: field 'token': must be non-empty, without control characters"));
+    CHECK_STR(load_err("k4.lua", "return { token = 'x' }"),
+              in_dir("k4.lua: field 'token': must be at least 16 characters"));
+    /* values that cannot work */
+    CHECK_STR(load_err("v1.lua", "return { request_timeout = '0.0001ms' }"),
+              in_dir("v1.lua: field 'request_timeout': must be at least 100ms"));
+    CHECK_STR(load_err("v2.lua", "return { watchdog = '1ms' }"),
+              in_dir("v2.lua: field 'watchdog': must be at least 500ms"));
+    CHECK_STR(load_err("v3.lua", "return { send_timeout = 0.5 }"),
+              in_dir("v3.lua: field 'send_timeout': must be at least 1s"));
+    CHECK_STR(load_err("v4.lua", "return { idle_timeout = '10ms' }"),
+              in_dir("v4.lua: field 'idle_timeout': must be at least 100ms"));
+    CHECK_STR(load_err("v5.lua", "return { max_connections_per_address = 0 }"),
+              in_dir("v5.lua: field 'max_connections_per_address': must be a whole number 1..1000000, got 0"));
+    CHECK_STR(load_err("v6.lua", "return { max_connections = 2.5 }"),
+              in_dir("v6.lua: field 'max_connections': must be a whole number 0..1000000, got 2.5"));
+    CHECK_STR(load_err("v7.lua", "return { max_connections = '10' }"),
+              in_dir("v7.lua: field 'max_connections': expected a whole number, got string"));
     CHECK_STR(load_err("r1.lua", "return 5"), in_dir("r1.lua: must return a table, not a number"));
 
     /* Eight extra paths fit exactly, next to the canonical one and the
@@ -562,18 +582,18 @@ static void test_env(void)
 {
     ha_config cfg;
     char err[256] = "";
-    const char *tok = write_file("envtoken", "  from-file \t\r\n");
+    const char *tok = write_file("envtoken", "  from-file-0123456789 \t\r\n");
 
     config_defaults(&cfg);
     setenv("HEALTHAGENT_LISTEN", " 127.0.0.1:9000 , [::1]:9001,,", 1);
     setenv("HEALTHAGENT_SCRIPTS", "/env/scripts", 1);
-    setenv("HEALTHAGENT_TOKEN", "env-token", 1);
+    setenv("HEALTHAGENT_TOKEN", "env-token-0123456789", 1);
     CHECK(config_apply_env(&cfg, err, sizeof err) == 0);
     CHECK(cfg.nlisten == 2);
     CHECK_STR(cfg.listen[0], "127.0.0.1:9000");
     CHECK_STR(cfg.listen[1], "[::1]:9001");
     CHECK_STR(cfg.scripts_dir, "/env/scripts");
-    CHECK_STR(cfg.token, "env-token");
+    CHECK_STR(cfg.token, "env-token-0123456789");
 
     /* The environment replaces what a file set... */
     setenv("HEALTHAGENT_LISTEN", "0.0.0.0:1", 1);
@@ -601,7 +621,7 @@ static void test_env(void)
     CHECK_STR(err, "HEALTHAGENT_TOKEN and HEALTHAGENT_TOKEN_FILE are exclusive");
     unsetenv("HEALTHAGENT_TOKEN");
     CHECK(config_apply_env(&cfg, err, sizeof err) == 0);
-    CHECK_STR(cfg.token, "  from-file");
+    CHECK_STR(cfg.token, "  from-file-0123456789");
     setenv("HEALTHAGENT_TOKEN_FILE", "", 1); /* empty is unset */
     CHECK(config_apply_env(&cfg, err, sizeof err) == 0);
     unsetenv("HEALTHAGENT_TOKEN_FILE");
@@ -614,20 +634,30 @@ static void test_token_file(void)
     ha_config cfg;
     char err[256] = "";
     config_defaults(&cfg);
-    CHECK(config_read_token(&cfg, write_file("t-ok", "abc\n"), err, sizeof err) == 0);
-    CHECK_STR(cfg.token, "abc");
-    CHECK(config_read_token(&cfg, write_file("t-noeol", "xyz"), err, sizeof err) == 0);
-    CHECK_STR(cfg.token, "xyz");
+    CHECK(config_read_token(&cfg, write_file("t-ok", "abc-0123456789-abc\n"), err, sizeof err) == 0);
+    CHECK_STR(cfg.token, "abc-0123456789-abc");
+    CHECK(config_read_token(&cfg, write_file("t-noeol", "xyz-0123456789-xyz"), err, sizeof err) == 0);
+    CHECK_STR(cfg.token, "xyz-0123456789-xyz");
     const char *p = write_file("t-empty", " \n\t\n");
     CHECK(config_read_token(&cfg, p, err, sizeof err) == -1);
     char want[256];
     snprintf(want, sizeof want, "%s: token file is empty", p);
     CHECK_STR(err, want);
-    CHECK_STR(cfg.token, "xyz"); /* unchanged on error */
-    p = write_file("t-ctl", "ab\ncd\n");
+    CHECK_STR(cfg.token, "xyz-0123456789-xyz"); /* unchanged on error */
+    p = write_file("t-ctl", "ab-0123456789\ncd-0123456789\n");
     CHECK(config_read_token(&cfg, p, err, sizeof err) == -1);
     snprintf(want, sizeof want, "%s: token contains control characters", p);
     CHECK_STR(err, want);
+    p = write_file("t-short", "0123456789abcde\n"); /* 15 characters */
+    CHECK(config_read_token(&cfg, p, err, sizeof err) == -1);
+    snprintf(want, sizeof want, "%s: token shorter than 16 characters", p);
+    CHECK_STR(err, want);
+    CHECK(config_read_token(&cfg, write_file("t-16", "0123456789abcdef"), err, sizeof err) == 0);
+    CHECK_STR(cfg.token, "0123456789abcdef");
+    setenv("HEALTHAGENT_TOKEN", "short", 1);
+    CHECK(config_apply_env(&cfg, err, sizeof err) == -1);
+    CHECK_STR(err, "HEALTHAGENT_TOKEN: token shorter than 16 characters");
+    unsetenv("HEALTHAGENT_TOKEN");
     CHECK(config_read_token(&cfg, "/nonexistent/t", err, sizeof err) == -1);
     CHECK_STR(err, "/nonexistent/t: cannot read token file: No such file or directory");
     config_free(&cfg);
