@@ -1,10 +1,14 @@
-/* front.c: listeners, the connection-per-probe fast path, routing, the
- * response cache, the age overlay, waiting probes (front_int.h), the engine
- * watchdog and the shutdown sequence (see front.h). */
+/* front.c: listeners, connections and their limits, the connection-per-probe
+ * fast path, routing, the response cache, the age overlay, waiting probes
+ * (front_int.h), the engine watchdog and the shutdown sequence (see front.h). */
+#include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -17,12 +21,24 @@
 #include "front.h"
 #include "front_admin.h"
 #include "front_fast.h"
+#include "front_h2.h"
 #include "front_int.h"
 #include "front_render.h"
 #include "log.h"
 
 #define TICK_MS 50                       /* watchdog and shutdown steps */
 #define MAX_EXCLUDE 32
+
+/* What one client connection may hold (see README "Limits"). */
+#define MAX_INFLIGHT 32                  /* requests in flight per connection (h2load -m10 needs 10) */
+#define MAX_REQ_HEADERS 64               /* headers of one request */
+#define MAX_REQ_HEADER_BYTES (16 * 1024) /* their names and values, with the path and authority */
+#define READ_BUDGET (1u << 20)           /* bytes read while no request reaches the handler */
+#define SWEEP_TICKS (1000 / TICK_MS)     /* send timeouts and the read wrapper: every second */
+#define CONN_HEADROOM_MIN 64             /* descriptors kept for the engine's own sockets and files */
+#define CONN_DEFAULT_MAX 1024            /* max_connections = 0: at most this many */
+#define CONN_FEW 4                       /* an address holding fewer may use the reserve */
+#define REFUSE_LOG_MS 10000              /* at most one line per reason this often */
 
 /* A prebuilt answer: body in h2o shared memory, linked into each request
  * pool that sends it, so replacing it never frees a buffer still in flight. */
@@ -41,12 +57,31 @@ typedef struct {
 } wait_list;
 
 /* An accepted connection: the libuv handle h2o reads and writes, linked
- * so that shutdown can end the idle ones. */
+ * so that shutdown and the sweep find it, and what it holds. */
 typedef struct front_conn {
     uv_tcp_t tcp;                     /* first: h2o's close callback gets it */
     struct front_conn *next, *prev;
     struct ha_front *front;
+    h2o_socket_t *sock;               /* h2o's socket over tcp; NULL before and once h2o disposed it */
+    h2o_socket_cb h2o_read;           /* h2o's read callback, which conn_on_read wraps */
+    uint8_t addr[16];                 /* peer address, IPv4 v4-mapped; counted in front->addrs */
+    bool counted;                     /* counted in front->addrs and front->nconns */
+    bool aborted;                     /* conn_abort ran */
+    uint32_t unproductive;            /* bytes read since a request last reached the handler */
+    uint32_t inflight;                /* requests handed to the handler whose pool is not disposed */
+    uint64_t progress_ms;             /* loop time: a request came or went, or output moved */
+    size_t written;                   /* sock->bytes_written at the last sweep */
+    size_t queued;                    /* tcp.write_queue_size at the last sweep */
 } front_conn;
+
+/* One client address in the open-addressing table front->addrs. */
+typedef struct {
+    uint8_t key[16];                  /* as front_conn.addr */
+    uint32_t n;                       /* connections open from it; 0: the slot is free */
+} addr_slot;
+
+/* Why connections are ended or refused: counted between two log lines. */
+enum { END_CAP_TOTAL, END_CAP_ADDR, END_SEND_TIMEOUT, END_NO_PROGRESS, END_REASONS };
 
 struct ha_front {
     uv_loop_t *loop;                  /* not owned */
@@ -79,6 +114,19 @@ struct ha_front {
     int shutdown_phase;               /* 0 serving, 1 draining (readyz 503), 2 closing,
                                          3 ending connections, 4 done */
     front_conn *conns;                /* open client connections */
+    int nconns;                       /* counted ones (admitted) */
+    int max_conns;                    /* effective total cap */
+    int reserve;                      /* beyond it, for addresses holding fewer than CONN_FEW */
+    int max_per_addr;                 /* effective per-address cap */
+    uint64_t fd_limit;                /* RLIMIT_NOFILE at start */
+    bool max_lowered;                 /* max_connections was lowered to fit it */
+    addr_slot *addrs;                 /* owned, mask + 1 slots, at most half used */
+    size_t addr_mask;
+    uint64_t addr_seed;               /* per process: addresses do not choose their slots */
+    unsigned sweep_ticks;             /* ticks since the last sweep */
+    bool closed_since_trim;           /* a connection went away since the last malloc_trim */
+    uint64_t ended[END_REASONS];      /* since the last log line of that reason */
+    uint64_t ended_log_ms[END_REASONS]; /* loop time of that line */
     uint64_t shutdown_at_ns;          /* when the current phase ends */
     uint64_t override_sent;           /* overrides queued for the engine so far */
     bool pending_ready;               /* the last one: in force until a snapshot carries it */
@@ -105,6 +153,7 @@ static const char *reason_phrase(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 503: return "Service Unavailable";
     default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
@@ -694,6 +743,290 @@ static void serve_probe(ha_front *f, h2o_req_t *req, ha_render_req *rr)
         answer(f, req, &hw->rr);
 }
 
+/* --- connections: caps, budgets, progress --------------------------------- */
+
+static size_t addr_hash(const ha_front *f, const uint8_t *k)
+{
+    uint64_t a, b;
+    memcpy(&a, k, 8);
+    memcpy(&b, k + 8, 8);
+    uint64_t h = (a ^ f->addr_seed) * 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 31) ^ b) * 0xbf58476d1ce4e5b9ull;
+    return (size_t)(h ^ (h >> 29)) & f->addr_mask;
+}
+
+/* The slot of address k: its own, or the free one it would take (key set,
+ * n still 0). The table is never more than half full, so the probe ends. */
+static addr_slot *addr_slot_of(ha_front *f, const uint8_t *k)
+{
+    for (size_t i = addr_hash(f, k);; i = (i + 1) & f->addr_mask) {
+        addr_slot *s = &f->addrs[i];
+        if (s->n == 0) {
+            memcpy(s->key, k, 16);
+            return s;
+        }
+        if (memcmp(s->key, k, 16) == 0)
+            return s;
+    }
+}
+
+/* One connection of address k is gone; a slot that falls to 0 is removed by
+ * shifting the following run back (linear probing without tombstones). */
+static void addr_release(ha_front *f, const uint8_t *k)
+{
+    size_t i = (size_t)(addr_slot_of(f, k) - f->addrs);
+    assert(f->addrs[i].n > 0);
+    if (--f->addrs[i].n > 0)
+        return;
+    for (size_t j = (i + 1) & f->addr_mask; f->addrs[j].n != 0; j = (j + 1) & f->addr_mask) {
+        size_t h = addr_hash(f, f->addrs[j].key);
+        /* j's entry may move to the hole at i unless its home lies in (i, j] */
+        bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+        if (!stays) {
+            f->addrs[i] = f->addrs[j];
+            f->addrs[j].n = 0;
+            i = j;
+        }
+    }
+}
+
+static void addr_key(const struct sockaddr_storage *ss, uint8_t *key)
+{
+    memset(key, 0, 16);
+    if (ss->ss_family == AF_INET6) {
+        memcpy(key, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    } else if (ss->ss_family == AF_INET) {
+        key[10] = key[11] = 0xff;
+        memcpy(key + 12, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    }
+}
+
+static const char *addr_text(const uint8_t *key, char *buf, size_t len)
+{
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(key, v4mapped, 12) == 0)
+        return inet_ntop(AF_INET, key + 12, buf, (socklen_t)len);
+    return inet_ntop(AF_INET6, key, buf, (socklen_t)len);
+}
+
+/* Logs why connections are ended or refused: the first at once, then at
+ * most one line per reason every REFUSE_LOG_MS with the count since. */
+static void conn_report(ha_front *f, int reason, const uint8_t *addr)
+{
+    static const char *const what[END_REASONS] = {
+        "refused: max_connections reached", "refused: max_connections_per_address reached",
+        "closed: send_timeout (output made no progress)", "closed: frames without requests"};
+    uint64_t now = uv_now(f->loop);
+    f->ended[reason]++;
+    if (f->ended_log_ms[reason] && now - f->ended_log_ms[reason] < REFUSE_LOG_MS)
+        return;
+    char a[INET6_ADDRSTRLEN];
+    log_event(LOG_WARN, NULL, "connection from %s %s (%llu in the last %ds)", addr_text(addr, a, sizeof a),
+              what[reason], (unsigned long long)f->ended[reason], REFUSE_LOG_MS / 1000);
+    f->ended[reason] = 0;
+    f->ended_log_ms[reason] = now;
+}
+
+/* Ends the connection now, whatever h2o is waiting for: both directions are
+ * shut, so h2o's pending read sees EOF and its pending write fails, and it
+ * closes the connection; the linger of 0 makes that close a reset, which
+ * frees the unsent output in the kernel at once. */
+static void conn_abort(front_conn *c, int reason)
+{
+    uv_os_fd_t fd;
+    if (c->aborted)
+        return;
+    c->aborted = true;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) {
+        struct linger lg = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        shutdown(fd, SHUT_RDWR);
+    }
+    conn_report(c->front, reason, c->addr);
+}
+
+static void conn_on_read(h2o_socket_t *sock, const char *err);
+
+/* (Re)installs conn_on_read in front of h2o's read callback, which h2o sets
+ * anew each time it starts reading (HTTP/1 after every response, HTTP/2
+ * once at the preface). */
+static void conn_wrap_read(front_conn *c)
+{
+    h2o_socket_t *s = c->sock;
+    if (s && s->_cb.read && s->_cb.read != conn_on_read) {
+        c->h2o_read = s->_cb.read;
+        s->_cb.read = conn_on_read;
+    }
+}
+
+/* Counts what the connection reads while no request reaches the handler
+ * (SETTINGS, PING, WINDOW_UPDATE, PRIORITY, empty DATA or CONTINUATION
+ * frames, refused requests): past READ_BUDGET it is ended. */
+static void conn_on_read(h2o_socket_t *sock, const char *err)
+{
+    front_conn *c = sock->on_close.data;
+    if (err == NULL && !c->aborted) {
+        c->unproductive += sock->bytes_read < READ_BUDGET ? (uint32_t)sock->bytes_read : READ_BUDGET;
+        if (c->unproductive > READ_BUDGET)
+            conn_abort(c, END_NO_PROGRESS);
+    }
+    c->h2o_read(sock, err);
+    if (c->sock == sock) /* still open: h2o may have set a new callback */
+        conn_wrap_read(c);
+}
+
+/* h2o disposed the socket (the uv handle closes next). */
+static void conn_on_sock_disposed(void *p)
+{
+    front_conn *c = p;
+    c->sock = NULL;
+}
+
+/* The connection a request came on (NULL if it is not one of ours). */
+static front_conn *conn_of(h2o_req_t *req)
+{
+    h2o_socket_t *sock = req->conn->callbacks->get_socket ? req->conn->callbacks->get_socket(req->conn) : NULL;
+    return sock && sock->on_close.cb == conn_on_sock_disposed ? sock->on_close.data : NULL;
+}
+
+/* Pool dispose of a request counted in c->inflight. */
+static void conn_req_done(void *p)
+{
+    front_conn *c = *(front_conn **)p;
+    c->inflight--;
+    c->progress_ms = uv_now(c->front->loop);
+}
+
+/* Once a second: re-wraps reads, and ends connections that owe output (a
+ * request in flight or bytes queued) and made no progress (no request
+ * arrived or completed, nothing more written) for send_timeout. */
+static void conns_sweep(ha_front *f)
+{
+    uint64_t now = uv_now(f->loop);
+    uint64_t limit = f->cfg->send_timeout_ns / HA_NS_PER_MS;
+    for (front_conn *c = f->conns; c; c = c->next) {
+        if (c->sock == NULL || c->aborted)
+            continue;
+        conn_wrap_read(c);
+        size_t w = c->sock->bytes_written, q = c->tcp.write_queue_size;
+        if (w != c->written || q < c->queued || (c->inflight == 0 && q == 0))
+            c->progress_ms = now;
+        c->written = w;
+        c->queued = q;
+        if (now - c->progress_ms >= limit)
+            conn_abort(c, END_SEND_TIMEOUT);
+    }
+    if (f->closed_since_trim) {
+        /* hand back what an attack made the heap grow by (glibc keeps
+         * freed memory in its arenas otherwise) */
+        malloc_trim(0);
+        f->closed_since_trim = false;
+    }
+}
+
+/* Sets the effective caps from the configuration and the descriptor limit,
+ * and allocates the address table. Returns 0 or -1 (no memory). */
+static int conns_init(ha_front *f)
+{
+    struct rlimit rl;
+    uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 1u << 20;
+    uint64_t headroom = fds / 4 > CONN_HEADROOM_MIN ? fds / 4 : CONN_HEADROOM_MIN;
+    uint64_t room = fds > headroom + 2 ? fds - headroom : 2;
+    uint64_t want = f->cfg->max_connections ? (uint64_t)f->cfg->max_connections : CONN_DEFAULT_MAX;
+    uint64_t total = want < room ? want : room;
+    /* an eighth is kept for addresses that hold (almost) nothing, such as
+     * kubelet's: several addresses at their cap still leave it room */
+    f->reserve = (int)(total / 8 > 0 ? total / 8 : 1);
+    f->max_conns = (int)total - f->reserve > 0 ? (int)total - f->reserve : 1;
+    f->max_per_addr = f->cfg->max_connections_per_address;
+    /* one address never takes more than half: others still get in */
+    if (f->max_per_addr > f->max_conns / 2)
+        f->max_per_addr = f->max_conns / 2 > 0 ? f->max_conns / 2 : 1;
+    size_t slots = 4;
+    while (slots < 2 * (size_t)(f->max_conns + f->reserve))
+        slots <<= 1;
+    f->addrs = calloc(slots, sizeof *f->addrs);
+    if (f->addrs == NULL)
+        return -1;
+    f->addr_mask = slots - 1;
+    f->addr_seed = uv_hrtime() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    f->fd_limit = fds;
+    f->max_lowered = f->cfg->max_connections && (uint64_t)f->cfg->max_connections > room;
+    return 0;
+}
+
+/* The start-up line on the connection limits (once listening). */
+static void conns_log(const ha_front *f)
+{
+    char d[32];
+    ha_duration_format(f->cfg->send_timeout_ns, d, sizeof d);
+    log_event(LOG_INFO, NULL,
+              "connections: at most %d at once (descriptor limit %llu), %d per client address, %d more for "
+              "addresses holding fewer than %d; send_timeout %s",
+              f->max_conns, (unsigned long long)f->fd_limit, f->max_per_addr, f->reserve, CONN_FEW, d);
+    if (f->max_lowered)
+        log_event(LOG_WARN, NULL, "max_connections lowered to %d: the descriptor limit is %llu (ulimit -n)",
+                  f->max_conns, (unsigned long long)f->fd_limit);
+}
+
+/* Admits the connection against both caps. Returns -1 or an END_* reason. */
+static int conn_admit(ha_front *f, front_conn *c)
+{
+    addr_slot *s = addr_slot_of(f, c->addr);
+    if ((int)s->n >= f->max_per_addr)
+        return END_CAP_ADDR;
+    if (f->nconns >= f->max_conns + (s->n < CONN_FEW ? f->reserve : 0))
+        return END_CAP_TOTAL;
+    s->n++;
+    f->nconns++;
+    c->counted = true;
+    return -1;
+}
+
+/* Answers a request the connection may not have: RST_STREAM on HTTP/2,
+ * which frees it at once even when the peer's window is 0; status and a
+ * JSON message on HTTP/1. */
+static void refuse(h2o_req_t *req, int h2_error, int status, const char *msg)
+{
+    if (!front_h2_reset(req, h2_error))
+        respond_error(req, status, msg);
+}
+
+/* True when the request's headers fit the bounds. */
+static bool headers_fit(const h2o_req_t *req)
+{
+    if (req->headers.size > MAX_REQ_HEADERS)
+        return false;
+    size_t bytes = req->input.path.len + req->input.authority.len;
+    for (size_t i = 0; i < req->headers.size && bytes <= MAX_REQ_HEADER_BYTES; i++)
+        bytes += req->headers.entries[i].name->len + req->headers.entries[i].value.len;
+    return bytes <= MAX_REQ_HEADER_BYTES;
+}
+
+/* Admits a request on its connection: refuses it (true) when the
+ * connection has too many in flight or its headers are too large; else
+ * counts it in flight until its pool is disposed. */
+static bool request_refused(h2o_req_t *req)
+{
+    front_conn *c = conn_of(req);
+    if (!headers_fit(req)) {
+        refuse(req, H2O_HTTP2_ERROR_ENHANCE_YOUR_CALM, 431, "request headers too large");
+        return true;
+    }
+    if (c == NULL)
+        return false;
+    if (c->inflight >= MAX_INFLIGHT) {
+        refuse(req, H2O_HTTP2_ERROR_REFUSED_STREAM, 503, "too many requests in flight on this connection");
+        return true;
+    }
+    front_conn **slot = h2o_mem_alloc_shared(&req->pool, sizeof *slot, conn_req_done);
+    *slot = c;
+    c->inflight++;
+    c->unproductive = 0;
+    c->progress_ms = uv_now(c->front->loop);
+    return false;
+}
+
 /* --- routing -------------------------------------------------------------- */
 
 static bool trusted(ha_front *f, h2o_req_t *req)
@@ -785,9 +1118,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ha_front *f = ((front_handler *)self)->front;
     ha_render_req rr = {0};
     ha_str exclude[MAX_EXCLUDE];
+    if (request_refused(req))
+        return 0;
     if (front_admin_route(req->path_normalized)) {
-        ha_admin_ctx ax = {f->cfg, f->bridge, f->snap, trusted(f, req), has_token(f, req), f->shutdown_phase != 0,
-                           front_set_ready, f, false, NULL};
+        ha_admin_ctx ax = {f->cfg, f->bridge, f->snap, has_token(f, req), f->shutdown_phase != 0, front_set_ready, f,
+                           false, NULL};
         override_state(f, &ax.not_ready, &ax.not_ready_reason);
         return front_admin_handle(req, &ax);
     }
@@ -845,6 +1180,10 @@ static void on_tick(uv_timer_t *h)
         log_event(LOG_INFO, NULL, "engine recovered");
     if (f->stalled_ns)
         waits_end_all(f); /* nothing more comes from the engine for now */
+    if (++f->sweep_ticks >= SWEEP_TICKS) {
+        f->sweep_ticks = 0;
+        conns_sweep(f);
+    }
     if (f->shutdown_phase == 1 && now >= f->shutdown_at_ns) {
         log_event(LOG_INFO, NULL, "shutdown: closing listeners, finishing requests in flight");
         close_listeners(f);
@@ -905,6 +1244,13 @@ static void on_sighup(uv_signal_t *h, int signum)
 static void on_conn_closed(uv_handle_t *h)
 {
     front_conn *c = (front_conn *)h;
+    ha_front *f = c->front;
+    assert(c->inflight == 0);
+    if (c->counted) {
+        addr_release(f, c->addr);
+        f->nconns--;
+    }
+    f->closed_since_trim = true;
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -941,8 +1287,10 @@ static const char *fast_date(void)
  * accepted: reads what the client has sent so far into buf. Returns 1 when
  * the request was answered from the cache and the connection is closing;
  * 0 to go on with h2o, which must first be given the *nread bytes read;
- * -1 when the peer closed or failed (the caller closes). */
-static int fast_serve(ha_front *f, front_conn *c, char *buf, size_t cap, size_t *nread)
+ * -1 when the peer closed or failed (the caller closes). peer: the address
+ * read at accept. */
+static int fast_serve(ha_front *f, front_conn *c, const struct sockaddr *peer, char *buf, size_t cap,
+                      size_t *nread)
 {
     uv_os_fd_t fd;
     *nread = 0;
@@ -962,10 +1310,7 @@ static int fast_serve(ha_front *f, front_conn *c, char *buf, size_t cap, size_t 
     if (rr.probe < 0 || rr.only.p != NULL || uv_hrtime() >= f->fresh_until[rr.probe])
         return 0;
     rr.format = accept_format(q.accept, q.accept_len);
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    rr.full = (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0 && cidr_match(&f->cfg->trusted, (struct sockaddr *)&ss)) ||
-              token_matches(f, q.authorization, q.authorization_len);
+    rr.full = cidr_match(&f->cfg->trusted, peer) || token_matches(f, q.authorization, q.authorization_len);
     cache_entry *e = cache_get(f, &rr);
     if (e->fast_head.len == 0)
         front_fast_head(&e->fast_head, e->http_status, reason_phrase(e->http_status), e->content_type, e->len,
@@ -995,13 +1340,25 @@ static void on_accept(uv_stream_t *listener, int status)
     if (f->conns)
         f->conns->prev = conn;
     f->conns = conn;
-    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0) {
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 ||
+        uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &sslen) != 0) {
+        uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
+        return;
+    }
+    addr_key(&ss, conn->addr);
+    int refused = conn_admit(f, conn);
+    if (refused >= 0) {
+        /* accepted and reset at once: left in the backlog, it would hold
+         * the queue that kubelet's connection waits in */
+        conn_abort(conn, refused);
         uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
         return;
     }
     char first[HA_FAST_MAX_REQUEST + 1]; /* one more: a larger request is h2o's */
     size_t nread;
-    int fr = fast_serve(f, conn, first, sizeof first, &nread);
+    int fr = fast_serve(f, conn, (const struct sockaddr *)&ss, first, sizeof first, &nread);
     if (fr != 0) {
         if (fr < 0)
             uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
@@ -1015,7 +1372,35 @@ static void on_accept(uv_stream_t *listener, int status)
         memcpy(room.base, first, nread);
         sock->input->size += nread;
     }
+    h2o_socket_setpeername(sock, (struct sockaddr *)&ss, (socklen_t)sslen); /* h2o asks per request */
+    sock->on_close.cb = conn_on_sock_disposed;
+    sock->on_close.data = conn;
+    conn->sock = sock;
+    conn->progress_ms = uv_now(f->loop);
     h2o_accept(&f->accept_ctx, sock);
+    conn_wrap_read(conn);
+}
+
+/* Start-up lines on who may do what: admin off without a token, and any
+ * trusted network wider than the loopback host addresses (in a mesh,
+ * 127.0.0.0/8 holds every peer: Istio delivers them from 127.0.0.6). */
+static void log_access(const ha_config *cfg)
+{
+    if (cfg->token == NULL)
+        log_event(LOG_INFO, NULL, "admin endpoints (/-/) are off: no token configured (token, token_file, "
+                                  "HEALTHAGENT_TOKEN)");
+    for (int i = 0; i < cfg->trusted.n; i++) {
+        const ha_cidr *n = &cfg->trusted.nets[i];
+        static const uint8_t lo6[16] = {[15] = 1};
+        static const uint8_t lo4[4] = {127, 0, 0, 1};
+        if ((n->family == AF_INET && n->prefix == 32 && memcmp(n->addr, lo4, 4) == 0) ||
+            (n->family == AF_INET6 && n->prefix == 128 && memcmp(n->addr, lo6, 16) == 0))
+            continue;
+        char a[INET6_ADDRSTRLEN];
+        inet_ntop(n->family, n->addr, a, sizeof a);
+        log_event(LOG_WARN, NULL, "trusted_networks: %s/%d is wider than 127.0.0.1/32 and ::1: every client "
+                  "there sees check outputs and details", a, n->prefix);
+    }
 }
 
 /* Parses "host:port" or "[v6]:port" into ss. Returns 0 or a libuv error. */
@@ -1086,6 +1471,11 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     h2o_context_init(&f->ctx, loop, &f->globalconf);
     f->accept_ctx.ctx = &f->ctx;
     f->accept_ctx.hosts = f->globalconf.hosts;
+    if (conns_init(f) != 0) {
+        snprintf(err, errlen, "not enough memory");
+        front_free(f);
+        return NULL;
+    }
 
     for (int i = 0; i < cfg->nlisten; i++) {
         struct sockaddr_storage ss;
@@ -1126,6 +1516,8 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     uv_signal_init(loop, &f->sighup);
     f->sighup.data = f;
     uv_signal_start(&f->sighup, on_sighup, SIGHUP);
+    conns_log(f);
+    log_access(cfg);
     return f;
 }
 
@@ -1197,5 +1589,6 @@ void front_free(ha_front *f)
     free(f->requested);
     free(f->age);
     free(f->pending_reason);
+    free(f->addrs);
     free(f);
 }

@@ -402,14 +402,15 @@ int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx)
             info(req, ctx);
         return 0;
     }
-    /* /-/ paths: the token when one is configured, else the trusted networks */
-    if (ctx->cfg->token ? !ctx->token_ok : !ctx->trusted) {
-        if (ctx->cfg->token) {
-            h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-            admin_respond(req, 401, "Unauthorized", NULL);
-        } else {
-            admin_respond(req, 403, "Forbidden", NULL);
-        }
+    /* /-/ paths: the bearer token, from every address (loopback included:
+     * a mesh sidecar delivers every peer from there); none configured: off */
+    if (ctx->cfg->token == NULL) {
+        admin_respond(req, 403, "Forbidden", NULL);
+        return 0;
+    }
+    if (!ctx->token_ok) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
+        admin_respond(req, 401, "Unauthorized", NULL);
         return 0;
     }
     if (path_is(path, "/-/status")) {

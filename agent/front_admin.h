@@ -3,10 +3,11 @@
  * /actuator/info). Front thread only; answers from the newest snapshot and
  * sends requests to the engine through the bridge.
  *
- * Access to /-/ paths: with a token configured, every request must carry
- * "Authorization: Bearer <token>" (401 with an empty body otherwise); with no
- * token, only clients in the trusted networks (default loopback) get in (403
- * with an empty body otherwise). /info is public, like the probes. */
+ * Access to /-/ paths: every request must carry "Authorization: Bearer
+ * <token>", whatever its address (401 with an empty body otherwise); with no
+ * token configured every /-/ path answers 403 with an empty body (admin is
+ * off). The trusted networks only decide who sees check outputs and details
+ * on the probes. /info is public, like the probes. */
 #ifndef HA_FRONT_ADMIN_H
 #define HA_FRONT_ADMIN_H
 
@@ -22,7 +23,6 @@ typedef struct {
     const ha_config *cfg;     /* not owned */
     ha_bridge *bridge;        /* not owned: where overrides and reloads go */
     const ha_snapshot *snap;  /* newest snapshot, NULL before the first */
-    bool trusted;             /* the peer is inside cfg->trusted */
     bool token_ok;            /* the request carries the configured bearer token */
     bool shutting_down;       /* SIGTERM received */
     /* applies a readiness override: the front shows it at once and queues it

@@ -2,6 +2,7 @@
 #   c_*            C unit tests of the pure C parts
 #   unit/*         busted specs run inside the agent (busted --lua=healthagent)
 #   integration/*  busted specs that start the real binary and probe it
+#   abuse/*        the network abuse suite against the real binary (tests/abuse/)
 # Specs that need real servers (Redis, PostgreSQL, MariaDB, HTTP(S), gRPC,
 # fault fixtures) get them from the "harness" fixture: tests/harness/servers.sh
 # started once per ctest run, its ports in $HA_HARNESS_DIR/env.lua.
@@ -37,4 +38,5 @@ foreach(kind unit integration)
       ENVIRONMENT "${HA_SPEC_ENV}" LABELS ${kind} TIMEOUT 600 FIXTURES_REQUIRED harness)
   endforeach()
 endforeach()
+include(${CMAKE_SOURCE_DIR}/tests/abuse/abuse.cmake)
 include(${CMAKE_SOURCE_DIR}/tests/fuzz/fuzz.cmake OPTIONAL)

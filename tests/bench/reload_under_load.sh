@@ -28,13 +28,17 @@ write_scripts() {
     mv "$tmp" "$scripts/a.lua"
 }
 
+# the admin endpoints need the bearer token
+TOKEN=bench-admin-token-0123456789
+AUTH="Authorization: Bearer $TOKEN"
+
 # generation: the generation /-/status reports, or 0.
 generation() {
-    curl -s --max-time 2 "http://127.0.0.1:$PORT/-/status" | sed -n 's/.*"generation":\([0-9]*\).*/\1/p'
+    curl -s --max-time 2 -H "$AUTH" "http://127.0.0.1:$PORT/-/status" | sed -n 's/.*"generation":\([0-9]*\).*/\1/p'
 }
 
 write_scripts 0
-printf 'return { shutdown_delay = "0s", rescan_interval = "1h" }\n' >"$BENCH_TMP/agent.lua"
+printf 'return { shutdown_delay = "0s", rescan_interval = "1h", token = "%s" }\n' "$TOKEN" >"$BENCH_TMP/agent.lua"
 bench_port
 bench_start_agent "$PORT" --config "$BENCH_TMP/agent.lua" --scripts "$scripts" --listen "127.0.0.1:$PORT" || bench_finish
 bench_wait_status "http://127.0.0.1:$PORT/readyz" 200 || bench_finish
@@ -43,7 +47,7 @@ url=http://127.0.0.1:$PORT/readyz
 # warm-up: results, caches and allocator arenas in place before measuring
 wrk -t1 -c"$WRK_CONNS" -d2s "$url" >/dev/null 2>&1
 for i in 1 2 3 4 5; do
-    curl -s -o /dev/null -X POST "http://127.0.0.1:$PORT/-/reload"
+    curl -s -o /dev/null -H "$AUTH" -X POST "http://127.0.0.1:$PORT/-/reload"
 done
 sleep 1
 bench_rss "$HA_PID"; rss0=$RSS_KIB
@@ -58,7 +62,7 @@ expect=$gen0
 stuck=0
 for i in $(seq 1 "$RELOADS"); do
     write_scripts "$i"
-    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -X POST "http://127.0.0.1:$PORT/-/reload")
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 -H "$AUTH" -X POST "http://127.0.0.1:$PORT/-/reload")
     [ "$code" = 202 ] || { bench_fail "POST /-/reload answered $code in round $i"; break; }
     expect=$((expect + 1))
     # the directory watch may add its own reload of the same change: >= suffices

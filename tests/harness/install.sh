@@ -29,6 +29,7 @@ PACKAGES=(
     monitoring-plugins-basic
     nghttp2-client wrk
     lua-busted lua5.4
+    python3  # tests/abuse/abuse.py (standard library only)
     iproute2 procps passwd util-linux perl-base
 )
 

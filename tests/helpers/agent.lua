@@ -130,6 +130,34 @@ M.decode = decode
 local Agent = {}
 Agent.__index = Agent
 
+-- The admin endpoints (/-/) need a bearer token from every address. Agents
+-- started here get this one (through HEALTHAGENT_TOKEN) unless the config
+-- or env sets a token of its own or opts.admin_token is false, and their
+-- requests to /-/ send it unless headers carry an Authorization or
+-- opts.token is false.
+M.ADMIN_TOKEN = "spec-admin-token-0123456789"
+
+-- env with HEALTHAGENT_TOKEN added as described above; and the token used.
+function M.admin_env(opts)
+  local env = opts.env or ""
+  if opts.admin_token == false or env:find("HEALTHAGENT_TOKEN", 1, true) or (opts.config or ""):find("token", 1, true) then
+    return env, nil
+  end
+  return "HEALTHAGENT_TOKEN=" .. M.ADMIN_TOKEN .. " " .. env, M.ADMIN_TOKEN
+end
+
+-- headers for a request to path: the admin token added where described above.
+function M.admin_headers(path, opts, token)
+  local headers = opts.headers or {}
+  if not token or opts.token == false or path:sub(1, 3) ~= "/-/" then return headers end
+  for k in pairs(headers) do
+    if k:lower() == "authorization" then return headers end
+  end
+  local h = { Authorization = "Bearer " .. token }
+  for k, v in pairs(headers) do h[k] = v end
+  return h
+end
+
 local function free_port()
   return 30000 + math.random(0, 9999)
 end
@@ -140,6 +168,8 @@ end
 function M.start(opts)
   opts = opts or {}
   local a = setmetatable({ dir = M.tmpdir() }, Agent)
+  local env
+  env, a.admin_token = M.admin_env(opts)
   a.scripts = opts.scripts_dir or (a.dir .. "/scripts")
   if not opts.scripts_dir then
     sh("mkdir -p " .. quote(a.scripts))
@@ -160,7 +190,7 @@ function M.start(opts)
     local qargs = {}
     for i, x in ipairs(args) do qargs[i] = quote(x) end
     a.logfile = a.dir .. "/agent.log"
-    local cmd = ("%s exec %s %s > %s 2>&1 & echo $!"):format(opts.env or "", quote(BIN), table.concat(qargs, " "),
+    local cmd = ("%s exec %s %s > %s 2>&1 & echo $!"):format(env, quote(BIN), table.concat(qargs, " "),
       quote(a.logfile))
     a.pid = tonumber((sh("sh -c " .. quote(cmd))))
     if opts.wait == false then return a end
@@ -217,7 +247,7 @@ function Agent:request(path, opts)
   if opts.interface then args[#args + 1] = "--interface " .. opts.interface end
   if opts.http2 then args[#args + 1] = "--http2-prior-knowledge" end
   if opts.body then args[#args + 1] = "--data-binary " .. quote(opts.body) end
-  for k, v in pairs(opts.headers or {}) do args[#args + 1] = "-H " .. quote(k .. ": " .. v) end
+  for k, v in pairs(M.admin_headers(path, opts, self.admin_token)) do args[#args + 1] = "-H " .. quote(k .. ": " .. v) end
   args[#args + 1] = quote(("http://127.0.0.1:%d%s"):format(self.port, path))
   local t0 = health.now()
   local code = sh(table.concat(args, " "))

@@ -43,7 +43,9 @@ function Proc:request(path, opts)
   if opts.method then args[#args + 1] = "-X " .. opts.method end
   if opts.interface then args[#args + 1] = "--interface " .. opts.interface end
   if opts.body then args[#args + 1] = "--data-binary " .. quote(opts.body) end
-  for k, v in pairs(opts.headers or {}) do args[#args + 1] = "-H " .. quote(k .. ": " .. v) end
+  for k, v in pairs(agent.admin_headers(path, opts, self.admin_token)) do
+    args[#args + 1] = "-H " .. quote(k .. ": " .. v)
+  end
   args[#args + 1] = quote(("http://127.0.0.1:%d%s"):format(self.port, path))
   local code = sh(table.concat(args, " "))
   local r = { status = tonumber(code) or 0, headers = {}, body = agent.read(body) or "" }
@@ -96,17 +98,18 @@ function M.spawn(opts)
   for name, src in pairs(opts.scripts or {}) do agent.write(scripts .. "/" .. name, src) end
   local cfg = dir .. "/agent.lua"
   agent.write(cfg, opts.config or "return {}\n")
+  local env, token = agent.admin_env(opts)
   for _ = 1, 5 do
     local port = 30000 + math.random(0, 9999)
     local inner = ("%s %s --config %s --scripts %s --listen 127.0.0.1:%d > %s 2>&1 & echo $! > %s; wait $!; echo $? > %s")
-      :format(opts.env or "", quote(BIN), quote(cfg), quote(scripts), port, quote(dir .. "/agent.log"),
+      :format(env, quote(BIN), quote(cfg), quote(scripts), port, quote(dir .. "/agent.log"),
         quote(dir .. "/pid"), quote(dir .. "/rc"))
     os.remove(dir .. "/rc")
     os.remove(dir .. "/pid")
     sh("sh -c " .. quote(inner) .. " >/dev/null 2>&1 &")
     local pid = M.wait_for(function() return tonumber(agent.read(dir .. "/pid") or "") end, 5)
-    local a = setmetatable({ dir = dir, scripts = scripts, port = port, pid = pid, logfile = dir .. "/agent.log" },
-      Proc)
+    local a = setmetatable({ dir = dir, scripts = scripts, port = port, pid = pid, logfile = dir .. "/agent.log",
+      admin_token = token }, Proc)
     local up = M.wait_for(function()
       if agent.read(dir .. "/rc") then return "exited" end
       local code = sh(("curl -s -o /dev/null -w '%%{http_code}' --max-time 1 http://127.0.0.1:%d/livez"):format(port))

@@ -1,8 +1,9 @@
 -- Admin endpoints against the real binary: access (trusted networks, bearer
 -- token), readiness overrides (PUT /-/ready, POST /-/drain,
 -- health.set_ready) in every format, /-/status and /info.
--- An untrusted client is played by curl --interface 127.0.0.2 with the
--- trusted networks narrowed to 127.0.0.1/32.
+-- A mesh peer is played by curl --interface 127.0.0.6 (Istio's inbound
+-- source address, on loopback). Requests to /-/ send the helper's admin token
+-- (helpers/agent.lua) unless a test says otherwise.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/admin_spec.lua
 local agent = require "helpers.agent"
 local util = require "helpers.lifecycle_util"
@@ -22,7 +23,6 @@ after_each(function()
   if log then util.assert_clean(log) end
 end)
 
-local UNTRUSTED = { interface = "127.0.0.2" }
 
 local function with(t, extra)
   local r = {}
@@ -32,53 +32,78 @@ local function with(t, extra)
 end
 
 describe("admin access", function()
-  it("without a token: trusted networks only, 403 with nothing else for the others", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s", trusted_networks = { "127.0.0.1/32" } }' }
-    assert.equal(200, a:get("/-/status").status)
-    for _, req in ipairs {
-      { "/-/status", "GET" }, { "/-/ready", "PUT" }, { "/-/drain", "POST" }, { "/-/reload", "POST" }, { "/-/nope", "GET" },
-    } do
-      local r = a:request(req[1], with(UNTRUSTED, { method = req[2], body = req[2] ~= "GET" and '{"ready":false}' or nil }))
-      assert.equal(403, r.status, req[1])
-      assert.equal("", r.body, req[1])
+  local MESH = { interface = "127.0.0.6" } -- where Istio's sidecar delivers every mesh peer from
+  local ADMIN = {
+    { "/-/status", "GET" }, { "/-/ready", "GET" }, { "/-/ready", "PUT" }, { "/-/drain", "POST" },
+    { "/-/reload", "POST" }, { "/-/nope", "GET" },
+  }
+  local function body_for(method) return method ~= "GET" and '{"ready":false}' or nil end
+
+  it("without a token: every /-/ endpoint answers 403 to every address, loopback included", function()
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }', admin_token = false }
+    assert.truthy(a:log():find("admin endpoints (/-/) are off: no token configured", 1, true), a:log())
+    for _, from in ipairs { {}, MESH } do
+      for _, req in ipairs(ADMIN) do
+        local r = a:request(req[1], with(from, { method = req[2], body = body_for(req[2]) }))
+        assert.equal(403, r.status, req[1])
+        assert.equal("", r.body, req[1])
+      end
     end
     -- nothing changed behind the refusals
-    local s = a:get("/-/status").json
-    assert.equal(1, s.generation)
-    assert.equal(agent.null, s.override)
-    -- probes and /info stay public
-    assert.equal(200, a:get("/readyz", UNTRUSTED).status)
-    assert.equal(200, a:get("/info", UNTRUSTED).status)
+    assert.equal(200, a:get("/readyz").status)
+    assert.equal(200, a:get("/livez", MESH).status)
+    -- probes and /info stay public; outputs only for 127.0.0.1, not for the mesh
+    assert.equal("fine", a:get("/readyz").json.components.db.output)
+    local m = a:get("/readyz", MESH)
+    assert.equal(200, m.status)
+    assert.is_nil(m.json.components.db.output)
+    assert.falsy(a:get("/readyz?verbose", MESH).body:find("fine", 1, true))
+    assert.equal(200, a:get("/info", MESH).status)
   end)
 
-  it("with a token: the bearer token from anywhere, 401 with nothing else without it", function()
-    a = util.spawn {
-      scripts = SCRIPTS,
-      config = 'return { shutdown_delay = "0s", token = "s3cret-token", trusted_networks = { "127.0.0.1/32" } }',
-    }
-    local good = { Authorization = "Bearer s3cret-token" }
-    -- missing or wrong token: 401, trusted or not
+  it("with a token: the bearer token from every address, 401 with nothing else without it", function()
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s", token = "s3cret-token-0123456789" }' }
+    assert.falsy(a:log():find("admin endpoints (/-/) are off", 1, true))
+    local good = { Authorization = "Bearer s3cret-token-0123456789" }
+    -- missing or wrong token: 401, loopback or not
     for _, opts in ipairs {
-      {}, UNTRUSTED, { headers = { Authorization = "Bearer wrong" } },
-      { headers = { Authorization = "Bearer s3cret-toke" } }, { headers = { Authorization = "Basic s3cret-token" } },
-      { headers = { Authorization = "Bearer s3cret-token " } },
+      {}, MESH, { headers = { Authorization = "Bearer wrong" } },
+      { headers = { Authorization = "Bearer s3cret-token-012345678" } },
+      { headers = { Authorization = "Basic s3cret-token-0123456789" } },
+      { headers = { Authorization = "Bearer s3cret-token-0123456789 " } },
     } do
-      local r = a:get("/-/status", opts)
-      assert.equal(401, r.status)
-      assert.equal("", r.body)
-      assert.equal("Bearer", r.headers["www-authenticate"])
+      for _, req in ipairs(ADMIN) do
+        local r = a:request(req[1], with(opts, { method = req[2], body = body_for(req[2]) }))
+        assert.equal(401, r.status, req[1])
+        assert.equal("", r.body, req[1])
+        assert.equal("Bearer", r.headers["www-authenticate"], req[1])
+      end
     end
+    assert.equal(200, a:get("/readyz").status) -- nothing was drained
     assert.equal(200, a:get("/-/status", { headers = good }).status)
-    assert.equal(200, a:get("/-/status", with(UNTRUSTED, { headers = good })).status)
-    local r = a:request("/-/drain", with(UNTRUSTED, { method = "POST", headers = good }))
+    assert.equal(200, a:get("/-/status", with(MESH, { headers = good })).status)
+    -- the mesh client with the token sees outputs, and can drain
+    assert.equal("fine", a:get("/readyz", with(MESH, { headers = good })).json.components.db.output)
+    local r = a:request("/-/drain", with(MESH, { method = "POST", headers = good }))
     assert.equal(200, r.status)
     assert.truthy(wait_for(function() return a:get("/readyz").status == 503 end, 2))
   end)
 
   it("the token also comes from HEALTHAGENT_TOKEN", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }', env = "HEALTHAGENT_TOKEN=envtok" }
-    assert.equal(401, a:get("/-/status").status)
-    assert.equal(200, a:get("/-/status", { headers = { Authorization = "Bearer envtok" } }).status)
+    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }',
+                     env = "HEALTHAGENT_TOKEN=envtok-0123456789abcdef" }
+    assert.equal(401, a:get("/-/status", { token = false }).status)
+    assert.equal(200, a:get("/-/status", { headers = { Authorization = "Bearer envtok-0123456789abcdef" } }).status)
+  end)
+
+  it("warns at start-up about trusted networks wider than 127.0.0.1 and ::1", function()
+    a = util.spawn { scripts = SCRIPTS,
+                     config = 'return { shutdown_delay = "0s", trusted_networks = { "127.0.0.0/8", "::1", "10.0.0.0/8" } }' }
+    assert.truthy(a:log():find("trusted_networks: 127.0.0.0/8 is wider than 127.0.0.1/32 and ::1", 1, true), a:log())
+    assert.truthy(a:log():find("trusted_networks: 10.0.0.0/8 is wider", 1, true), a:log())
+    assert.falsy(a:log():find("::1/128 is wider", 1, true), a:log())
+    -- and those networks do see outputs
+    assert.equal("fine", a:get("/readyz", MESH).json.components.db.output)
   end)
 end)
 

@@ -35,7 +35,7 @@ describe("probe endpoints", function()
       scripts = FIXTURE,
       config = [[return {
         shutdown_delay = 0,
-        token = "s3cret",
+        token = "s3cret-0123456789abcdef",
         probes = {
           readiness = { paths = { "/health/ready", "/actuator/health/readiness" } },
           liveness = { paths = { "/health/live", "/actuator/health/liveness" } },
@@ -177,7 +177,7 @@ describe("details policy", function()
   setup(function()
     a = agent.start {
       scripts = { ["a.lua"] = [[health.check { name = "c", ttl = "1h", run = function() return false, "secret reason", { k = 1 } end }]] },
-      config = [[return { shutdown_delay = 0, token = "tok-123", trusted_networks = { "127.0.0.1/32" } }]],
+      config = [[return { shutdown_delay = 0, token = "tok-123-0123456789abc", trusted_networks = { "127.0.0.1/32" } }]],
     }
     assert.is_true(wait_until(function() return a:get("/readyz").json.components.c.status == "DOWN" end))
   end)
@@ -200,7 +200,7 @@ describe("details policy", function()
   end)
 
   it("shows everything to a client with the bearer token", function()
-    local r = a:get("/readyz", { interface = "127.0.0.2", headers = { Authorization = "Bearer tok-123" } })
+    local r = a:get("/readyz", { interface = "127.0.0.2", headers = { Authorization = "Bearer tok-123-0123456789abc" } })
     assert.equal("secret reason", r.json.components.c.output)
     r = a:get("/readyz", { interface = "127.0.0.2", headers = { Authorization = "Bearer wrong" } })
     assert.is_nil(r.json.components.c.output)
@@ -326,9 +326,9 @@ health.check { name = "slowint", interval = "200ms", ttl = "1h", timeout = "2s",
       scripts = { ["a.lua"] = [[health.check { name = "c", ttl = "1h", run = function()
         return true, tostring(os.getenv("HEALTHAGENT_TOKEN")) end }]] },
       config = [[return { shutdown_delay = 0 }]],
-      env = "HEALTHAGENT_TOKEN=sekrit",
+      env = "HEALTHAGENT_TOKEN=sekrit-0123456789abcdef",
     }
-    local r = a:get("/readyz/c", { headers = { Authorization = "Bearer sekrit" } })
+    local r = a:get("/readyz/c", { headers = { Authorization = "Bearer sekrit-0123456789abcdef" } })
     assert.equal("nil", r.json.output)
     a:stop()
   end)

@@ -1,0 +1,655 @@
+#!/usr/bin/python3
+"""tests/abuse/abuse.py: the network abuse suite, black-box against the real
+binary on loopback. One scenario per run (ctest abuse/<name>, label "abuse"):
+
+    HA_BIN=build/healthagent /usr/bin/python3 tests/abuse/abuse.py hpack_window0
+
+Every scenario starts the agent, attacks it for a bounded count and time,
+and asserts that it stays alive, that probes from a fresh client (another
+loopback address) are answered at once, and that its RSS and descriptor
+counts stay bounded during the attack and come back near their baseline
+after. Sanitizer builds (HA_SANITIZE) keep the functional assertions; their
+RSS bounds are wider (shadow memory and quarantine)."""
+
+import os
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BIN = os.environ.get("HA_BIN") or os.path.join(ROOT, "build", "healthagent")
+SANITIZED = bool(os.environ.get("HA_SANITIZE"))
+MIB = 1024 * 1024
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+FRESH = "127.0.0.2"   # the fresh client: another loopback address
+MESH = "127.0.0.6"    # where Istio's sidecar delivers every mesh peer from
+
+SCRIPT = 'health.check { name = "db", probes = { "readiness", "liveness" }, run = function() return true, "fine" end }\n'
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+# --- HTTP/2 frames ----------------------------------------------------------
+
+def frame(ftype, flags, sid, payload=b""):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", sid) + payload
+
+
+DATA, HEADERS, RST, SETTINGS, PING, GOAWAY, WINUPD, CONT = 0, 1, 3, 4, 6, 7, 8, 9
+END_STREAM, END_HEADERS = 1, 4
+
+
+def hlen(x):
+    if len(x) < 127:
+        return bytes([len(x)])
+    n = len(x) - 127
+    out = [127]
+    while n >= 128:
+        out.append((n & 127) | 128)
+        n >>= 7
+    return bytes(out + [n])
+
+
+def lit(name, value, index=False):
+    return (b"\x40" if index else b"\x00") + hlen(name) + name + hlen(value) + value
+
+
+def req_block(path, method=b"\x82"):
+    """HPACK: method (0x82 GET, 0x83 POST), scheme http, :path, :authority."""
+    return method + b"\x86" + lit(b":path", path) + lit(b":authority", b"x")
+
+
+def settings(window=None):
+    return frame(SETTINGS, 0, 0, struct.pack(">HI", 4, window) if window is not None else b"")
+
+
+def parse_frames(buf):
+    out, i = [], 0
+    while i + 9 <= len(buf):
+        n = int.from_bytes(buf[i:i + 3], "big")
+        if i + 9 + n > len(buf):
+            break
+        out.append((buf[i + 3], buf[i + 4], int.from_bytes(buf[i + 5:i + 9], "big") & 0x7fffffff, buf[i + 9:i + 9 + n]))
+        i += 9 + n
+    return out
+
+
+# --- the agent ----------------------------------------------------------------
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+AGENTS = []  # every agent started: killed at exit whatever happened
+
+
+class Agent:
+    def __init__(self, config="", nofile=None, env=None):
+        AGENTS.append(self)
+        self.dir = tempfile.mkdtemp(prefix="ha-abuse.")
+        os.mkdir(self.dir + "/scripts")
+        with open(self.dir + "/scripts/a.lua", "w") as f:
+            f.write(SCRIPT)
+        with open(self.dir + "/agent.lua", "w") as f:
+            f.write("return { shutdown_delay = 0, %s }\n" % config)
+        self.log_path = self.dir + "/agent.log"
+        for _ in range(5):
+            self.port = free_port()
+            e = dict(os.environ)
+            e.update(env or {})
+
+            def limits():
+                if nofile:
+                    resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+            self.proc = subprocess.Popen(
+                [BIN, "--config", self.dir + "/agent.lua", "--scripts", self.dir + "/scripts", "--listen",
+                 "127.0.0.1:%d" % self.port], stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=e,
+                preexec_fn=limits)
+            deadline = time.time() + 10
+            while time.time() < deadline and self.proc.poll() is None:
+                if self.probe(src="127.0.0.1", timeout=0.5)[0] == 200:
+                    return
+                time.sleep(0.05)
+            log = self.log()
+            if "address already in use" not in log:
+                self.stop()
+                fail("agent did not start:\n" + log)
+        fail("no free port")
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def rss_mib(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+        return 0.0
+
+    def fds(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    def connect(self, src="127.0.0.1"):
+        s = socket.socket()
+        s.bind((src, 0))
+        s.settimeout(5)
+        s.connect(("127.0.0.1", self.port))
+        return s
+
+    def probe(self, path="/livez", src=FRESH, timeout=1.0, headers=None, method="GET"):
+        """One HTTP/1.1 request on a new connection: (status, body, seconds)."""
+        t0 = time.time()
+        try:
+            s = socket.socket()
+            s.bind((src, 0))
+            s.settimeout(timeout)
+            s.connect(("127.0.0.1", self.port))
+            extra = "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
+            s.sendall(("%s %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: 0\r\nConnection: close\r\n\r\n"
+                       % (method, path, extra)).encode())
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            s.close()
+            head, _, body = data.partition(b"\r\n\r\n")
+            return int(head.split(b" ")[1]), body, time.time() - t0
+        except (OSError, IndexError, ValueError):
+            return 0, b"", time.time() - t0
+
+    def assert_probes(self, what):
+        """Fresh clients are answered at once: /livez and /readyz, 200 within 1 s."""
+        for path in ("/livez", "/readyz"):
+            status, body, secs = self.probe(path)
+            if status != 200:
+                fail("%s: fresh probe %s answered %s after %.2fs\n%s" % (what, path, status, secs, self.log()[-3000:]))
+        if not self.alive():
+            fail("%s: agent died\n%s" % (what, self.log()[-3000:]))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        log = self.log()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            if marker in log:
+                fail("sanitizer report in the agent's log:\n" + log)
+        subprocess.call(["rm", "-rf", self.dir])
+        return log
+
+
+class Watch:
+    """Samples the agent's RSS and descriptor count every 50 ms."""
+
+    def __init__(self, agent):
+        self.agent, self.rss, self.fds, self.stop_ = agent, 0.0, 0, False
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_:
+            try:
+                self.rss = max(self.rss, self.agent.rss_mib())
+                self.fds = max(self.fds, self.agent.fds())
+            except OSError:
+                return
+            time.sleep(0.05)
+
+    def done(self):
+        self.stop_ = True
+        self.t.join()
+        return self
+
+
+def wait_until(pred, timeout, step=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
+
+
+def closed_by_peer(s, timeout):
+    """True when the agent ends the connection (EOF or reset) within timeout,
+    reading and discarding what it sends."""
+    s.settimeout(0.2)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if not s.recv(65536):
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def check_bounds(a, w, base_rss, base_fds, during_mib, after_mib, what):
+    """RSS under during_mib through the attack and under after_mib within
+    5 s after it; descriptors back within 4 of the baseline."""
+    slack = 1.0 if not SANITIZED else 8.0
+    print("%s: RSS baseline %.1f MiB, peak %.1f MiB; fds baseline %d, peak %d" % (what, base_rss, w.rss, base_fds, w.fds))
+    if w.rss > during_mib * slack:
+        fail("%s: RSS reached %.1f MiB during the attack (bound %.0f MiB)" % (what, w.rss, during_mib * slack))
+    if not wait_until(lambda: a.rss_mib() < max(after_mib * slack, base_rss + 2), 5, 0.2):
+        fail("%s: RSS still %.1f MiB 5 s after the attack (bound %.0f MiB)" % (what, a.rss_mib(), after_mib * slack))
+    if not wait_until(lambda: a.fds() <= base_fds + 4, 5, 0.2):
+        fail("%s: %d descriptors 5 s after the attack, baseline %d" % (what, a.fds(), base_fds))
+    print("%s: after: RSS %.1f MiB, fds %d" % (what, a.rss_mib(), a.fds()))
+
+
+# --- scenarios ------------------------------------------------------------------
+
+def hpack_window0():
+    """Issue 8 item 1: one 4 KB literal under incremental indexing, then HEADERS
+    frames of ~15,900 one-byte references to it, window 0, 10 connections."""
+    a = Agent()
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    socks = []
+    for _ in range(10):
+        s = a.connect()
+        d = PREFACE + settings(0) + frame(HEADERS, END_STREAM | END_HEADERS, 1,
+                                          req_block(b"/readyz") + lit(b"x-bomb", b"A" * 4000, index=True))
+        for i in range(100):
+            d += frame(HEADERS, END_STREAM | END_HEADERS, 3 + 2 * i, req_block(b"/healthz?verbose") + b"\xbe" * 15900)
+        try:
+            s.sendall(d)
+        except OSError:
+            pass  # the agent may end the connection mid-send
+        socks.append(s)
+        a.assert_probes("hpack amplification")
+    time.sleep(1)
+    a.assert_probes("hpack amplification")
+    for s in socks:
+        s.close()
+    w.done()
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "hpack amplification")
+    a.stop()
+
+
+def h2_refusals():
+    """Refused requests end with RST_STREAM at once even at window 0: headers
+    beyond the bound (ENHANCE_YOUR_CALM) and requests in flight beyond 32 per
+    connection (REFUSED_STREAM); HTTP/1 gets 431."""
+    a = Agent()
+    s = a.connect()
+    d = PREFACE + settings(0) + frame(HEADERS, END_STREAM | END_HEADERS, 1,
+                                      req_block(b"/readyz") + lit(b"x-bomb", b"A" * 4000, index=True))
+    for i in range(20):  # amplified: 15,900 headers each
+        d += frame(HEADERS, END_STREAM | END_HEADERS, 3 + 2 * i, req_block(b"/readyz") + b"\xbe" * 15900)
+    for i in range(40):  # plain, held by the zero window
+        d += frame(HEADERS, END_STREAM | END_HEADERS, 43 + 2 * i, req_block(b"/readyz"))
+    s.sendall(d)
+    got, deadline = b"", time.time() + 3
+    s.settimeout(0.3)
+    while time.time() < deadline:
+        try:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        except socket.timeout:
+            pass
+        fr = parse_frames(got)
+        if sum(1 for f in fr if f[0] in (RST, HEADERS)) >= 61:
+            break
+    fr = parse_frames(got)
+    calm = [f[2] for f in fr if f[0] == RST and f[3] == struct.pack(">I", 0xb)]
+    refused = [f[2] for f in fr if f[0] == RST and f[3] == struct.pack(">I", 0x7)]
+    answered = [f[2] for f in fr if f[0] == HEADERS]
+    print("h2 refusals: %d ENHANCE_YOUR_CALM, %d REFUSED_STREAM, %d answered" % (len(calm), len(refused), len(answered)))
+    if calm != [3 + 2 * i for i in range(20)]:
+        fail("amplified requests: want RST_STREAM ENHANCE_YOUR_CALM on streams 3..41, got %r" % calm)
+    if len(answered) != 32 or len(refused) != 9:
+        fail("want 32 requests in flight and 9 refused, got %d and %d" % (len(answered), len(refused)))
+    a.assert_probes("h2 refusals")
+    s.close()
+    # HTTP/1: 431 for too many headers or too many header bytes
+    many = dict(("x-h%d" % i, "v") for i in range(70))
+    if a.probe("/readyz", headers=many)[0] != 431:
+        fail("70 headers on HTTP/1: want 431")
+    if a.probe("/readyz", headers={"x-big": "a" * 17000})[0] != 431:
+        fail("17,000 header bytes on HTTP/1: want 431")
+    if a.probe("/readyz", headers=dict(("x-h%d" % i, "v") for i in range(60)))[0] != 200:
+        fail("60 small headers on HTTP/1: want 200")
+    # h2load -m10 (10 streams per connection) is unaffected
+    if subprocess.call(["which", "h2load"], stdout=subprocess.DEVNULL) == 0:
+        out = subprocess.run(["h2load", "-n2000", "-c4", "-m10", "http://127.0.0.1:%d/readyz" % a.port],
+                             capture_output=True, text=True, timeout=60).stdout
+        if "2000 succeeded" not in out or "0 failed" not in out:
+            fail("h2load -m10:\n" + out)
+    a.stop()
+
+
+def held_h2_window0():
+    """Issue 8 item 2a: preface, SETTINGS_INITIAL_WINDOW_SIZE 0, one GET, then
+    silence, on 200 connections: send_timeout (2 s here) closes every one."""
+    a = Agent('send_timeout = "2s"')
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    socks = []
+    for i in range(200):
+        s = a.connect()
+        s.sendall(PREFACE + settings(0) + frame(HEADERS, END_STREAM | END_HEADERS, 1, req_block(b"/readyz")))
+        socks.append(s)
+    time.sleep(0.5)
+    if a.fds() < base_fds + 190:
+        fail("the 200 connections should be open before send_timeout (%d fds)" % a.fds())
+    a.assert_probes("held HTTP/2 connections")
+    t0 = time.time()
+    if not all(closed_by_peer(s, 6) for s in socks):
+        fail("HTTP/2 connections at window 0 still open %.1fs after send_timeout 2s" % (time.time() - t0))
+    print("held HTTP/2: all 200 closed within %.1fs" % (time.time() - t0))
+    for s in socks:
+        s.close()
+    w.done()
+    a.assert_probes("held HTTP/2 connections")
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "held HTTP/2 connections")
+    if "closed: send_timeout" not in a.log():
+        fail("no log line for the send_timeout closes:\n" + a.log())
+    a.stop()
+
+
+def held_h1_pipeline():
+    """Issue 8 item 2b: ~900 KB of pipelined GETs and never reading, on 20
+    connections: send_timeout closes them."""
+    a = Agent('send_timeout = "2s"')
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    one = b"GET /readyz?verbose HTTP/1.1\r\nHost: x\r\n\r\n"
+    blob = one * (900 * 1024 // len(one))
+    socks = []
+    for _ in range(20):
+        s = a.connect()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        sent = 0
+        t_end = time.time() + 1
+        while sent < len(blob) and time.time() < t_end:
+            try:
+                sent += s.send(blob[sent:])
+            except BlockingIOError:
+                time.sleep(0.01)
+        socks.append(s)
+    a.assert_probes("pipelining without reading")
+    t0 = time.time()
+    ok = wait_until(lambda: a.fds() <= base_fds + 2, 15, 0.2)
+    if not ok:
+        fail("pipelining connections still open %.1fs later (%d fds, baseline %d)" % (time.time() - t0, a.fds(), base_fds))
+    print("pipelining: closed within %.1fs" % (time.time() - t0))
+    for s in socks:
+        s.close()
+    w.done()
+    a.assert_probes("pipelining without reading")
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "pipelining without reading")
+    a.stop()
+
+
+def flood(a, name, first, unit, seconds=5, max_bytes=64 * MIB):
+    """Sends first, then unit over and over (bounded in time and bytes);
+    returns how long the agent took to end the connection, or None."""
+    s = a.connect()
+    s.setblocking(False)
+    t0 = time.time()
+    pending = first
+    chunk = unit * max(1, 65536 // len(unit))
+    total = 0
+    while time.time() - t0 < seconds and total < max_bytes:
+        try:
+            n = s.send(pending)
+            total += n
+            pending = pending[n:] or chunk
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError:
+            s.close()
+            return time.time() - t0
+        try:
+            if s.recv(65536) == b"":
+                s.close()
+                return time.time() - t0
+        except BlockingIOError:
+            pass
+        except OSError:
+            s.close()
+            return time.time() - t0
+    s.close()
+    return None
+
+
+def frames_without_progress():
+    """Issue 8 item 3 and the SETTINGS/PING/WINDOW_UPDATE floods: zero-length
+    CONTINUATION frames, empty DATA frames, SETTINGS, PING, WINDOW_UPDATE;
+    each connection is ended within 2 s."""
+    a = Agent()
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    cases = [
+        ("zero-length CONTINUATION", PREFACE + settings() + frame(HEADERS, 0, 1, req_block(b"/readyz")), frame(CONT, 0, 1)),
+        ("empty DATA", PREFACE + settings() + frame(HEADERS, END_HEADERS, 1, req_block(b"/-/ready", b"\x83")),
+         frame(DATA, 0, 1)),
+        ("SETTINGS", PREFACE + settings(), settings()),
+        ("PING", PREFACE + settings(), frame(PING, 0, 0, b"12345678")),
+        ("WINDOW_UPDATE", PREFACE + settings(), frame(WINUPD, 0, 0, struct.pack(">I", 1))),
+    ]
+    for name, first, unit in cases:
+        secs = flood(a, name, first, unit)
+        if secs is None or secs > 2:
+            fail("%s flood: connection not ended within 2s (%s)" % (name, secs))
+        print("%s flood: ended after %.2fs" % (name, secs))
+        a.assert_probes(name + " flood")
+    w.done()
+    if "closed: frames without requests" not in a.log():
+        fail("no log line for the ended floods:\n" + a.log())
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "floods")
+    a.stop()
+
+
+def rapid_reset():
+    """HTTP/2 rapid reset: HEADERS then RST_STREAM, 20,000 streams on 4
+    connections. The agent stays up and bounded; fresh probes are answered."""
+    a = Agent()
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    for c in range(4):
+        s = a.connect()
+        s.setblocking(False)
+        buf = bytearray(PREFACE + settings())
+        for i in range(5000):
+            sid = 1 + 2 * i
+            buf += frame(HEADERS, END_STREAM | END_HEADERS, sid, req_block(b"/readyz"))
+            buf += frame(RST, 0, sid, struct.pack(">I", 8))
+        data, t0 = bytes(buf), time.time()
+        while data and time.time() - t0 < 10:
+            try:
+                data = data[s.send(data):]
+            except BlockingIOError:
+                time.sleep(0.001)
+            except OSError:
+                break
+            try:
+                s.recv(1 << 20)
+            except (BlockingIOError, OSError):
+                pass
+        a.assert_probes("rapid reset")
+        s.close()
+    w.done()
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "rapid reset")
+    a.stop()
+
+
+def slowloris():
+    """300 connections dribbling request headers a byte at a time:
+    request_timeout (2 s here) ends them; fresh probes are answered."""
+    a = Agent('request_timeout = "2s"')
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    socks = [a.connect(src) for src in ("127.0.0.1", "127.0.0.3", "127.0.0.4") for _ in range(100)]
+    line = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-a: " + b"b" * 100
+    t0 = time.time()
+    closed_at = None
+    open_ = list(socks)
+    for i in range(len(line)):
+        if time.time() - t0 > 8:
+            break
+        for s in list(open_):
+            try:
+                s.send(line[i:i + 1])
+            except OSError:
+                open_.remove(s)
+        if i % 5 == 0:
+            a.assert_probes("slowloris")
+        if a.fds() <= base_fds + 2:
+            closed_at = time.time() - t0
+            break
+        time.sleep(0.1)
+    if closed_at is None or closed_at > 5:
+        fail("slowloris connections still open after %.1fs (%d fds, baseline %d)" % (time.time() - t0, a.fds(), base_fds))
+    print("slowloris: closed after %.1fs (request_timeout 2s)" % closed_at)
+    for s in socks:
+        s.close()
+    w.done()
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "slowloris")
+    a.stop()
+
+
+def hold_many(a, n, src="127.0.0.1"):
+    socks = []
+    for _ in range(n):
+        try:
+            socks.append(a.connect(src))
+        except OSError:
+            break
+    return socks
+
+
+def conn_caps():
+    """One address opens 2,000 connections: it gets 256 (the per-address cap),
+    the others are reset at once; a probe from another address is answered at
+    once, and so is a probe from the attacker's address once it lets go."""
+    a = Agent()
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    socks = hold_many(a, 2000)
+    time.sleep(0.5)
+    held = a.fds() - base_fds
+    print("2,000 connections from one address: the agent holds %d" % held)
+    if held > 256 + 2 or held < 250:
+        fail("per-address cap: the agent holds %d connections from one address, want 256" % held)
+    status, _, secs = a.probe()
+    if status != 200 or secs > 0.5:
+        fail("a probe from another address: %s after %.2fs" % (status, secs))
+    if "refused: max_connections_per_address reached" not in a.log():
+        fail("no log line for the refused connections:\n" + a.log())
+    for s in socks:
+        s.close()
+    w.done()
+    a.assert_probes("connection caps")
+    if a.probe(src="127.0.0.1")[0] != 200:
+        fail("the attacker's address is not answered after it let go")
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "connection caps")
+    a.stop()
+
+
+def ulimit_256():
+    """With ulimit -n 256 the caps shrink to fit (168 connections, 84 per
+    address, 24 more for addresses holding fewer than 4): two attacking
+    addresses (127.0.0.1, 127.0.0.3) at their caps take neither the
+    descriptors the engine needs nor the room of a fresh probe."""
+    a = Agent('rescan_interval = "1s"', nofile=256)
+    if "at most 168 at once (descriptor limit 256), 84 per client address, 24 more" not in a.log():
+        fail("caps not derived from the descriptor limit:\n" + a.log())
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    socks = hold_many(a, 600) + hold_many(a, 600, "127.0.0.3")
+    time.sleep(0.5)
+    print("ulimit 256: %d descriptors with 1,200 connection attempts" % a.fds())
+    if a.fds() > 240:
+        fail("%d descriptors open: too close to the limit of 256" % a.fds())
+    a.assert_probes("ulimit -n 256")
+    time.sleep(1.5)  # a rescan of the scripts runs meanwhile
+    a.assert_probes("ulimit -n 256")
+    for s in socks:
+        s.close()
+    w.done()
+    if "Too many open files" in a.log():
+        fail("descriptors ran out:\n" + a.log())
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "ulimit -n 256")
+    a.stop()
+
+
+def admin_mesh():
+    """Issue 8 item 4: with the default configuration and no token, a client
+    from 127.0.0.6 can neither change state nor read outputs; with a token, the
+    same client can when it sends the token."""
+    a = Agent()
+    for path, method in (("/-/drain", "POST"), ("/-/ready", "PUT"), ("/-/reload", "POST"), ("/-/status", "GET")):
+        for src in (MESH, "127.0.0.1"):
+            status, body, _ = a.probe(path, src=src, method=method)
+            if status != 403 or body:
+                fail("no token: %s %s from %s answered %s %r" % (method, path, src, status, body))
+    status, body, _ = a.probe("/readyz", src=MESH)
+    if status != 200 or b"fine" in body:
+        fail("no token: /readyz from 127.0.0.6 shows outputs: %r" % body)
+    status, body, _ = a.probe("/readyz?verbose", src=MESH)
+    if b"fine" in body:
+        fail("no token: /readyz?verbose from 127.0.0.6 shows outputs: %r" % body)
+    a.stop()
+
+    token = "mesh-test-token-0123456789"
+    a = Agent('token = "%s"' % token)
+    auth = {"Authorization": "Bearer " + token}
+    if a.probe("/-/drain", src=MESH, method="POST")[0] != 401:
+        fail("token set: /-/drain without it from 127.0.0.6 must be 401")
+    if a.probe("/readyz", src=MESH)[0] != 200:
+        fail("the refused drain changed readiness")
+    if b"fine" not in a.probe("/readyz", src=MESH, headers=auth)[1]:
+        fail("token set: /readyz with it from 127.0.0.6 must show outputs")
+    if a.probe("/-/drain", src=MESH, method="POST", headers=auth)[0] != 200:
+        fail("token set: /-/drain with it from 127.0.0.6 must be 200")
+    if not wait_until(lambda: a.probe("/readyz")[0] == 503, 2):
+        fail("drained with the token, /readyz still 200")
+    a.stop()
+
+
+SCENARIOS = dict((f.__name__, f) for f in (hpack_window0, h2_refusals, held_h2_window0, held_h1_pipeline,
+                                            frames_without_progress, rapid_reset, slowloris, conn_caps, ulimit_256,
+                                            admin_mesh))
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in SCENARIOS:
+        sys.exit("usage: abuse.py " + "|".join(SCENARIOS))
+    try:
+        SCENARIOS[sys.argv[1]]()
+    finally:
+        for agent in AGENTS:
+            if agent.proc.poll() is None:
+                agent.proc.kill()
+                agent.proc.wait()
+    print("ok: " + sys.argv[1])
