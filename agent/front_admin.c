@@ -292,7 +292,7 @@ static bool eat_word(json_in *in, const char *w)
 /* Parses the override body. Returns NULL, or a message for a 400. */
 static const char *parse_ready(h2o_iovec_t body, int *ready, ha_buf *reason, bool *has_reason)
 {
-    json_in in = {body.base, body.base + body.len};
+    json_in in = {body.base, body.base ? body.base + body.len : NULL}; /* no body: NULL + 0 is UB */
     *ready = -1;
     *has_reason = false;
     if (body.base == NULL || !eat(&in, '{'))

@@ -8,7 +8,7 @@
 option(HA_FUZZ "build the libFuzzer binaries (clang only)" OFF)
 
 set(HA_FUZZ_DIR ${CMAKE_SOURCE_DIR}/tests/fuzz)
-set(HA_FUZZ_TARGETS common cidr json_str render config fast)
+set(HA_FUZZ_TARGETS common cidr json_str render config fast request)
 
 if(HA_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID STREQUAL "Clang")

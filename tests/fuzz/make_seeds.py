@@ -205,3 +205,63 @@ write("config", [
     'dofile("/etc/passwd")',
     'return { listen = coroutine.yield() }',
 ], ext=".lua")
+
+
+# ---- request: what one client sends on one connection to a real front
+# (fuzz_request.c): HTTP/1 requests (pipelined too), an h2c upgrade, HTTP/2
+# with prior knowledge, the refused shapes (too many headers, amplified
+# HPACK, window 0) and admin requests with and without the token.
+def h2frame(t, fl, sid, p=b""):
+    return struct.pack(">I", len(p))[1:] + bytes([t, fl]) + struct.pack(">I", sid) + p
+
+
+def h2lit(n, v, idx=False):
+    def ln(x):
+        if len(x) < 127:
+            return bytes([len(x)])
+        n2, o = len(x) - 127, [127]
+        while n2 >= 128:
+            o.append((n2 & 127) | 128)
+            n2 >>= 7
+        return bytes(o + [n2])
+    return (b"\x40" if idx else b"\x00") + ln(n) + n + ln(v) + v
+
+
+def h2req(path, method=b"\x82", extra=b""):
+    return method + b"\x86" + h2lit(b":path", path) + h2lit(b":authority", b"x") + extra
+
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+TOK = b"Authorization: Bearer fuzz-admin-token-0123456789\r\n"
+
+
+def h1(line, headers=b"", body=b""):
+    return b(line) + b"\r\nHost: x\r\n" + headers + (b"Content-Length: %d\r\n" % len(body) if body else b"") + b"\r\n" + body
+
+
+write("request", [
+    h1("GET /readyz HTTP/1.1"), h1("GET /livez?verbose HTTP/1.1"), h1("HEAD /healthz HTTP/1.1"),
+    h1("GET /readyz?exclude=db&exclude=cache&verbose=1 HTTP/1.1"), h1("GET /readyz/db HTTP/1.1"),
+    h1("GET /readyz/x%20y HTTP/1.1"), h1("GET /startupz/ HTTP/1.1"), h1("GET /readyz/../livez HTTP/1.1"),
+    h1("GET /healthz HTTP/1.1", b"Accept: application/health+json\r\n"),
+    h1("GET /healthz?verbose HTTP/1.1", TOK), h1("GET /info HTTP/1.1"), h1("GET /nope HTTP/1.1"),
+    h1("POST /readyz HTTP/1.1", body=b"x"), h1("DELETE /livez HTTP/1.1"),
+    h1("GET /-/status HTTP/1.1"), h1("GET /-/status HTTP/1.1", TOK),
+    h1("PUT /-/ready HTTP/1.1", TOK, b'{"ready":false,"reason":"fuzz"}'),
+    h1("PUT /-/ready HTTP/1.1", TOK, b'{"ready":true}'), h1("POST /-/drain HTTP/1.1", b"Authorization: Bearer x\r\n"),
+    h1("POST /-/reload HTTP/1.1", TOK), h1("GET /-/ready HTTP/1.1", TOK),
+    h1("GET /readyz HTTP/1.1", b"".join(b"x-h%d: v\r\n" % i for i in range(70))),
+    h1("GET /readyz HTTP/1.1", b"x-big: " + b"a" * 17000 + b"\r\n"),
+    h1("GET /readyz HTTP/1.1") * 20,
+    h1("GET /readyz HTTP/1.1", b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n")
+    + PREFACE + h2frame(4, 0, 0),
+    PREFACE + h2frame(4, 0, 0) + h2frame(1, 5, 1, h2req(b"/readyz?verbose")),
+    PREFACE + h2frame(4, 0, 0, struct.pack(">HI", 4, 0)) + b"".join(h2frame(1, 5, 1 + 2 * i, h2req(b"/readyz")) for i in range(40)),
+    PREFACE + h2frame(4, 0, 0) + h2frame(1, 5, 1, h2req(b"/readyz") + h2lit(b"x-bomb", b"A" * 4000, True))
+    + h2frame(1, 5, 3, h2req(b"/healthz") + b"\xbe" * 2000),
+    PREFACE + h2frame(4, 0, 0) + h2frame(1, 0, 1, h2req(b"/readyz")) + h2frame(9, 0, 1) * 50 + h2frame(9, 4, 1),
+    PREFACE + h2frame(4, 0, 0) + h2frame(1, 4, 1, h2req(b"/-/ready", b"\x83", h2lit(b"authorization", b"Bearer fuzz-admin-token-0123456789")))
+    + h2frame(0, 0, 1) * 20 + h2frame(0, 1, 1, b'{"ready":true}'),
+    PREFACE + h2frame(4, 0, 0) + h2frame(6, 0, 0, b"12345678") * 10 + h2frame(8, 0, 0, struct.pack(">I", 1)) * 10,
+    PREFACE + h2frame(4, 0, 0) + b"".join(h2frame(1, 5, 1 + 2 * i, h2req(b"/livez")) + h2frame(3, 0, 1 + 2 * i, struct.pack(">I", 8)) for i in range(30)),
+])
