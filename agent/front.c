@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -120,7 +121,7 @@ struct ha_front {
     int max_per_addr;                 /* effective per-address cap */
     uint64_t fd_limit;                /* RLIMIT_NOFILE at start */
     bool max_lowered;                 /* max_connections was lowered to fit it */
-    addr_slot *addrs;                 /* owned, mask + 1 slots, at most half used */
+    addr_slot *addrs;                 /* owned (mmap), mask + 1 slots, at most half used */
     size_t addr_mask;
     uint64_t addr_seed;               /* per process: addresses do not choose their slots */
     unsigned sweep_ticks;             /* ticks since the last sweep */
@@ -945,9 +946,12 @@ static int conns_init(ha_front *f)
     size_t slots = 4;
     while (slots < 2 * (size_t)(f->max_conns + f->reserve))
         slots <<= 1;
-    f->addrs = calloc(slots, sizeof *f->addrs);
-    if (f->addrs == NULL)
+    /* mapped, not calloc'd: a page is resident only once an address hashes
+     * into it, so the table costs an idle agent nothing */
+    void *m = mmap(NULL, slots * sizeof *f->addrs, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED)
         return -1;
+    f->addrs = m;
     f->addr_mask = slots - 1;
     f->addr_seed = uv_hrtime() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
     f->fd_limit = fds;
@@ -1589,6 +1593,7 @@ void front_free(ha_front *f)
     free(f->requested);
     free(f->age);
     free(f->pending_reason);
-    free(f->addrs);
+    if (f->addrs)
+        munmap(f->addrs, (f->addr_mask + 1) * sizeof *f->addrs);
     free(f);
 }
