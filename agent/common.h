@@ -59,6 +59,8 @@ void ha_time_format(int64_t wall_ms, char *buf, size_t len);
 #define HA_NS_PER_MS 1000000ull
 #define HA_NS_PER_S 1000000000ull
 
+#define HA_COMPONENT_TYPE_MAX 32 /* bytes of a check's component_type */
+
 #define HA_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

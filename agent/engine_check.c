@@ -26,7 +26,7 @@ struct ha_await {
 
 static const char *const fields[] = {
     "name", "probes", "timeout", "ttl", "interval", "initial_delay", "failure_threshold",
-    "success_threshold", "critical", "run", "memory", "max_age", NULL,
+    "success_threshold", "critical", "run", "memory", "max_age", "component_type", NULL,
 };
 
 /* --- definition -------------------------------------------------------- */
@@ -253,6 +253,16 @@ void engine_check_define(lua_State *L, int idx)
         critical = lua_toboolean(L, -1);
     }
     lua_pop(L, 1);
+    char ctype[HA_COMPONENT_TYPE_MAX + 1] = "component";
+    if (lua_getfield(L, idx, "component_type") != LUA_TNIL) {
+        size_t tl;
+        const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tl) : NULL;
+        if (t == NULL || tl > HA_COMPONENT_TYPE_MAX || !valid_name(t, tl))
+            define_error(L, "field 'component_type' must be 1 to %d characters of [A-Za-z0-9_.-] "
+                            "(\"component\", \"datastore\", \"system\")", HA_COMPONENT_TYPE_MAX);
+        memcpy(ctype, t, tl + 1);
+    }
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "memory") != LUA_TNIL) {
         const char *s = lua_tostring(L, -1);
         if (s == NULL || ha_size_parse(s, &mem) != 0 || mem == 0)
@@ -322,6 +332,7 @@ void engine_check_define(lua_State *L, int idx)
     c->failure_threshold = fthr;
     c->success_threshold = sthr;
     c->critical = critical;
+    memcpy(c->component_type, ctype, sizeof ctype);
     c->status = HA_INIT;
     c->last = HA_INIT;
     c->gen = gen;
@@ -766,6 +777,7 @@ void engine_check_snap(const ha_check *c, ha_snap_check *o)
     o->name = strdup(c->name);
     o->probes = c->probes;
     o->critical = c->critical;
+    memcpy(o->component_type, c->component_type, sizeof o->component_type);
     o->running = c->task != NULL;
     o->status = c->status;
     o->output = dup_str(c->output);

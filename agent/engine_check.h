@@ -33,6 +33,7 @@ typedef struct ha_check {
     int failure_threshold;
     int success_threshold;
     bool critical;
+    char component_type[HA_COMPONENT_TYPE_MAX + 1]; /* health+json componentType ("component") */
     int run_ref;              /* registry ref of run in gen->vm */
     char *where;              /* owned "file:line" of the definition */
     uint64_t def_hash;        /* identity of the definition across reloads */

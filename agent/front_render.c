@@ -202,29 +202,39 @@ static void render_json(ha_buf *b, const ha_snapshot *s, const ha_render_req *r,
     buf_addc(b, '}');
 }
 
-/* Appends "name":[{componentId, status, time, output, observedValue/Unit}]. */
+/* Appends one entry of the draft's "checks" object (draft-inadarei-api-
+ * health-check): the key "{componentName}:{measurementName}" is
+ * "<check>:responseTime", the value a one-element array of {componentId,
+ * componentType, status} and, for a full view of a check with a result,
+ * observedValue (the last run's duration) in observedUnit "ms", time, and
+ * output unless the status is pass (the draft omits it there). */
 static void render_health_check(ha_buf *b, const render_view *v, const ha_render_req *r)
 {
     const ha_snap_check *c = v->c;
-    render_json_cstr(b, c->name);
+    ha_status st = v->shown;
+    ha_buf key = HA_BUF_INIT;
+    buf_adds(&key, c->name);
+    buf_adds(&key, ":responseTime");
+    buf_json_str(b, key.data, key.len);
+    buf_free(&key);
     buf_adds(b, ":[{\"componentId\":");
     render_json_cstr(b, c->name);
-    buf_printf(b, ",\"status\":\"%s\"", ha_status_ietf(v->shown));
+    buf_adds(b, ",\"componentType\":");
+    render_json_cstr(b, c->component_type[0] ? c->component_type : "component");
+    buf_printf(b, ",\"status\":\"%s\"", ha_status_ietf(st));
     if (v->stale)
         buf_adds(b, ",\"stale\":true");
     if (r->full) {
         if (c->time_ms != 0) {
             char t[32];
             ha_time_format(c->time_ms, t, sizeof t);
-            buf_printf(b, ",\"time\":\"%s\"", t);
+            buf_printf(b, ",\"observedValue\":%llu,\"observedUnit\":\"ms\",\"time\":\"%s\"",
+                       (unsigned long long)c->duration_ms, t);
         }
-        if (v->output != NULL) {
+        if (v->output != NULL && st != HA_UP) {
             buf_adds(b, ",\"output\":");
             render_json_cstr(b, v->output);
         }
-        if (c->time_ms != 0)
-            buf_printf(b, ",\"observedValue\":%llu,\"observedUnit\":\"ms\"",
-                       (unsigned long long)c->duration_ms);
     }
     buf_adds(b, "}]");
 }

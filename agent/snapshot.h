@@ -14,6 +14,7 @@ typedef struct {
     char *name;               /* owned; unique in the snapshot */
     unsigned probes;          /* HA_PROBE_* mask */
     bool critical;            /* false: a failure shows as WARN, fails no probe */
+    char component_type[HA_COMPONENT_TYPE_MAX + 1]; /* health+json componentType; "" = "component" */
     bool running;             /* a run is in flight at publication time */
     ha_status status;         /* effective status after thresholds (INIT before any) */
     char *output;             /* owned, may be NULL: message of the last result */

@@ -294,13 +294,21 @@ static void test_health_json(void)
     ha_render_req r = req(HA_PI_LIVENESS, HA_FMT_HEALTH_JSON, false);
     answer a = run(&s, &r);
     CHECK_INT(a.code, 200);
-    CHECK_STR(a.body, "{\"status\":\"pass\",\"checks\":{\"orders-db\":[{\"componentId\":"
-                      "\"orders-db\",\"status\":\"pass\"}]}}");
+    CHECK_STR(a.body, "{\"status\":\"pass\",\"checks\":{\"orders-db:responseTime\":[{\"componentId\":"
+                      "\"orders-db\",\"componentType\":\"component\",\"status\":\"pass\"}]}}");
     r.full = true;
     a = run(&s, &r);
-    CHECK_STR(a.body, "{\"status\":\"pass\",\"checks\":{\"orders-db\":[{\"componentId\":"
-                      "\"orders-db\",\"status\":\"pass\",\"time\":\"" T_STR "\",\"output\":\"ok\","
-                      "\"observedValue\":3,\"observedUnit\":\"ms\"}]}}");
+    CHECK_STR(a.body, "{\"status\":\"pass\",\"checks\":{\"orders-db:responseTime\":[{\"componentId\":"
+                      "\"orders-db\",\"componentType\":\"component\",\"status\":\"pass\",\"observedValue\":3,\"observedUnit\":\"ms\","
+                      "\"time\":\"" T_STR "\"}]}}");
+
+    /* the check's component_type, output only when the status is not pass */
+    strcpy(cs[1].component_type, "datastore"); /* cs[1] is orders-db */
+    a = run(&s, &r);
+    CHECK(strstr(a.body, "{\"orders-db:responseTime\":[{\"componentId\":\"orders-db\","
+                         "\"componentType\":\"datastore\",\"status\":\"pass\"") != NULL);
+    CHECK(strstr(a.body, "\"output\"") == NULL);
+    cs[1].component_type[0] = '\0';
 
     cs[0].status = HA_DOWN;
     cs[0].output = (char *)"refused";
@@ -310,17 +318,17 @@ static void test_health_json(void)
     a = run(&s, &r);
     CHECK_INT(a.code, 503);
     CHECK_STR(a.body, "{\"status\":\"fail\",\"checks\":{"
-                      "\"cache\":[{\"componentId\":\"cache\",\"status\":\"fail\"}],"
-                      "\"orders-db\":[{\"componentId\":\"orders-db\",\"status\":\"warn\"}]}}");
+                      "\"cache:responseTime\":[{\"componentId\":\"cache\",\"componentType\":\"component\",\"status\":\"fail\"}],"
+                      "\"orders-db:responseTime\":[{\"componentId\":\"orders-db\",\"componentType\":\"component\",\"status\":\"warn\"}]}}");
 
     cs[0] = ck("cache", HA_PROBE_READINESS, HA_INIT);
     r.full = true;
     a = run(&s, &r);
     CHECK_STR(a.body, "{\"status\":\"fail\",\"checks\":{"
-                      "\"cache\":[{\"componentId\":\"cache\",\"status\":\"fail\"}],"
-                      "\"orders-db\":[{\"componentId\":\"orders-db\",\"status\":\"warn\","
-                      "\"time\":\"" T_STR "\",\"output\":\"ok\",\"observedValue\":3,"
-                      "\"observedUnit\":\"ms\"}]}}");
+                      "\"cache:responseTime\":[{\"componentId\":\"cache\",\"componentType\":\"component\",\"status\":\"fail\"}],"
+                      "\"orders-db:responseTime\":[{\"componentId\":\"orders-db\",\"componentType\":\"component\",\"status\":\"warn\","
+                      "\"observedValue\":3,\"observedUnit\":\"ms\",\"time\":\"" T_STR "\","
+                      "\"output\":\"ok\"}]}}");
 }
 
 static void test_verbose(void)
@@ -384,8 +392,8 @@ static void test_noncritical_and_init(void)
     r.format = HA_FMT_HEALTH_JSON;
     r.full = false;
     CHECK_STR(run(&s, &r).body,
-              "{\"status\":\"warn\",\"checks\":{\"a\":[{\"componentId\":\"a\",\"status\":\"pass\"}],"
-              "\"b\":[{\"componentId\":\"b\",\"status\":\"warn\"}]}}");
+              "{\"status\":\"warn\",\"checks\":{\"a:responseTime\":[{\"componentId\":\"a\",\"componentType\":\"component\",\"status\":\"pass\"}],"
+              "\"b:responseTime\":[{\"componentId\":\"b\",\"componentType\":\"component\",\"status\":\"warn\"}]}}");
 
     /* A critical INIT check fails the probe. */
     cs[1] = ck("b", HA_PROBE_READINESS, HA_INIT);
@@ -473,7 +481,7 @@ static void test_stall(void)
     r.full = false;
     CHECK_STR(run(&s, &r).body,
               "{\"status\":\"fail\",\"output\":\"engine stalled for 7s\",\"checks\":{"
-              "\"orders-db\":[{\"componentId\":\"orders-db\",\"status\":\"fail\"}]}}");
+              "\"orders-db:responseTime\":[{\"componentId\":\"orders-db\",\"componentType\":\"component\",\"status\":\"fail\"}]}}");
     r.format = HA_FMT_VERBOSE;
     CHECK_STR(run(&s, &r).body, "[-]orders-db failed: reason withheld\n"
                                 "[-]engine stalled for 7s\nlivez check failed\n");
@@ -564,13 +572,13 @@ static void test_age(void)
     r.full = true;
     r.format = HA_FMT_HEALTH_JSON;
     r.only = (ha_str){"b-stale", 7};
-    CHECK_STR(run(&s, &r).body, "{\"status\":\"pass\",\"checks\":{\"b-stale\":[{\"componentId\":\"b-stale\","
-                                "\"status\":\"pass\",\"stale\":true,\"time\":\"" T_STR "\",\"output\":\"ok\","
-                                "\"observedValue\":1,\"observedUnit\":\"ms\"}]}}");
+    CHECK_STR(run(&s, &r).body, "{\"status\":\"pass\",\"checks\":{\"b-stale:responseTime\":[{\"componentId\":\"b-stale\",\"componentType\":\"component\","
+                                "\"status\":\"pass\",\"stale\":true,\"observedValue\":1,\"observedUnit\":\"ms\","
+                                "\"time\":\"" T_STR "\"}]}}");
     r.only = (ha_str){"c-expired", 9};
     a = run(&s, &r);
     CHECK_INT(a.code, 503);
-    CHECK(strstr(a.body, "\"status\":\"fail\",\"time\"") != NULL);
+    CHECK(strstr(a.body, "\"status\":\"fail\",\"observedValue\"") != NULL);
     CHECK(strstr(a.body, "\"output\":\"no result for 6500ms\"") != NULL);
 
     /* Without the overlay the same snapshot shows the last results. */
@@ -629,8 +637,8 @@ static void test_shutdown_and_override(void)
     r.format = HA_FMT_HEALTH_JSON;
     CHECK_STR(run(&s, &r).body,
               "{\"status\":\"fail\",\"output\":\"shutting down\",\"checks\":{"
-              "\"cache\":[{\"componentId\":\"cache\",\"status\":\"pass\"}],"
-              "\"orders-db\":[{\"componentId\":\"orders-db\",\"status\":\"pass\"}]}}");
+              "\"cache:responseTime\":[{\"componentId\":\"cache\",\"componentType\":\"component\",\"status\":\"pass\"}],"
+              "\"orders-db:responseTime\":[{\"componentId\":\"orders-db\",\"componentType\":\"component\",\"status\":\"pass\"}]}}");
 
     /* Liveness is not affected by shutdown. */
     r = req(HA_PI_LIVENESS, HA_FMT_JSON, false);
@@ -650,8 +658,8 @@ static void test_shutdown_and_override(void)
     r.format = HA_FMT_HEALTH_JSON;
     CHECK_STR(run(&s, &r).body,
               "{\"status\":\"fail\",\"output\":\"maintenance \\\"window\\\"\",\"checks\":{"
-              "\"cache\":[{\"componentId\":\"cache\",\"status\":\"pass\"}],"
-              "\"orders-db\":[{\"componentId\":\"orders-db\",\"status\":\"pass\"}]}}");
+              "\"cache:responseTime\":[{\"componentId\":\"cache\",\"componentType\":\"component\",\"status\":\"pass\"}],"
+              "\"orders-db:responseTime\":[{\"componentId\":\"orders-db\",\"componentType\":\"component\",\"status\":\"pass\"}]}}");
     r.format = HA_FMT_VERBOSE;
     CHECK_STR(run(&s, &r).body,
               "[+]cache ok\n[+]orders-db ok\n[-]maintenance \"window\"\nreadyz check failed\n");
@@ -701,8 +709,8 @@ static void test_only(void)
     r.full = false;
     CHECK_STR(run(&s, &r).body, "{\"status\":\"UP\"}");
     r.format = HA_FMT_HEALTH_JSON;
-    CHECK_STR(run(&s, &r).body, "{\"status\":\"pass\",\"checks\":{\"orders-db\":[{\"componentId\":"
-                                "\"orders-db\",\"status\":\"pass\"}]}}");
+    CHECK_STR(run(&s, &r).body, "{\"status\":\"pass\",\"checks\":{\"orders-db:responseTime\":[{\"componentId\":"
+                                "\"orders-db\",\"componentType\":\"component\",\"status\":\"pass\"}]}}");
     r.format = HA_FMT_VERBOSE;
     CHECK_STR(run(&s, &r).body, "[+]orders-db ok\nreadyz check passed\n");
 
@@ -787,7 +795,7 @@ static void test_exclude(void)
     CHECK_STR(run(&s, &r).body, "[+]cache ok\nreadyz check passed\n");
     r.format = HA_FMT_HEALTH_JSON;
     CHECK_STR(run(&s, &r).body,
-              "{\"status\":\"pass\",\"checks\":{\"cache\":[{\"componentId\":\"cache\",\"status\":"
+              "{\"status\":\"pass\",\"checks\":{\"cache:responseTime\":[{\"componentId\":\"cache\",\"componentType\":\"component\",\"status\":"
               "\"pass\"}]}}");
     /* Excluding a prefix of a name excludes nothing. */
     ha_str pre = {"orders", 6};

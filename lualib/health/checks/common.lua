@@ -5,7 +5,14 @@ local M = {}
 M.check_fields = {
   name = true, probes = true, timeout = true, ttl = true, interval = true,
   initial_delay = true, failure_threshold = true, success_threshold = true,
-  critical = true, memory = true, max_age = true,
+  critical = true, memory = true, max_age = true, component_type = true,
+}
+
+-- The health+json componentType of each factory's checks, unless the call
+-- gives one: databases are datastores, local resources the system.
+local component_types = {
+  postgres = "datastore", mysql = "datastore", redis = "datastore",
+  disk = "system", file_fresh = "system", nagios = "system",
 }
 
 -- Splits opts into the health.check fields and the factory's own options.
@@ -26,6 +33,9 @@ function M.split(kind, opts, own)
   end
   if def.name == nil then
     error("health.checks." .. kind .. ": option 'name' is required", 3)
+  end
+  if def.component_type == nil then
+    def.component_type = component_types[kind]
   end
   return def, mine
 end
