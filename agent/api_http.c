@@ -494,7 +494,9 @@ typedef struct {
     long max_redirects;
     const char *unix_socket;
     const char *ca_file;
-    const char *connect_to;   /* "host:port" to connect to instead of the URL's */
+    const char *connect_to;   /* "host:port" to connect to instead of the URL's, or curl's
+                                 "HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT" */
+    int connect_to_fields;    /* 2 or 4: which of the two connect_to is */
     long http_version;        /* CURL_HTTP_VERSION_* */
     size_t max_body;
 } http_opts;
@@ -505,6 +507,53 @@ static const char *const option_names[] = {
 };
 
 /* Raises a misuse error naming the option. */
+/* True when s[0..n) is empty or a port 1..65535. */
+static bool port_or_empty(const char *s, size_t n)
+{
+    long v = 0;
+    if (n > 5)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        v = v * 10 + (s[i] - '0');
+    }
+    return n == 0 || (v >= 1 && v <= 65535);
+}
+
+/* Fields of a connect_to value: 2 for "host:port", 4 for curl's
+ * "HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT" (HOST, PORT and, as curl
+ * allows, the connect-to host may be empty; an IPv6 address in brackets),
+ * 0 when it is neither. */
+static int connect_to_fields(const char *s)
+{
+    const char *f[5];
+    size_t len[4];
+    int n = 0;
+    f[n] = s;
+    for (const char *p = s; n < 4; p++) {
+        if (*p == '[') {
+            const char *close = strchr(p, ']');
+            if (close == NULL)
+                return 0;
+            p = close;
+            continue;
+        }
+        if (*p == ':' || *p == '\0') {
+            len[n] = (size_t)(p - f[n]);
+            n++;
+            if (*p == '\0')
+                break;
+            f[n] = p + 1;
+        }
+    }
+    if (n == 2)
+        return len[0] > 0 && len[1] > 0 && port_or_empty(f[1], len[1]) ? 2 : 0;
+    if (n == 4 && f[3][len[3]] == '\0')
+        return port_or_empty(f[1], len[1]) && port_or_empty(f[3], len[3]) ? 4 : 0;
+    return 0;
+}
+
 static int opt_error(lua_State *L, const char *fn, const char *name, const char *what)
 {
     return luaL_error(L, "%s: option '%s' %s", fn, name, what);
@@ -632,8 +681,8 @@ static void read_opts(lua_State *L, int idx, const char *fn, http_opts *o)
     o->unix_socket = opt_string(L, idx, fn, "unix_socket", NULL);
     o->ca_file = opt_string(L, idx, fn, "ca_file", NULL);
     o->connect_to = opt_string(L, idx, fn, "connect_to", NULL);
-    if (o->connect_to && strchr(o->connect_to, ':') == NULL)
-        opt_error(L, fn, "connect_to", "must be \"host:port\"");
+    if (o->connect_to && (o->connect_to_fields = connect_to_fields(o->connect_to)) == 0)
+        opt_error(L, fn, "connect_to", "must be \"host:port\" or curl's \"HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT\"");
     o->max_body = (size_t)opt_int(L, idx, fn, "max_body", HTTP_BODY_MAX, 0, HTTP_BODY_LIMIT);
     t = lua_getfield(L, idx, "http2");
     if (t == LUA_TNIL)
@@ -747,7 +796,8 @@ static int start_request(lua_State *L, int idx, const char *fn)
     op->max_body = o.max_body;
     if (o.connect_to) {
         char line[600];
-        snprintf(line, sizeof line, "::%s", o.connect_to); /* any host and port -> there */
+        /* "host:port": any host and port -> there; curl's four fields as given */
+        snprintf(line, sizeof line, "%s%s", o.connect_to_fields == 2 ? "::" : "", o.connect_to);
         op->connect_to = curl_slist_append(NULL, line);
         if (op->connect_to == NULL)
             goto fail;

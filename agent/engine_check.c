@@ -435,6 +435,30 @@ static void record(ha_check *c, ha_status raw, char *output, char *details)
 
 static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
 
+/* The output of a run that raised message m[0..n): m itself, or, when m
+ * is Lua's complaint about a nil value and the run's last I/O call had
+ * just failed (`return fs.age(p) < 30` on a missing file), that failure
+ * first: "no such file: /run/app.heartbeat (a.lua:1: attempt to compare
+ * nil with number)". */
+static char *error_output(const char *m, size_t n, const char *last_failure)
+{
+    static const char *const nil_misuse[] = {
+        "attempt to compare nil with", "attempt to compare number with nil", "attempt to compare two nil",
+        "attempt to perform arithmetic on a nil value", "attempt to index a nil value",
+        "attempt to concatenate a nil value", "attempt to call a nil value",
+    };
+    bool about_nil = false;
+    for (size_t i = 0; i < HA_ARRAY_SIZE(nil_misuse) && !about_nil; i++)
+        about_nil = strstr(m, nil_misuse[i]) != NULL;
+    if (!about_nil || last_failure == NULL || last_failure[0] == '\0')
+        return cap_output(m, n);
+    ha_buf b = HA_BUF_INIT;
+    buf_printf(&b, "%s (%.*s)", last_failure, (int)n, m);
+    char *out = cap_output(b.data, b.len);
+    buf_free(&b);
+    return out;
+}
+
 /* Hands the current result to every awaiter and wakes their tasks. */
 static void wake_awaiters(ha_check *c, bool cancelled)
 {
@@ -462,7 +486,6 @@ static void schedule(ha_check *c, uint64_t delay_ns);
 static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud)
 {
     ha_check *c = ud;
-    (void)t;
     c->task = NULL;
     if (how == HA_TASK_CANCELLED) {
         wake_awaiters(c, true);
@@ -481,7 +504,7 @@ static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, vo
     } else if (how == HA_TASK_ERROR) {
         size_t n;
         const char *m = lua_tolstring(co, -1, &n);
-        output = m ? cap_output(m, n) : strdup("error");
+        output = m ? error_output(m, n, engine_task_last_failure(t)) : strdup("error");
     } else {
         int base = lua_gettop(co) - nres + 1;
         int t1 = nres >= 1 ? lua_type(co, base) : LUA_TNONE;

@@ -41,6 +41,7 @@ struct ha_task {
     ha_task *parent;          /* spawned by this task (health.spawn), or NULL */
     ha_task *children;        /* tasks this one spawned that still live */
     ha_task *sib_prev, *sib_next; /* the parent's children */
+    char last_failure[160];   /* "" or the message of the last op, when it failed */
 };
 
 static void task_end(ha_task *t, ha_task_end how, int nres);
@@ -353,12 +354,16 @@ static int resume_values(ha_task *t)
         int n = op->push(op, t->co);
         op->task = NULL;
         op->close(op);
+        t->last_failure[0] = '\0';
+        if (n == 2 && lua_isnil(t->co, -2) && lua_type(t->co, -1) == LUA_TSTRING)
+            snprintf(t->last_failure, sizeof t->last_failure, "%s", lua_tostring(t->co, -1));
         return n;
     }
     case OP_TIMEOUT:
         t->op_state = OP_NONE;
         lua_pushnil(t->co);
         lua_pushliteral(t->co, "timeout");
+        snprintf(t->last_failure, sizeof t->last_failure, "timeout");
         return 2;
     case OP_PENDING:
         return -1;
@@ -497,6 +502,8 @@ uint64_t engine_task_clamp(const ha_task *t, uint64_t timeout_ns)
 uv_loop_t *engine_task_loop(const ha_task *t) { return t->vm->eng->loop; }
 
 const char *engine_task_name(const ha_task *t) { return t->name; }
+
+const char *engine_task_last_failure(const ha_task *t) { return t->last_failure; }
 
 void engine_task_set_name(ha_task *t, const char *name) { t->name = name; }
 

@@ -91,6 +91,10 @@ uint64_t engine_task_remaining(const ha_task *t);
 uv_loop_t *engine_task_loop(const ha_task *t);
 /* The check name the task is running, or NULL (runner main). */
 const char *engine_task_name(const ha_task *t);
+/* The message of t's last completed operation when it returned nil,
+ * message (or timed out); "" when that operation succeeded or there was
+ * none. A check that then raises on the nil says what failed first. */
+const char *engine_task_last_failure(const ha_task *t);
 /* Sets the name used in logs (not copied: must outlive the task). */
 void engine_task_set_name(ha_task *t, const char *name);
 

@@ -271,13 +271,16 @@ static void render_line_text(ha_buf *b, const char *s)
 }
 
 /* One kube-apiserver line: "[+]name ok" when the check does not fail the
- * probe, else "[-]name failed: <output or reason withheld>"; " (stale)"
+ * probe ("[+]name pending: no result yet" for an undecided liveness check),
+ * else "[-]name failed: <output or reason withheld>"; " (stale)"
  * follows when an old result is shown. */
 static void render_verbose_line(ha_buf *b, const render_view *v, const ha_render_req *r)
 {
     buf_adds(b, v->contrib <= HA_WARN ? "[+]" : "[-]");
     render_line_text(b, v->c->name);
-    if (v->contrib <= HA_WARN) {
+    if (v->contrib <= HA_WARN && v->shown == HA_INIT) {
+        buf_adds(b, " pending: no result yet"); /* liveness: not failing, not ok either */
+    } else if (v->contrib <= HA_WARN) {
         buf_adds(b, " ok");
     } else {
         buf_adds(b, " failed: ");

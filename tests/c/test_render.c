@@ -414,8 +414,19 @@ static void test_noncritical_and_init(void)
     CHECK(a.status == HA_WARN);
     CHECK_STR(a.body, "{\"status\":\"WARN\",\"components\":{\"a\":{\"status\":\"UP\"},"
                       "\"b\":{\"status\":\"INIT\"}}}");
-    r.format = HA_FMT_VERBOSE;
-    CHECK_STR(run(&s, &r).body, "[+]a ok\n[+]b ok\nreadyz check passed\n");
+    r.format = HA_FMT_VERBOSE; /* undecided, not ok: it says so */
+    CHECK_STR(run(&s, &r).body, "[+]a ok\n[+]b pending: no result yet\nreadyz check passed\n");
+
+    /* A liveness check still INIT does not fail /livez, and is not "ok" either. */
+    cs[1] = ck("b", HA_PROBE_LIVENESS, HA_INIT);
+    cs[0].probes |= HA_PROBE_LIVENESS;
+    r = req(HA_PI_LIVENESS, HA_FMT_VERBOSE, true);
+    a = run(&s, &r);
+    CHECK_INT(a.code, 200);
+    CHECK_STR(a.body, "[+]a ok\n[+]b pending: no result yet\nlivez check passed\n");
+    cs[1] = ck("b", HA_PROBE_READINESS, HA_INIT);
+    cs[1].critical = false;
+    cs[0].probes &= ~(unsigned)HA_PROBE_LIVENESS;
 
     /* Ordering: DOWN beats INIT beats WARN. */
     ha_snap_check m[3];

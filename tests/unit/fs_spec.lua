@@ -269,6 +269,18 @@ describe("health.checks.disk", function()
     end
   end)
 
+  it("gives the percentage and the sizes in one base (free of used + free)", function()
+    local r = run('health.checks.disk { name = "d", path = "/", min_free_percent = 0 }')
+    local pct, fv, fu, tv, tu = r.output:match("^([%d.]+)%% free %(([%d.]+) (%a+) of ([%d.]+) (%a+)%)$")
+    assert.truthy(pct, r.output)
+    local mult = { B = 1, KiB = 2 ^ 10, MiB = 2 ^ 20, GiB = 2 ^ 30, TiB = 2 ^ 40, PiB = 2 ^ 50 }
+    local free, size = tonumber(fv) * mult[fu], tonumber(tv) * mult[tu]
+    -- the sizes are rounded to 0.1 of their unit: allow that much
+    assert.is_true(math.abs(free / size * 100 - tonumber(pct)) < 1.5, r.output)
+    local d = assert(fs.disk("/"))
+    assert.is_true(math.abs(size - (d.used + d.free)) <= 0.06 * mult[tu], r.output)
+  end)
+
   it("is DOWN under min_free_percent and WARN under warn_free_percent", function()
     local d = assert(fs.disk("/"))
     local r = run('health.checks.disk { name = "d", path = "/", min_free_percent = 100 }')
@@ -295,5 +307,35 @@ describe("health.checks.disk", function()
     assert.is_true(r.status == "UP" or r.status == "WARN" or r.status == "DOWN")
     assert.matches("free", r.output)
     g:close()
+  end)
+end)
+
+describe("the README's one-liner on a missing file", function()
+  local function run(body)
+    local g = assert(testing.load({ ["hb.lua"] = 'local fs = require "health.fs"\n' ..
+      'health.check { name = "hb", probes = { "liveness" }, run = function() ' .. body .. ' end }\n' }))
+    local r = g:run("hb")
+    g:close()
+    return r
+  end
+
+  it("is DOWN saying the file is missing, then where the nil was used", function()
+    local r = run('return fs.age("/no/such/app.heartbeat") < 30')
+    assert.equal("DOWN", r.status)
+    assert.matches("^no such file: /no/such/app%.heartbeat %(.*hb%.lua:2: attempt to compare nil with number%)$",
+      r.output)
+  end)
+
+  it("names only the failure of the call just before", function()
+    local r = run('local a = fs.age("/no/such/x"); assert(fs.exists("/")); return a < 30')
+    assert.equal("DOWN", r.status)
+    assert.matches("^.*hb%.lua:2: attempt to compare nil with number$", r.output)
+    assert.not_matches("no such file", r.output)
+  end)
+
+  it("leaves other errors alone", function()
+    local r = run('local a = fs.age("/no/such/x"); error("mine")')
+    assert.matches("hb%.lua:2: mine$", r.output)
+    assert.not_matches("no such file", r.output)
   end)
 end)

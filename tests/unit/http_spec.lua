@@ -389,3 +389,28 @@ end
     assert.equal(before, fds())
   end)
 end)
+
+describe("http.request connect_to", function()
+  it("takes curl's HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT form, and the short host:port", function()
+    local target = HOST .. ":" .. PLAIN
+    for _, ct in ipairs { "service.test:80:" .. target, "::" .. target, "service.test::" .. target, target } do
+      local r, err = http.get("http://service.test/ok", { connect_to = ct, timeout = 2 })
+      assert.is_nil(err, ct)
+      assert.equal(200, r.status, ct)
+    end
+  end)
+
+  it("a rule for another host and port leaves the request alone", function()
+    local r, err = http.get(url(PLAIN, "/ok"), { connect_to = "other.test:81:" .. HOST .. ":1", timeout = 2 })
+    assert.is_nil(err)
+    assert.equal(200, r.status)
+  end)
+
+  it("refuses what is neither form, naming the option", function()
+    for _, bad in ipairs { "nocolon", "a:b:c", "h:99999", "a:1:b:c:d", "a:x:b:1" } do
+      local ok, msg = pcall(http.get, url(PLAIN, "/ok"), { connect_to = bad })
+      assert.is_false(ok, bad)
+      assert.matches("option 'connect_to' must be \"host:port\" or curl's", msg, 1, true)
+    end
+  end)
+end)

@@ -7,7 +7,9 @@
 -- Options: path ("/" when absent), min_free_percent (10 when absent),
 -- warn_free_percent (none when absent; must be above min_free_percent).
 -- "Free" is what an unprivileged process may still write (df's Avail), and
--- free_percent leaves out the blocks reserved for root (100 - df's Use%).
+-- free_percent leaves out the blocks reserved for root (100 - df's Use%);
+-- the output gives free of used + free, the same base ("80.7% free (77.2
+-- GiB of 95.6 GiB)").
 -- details: {path =, free = bytes, total = bytes, free_percent = n}.
 local common = require "health.checks.common"
 local health = require "health"
@@ -47,7 +49,9 @@ return function(opts)
       return false, err, { path = path }
     end
     local details = { path = path, free = d.free, total = d.total, free_percent = d.free_percent }
-    local text = ("%.1f%% free (%s of %s)"):format(d.free_percent, human(d.free), human(d.total))
+    -- one base: the percentage is of used + free (what df's Use% counts,
+    -- without root's reserve), and so is the size shown next to it
+    local text = ("%.1f%% free (%s of %s)"):format(d.free_percent, human(d.free), human(d.used + d.free))
     if d.free_percent < min then
       return false, ("%s, under %g%%"):format(text, min), details
     elseif warn and d.free_percent < warn then
