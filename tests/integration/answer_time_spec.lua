@@ -198,8 +198,8 @@ end }
     assert.equal(r.body, a:get("/readyz").body) -- prebuilt: no per-request content
     r = a:get("/readyz", { headers = { Accept = "application/health+json" } })
     assert.equal(200, r.status)
-    assert.is_true(r.json.checks.c[1].stale)
-    assert.equal(fresh.json.components.c.time, r.json.checks.c[1].time)
+    assert.is_true(r.json.checks["c:responseTime"][1].stale)
+    assert.equal(fresh.json.components.c.time, r.json.checks["c:responseTime"][1].time)
     r = a:get("/readyz?verbose")
     assert.equal("[+]c ok (stale)\nreadyz check passed\n", r.body)
     r = a:get("/readyz/c", { interface = "127.0.0.2" }) -- names and statuses only
