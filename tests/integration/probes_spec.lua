@@ -215,7 +215,7 @@ describe("running checks on demand", function()
     a = agent.start {
       scripts = { ["a.lua"] = ([[
 local counter = %q
-health.check { name = "slow", ttl = "300ms", timeout = "2s", run = function()
+health.check { name = "slow", ttl = "1s", timeout = "2s", run = function()
   local f = io.open(counter, "a") f:write("x") f:close()
   health.sleep(0.3)
   return true, "done"
@@ -240,7 +240,7 @@ end }
 
   it("shares one run among concurrent probes of a stale check", function()
     assert.is_true(wait_until(function() return not (a:get("/readyz").json.components.slow.output ~= "done") end))
-    health.sleep(0.35) -- let the result go stale
+    health.sleep(1.05) -- let the result go stale; 20 curls then start within its ttl
     local before = runs()
     local codes = a:parallel("/readyz", 20)
     if runs() ~= before + 1 then print(before, runs(), a:log()) end
