@@ -53,7 +53,8 @@ typedef struct front_wait {
  * or when the budget ends: min(budget_ns, max_wait) from now, or when the
  * watchdog finds the engine stalled, or when shutdown ends the requests in
  * flight. Returns -1 when out of memory (nothing started: answer now).
- * sel and its strings need only live for the call. */
+ * w must not be waiting already; sel and its strings need only live for
+ * the call. */
 int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t budget_ns,
                 front_wait_cb cb, void *data);
 

@@ -91,13 +91,7 @@ health.check { name = "counter", ttl = 0, run = function() n = n + 1 health.slee
       last = n
       assert.is_true(r.time < 0.05 + MARGIN, "took " .. r.time)
     end
-    -- concurrent probes share one run (single flight)
-    local before = tonumber(a:get("/readyz/counter").json.output)
-    local codes = a:parallel("/readyz/counter", 10)
-    for _, c in ipairs(codes) do assert.equal(200, c) end
-    local after = tonumber(a:get("/readyz/counter").json.output)
-    assert.is_true(after - before <= 4, ("10 concurrent probes ran the check %d times"):format(after - before - 1))
-    a:stop()
+    a:stop() -- single flight: probes_spec "shares one run among concurrent probes"
   end)
 end)
 
@@ -105,8 +99,8 @@ describe("a slow first run", function()
   it("readiness and startup answer 503 INIT within max_wait while it runs; liveness 200", function()
     local a = agent.start {
       scripts = { ["a.lua"] = [[
-health.check { name = "warmup", probes = { "startup", "readiness" }, timeout = "5s", run = function()
-  health.sleep(3) return true, "warm" end }
+health.check { name = "warmup", probes = { "startup", "readiness" }, timeout = "8s", run = function()
+  health.sleep(6) return true, "warm" end }
 health.check { name = "alive", probes = { "liveness" }, ttl = "1h", run = function() return true end }
 ]] },
       config = [[return { shutdown_delay = 0 }]],
@@ -114,7 +108,7 @@ health.check { name = "alive", probes = { "liveness" }, ttl = "1h", run = functi
     local t0 = health.now()
     local res = prober.run { port = a.port, label = "slow first run", seconds = 2,
                              paths = { "/readyz", "/startupz", "/livez" } }
-    assert.is_true(health.now() - t0 < 3, "the prober ran past the first run: the case proves nothing")
+    assert.is_true(health.now() - t0 < 5, "the prober ran past the first run: the case proves nothing")
     for _, path in ipairs { "/readyz", "/startupz" } do
       local r = res[path]
       assert_bounded(r, path)
@@ -126,7 +120,7 @@ health.check { name = "alive", probes = { "liveness" }, ttl = "1h", run = functi
     end
     assert_bounded(res["/livez"], "/livez", 0.1)
     assert.equal(res["/livez"].n, res["/livez"].codes[200], prober.describe(res["/livez"]))
-    assert.is_true(wait_until(function() return a:get("/startupz").status == 200 end, 5))
+    assert.is_true(wait_until(function() return a:get("/startupz").status == 200 end, 10))
     a:stop()
   end)
 end)
@@ -138,14 +132,16 @@ describe("an engine stuck in a C call", function()
 health.check { name = "alive", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
 health.check { name = "od", probes = { "readiness" }, ttl = "500ms", timeout = "500ms", run = function()
   return true, "passing" end }
-health.check { name = "stuck", probes = { "readiness" }, timeout = "30s", ttl = "1h", initial_delay = "400ms",
-  run = function() ("a"):rep(400):find(".-.-.-b") return true end }
+health.check { name = "stuck", probes = { "readiness" }, timeout = "60s", ttl = "1h", initial_delay = "1500ms",
+  run = function() ("a"):rep(500):find(".-.-.-b") return true end }
 ]] },
       config = [[return { shutdown_delay = 0, shutdown_timeout = "1s", watchdog = "2s" }]],
     }
     local first = a:get("/readyz/od")
     assert.equal(200, first.status)
-    local res = prober.run { port = a.port, label = "stuck engine", seconds = 5,
+    -- the engine sticks 1.5 s after the load, the watchdog trips 2 s later,
+    -- the find holds it far longer than the prober runs (12 s of CPU at least)
+    local res = prober.run { port = a.port, label = "stuck engine", seconds = 6,
                              paths = { "/readyz", "/livez", "/readyz/od", "/readyz/alive" } }
     for path, r in pairs(res) do assert_bounded(r, path) end
     -- /livez: passing before the watchdog trips (2 s after the stall began), failing after
@@ -153,23 +149,26 @@ health.check { name = "stuck", probes = { "readiness" }, timeout = "30s", ttl = 
     assert.equal(200, live[1].code)
     assert.equal(503, live[#live].code)
     assert.matches("^engine stalled for %d+s$", agent.decode(live[#live].body).reason)
-    -- od's last pass is at most 400 ms old when the engine sticks; past its
-    -- max_age (ttl + timeout = 1 s) it is never served as a pass again
+    -- od's last pass is from before the engine stuck (1.5 s after the load,
+    -- which was before the prober started); past its max_age (ttl + timeout
+    -- = 1 s) it is never served as a pass again
     local od = res["/readyz/od"].answers
-    local expired = 0
+    local expired, last_time = 0, nil
     for _, x in ipairs(od) do
-      if x.at > 0.4 + 1.0 + 0.2 then
+      if x.at > 1.5 + 1.0 + 0.2 then
         local j = agent.decode(x.body)
         assert.equal(503, x.code, x.body)
         assert.equal("DOWN", j.status)
         assert.equal("no result for 1s", j.output)
-        assert.equal(first.json.time, j.time)
+        last_time = last_time or j.time -- the time of the last pass, the same in every answer
+        assert.equal(last_time, j.time)
         expired = expired + 1
       end
     end
-    assert.is_true(expired > 20, "expired answers: " .. expired)
+    assert.is_true(expired > 15, "expired answers: " .. expired)
     assert.is_true(a:log():find("engine stalled for", 1, true) ~= nil)
     a:kill() -- the engine stays stuck for many seconds: do not wait for it
+    a:stop()
   end)
 end)
 
@@ -243,13 +242,13 @@ local n = 0
 health.check { name = "beat", probes = { "liveness", "readiness" }, ttl = "100ms", run = function()
   n = n + 1 return true, tostring(n) end }
 ]] },
-      config = [[return { shutdown_delay = "2s" }]],
+      config = [[return { shutdown_delay = "6s" }]],
     }
     assert.equal(200, a:get("/livez").status)
     a:signal("TERM")
     assert.is_true(a:wait_log("/readyz now fails", 2))
     local seen = {}
-    for _ = 1, 6 do
+    for _ = 1, 5 do -- well within the 6 s of the drain, even on a loaded machine
       health.sleep(0.15)
       local r = a:get("/livez/beat")
       assert.equal(200, r.status)
@@ -262,7 +261,7 @@ health.check { name = "beat", probes = { "liveness", "readiness" }, ttl = "100ms
     for i = 2, #seen do
       assert.is_true(seen[i] > seen[i - 1], "frozen result during the drain: " .. table.concat(seen, ","))
     end
-    assert.equal(0, a:wait_exit(10))
+    assert.equal(0, a:wait_exit(15))
     a:stop()
   end)
 end)
