@@ -173,8 +173,10 @@ static void fuzz_verbose(const ha_buf *b, const ha_render_req *r, const ha_rende
             FUZZ_CHECK(ok || bad, "check line without [+] or [-]");
             if (len >= 8 && memcmp(line + len - 8, " (stale)", 8) == 0)
                 len -= 8;
-            if (ok)
-                FUZZ_CHECK(len >= 6 && memcmp(line + len - 3, " ok", 3) == 0, "[+] line not ok");
+            if (ok) /* " ok", or an undecided liveness check's " pending: no result yet" */
+                FUZZ_CHECK((len >= 6 && memcmp(line + len - 3, " ok", 3) == 0) ||
+                               (len >= 26 && memcmp(line + len - 23, " pending: no result yet", 23) == 0),
+                           "[+] line neither ok nor pending");
             if (bad && !r->full)
                 FUZZ_CHECK(len >= 24 && memcmp(line + len - 24, " failed: reason withheld", 24) == 0,
                            "a failed check shows its output to a request that is not full");
