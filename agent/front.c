@@ -35,6 +35,7 @@
 #define MAX_REQ_HEADERS 64               /* headers of one request */
 #define MAX_REQ_HEADER_BYTES (16 * 1024) /* their names and values, with the path and authority */
 #define READ_BUDGET (1u << 20)           /* bytes read while no request reaches the handler */
+#define MAX_HEADER_BLOCK (32 * 1024)     /* HPACK bytes of one HTTP/2 header block (HEADERS + CONTINUATION) */
 #define SWEEP_TICKS (1000 / TICK_MS)     /* send timeouts and the read wrapper: every second */
 #define CONN_HEADROOM_MIN 64             /* descriptors kept for the engine's own sockets and files */
 #define CONN_DEFAULT_MAX 1024            /* max_connections = 0: at most this many */
@@ -68,7 +69,14 @@ typedef struct front_conn {
     uint8_t addr[16];                 /* peer address, IPv4 v4-mapped; counted in front->addrs */
     bool counted;                     /* counted in front->addrs and front->nconns */
     bool aborted;                     /* conn_abort ran */
+    bool upgraded;                    /* an h2c upgrade was seen */
     uint32_t unproductive;            /* bytes read since a request last reached the handler */
+    uint8_t h2;                       /* H2_*: what conn_track makes of the bytes read */
+    uint8_t h2_have;                  /* H2_PREFACE: preface bytes matched; H2_FRAMES: bytes of hdr */
+    uint8_t h2_hdr[9];                /* the frame header being read */
+    bool h2_in_block;                 /* a header block without END_HEADERS is open */
+    uint32_t h2_skip;                 /* payload bytes of the current frame still to pass */
+    uint32_t h2_block;                /* HPACK bytes of the current header block */
     uint32_t inflight;                /* requests handed to the handler whose pool is not disposed */
     uint64_t progress_ms;             /* loop time: a request came or went, or output moved */
     size_t written;                   /* sock->bytes_written at the last sweep */
@@ -82,7 +90,14 @@ typedef struct {
 } addr_slot;
 
 /* Why connections are ended or refused: counted between two log lines. */
-enum { END_CAP_TOTAL, END_CAP_ADDR, END_SEND_TIMEOUT, END_NO_PROGRESS, END_REASONS };
+enum { END_CAP_TOTAL, END_CAP_ADDR, END_SEND_TIMEOUT, END_NO_PROGRESS, END_HEADER_BLOCK, END_REASONS };
+
+/* front_conn.h2: HTTP/2 framing as conn_track follows it. */
+enum {
+    H2_PREFACE,                       /* matching the client preface (a new connection, or after h2c's 101) */
+    H2_FRAMES,                        /* following frame boundaries */
+    H2_UNTRACKED,                     /* HTTP/1, or bytes h2o read past the wrapper: the budget only */
+};
 
 struct ha_front {
     uv_loop_t *loop;                  /* not owned */
@@ -816,7 +831,8 @@ static void conn_report(ha_front *f, int reason, const uint8_t *addr)
 {
     static const char *const what[END_REASONS] = {
         "refused: max_connections reached", "refused: max_connections_per_address reached",
-        "closed: send_timeout (output made no progress)", "closed: frames without requests"};
+        "closed: send_timeout (output made no progress)", "closed: frames without requests",
+        "closed: HTTP/2 header block larger than 32 KiB"};
     uint64_t now = uv_now(f->loop);
     f->ended[reason]++;
     if (f->ended_log_ms[reason] && now - f->ended_log_ms[reason] < REFUSE_LOG_MS)
@@ -848,6 +864,56 @@ static void conn_abort(front_conn *c, int reason)
 
 static void conn_on_read(h2o_socket_t *sock, const char *err);
 
+static const char h2_preface[24] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/* Follows HTTP/2 frame boundaries through the bytes p[0..n) the connection
+ * read, before h2o decodes them, and bounds each header block: h2o decodes
+ * HPACK with no hook, and 16 KiB of one-byte references to a 4 KB entry
+ * costs it ~1.75 MB, up to 417 KB of CONTINUATION per block. Returns false
+ * when a block passes MAX_HEADER_BLOCK (the connection must end before h2o
+ * sees these bytes). Anything that is not the preface at the start makes the
+ * connection H2_UNTRACKED. */
+static bool conn_track(front_conn *c, const uint8_t *p, size_t n)
+{
+    while (n > 0 && c->h2 != H2_UNTRACKED) {
+        size_t k;
+        if (c->h2 == H2_PREFACE) {
+            k = sizeof h2_preface - c->h2_have < n ? sizeof h2_preface - c->h2_have : n;
+            if (memcmp(p, h2_preface + c->h2_have, k) != 0) {
+                c->h2 = H2_UNTRACKED;
+                return true;
+            }
+            c->h2_have += (uint8_t)k;
+            if (c->h2_have == sizeof h2_preface) {
+                c->h2 = H2_FRAMES;
+                c->h2_have = 0;
+            }
+        } else if (c->h2_skip > 0) {
+            k = c->h2_skip < n ? c->h2_skip : n;
+            c->h2_skip -= (uint32_t)k;
+        } else {
+            k = sizeof c->h2_hdr - c->h2_have < n ? sizeof c->h2_hdr - c->h2_have : n;
+            memcpy(c->h2_hdr + c->h2_have, p, k);
+            c->h2_have += (uint8_t)k;
+            if (c->h2_have == sizeof c->h2_hdr) {
+                uint32_t len = (uint32_t)c->h2_hdr[0] << 16 | (uint32_t)c->h2_hdr[1] << 8 | c->h2_hdr[2];
+                uint8_t type = c->h2_hdr[3], flags = c->h2_hdr[4];
+                c->h2_have = 0;
+                c->h2_skip = len;
+                if (type == 1 || (type == 9 && c->h2_in_block)) { /* HEADERS, CONTINUATION */
+                    c->h2_block = type == 1 ? len : c->h2_block + len;
+                    c->h2_in_block = !(flags & 4); /* END_HEADERS */
+                    if (c->h2_block > MAX_HEADER_BLOCK)
+                        return false;
+                }
+            }
+        }
+        p += k;
+        n -= k;
+    }
+    return true;
+}
+
 /* (Re)installs conn_on_read in front of h2o's read callback, which h2o sets
  * anew each time it starts reading (HTTP/1 after every response, HTTP/2
  * once at the preface). */
@@ -867,10 +933,15 @@ static void conn_on_read(h2o_socket_t *sock, const char *err)
 {
     front_conn *c = sock->on_close.data;
     if (err == NULL && !c->aborted) {
-        c->unproductive += sock->bytes_read < READ_BUDGET ? (uint32_t)sock->bytes_read : READ_BUDGET;
+        size_t n = sock->bytes_read; /* the newest bytes, at the end of the input */
+        c->unproductive += n < READ_BUDGET ? (uint32_t)n : READ_BUDGET;
         if (c->unproductive > READ_BUDGET)
             conn_abort(c, END_NO_PROGRESS);
+        else if (!conn_track(c, (const uint8_t *)sock->input->bytes + sock->input->size - n, n))
+            conn_abort(c, END_HEADER_BLOCK);
     }
+    if (err == NULL && c->aborted)
+        err = h2o_socket_error_closed; /* h2o closes now, without decoding what came */
     c->h2o_read(sock, err);
     if (c->sock == sock) /* still open: h2o may have set a new callback */
         conn_wrap_read(c);
@@ -1022,6 +1093,14 @@ static bool request_refused(h2o_req_t *req)
     if (c->inflight >= MAX_INFLIGHT) {
         refuse(req, H2O_HTTP2_ERROR_REFUSED_STREAM, 503, "too many requests in flight on this connection");
         return true;
+    }
+    if (req->version >= 0x200 && c->h2 == H2_UNTRACKED && !c->upgraded) {
+        /* an h2c upgrade just completed (h2o set its HTTP/2 read callback
+         * and runs stream 1): the client preface is the next thing read */
+        c->upgraded = true;
+        c->h2 = H2_PREFACE;
+        c->h2_have = 0;
+        conn_wrap_read(c);
     }
     front_conn **slot = h2o_mem_alloc_shared(&req->pool, sizeof *slot, conn_req_done);
     *slot = c;
@@ -1375,6 +1454,7 @@ static void on_accept(uv_stream_t *listener, int status)
         h2o_iovec_t room = h2o_buffer_reserve(&sock->input, nread);
         memcpy(room.base, first, nread);
         sock->input->size += nread;
+        conn_track(conn, (const uint8_t *)first, nread); /* within one frame: cannot pass the bound */
     }
     h2o_socket_setpeername(sock, (struct sockaddr *)&ss, (socklen_t)sslen); /* h2o asks per request */
     sock->on_close.cb = conn_on_sock_disposed;

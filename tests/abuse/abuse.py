@@ -293,6 +293,53 @@ def hpack_window0():
     a.stop()
 
 
+def continuation_amplification():
+    """The same amplification spread over CONTINUATION frames (h2o takes up
+    to 417 KB per header block, ~27 MB decoded): 10 connections with prior
+    knowledge and 10 through an h2c upgrade each send three 400 KB blocks of
+    references; each is ended at the first block past 32 KiB, before h2o
+    decodes it."""
+    a = Agent()
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    def attack(first_sid):
+        """A 4 KB literal indexed on stream first_sid, then three 400 KB blocks of references to it."""
+        d = frame(HEADERS, END_STREAM | END_HEADERS, first_sid,
+                  req_block(b"/readyz") + lit(b"x-bomb", b"A" * 4000, index=True))
+        for k in range(3):
+            sid = first_sid + 2 + 2 * k
+            d += frame(HEADERS, END_STREAM, sid, req_block(b"/readyz") + b"\xbe" * 16000)
+            for i in range(24):
+                d += frame(CONT, END_HEADERS if i == 23 else 0, sid, b"\xbe" * 16384)
+        return d
+
+    socks = []
+    for upgrade in (False, True):
+        for _ in range(10):
+            s = a.connect()
+            if upgrade:  # stream 1 is the upgraded request
+                s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                          b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+                if b"101" not in s.recv(4096):
+                    fail("no 101 for the h2c upgrade")
+            try:
+                s.sendall(PREFACE + settings(0) + attack(3 if upgrade else 1))
+            except OSError:
+                pass  # the agent may end the connection mid-send
+            socks.append(s)
+        a.assert_probes("CONTINUATION amplification")
+    ended = sum(1 for s in socks if closed_by_peer(s, 3))
+    if ended != len(socks):
+        fail("%d of %d connections sending 400 KB header blocks were not ended" % (len(socks) - ended, len(socks)))
+    for s in socks:
+        s.close()
+    w.done()
+    if "closed: HTTP/2 header block larger than 32 KiB" not in a.log():
+        fail("no log line for the header blocks:\n" + a.log())
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "CONTINUATION amplification")
+    a.stop()
+
+
 def h2_refusals():
     """Refused requests end with RST_STREAM at once even at window 0: headers
     beyond the bound (ENHANCE_YOUR_CALM) and requests in flight beyond 32 per
@@ -638,7 +685,7 @@ def admin_mesh():
     a.stop()
 
 
-SCENARIOS = dict((f.__name__, f) for f in (hpack_window0, h2_refusals, held_h2_window0, held_h1_pipeline,
+SCENARIOS = dict((f.__name__, f) for f in (hpack_window0, continuation_amplification, h2_refusals, held_h2_window0, held_h1_pipeline,
                                             frames_without_progress, rapid_reset, slowloris, conn_caps, ulimit_256,
                                             admin_mesh))
 
