@@ -108,6 +108,10 @@ class Agent:
         for _ in range(5):
             self.port = free_port()
             e = dict(os.environ)
+            if SANITIZED:
+                # freed memory waits in ASan's quarantine (256 MiB by default):
+                # a small one keeps RSS about what the agent holds
+                e["ASAN_OPTIONS"] = e.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=8"
             e.update(env or {})
 
             def limits():
