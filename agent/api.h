@@ -23,6 +23,10 @@ int api_dns_open(lua_State *L);      /* health.dns (api_dns.c) */
 int api_http_open(lua_State *L);     /* health.http (api_http.c) */
 int api_fs_open(lua_State *L);       /* health.fs (api_fs.c) */
 int api_exec_open(lua_State *L);     /* health.exec (api_exec.c) */
+/* Reaps exited children the agent inherited (orphans of exec commands as
+ * subreaper, any orphan as PID 1), never one libuv waits for. Engine
+ * thread, on SIGCHLD. */
+void api_exec_reap_orphans(void);
 int api_redis_open(lua_State *L);    /* health.redis (api_redis.c) */
 int api_postgres_open(lua_State *L); /* health.postgres (api_postgres.c) */
 int api_mysql_open(lua_State *L);    /* health.mysql (api_mysql.c) */

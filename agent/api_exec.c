@@ -124,7 +124,7 @@ static bool tracked_pid(pid_t pid)
 /* Reaps exited children the agent inherited as subreaper (grandchildren of
  * its commands). Peeks first (WNOWAIT) so that it never takes a child libuv
  * still waits for; stops at the first such child. */
-static void reap_orphans(void)
+void api_exec_reap_orphans(void)
 {
     for (;;) {
         siginfo_t si;
@@ -175,7 +175,7 @@ static void maybe_free(exec_op *o)
     if (!o->closed || o->open_handles > 0 || o->cwd_busy)
         return;
     if (o->spawned && !o->lingering)
-        reap_orphans();
+        api_exec_reap_orphans();
     if (o->spawned && !o->lingering && group_alive(o->pid)) {
         /* killed members not reaped yet: wait for them */
         uv_timer_init(o->loop, &o->linger);
@@ -207,7 +207,7 @@ static void close_handle(exec_op *o, uv_handle_t *h)
 static void on_linger(uv_timer_t *h)
 {
     exec_op *o = h->data;
-    reap_orphans();
+    api_exec_reap_orphans();
     if (group_alive(o->pid)) {
         if (uv_now(o->loop) < o->linger_until) {
             kill(-o->pid, SIGKILL); /* the group exists, so its id is still ours */
@@ -237,7 +237,7 @@ static void on_child_exit(uv_process_t *p, int64_t status, int sig)
     untrack(o);
     /* what the child left running in its group (daemons holding the pipes) */
     kill(-o->pid, SIGKILL);
-    reap_orphans();
+    api_exec_reap_orphans();
     if (o->closed)
         close_handle(o, (uv_handle_t *)p);
     else

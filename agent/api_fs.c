@@ -25,6 +25,7 @@
 
 #include "api.h"
 #include "common.h"
+#include "engine.h"
 #include "engine_task.h"
 
 #define FS_READ_DEFAULT (1024 * 1024) /* fs.read's default cap, bytes */
@@ -39,6 +40,7 @@ typedef struct {
     ha_op op;            /* first: the task's pending slot points here */
     uv_fs_t req;         /* the one request in flight; reused step by step */
     uv_loop_t *loop;     /* for the steps after the task is gone */
+    ha_vm *vm;           /* the file policy's; used only while not closed */
     fs_kind kind;
     fs_step step;
     bool follow;         /* stat follows symbolic links */
@@ -165,6 +167,10 @@ static void on_fs(uv_fs_t *req)
         else if (o->step == STEP_OPEN)
             o->fd = (uv_file)r;
     }
+    char why[64 + 4096];
+    if (r >= 0 && o->step == STEP_OPEN && !o->closed &&
+        engine_vm_file_check(o->vm, o->fd, o->path, why, sizeof why) != 0)
+        r = UV_EACCES; /* the scripts' file policy (engine_vm.c): finish closes fd */
     uv_fs_req_cleanup(req);
     if (r < 0 && o->step != STEP_CLOSE && o->err == 0)
         o->err = (int)r;
@@ -344,6 +350,7 @@ static int start(lua_State *L, fs_kind kind, const char *fn, int opts_idx, size_
     o->op.push = fs_push;
     o->op.close = fs_close;
     o->loop = engine_task_loop(t);
+    o->vm = engine_vm_of(L);
     o->kind = kind;
     o->follow = follow;
     o->fd = -1;

@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 
 #include "log.h"
+#include "safelib.h"
 
 #define CONFIG_RUN_LIMIT_NS (2 * HA_NS_PER_S) /* wall time the file may run */
 #define CONFIG_HOOK_COUNT 10000              /* instructions between clock reads */
@@ -163,6 +164,7 @@ void config_free(ha_config *cfg)
     free(cfg->lualib_dir);
     free(cfg->token);
     free(cfg->config_file);
+    free(cfg->token_file);
     for (int i = 0; i < HA_NPROBES; i++) {
         for (int j = 0; j < cfg->probes[i].npaths; j++)
             free(cfg->probes[i].paths[j]);
@@ -408,6 +410,7 @@ int config_read_token(ha_config *cfg, const char *path, char *err, size_t errlen
     free(cfg->token);
     cfg->token = data;
     data = NULL;
+    config_set_str(&cfg->token_file, path); /* scripts may not open it (engine_vm.c) */
     rc = 0;
 fail:
     free(data);
@@ -1098,6 +1101,15 @@ static void config_lua_err(config_ctx *ctx, lua_State *L, int status)
                     luaL_typename(L, -1));
 }
 
+/* True once the file has run past its time: safelib's bounded loops raise
+ * (string.rep, table.move ... loop in C where the hook cannot stop them). */
+static bool config_overdue(lua_State *L)
+{
+    void *ud;
+    lua_getallocf(L, &ud);
+    return config_mono_ns() > ((config_ctx *)ud)->deadline_ns;
+}
+
 /* Opens base, string, table and math in L, without dofile, loadfile and
  * load, and with the __gc-refusing setmetatable. */
 static void config_open_libs(lua_State *L)
@@ -1113,6 +1125,7 @@ static void config_open_libs(lua_State *L)
         luaL_requiref(L, libs[i].name, libs[i].func, 1); /* lib */
         lua_pop(L, 1);                                 /* (empty) */
     }
+    safelib_install(L, config_overdue);
     lua_pushglobaltable(L);                            /* _G */
     for (size_t i = 0; i < HA_ARRAY_SIZE(unsafe); i++) {
         lua_pushnil(L);                                /* _G nil */

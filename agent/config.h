@@ -52,6 +52,7 @@ typedef struct {
     bool aliases;                  /* serve the built-in alias paths (default true) */
     ha_probe_conf probes[HA_NPROBES]; /* by ha_probe_index */
     char *config_file;             /* owned, may be NULL */
+    char *token_file;              /* owned, may be NULL: where the token was read (scripts may not open it) */
 } ha_config;
 
 /* Fills cfg with the defaults. Never fails. */

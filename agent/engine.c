@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "bridge.h"
 #include "engine.h"
 #include "engine_check.h"
@@ -73,6 +74,13 @@ void engine__task_ended(ha_engine *eng)
         uv_timer_start(&eng->trim_timer, on_trim, TRIM_DELAY_MS, 0);
 }
 
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    api_exec_reap_orphans();
+}
+
 int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
 {
     memset(eng, 0, sizeof *eng);
@@ -99,6 +107,12 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
     uv_timer_init(loop, &eng->trim_timer);
     eng->trim_timer.data = eng;
     uv_unref((uv_handle_t *)&eng->trim_timer);
+    /* libuv reaps only the children it spawned: the daemonised grandchildren
+     * of exec checks (and, as PID 1, every orphan) are reaped here when they
+     * exit, not at the next exec run */
+    uv_signal_init(loop, &eng->sigchld);
+    uv_signal_start(&eng->sigchld, on_sigchld, SIGCHLD);
+    uv_unref((uv_handle_t *)&eng->sigchld);
     return 0;
 }
 
@@ -154,6 +168,7 @@ static void stop(ha_engine *eng)
     uv_close((uv_handle_t *)&eng->publish_timer, NULL);
     uv_close((uv_handle_t *)&eng->trim_timer, NULL);
     uv_close((uv_handle_t *)&eng->wakeup, NULL);
+    uv_close((uv_handle_t *)&eng->sigchld, NULL);
     log_event(LOG_DEBUG, NULL, "engine stopped");
 }
 
@@ -229,7 +244,10 @@ int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge)
     eng->publish_timer.data = eng;
     uv_mutex_init(&eng->done_lock);
     uv_cond_init(&eng->done_cond);
-    return uv_thread_create(&eng->thread, engine_thread, eng);
+    /* a known stack, whatever RLIMIT_STACK says: the C-stack guard of
+     * engine_vm.c needs HA_CSTACK_BUDGET of it and more */
+    uv_thread_options_t opts = {.flags = UV_THREAD_HAS_STACK_SIZE, .stack_size = HA_ENGINE_STACK};
+    return uv_thread_create_ex(&eng->thread, &opts, engine_thread, eng);
 }
 
 static void log_handle(uv_handle_t *h, void *arg)
@@ -284,6 +302,7 @@ int engine_close(ha_engine *eng)
     uv_close((uv_handle_t *)&eng->idle, NULL);
     uv_close((uv_handle_t *)&eng->check, NULL);
     uv_close((uv_handle_t *)&eng->trim_timer, NULL);
+    uv_close((uv_handle_t *)&eng->sigchld, NULL);
     int r = close_loop(eng->loop);
     free(eng->not_ready_reason);
     free(eng->load_error);

@@ -33,6 +33,7 @@ struct ha_engine {
     uv_timer_t heartbeat;     /* agent mode: ticks the watchdog heartbeat */
     uv_timer_t publish_timer; /* agent mode: publishes what the rate limit held back */
     uv_timer_t trim_timer;    /* returns freed heap to the system after a burst of runs */
+    uv_signal_t sigchld;      /* reaps orphans handed to the agent (subreaper, PID 1): api_exec.c */
     int live_tasks;           /* tasks alive on this engine, every VM */
     int ended_since_trim;     /* tasks ended since the last trim */
     uint64_t published_ns;    /* monotonic time of the last publication */
@@ -76,7 +77,18 @@ struct ha_vm {
     ha_gen *gen;              /* the generation owning this VM, or NULL */
     const char *lualib;       /* not owned, may be NULL: the library's directory (its
                                  frames are skipped when an error names the user's line) */
+    char *cstack_top;         /* C frame where the engine entered Lua on this VM; NULL outside */
+    bool cstack_overflow;     /* the C-stack guard tripped: pcall and close re-raise until the run ends */
+    uint64_t load_deadline_ns;/* monotonic end of the load budget while in_load */
 };
+
+/* C stack that script-reachable C recursion (coroutine close/resume chains,
+ * pcall, metamethods through them) may use below the engine's entry frame
+ * before it raises "C stack overflow". Every thread that runs Lua has at
+ * least four times this much stack (the engine thread is created with
+ * HA_ENGINE_STACK). */
+#define HA_CSTACK_BUDGET (1u << 20)
+#define HA_ENGINE_STACK (8u << 20)
 
 enum { HA_YIELD_NONE = 0, HA_YIELD_API = 1, HA_YIELD_HOOK = 2, HA_YIELD_EXIT = 3 };
 
@@ -124,6 +136,20 @@ void engine_vm_close(ha_vm *vm);
 ha_vm *engine_vm_of(lua_State *L);
 /* Creates a fresh environment table for one script file: [-0, +1]. */
 void engine_vm_new_env(ha_vm *vm);
+/* The C-stack guard. enter marks the frame where the engine enters Lua
+ * (nested entries keep the outer mark) and returns the previous mark, to be
+ * handed back to leave. check raises "<what>: C stack overflow" once more
+ * than HA_CSTACK_BUDGET lies between the mark and the caller. */
+char *engine__cstack_enter(ha_vm *vm);
+void engine__cstack_leave(ha_vm *vm, char *prev);
+void engine__cstack_check(lua_State *L, const char *what);
+/* True when the run (or load) on L's VM is past its deadline, checked on
+ * the clock: for C loops that no hook can interrupt (safelib.c). */
+bool engine__overdue(lua_State *L);
+/* The file policy of scripts (io.open, io.lines, loadfile, health.fs): 0
+ * when the open descriptor fd may be read by a script, else -1 with the
+ * reason in why ("<path>: ..."). */
+int engine_vm_file_check(ha_vm *vm, int fd, const char *path, char *why, size_t whylen);
 /* Private lightuserdata that marks a WARN result from health.warn. */
 void *engine_vm_warn_token(void);
 

@@ -349,19 +349,33 @@ void engine_check_define(lua_State *L, int idx)
 
 /* --- results ----------------------------------------------------------- */
 
-/* Truncates a message to HA_OUTPUT_MAX bytes on a UTF-8 boundary. */
+/* Copies a message of n bytes into a C string of at most HA_OUTPUT_MAX
+ * bytes: a NUL byte becomes the two characters \0 (so what follows it is
+ * kept), and the cut falls on a UTF-8 boundary, never inside such an escape.
+ * Returns NULL when out of memory. */
 static char *cap_output(const char *s, size_t n)
 {
-    if (n > HA_OUTPUT_MAX) {
-        n = HA_OUTPUT_MAX;
-        while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-            n--;
+    char *p = malloc(HA_OUTPUT_MAX + 1);
+    if (p == NULL)
+        return NULL;
+    size_t o = 0, i = 0;
+    for (; i < n; i++) {
+        size_t w = s[i] == '\0' ? 2 : 1;
+        if (o + w > HA_OUTPUT_MAX)
+            break;
+        if (w == 2) {
+            p[o++] = '\\';
+            p[o++] = '0';
+        } else {
+            p[o++] = s[i];
+        }
     }
-    char *p = malloc(n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
+    if (i < n) /* cut: step back off a partial UTF-8 sequence */
+        while (o > 0 && i > 0 && ((unsigned char)s[i] & 0xc0) == 0x80 && s[i - 1] != '\0') {
+            o--;
+            i--;
+        }
+    p[o] = '\0';
     return p;
 }
 

@@ -185,6 +185,7 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
         budget = cfg->watchdog_ns / 2;
     ha_duration_format(budget, load_budget_text, sizeof load_budget_text);
     load_deadline = uv_hrtime() + budget;
+    vm->load_deadline_ns = load_deadline;
     for (size_t i = 0; i < set->n; i++) {
         const ha_script *s = &set->files[i];
         lua_pushfstring(L, dir[0] ? "@%s/%s" : "@%s%s", dir, s->name); /* [chunkname] */
@@ -199,7 +200,9 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
         gen->cur_len = s->len;
         vm->in_load = true;
         lua_sethook(L, load_hook, LUA_MASKCOUNT, 1000);
+        char *mark = engine__cstack_enter(vm);
         int r = lua_pcall(L, 0, 0, 0);
+        engine__cstack_leave(vm, mark);
         lua_sethook(L, NULL, 0, 0);
         vm->in_load = false;
         vm->doomed = false;

@@ -10,6 +10,7 @@
 
 #define HOOK_COUNT 1000                 /* VM instructions between hook calls */
 #define SLICE_NS (10 * 1000 * 1000ull)  /* CPU time a task runs before others get a turn */
+#define CLOSE_BUDGET_NS (100 * 1000 * 1000ull) /* to-be-closed variables of a dead run: time they get */
 
 enum { OP_NONE = 0, OP_PENDING, OP_DONE, OP_TIMEOUT };
 
@@ -24,7 +25,8 @@ struct ha_task {
     bool queued;              /* in the engine's ready queue */
     bool ended;               /* finish was called */
     bool expired;             /* past its deadline */
-    bool closing;             /* to-be-closed variables running after a kill */
+    bool closing;             /* to-be-closed variables running after the run ended */
+    uint64_t close_deadline_ns; /* monotonic end of the closing budget */
     uint64_t deadline_ns;     /* monotonic; 0 = none */
     uint64_t slice_ns;        /* monotonic start of the current resume */
     int64_t mem;              /* bytes allocated (net) while this task ran */
@@ -86,6 +88,24 @@ bool engine__task_expired(ha_vm *vm)
     return t && t->expired;
 }
 
+bool engine__overdue(lua_State *L)
+{
+    ha_vm *vm = engine_vm_of(L);
+    ha_task *t = running_on(vm);
+    uint64_t now = uv_hrtime();
+    if (t && t->closing)
+        return now >= t->close_deadline_ns;
+    if (t && (t->expired || (t->deadline_ns && now >= t->deadline_ns))) {
+        t->expired = true; /* from here on pcall re-raises */
+        return true;
+    }
+    if (vm->in_load && vm->load_deadline_ns && now >= vm->load_deadline_ns) {
+        vm->doomed = true;
+        return true;
+    }
+    return false;
+}
+
 /* Detaches and closes t's pending op. */
 static void drop_op(ha_task *t)
 {
@@ -118,6 +138,11 @@ static void task_hook(lua_State *L, lua_Debug *ar)
     if (t == NULL)
         return;
     uint64_t now = uv_hrtime();
+    if (t->closing) { /* a dead run's to-be-closed variables: a short budget */
+        if (now >= t->close_deadline_ns)
+            luaL_error(L, "timeout");
+        return;
+    }
     if (t->deadline_ns && now >= t->deadline_ns)
         t->expired = true;
     if (t->expired) {
@@ -297,14 +322,19 @@ static void task_end(ha_task *t, ha_task_end how, int nres)
         uv_timer_stop(&t->deadline);
     if (t->finish)
         t->finish(t, t->co, how, nres, t->ud);
-    if (how == HA_TASK_TIMEOUT || how == HA_TASK_CANCELLED) {
-        /* run the thread's pending to-be-closed variables; the hook turns
-         * any further overrun into an error instead of a yield */
+    if (how != HA_TASK_OK && t->started) {
+        /* run the thread's pending to-be-closed variables (sockets, files)
+         * within a short budget of their own; the hook turns an overrun
+         * into an error, never a yield, and pcall re-raises meanwhile */
         ha_task *saved = eng->current;
         t->closing = true;
         t->expired = true;
+        t->close_deadline_ns = uv_hrtime() + CLOSE_BUDGET_NS;
+        lua_sethook(t->co, task_hook, LUA_MASKCOUNT, HOOK_COUNT);
         eng->current = t;
+        char *mark = engine__cstack_enter(vm);
         lua_resetthread(t->co);
+        engine__cstack_leave(vm, mark);
         eng->current = saved;
     }
     luaL_unref(vm->L, LUA_REGISTRYINDEX, t->ref);
@@ -390,7 +420,9 @@ void engine__task_resume(ha_task *t)
     int nres = 0;
     eng->current = t;
     t->slice_ns = uv_hrtime();
+    char *mark = engine__cstack_enter(vm);
     int st = lua_resume(co, NULL, nargs, &nres);
+    engine__cstack_leave(vm, mark);
     eng->current = NULL;
     int kind = vm->yield_kind;
     vm->yield_kind = HA_YIELD_NONE;

@@ -1,10 +1,13 @@
 /* engine_vm.c: Lua states for the engine: the limited allocator, the check
  * script sandbox, text-only loading, and the coroutine library wrapped so
  * that an API yield inside a user coroutine passes through to the scheduler. */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -13,6 +16,7 @@
 #include "api.h"
 #include "engine.h"
 #include "log.h"
+#include "safelib.h"
 
 static char warn_token; /* its address marks WARN results */
 
@@ -54,6 +58,47 @@ static int vm_panic(lua_State *L)
     abort();
 }
 
+/* --- the C-stack guard ------------------------------------------------- */
+
+/* Lua 5.4.4 bounds most C recursion with its C-call counter, but not all:
+ * coroutine.close resets the counter to the closed coroutine's own (a bug
+ * fixed in 5.4.5), so __close handlers that close coroutines nest without
+ * limit, and every wrapper below adds frames of its own. So the engine
+ * marks the frame where it enters Lua, and the wrappers that a script can
+ * nest refuse to go deeper than HA_CSTACK_BUDGET below it. */
+
+char *engine__cstack_enter(ha_vm *vm)
+{
+    char *prev = vm->cstack_top;
+    if (prev == NULL)
+        vm->cstack_top = __builtin_frame_address(0);
+    return prev;
+}
+
+void engine__cstack_leave(ha_vm *vm, char *prev)
+{
+    vm->cstack_top = prev;
+    if (prev == NULL)
+        vm->cstack_overflow = false;
+}
+
+void engine__cstack_check(lua_State *L, const char *what)
+{
+    ha_vm *vm = engine_vm_of(L);
+    char *here = __builtin_frame_address(0);
+    if (vm->cstack_top && here < vm->cstack_top && (size_t)(vm->cstack_top - here) > HA_CSTACK_BUDGET) {
+        vm->cstack_overflow = true; /* pcall and coroutine.close pass it on */
+        luaL_error(L, "%s: C stack overflow (calls nested too deeply)", what);
+    }
+}
+
+/* True when an error must go on unwinding: the run is past its deadline,
+ * the load past its budget, or the C-stack guard tripped. */
+static bool must_unwind(ha_vm *vm)
+{
+    return engine__task_expired(vm) || vm->doomed || vm->cstack_overflow;
+}
+
 /* --- coroutine wrappers ------------------------------------------------ */
 
 static int co_resume_k(lua_State *L, int status, lua_KContext ctx);
@@ -67,6 +112,7 @@ static int co_drive(lua_State *L, int nargs, int wrap)
     ha_vm *vm = engine_vm_of(L);
     if (engine__task_owns_thread(L, 1))
         return luaL_error(L, "cannot resume the coroutine of a check run");
+    engine__cstack_check(L, wrap ? "coroutine.wrap" : "coroutine.resume");
     for (;;) {
         int st = lua_status(co);
         if (co == L) {
@@ -136,6 +182,8 @@ static int co_drive(lua_State *L, int nargs, int wrap)
             }
             return lua_error(L);
         }
+        if (must_unwind(vm))
+            return lua_error(L);
         lua_pushboolean(L, 0);
         lua_insert(L, -2);
         return 2;
@@ -166,14 +214,21 @@ static int co_wrap_call(lua_State *L)
     return co_drive(L, lua_gettop(L) - 1, 1);
 }
 
+/* coroutine.close(co): the original, under the C-stack guard; an error of
+ * a __close handler that must unwind (deadline, guard) is raised again
+ * instead of being returned as false, message. */
 static int co_close(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTHREAD);
     if (engine__task_owns_thread(L, 1))
         return luaL_error(L, "cannot close the coroutine of a check run");
+    engine__cstack_check(L, "coroutine.close");
+    lua_settop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    lua_call(L, 1, LUA_MULTRET); /* [ok [, err]] */
+    if (!lua_toboolean(L, 1) && must_unwind(engine_vm_of(L)))
+        return lua_error(L);
     return lua_gettop(L);
 }
 
@@ -200,33 +255,92 @@ static int sb_setmetatable(lua_State *L)
     return 1;
 }
 
-/* Pushes the environment of the Lua function that called the running C
- * function: its _ENV upvalue, or a fresh table reading the globals when it
- * has none. Chunks loaded by a script default to it, so they cannot write
- * the globals every file shares. [-0, +1] */
-static void push_caller_env(lua_State *L)
+#define FILE_ENVS_KEY "healthagent.file_envs" /* registry: weak set of the files' environments */
+#define READONLY_KEY "healthagent.readonly" /* registry: weak set of read-only views */
+#define PKG_KEY "healthagent.package"       /* registry: the package table scripts cannot see */
+
+/* Pushes a fresh environment: a table whose reads fall back to the shared
+ * globals (which hold no _G), whose _G is itself, locked. [-0, +1] */
+static void push_fresh_env(lua_State *L)
 {
-    lua_Debug ar;
-    if (lua_getstack(L, 1, &ar) && lua_getinfo(L, "f", &ar)) { /* [fn] */
-        for (int i = 1;; i++) {
-            const char *name = lua_getupvalue(L, -1, i);
-            if (name == NULL)
-                break;
-            if (strcmp(name, "_ENV") == 0) {
-                lua_remove(L, -2); /* [env] */
-                return;
-            }
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
     lua_newtable(L); /* [env] */
     lua_createtable(L, 0, 2);
     lua_pushglobaltable(L);
     lua_setfield(L, -2, "__index");
     lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
+    lua_setfield(L, -2, "__metatable"); /* the shared globals stay out of reach */
     lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "_G");
+}
+
+/* Pushes t[key] where t is a registry table of weak keys made on demand.
+ * [-0, +1] */
+static int weak_get(lua_State *L, const char *regkey, int key)
+{
+    key = lua_absindex(L, key);
+    if (luaL_getsubtable(L, LUA_REGISTRYINDEX, regkey) == 0) {
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+    }
+    lua_pushvalue(L, key);
+    int t = lua_rawget(L, -2);
+    lua_remove(L, -2);
+    return t;
+}
+
+/* Sets regkey[key] = val in a registry table of weak keys. [-0, +0] */
+static void weak_set(lua_State *L, const char *regkey, int key, int val)
+{
+    key = lua_absindex(L, key);
+    val = lua_absindex(L, val);
+    weak_get(L, regkey, key); /* makes the table */
+    lua_pop(L, 1);
+    lua_getfield(L, LUA_REGISTRYINDEX, regkey);
+    lua_pushvalue(L, key);
+    lua_pushvalue(L, val);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
+/* Pushes the environment of the nearest Lua function on the calling
+ * thread's stack, when that is a script file's environment; else (called
+ * from C only, from a library module, or at the bottom of a coroutine) a
+ * fresh environment. Chunks loaded by a script default to it, so no path
+ * (pcall, gsub callbacks, coroutines, library code) hands them the globals
+ * every file shares or another file's environment. [-0, +1] */
+static void push_caller_env(lua_State *L)
+{
+    lua_Debug ar;
+    for (int level = 1; lua_getstack(L, level, &ar); level++) {
+        if (!lua_getinfo(L, "fS", &ar)) /* [fn] */
+            break;
+        if (strcmp(ar.what, "C") == 0) {
+            lua_pop(L, 1);
+            continue;
+        }
+        for (int i = 1;; i++) {
+            const char *name = lua_getupvalue(L, -1, i); /* [fn, up] */
+            if (name == NULL)
+                break;
+            if (strcmp(name, "_ENV") == 0) {
+                lua_remove(L, -2); /* [env] */
+                if (weak_get(L, FILE_ENVS_KEY, -1) != LUA_TNIL) {
+                    lua_pop(L, 1);
+                    return;
+                }
+                lua_pop(L, 2);
+                push_fresh_env(L);
+                return;
+            }
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1); /* the nearest Lua function has no _ENV */
+        break;
+    }
+    push_fresh_env(L);
 }
 
 /* load(chunk [, name [, mode [, env]]]) with mode forced to text and env
@@ -234,6 +348,7 @@ static void push_caller_env(lua_State *L)
 static int sb_load(lua_State *L)
 {
     int n = lua_gettop(L);
+    engine__cstack_check(L, "load");
     if (n >= 3 && !lua_isnil(L, 3)) {
         const char *mode = luaL_checkstring(L, 3);
         if (strchr(mode, 't') == NULL)
@@ -256,13 +371,20 @@ static int sb_load(lua_State *L)
     lua_replace(L, 3);
     lua_pushvalue(L, lua_upvalueindex(1)); /* the original load */
     lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET); /* [chunk] or [nil, message] */
+    if (lua_isnil(L, 1) && must_unwind(engine_vm_of(L)))
+        return lua_error(L); /* a reader's error that must not be turned into nil, message */
     return lua_gettop(L);
 }
+
+static int refuse_path(lua_State *L, const char *path);
 
 static int sb_loadfile(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
+    int refused = refuse_path(L, path);
+    if (refused)
+        return refused;
     if (lua_isnone(L, 3)) {
         lua_settop(L, 2);
         push_caller_env(L);
@@ -294,7 +416,7 @@ static int sb_collectgarbage(lua_State *L)
 static int sb_pcall_k(lua_State *L, int status, lua_KContext extra)
 {
     if (status != LUA_OK && status != LUA_YIELD) {
-        if (engine__task_expired(engine_vm_of(L)) || engine_vm_of(L)->doomed)
+        if (must_unwind(engine_vm_of(L)))
             return lua_error(L);
         lua_pushboolean(L, 0);
         lua_pushvalue(L, -2);
@@ -306,6 +428,7 @@ static int sb_pcall_k(lua_State *L, int status, lua_KContext extra)
 static int sb_pcall(lua_State *L)
 {
     luaL_checkany(L, 1);
+    engine__cstack_check(L, "pcall");
     lua_pushboolean(L, 1);
     lua_insert(L, 1); /* [true, f, args] */
     int status = lua_pcallk(L, lua_gettop(L) - 2, LUA_MULTRET, 0, 0, sb_pcall_k);
@@ -318,7 +441,7 @@ static int sb_pcall(lua_State *L)
 static int sb_msgh(lua_State *L)
 {
     ha_vm *vm = engine_vm_of(L);
-    if (engine__task_expired(vm) || vm->doomed)
+    if (must_unwind(vm))
         return 1; /* the error object, unchanged */
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
@@ -330,6 +453,7 @@ static int sb_xpcall(lua_State *L)
 {
     int n = lua_gettop(L);
     luaL_checktype(L, 2, LUA_TFUNCTION);
+    engine__cstack_check(L, "xpcall");
     lua_pushvalue(L, 2);
     lua_pushcclosure(L, sb_msgh, 1);
     lua_replace(L, 2);
@@ -340,70 +464,249 @@ static int sb_xpcall(lua_State *L)
     return sb_pcall_k(L, status, 2);
 }
 
-#define READONLY_KEY "healthagent.readonly" /* registry: weak set of read-only views */
-#define PKG_KEY "healthagent.package"       /* registry: the package table scripts cannot see */
+
+#define VIEWS_KEY "healthagent.views"       /* registry: weak map library table -> its view */
 
 static int readonly_newindex(lua_State *L)
 {
     return luaL_error(L, "cannot modify a library table (field '%s')", luaL_tolstring(L, 2, NULL));
 }
 
+static void push_view(lua_State *L, int idx);
+
+/* __index of a view: the library table's value, tables as views too.
+ * Upvalue 1: the library table. */
+static int readonly_index(lua_State *L)
+{
+    lua_settop(L, 2);
+    lua_gettable(L, lua_upvalueindex(1)); /* [view, v] */
+    if (lua_type(L, -1) == LUA_TTABLE)
+        push_view(L, -1);
+    return 1;
+}
+
+/* The iterator of __pairs: next over the library table, tables as views. */
+static int readonly_next(lua_State *L)
+{
+    lua_settop(L, 2);
+    if (!lua_next(L, lua_upvalueindex(1))) /* [view, k, v] or [view] */
+        return 0;
+    if (lua_type(L, -1) == LUA_TTABLE) {
+        push_view(L, -1);
+        lua_replace(L, -2);
+    }
+    return 2;
+}
+
 static int readonly_pairs(lua_State *L)
 {
-    lua_getglobal(L, "next");
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "__index"); /* [view, next, mt, t] */
-    lua_remove(L, -2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushcclosure(L, readonly_next, 1);
+    lua_pushvalue(L, 1);
     lua_pushnil(L);
     return 3;
 }
 
-/* Replaces the table at the top of the stack by a read-only view of it:
- * reads and pairs reach the table; writes, rawset and setmetatable fail.
- * [-1, +1] */
-static void make_readonly(lua_State *L)
+static int readonly_len(lua_State *L)
 {
-    lua_newtable(L);                 /* [t, view] */
-    lua_createtable(L, 0, 4);        /* [t, view, mt] */
-    lua_rotate(L, -3, -1);           /* [view, mt, t] */
-    lua_setfield(L, -2, "__index");
+    lua_pushinteger(L, luaL_len(L, lua_upvalueindex(1)));
+    return 1;
+}
+
+/* Pushes the read-only view of the table at idx, made once per table:
+ * reads, pairs and # reach the table (nested tables as views); writes,
+ * rawset and setmetatable fail. A view of a view is itself. [-0, +1] */
+static void push_view(lua_State *L, int idx)
+{
+    idx = lua_absindex(L, idx);
+    if (weak_get(L, READONLY_KEY, idx) != LUA_TNIL) { /* already a view */
+        lua_pop(L, 1);
+        lua_pushvalue(L, idx);
+        return;
+    }
+    lua_pop(L, 1);
+    if (weak_get(L, VIEWS_KEY, idx) != LUA_TNIL)
+        return;
+    lua_pop(L, 1);
+    static const struct {
+        const char *name;
+        lua_CFunction f;
+    } mms[] = {{"__index", readonly_index}, {"__pairs", readonly_pairs}, {"__len", readonly_len}};
+    lua_newtable(L);                 /* [view] */
+    lua_createtable(L, 0, 5);        /* [view, mt] */
+    for (size_t i = 0; i < sizeof mms / sizeof mms[0]; i++) {
+        lua_pushvalue(L, idx);
+        lua_pushcclosure(L, mms[i].f, 1);
+        lua_setfield(L, -2, mms[i].name);
+    }
     lua_pushcfunction(L, readonly_newindex);
     lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, readonly_pairs);
-    lua_setfield(L, -2, "__pairs");
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     lua_setmetatable(L, -2);         /* [view] */
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, READONLY_KEY);
-    lua_pushvalue(L, -2);
     lua_pushboolean(L, 1);
-    lua_rawset(L, -3);
-    lua_pop(L, 1);                   /* [view] */
+    weak_set(L, READONLY_KEY, -2, -1);
+    lua_pop(L, 1);
+    weak_set(L, VIEWS_KEY, idx, -1);
+}
+
+/* Replaces the table at the top of the stack by its view. [-1, +1] */
+static void make_readonly(lua_State *L)
+{
+    push_view(L, -1);
+    lua_remove(L, -2);
 }
 
 static int sb_rawset(lua_State *L)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
-    lua_getfield(L, LUA_REGISTRYINDEX, READONLY_KEY);
-    lua_pushvalue(L, 1);
-    if (lua_rawget(L, -2) != LUA_TNIL)
+    if (weak_get(L, READONLY_KEY, 1) != LUA_TNIL)
         return luaL_error(L, "rawset: cannot modify a library table");
-    lua_pop(L, 2);
+    lua_pop(L, 1);
     lua_pushvalue(L, lua_upvalueindex(1));
     lua_insert(L, 1);
     lua_call(L, lua_gettop(L) - 1, 1);
     return 1;
 }
 
-/* io.lines(filename, ...): a file name is required: the agent's stdin is not
- * the script's. */
+/* --- the file policy ----------------------------------------------------- */
+
+/* True when st is the file at path (path NULL or missing: false). */
+static bool same_file(const struct stat *st, const char *path)
+{
+    struct stat o;
+    return path && stat(path, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
+}
+
+/* True when real (a resolved path) is the memory or the environment of
+ * this process or of one of its threads: /proc/<pid>[/task/<tid>]/mem or
+ * environ, whatever name led there (self, thread-self, a tid). */
+static bool own_secret_proc_entry(const char *real)
+{
+    if (strncmp(real, "/proc/", 6) != 0)
+        return false;
+    const char *base = strrchr(real, '/') + 1;
+    if (strcmp(base, "mem") != 0 && strcmp(base, "environ") != 0)
+        return false;
+    const char *p = real + 6;
+    if (strncmp(p, "self/", 5) == 0 || strncmp(p, "thread-self/", 12) == 0)
+        return true;
+    char *end;
+    long n = strtol(p, &end, 10);
+    if (end == p || *end != '/')
+        return false;
+    if (n == (long)getpid())
+        return true;
+    char task[64];
+    snprintf(task, sizeof task, "/proc/self/task/%ld", n);
+    return access(task, F_OK) == 0;
+}
+
+int engine_vm_file_check(ha_vm *vm, int fd, const char *path, char *why, size_t whylen)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, whylen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char link[64], real[PATH_MAX];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, real, sizeof real - 1);
+    real[n > 0 ? n : 0] = '\0';
+    if (real[0] != '/') { /* a pipe, socket or event descriptor of the agent, opened through /proc/self/fd */
+        snprintf(why, whylen, "%s: permission denied (the agent's own descriptors are not readable by scripts)",
+                 path);
+        return -1;
+    }
+    const ha_config *cfg = vm->eng ? vm->eng->cfg : NULL;
+    if (own_secret_proc_entry(real) ||
+        (cfg && (same_file(&st, cfg->config_file) || same_file(&st, cfg->token_file)))) {
+        snprintf(why, whylen, "%s: permission denied (the agent's own memory, environment, configuration "
+                              "and token are not readable by scripts)", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies the file policy to path before a library function opens it:
+ * pushes nil, reason and returns 2 when refused, else returns 0. A path
+ * that does not open is left to the caller's own error. Opening with
+ * O_NONBLOCK keeps a FIFO from blocking the engine. */
+static int refuse_path(lua_State *L, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return 0;
+    char why[PATH_MAX + 160];
+    struct stat st;
+    int r = engine_vm_file_check(engine_vm_of(L), fd, path, why, sizeof why);
+    if (r == 0 && fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(why, sizeof why, "%s: not a regular file (io.open and loadfile read regular files only)", path);
+        r = -1;
+    }
+    close(fd);
+    if (r == 0)
+        return 0;
+    luaL_pushfail(L);
+    lua_pushstring(L, why);
+    return 2;
+}
+
+/* io.open(filename [, mode]): reading only ("r" or "rb"), regular files
+ * only, and never the agent's own /proc entries, its configuration file or
+ * its token file. Upvalue 1: the original io.open. */
+static int sb_io_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *mode = luaL_optstring(L, 2, "r");
+    if (strcmp(mode, "r") != 0 && strcmp(mode, "rb") != 0)
+        return luaL_argerror(L, 2, "scripts open files for reading only (\"r\" or \"rb\")");
+    int n = refuse_path(L, path);
+    if (n)
+        return n;
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 2, 3); /* [file] or [nil, msg, code] */
+    luaL_Stream *f = luaL_testudata(L, 1, LUA_FILEHANDLE);
+    if (f == NULL || f->f == NULL)
+        return 3;
+    char why[PATH_MAX + 160];
+    if (engine_vm_file_check(engine_vm_of(L), fileno(f->f), path, why, sizeof why) != 0) {
+        lua_getfield(L, 1, "close"); /* swapped between the check and the open */
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 0);
+        luaL_pushfail(L);
+        lua_pushstring(L, why);
+        return 2;
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* io.lines(filename, ...): a file name is required (the agent's stdin is
+ * not the script's), opened under the policy of io.open. Returns the
+ * iterator, nil, nil and the file, so a generic for closes it. Upvalue 1:
+ * the policed io.open. */
 static int sb_io_lines(lua_State *L)
 {
     luaL_checkstring(L, 1);
+    int n = lua_gettop(L);
     lua_pushvalue(L, lua_upvalueindex(1));
-    lua_insert(L, 1);
-    lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-    return lua_gettop(L);
+    lua_pushvalue(L, 1);
+    lua_call(L, 1, 2); /* [name, fmts..., file|nil, msg] */
+    if (lua_isnil(L, n + 1))
+        return luaL_error(L, "%s", lua_tostring(L, n + 2));
+    lua_pop(L, 1);                 /* [name, fmts..., file] */
+    lua_getfield(L, n + 1, "lines"); /* [name, fmts..., file, lines] */
+    lua_pushvalue(L, n + 1);
+    for (int i = 2; i <= n; i++)
+        lua_pushvalue(L, i);
+    lua_call(L, n, 1);             /* [name, fmts..., file, iter] */
+    lua_pushnil(L);
+    lua_pushnil(L);
+    lua_pushvalue(L, n + 1);       /* [..., file, iter, nil, nil, file] */
+    return 4;
 }
 
 /* print(...) in a check script: one info log line tagged with the check. */
@@ -445,9 +748,29 @@ static int sb_searcher(lua_State *L)
         return 1;
     }
     const char *file = lua_tostring(L, -2);
+    if (refuse_path(L, file))
+        return luaL_error(L, "error loading module '%s': %s", name, lua_tostring(L, -1));
     if (luaL_loadfilex(L, file, "t") != LUA_OK)
         return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s", name, file, lua_tostring(L, -1));
+    push_fresh_env(L); /* a module's globals are its own, as a file's are */
+    lua_setupvalue(L, -2, 1);
     lua_pushstring(L, file);
+    return 2;
+}
+
+/* require(name): the original; a module that is a table comes back as its
+ * read-only view, so no file can change what another file's require
+ * returns. */
+static int sb_require(lua_State *L)
+{
+    lua_settop(L, 1);
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, 1, 2); /* [module, data] */
+    if (lua_type(L, 1) == LUA_TTABLE) {
+        push_view(L, 1);
+        lua_replace(L, 1);
+    }
     return 2;
 }
 
@@ -473,6 +796,8 @@ static void set_nil(lua_State *L, const char *table, const char *field)
 static void sandbox(lua_State *L)
 {
     static const char *const os_keep[] = {"clock", "date", "difftime", "getenv", "time", NULL};
+    safelib_install(L, engine__overdue);
+    wrap_global(L, "require", sb_require);
     wrap_global(L, "setmetatable", sb_setmetatable);
     wrap_global(L, "load", sb_load);
     wrap_global(L, "collectgarbage", sb_collectgarbage);
@@ -493,9 +818,13 @@ static void sandbox(lua_State *L)
     set_nil(L, "io", "read");
     set_nil(L, "io", "input");
     set_nil(L, "io", "stdin");
+    set_nil(L, "io", "output"); /* io.output(name) would open a file for writing */
     lua_getglobal(L, "io");
-    lua_getfield(L, -1, "lines");
-    lua_pushcclosure(L, sb_io_lines, 1);
+    lua_getfield(L, -1, "open");
+    lua_pushcclosure(L, sb_io_open, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "open");
+    lua_pushcclosure(L, sb_io_lines, 1); /* upvalue: the policed io.open */
     lua_setfield(L, -2, "lines");
     lua_pop(L, 1);
     /* os: keep only what cannot hurt the process */
@@ -548,6 +877,8 @@ static void sandbox(lua_State *L)
     lua_pushnil(L);
     lua_setfield(L, -2, "_G");
     lua_pop(L, 1);                     /* [] */
+    lua_pushnil(L);
+    lua_setglobal(L, "_G"); /* the shared globals name no way back to themselves */
     /* the string metatable is shared too: nobody may replace its methods */
     lua_pushliteral(L, "");
     lua_getmetatable(L, -1);           /* ["", mt] */
@@ -712,6 +1043,9 @@ void engine_vm_new_env(ha_vm *vm)
     lua_setfield(L, -2, "health");             /* [env] */
     lua_pushvalue(L, -1);
     lua_setfield(L, -2, "_G"); /* the file's own _G is its environment */
+    lua_pushboolean(L, 1);
+    weak_set(L, FILE_ENVS_KEY, -2, -1);        /* load() in this file defaults to it */
+    lua_pop(L, 1);
 }
 
 /* --- default directories ----------------------------------------------- */

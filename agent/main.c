@@ -42,6 +42,48 @@ static const char usage[] =
     "0.0.0.0:8080. Environment: HEALTHAGENT_LISTEN, HEALTHAGENT_SCRIPTS,\n"
     "HEALTHAGENT_TOKEN, HEALTHAGENT_TOKEN_FILE.\n";
 
+/* --- secrets ---------------------------------------------------------------- */
+
+static const char *const secret_vars[] = {"HEALTHAGENT_TOKEN", "HEALTHAGENT_TOKEN_FILE"};
+
+/* Takes the secret variables out of the environment before anything runs:
+ * copies them to saved[], overwrites their values where they lie (the
+ * initial environment block, which /proc/self/environ shows whatever
+ * unsetenv does) and unsets them. Every mode calls this first; only the
+ * agent puts them back, for the configuration to read (restore_secrets). */
+static void take_secrets(char *saved[])
+{
+    for (size_t i = 0; i < HA_ARRAY_SIZE(secret_vars); i++) {
+        char *v = getenv(secret_vars[i]);
+        saved[i] = v ? strdup(v) : NULL;
+        if (v)
+            memset(v, 0, strlen(v));
+        unsetenv(secret_vars[i]);
+    }
+}
+
+/* Sets the saved variables again (heap copies, not the initial block) so
+ * that config_apply_env reads them; unset_secrets removes them before any
+ * script runs. */
+static void restore_secrets(char *saved[])
+{
+    for (size_t i = 0; i < HA_ARRAY_SIZE(secret_vars); i++)
+        if (saved[i]) {
+            setenv(secret_vars[i], saved[i], 1);
+            memset(saved[i], 0, strlen(saved[i]));
+        }
+}
+
+static void unset_secrets(void)
+{
+    for (size_t i = 0; i < HA_ARRAY_SIZE(secret_vars); i++) {
+        char *v = getenv(secret_vars[i]);
+        if (v)
+            memset(v, 0, strlen(v));
+        unsetenv(secret_vars[i]);
+    }
+}
+
 /* --- script runner -------------------------------------------------------- */
 
 static void runner_done(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud)
@@ -154,9 +196,10 @@ static int parse_args(ha_config *cfg, int argc, char **argv)
             config = argv[i + 1];
     if (config && config_load_file(cfg, config, err, sizeof err) != 0)
         return fail("%s%s", err, "");
-    if (config_apply_env(cfg, err, sizeof err) != 0)
+    int r = config_apply_env(cfg, err, sizeof err);
+    unset_secrets(); /* read: scripts (os.getenv, /proc/self/environ) must not see them */
+    if (r != 0)
         return fail("%s%s", err, "");
-    unsetenv("HEALTHAGENT_TOKEN"); /* read: scripts (os.getenv) must not see it */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -272,6 +315,10 @@ int main(int argc, char **argv)
     ha_config cfg;
     config_defaults(&cfg);
     int code;
+    char *secrets[HA_ARRAY_SIZE(secret_vars)];
+    take_secrets(secrets); /* in every mode: check, lint and the runner run scripts too */
+    if (secrets[1])
+        cfg.token_file = strdup(secrets[1]); /* check and lint: scripts may not open it either */
     signal(SIGPIPE, SIG_IGN); /* a peer that resets must not kill us: writes return EPIPE */
     /* commands come first: the runner takes any other word as a script */
     if (argc > 1 && strcmp(argv[1], "probe") == 0) {
@@ -284,10 +331,13 @@ int main(int argc, char **argv)
         cfg.lualib_dir = strdup(engine_default_lualib());
         code = run_script(&cfg, argc, argv, 1);
     } else {
+        restore_secrets(secrets);
         code = parse_args(&cfg, argc, argv);
         if (code < 0)
             code = run_agent(&cfg);
     }
+    for (size_t i = 0; i < HA_ARRAY_SIZE(secrets); i++)
+        free(secrets[i]);
     config_free(&cfg);
     return code;
 }

@@ -216,7 +216,7 @@ describe("running checks on demand", function()
       scripts = { ["a.lua"] = ([[
 local counter = %q
 health.check { name = "slow", ttl = "1s", timeout = "2s", run = function()
-  local f = io.open(counter, "a") f:write("x") f:close()
+  print("run of slow") -- scripts cannot write files: the log counts the runs
   health.sleep(0.3)
   return true, "done"
 end }
@@ -229,7 +229,7 @@ end }
   end)
   teardown(function() a:stop() end)
 
-  local function runs() return #(agent.read(counter) or "") end
+  local function runs() return select(2, a:log():gsub("run of slow", "")) end
 
   it("answers INIT 503 until the first result, then UP", function()
     -- the first run started at load and takes 0.3 s: an early probe waits for it
