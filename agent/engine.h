@@ -60,6 +60,14 @@ struct ha_engine {
     uint64_t reloads;         /* successful reloads so far */
 };
 
+/* One holder of memory in a VM: a check (what its runs keep, across runs)
+ * or a file (what its main chunk made). Index 0 is the engine's own
+ * bookkeeping, never refused. */
+typedef struct {
+    int64_t bytes;            /* live bytes of the blocks it owns */
+    uint64_t limit;           /* cap on bytes; 0 = none */
+} ha_mem_owner;
+
 /* The VM of one Lua state: a scripts generation (sandboxed) or the runner's
  * state (full standard library). The pointer is kept in the extra space of
  * every thread of the state (lua_getextraspace). */
@@ -79,7 +87,11 @@ struct ha_vm {
                                  frames are skipped when an error names the user's line) */
     char *cstack_top;         /* C frame where the engine entered Lua on this VM; NULL outside */
     bool cstack_overflow;     /* the C-stack guard tripped: pcall and close re-raise until the run ends */
+    bool mem_exceeded;        /* the running owner passed its allowance: pcall re-raises likewise */
     uint64_t load_deadline_ns;/* monotonic end of the load budget while in_load */
+    ha_mem_owner *owners;     /* owned; [0] is the engine's; grows with engine_vm_owner_new */
+    uint32_t nowners, cap_owners;
+    uint32_t load_owner;      /* the owner of what the file being loaded allocates */
 };
 
 /* C stack that script-reachable C recursion (coroutine close/resume chains,
@@ -134,6 +146,9 @@ ha_vm *engine_vm_new(ha_engine *eng, bool sandboxed, uint64_t limit, const char 
 void engine_vm_close(ha_vm *vm);
 /* The VM of any thread of its state. */
 ha_vm *engine_vm_of(lua_State *L);
+/* Adds a memory owner with a cap of limit bytes (0 = none); returns its
+ * index, or 0 (the engine's, uncapped) when out of memory. */
+uint32_t engine_vm_owner_new(ha_vm *vm, uint64_t limit);
 /* Creates a fresh environment table for one script file: [-0, +1]. */
 void engine_vm_new_env(ha_vm *vm);
 /* The C-stack guard. enter marks the frame where the engine enters Lua

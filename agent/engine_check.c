@@ -329,6 +329,7 @@ void engine_check_define(lua_State *L, int idx)
     c->interval_ns = interval;
     c->initial_delay_ns = delay;
     c->mem_limit = mem;
+    c->mem_owner = engine_vm_owner_new(engine_vm_of(L), mem);
     c->failure_threshold = fthr;
     c->success_threshold = sthr;
     c->critical = critical;
@@ -582,6 +583,7 @@ static void start_run(ha_check *c)
     c->started_ns = uv_hrtime();
     c->task = engine_task_start(gen->vm, L, 1, c->timeout_ns, c->mem_limit, on_run_done, c);
     engine_task_set_name(c->task, c->name);
+    engine_task_set_owner(c->task, c->mem_owner);
     engine_mark_dirty(gen->eng);
 }
 

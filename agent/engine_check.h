@@ -29,7 +29,8 @@ typedef struct ha_check {
     uint64_t max_age_ns;      /* how long a stale result may still be shown (>= ttl_ns) */
     uint64_t interval_ns;     /* background refresh; 0 = on demand only */
     uint64_t initial_delay_ns;
-    uint64_t mem_limit;       /* bytes one run may hold */
+    uint64_t mem_limit;       /* bytes one run may hold, and the check may keep across runs */
+    uint32_t mem_owner;       /* the VM's memory owner of this check (engine_vm_owner_new) */
     int failure_threshold;
     int success_threshold;
     bool critical;

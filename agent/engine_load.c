@@ -198,6 +198,7 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
         lua_setupvalue(L, -2, 1);     /* [chunk]: _ENV is the file's own table */
         gen->cur_src = s->src;
         gen->cur_len = s->len;
+        vm->load_owner = engine_vm_owner_new(vm, 0); /* what this file's main chunk keeps */
         vm->in_load = true;
         lua_sethook(L, load_hook, LUA_MASKCOUNT, 1000);
         char *mark = engine__cstack_enter(vm);

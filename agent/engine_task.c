@@ -30,6 +30,7 @@ struct ha_task {
     uint64_t deadline_ns;     /* monotonic; 0 = none */
     uint64_t slice_ns;        /* monotonic start of the current resume */
     int64_t mem;              /* bytes allocated (net) while this task ran */
+    uint32_t owner;           /* memory owner charged (engine_vm_owner_new); 0 = the engine */
     uint64_t mem_limit;       /* 0 = none */
     const char *name;         /* not owned; for logs */
     ha_task_finish_cb finish;
@@ -232,6 +233,7 @@ ha_task *engine_task_spawn(ha_task *parent, lua_State *L, int nargs, ha_task_fin
     }
     ha_task *t = engine_task_start(parent->vm, L, nargs, timeout, parent->mem_limit, finish, ud);
     t->name = parent->name;
+    t->owner = parent->owner;
     t->parent = parent;
     t->sib_next = parent->children;
     if (parent->children)
@@ -538,6 +540,16 @@ const char *engine_task_name(const ha_task *t) { return t->name; }
 const char *engine_task_last_failure(const ha_task *t) { return t->last_failure; }
 
 void engine_task_set_name(ha_task *t, const char *name) { t->name = name; }
+
+void engine_task_set_owner(ha_task *t, uint32_t owner) { t->owner = owner; }
+
+uint32_t engine__task_owner(ha_vm *vm)
+{
+    ha_task *t = running_on(vm);
+    if (t)
+        return t->owner;
+    return vm->in_load ? vm->load_owner : 0;
+}
 
 int engine_task_count(const ha_vm *vm) { return vm->ntasks; }
 

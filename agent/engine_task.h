@@ -95,6 +95,12 @@ const char *engine_task_name(const ha_task *t);
  * message (or timed out); "" when that operation succeeded or there was
  * none. A check that then raises on the nil says what failed first. */
 const char *engine_task_last_failure(const ha_task *t);
+/* Sets the memory owner (engine_vm_owner_new) charged for what the task
+ * and its spawned children allocate, and credited when those blocks are
+ * freed, whenever that is. */
+void engine_task_set_owner(ha_task *t, uint32_t owner);
+/* The memory owner of the task running on vm, the file being loaded, or 0. */
+uint32_t engine__task_owner(ha_vm *vm);
 /* Sets the name used in logs (not copied: must outlive the task). */
 void engine_task_set_name(ha_task *t, const char *name);
 

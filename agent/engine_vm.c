@@ -24,31 +24,95 @@ void *engine_vm_warn_token(void) { return &warn_token; }
 
 ha_vm *engine_vm_of(lua_State *L) { return *(ha_vm **)lua_getextraspace(L); }
 
-/* The allocator of every engine state. Enforces the VM's limit and the
- * running task's own allowance, but only while a task of this VM runs: the
- * engine's own bookkeeping (creating threads, pushing results) is never
- * refused, so it cannot fail half-way outside protected mode. */
+/* Every block carries its owner, so that a free credits whoever allocated
+ * it, however much later and during whichever run. 16 bytes keep the
+ * block's alignment that of malloc. */
+typedef struct {
+    uint32_t owner; /* index into vm->owners */
+    uint32_t pad[3];
+} vm_hdr;
+
+uint32_t engine_vm_owner_new(ha_vm *vm, uint64_t limit)
+{
+    if (vm->nowners == vm->cap_owners) {
+        uint32_t cap = vm->cap_owners ? vm->cap_owners * 2 : 16;
+        ha_mem_owner *o = realloc(vm->owners, cap * sizeof *o);
+        if (o == NULL)
+            return 0;
+        vm->owners = o;
+        vm->cap_owners = cap;
+        if (vm->nowners == 0)
+            vm->owners[vm->nowners++] = (ha_mem_owner){0, 0}; /* the engine's */
+    }
+    vm->owners[vm->nowners] = (ha_mem_owner){0, limit};
+    return vm->nowners++;
+}
+
+static void owner_add(ha_vm *vm, uint32_t owner, int64_t delta)
+{
+    if (owner < vm->nowners)
+        vm->owners[owner].bytes += delta;
+}
+
+/* True when owner may not grow by extra bytes while the VM grows by grow:
+ * past its own cap (what its earlier runs kept counts), or, once it holds
+ * more than its guarantee (1/64 of the VM's limit), into the last quarter
+ * of the VM's limit, kept for the checks that hold little, so that one
+ * check that leaks, or several memory bombs at once, cannot starve them. */
+static bool owner_over(ha_vm *vm, uint32_t owner, size_t extra, size_t grow)
+{
+    if (owner == 0 || owner >= vm->nowners)
+        return false;
+    const ha_mem_owner *o = &vm->owners[owner];
+    uint64_t want = (uint64_t)(o->bytes > 0 ? o->bytes : 0) + extra;
+    if (o->limit && want > o->limit)
+        return true;
+    return vm->limit && want > vm->limit / 64 && vm->used + grow > vm->limit - vm->limit / 4;
+}
+
+/* The allocator of every engine state. Enforces the VM's limit, the running
+ * task's own allowance and its owner's (engine__task_owner), but only while
+ * a task of this VM runs or a file loads: the engine's own bookkeeping
+ * (creating threads, pushing results) is never refused, so it cannot fail
+ * half-way outside protected mode. A block that grows while an owner runs
+ * becomes that owner's (a file-level table a check keeps filling). */
 static void *vm_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
 {
     ha_vm *vm = ud;
+    vm_hdr *h = ptr ? (vm_hdr *)ptr - 1 : NULL;
     size_t old = ptr ? osize : 0;
     ha_task *t = vm->eng ? vm->eng->current : NULL;
     if (nsize == 0) {
-        free(ptr);
+        if (h) {
+            owner_add(vm, h->owner, -(int64_t)old);
+            free(h);
+        }
         vm->used -= old;
         if (t)
             engine__task_account(t, vm, -(int64_t)old);
         return NULL;
     }
-    if (nsize > old && engine__task_over(t, vm, nsize - old))
+    uint32_t cur = engine__task_owner(vm);
+    uint32_t to = h && (nsize <= old || cur == 0) ? h->owner : cur;
+    if (nsize > old) {
+        if (engine__task_over(t, vm, nsize - old))
+            return NULL;
+        if (cur != 0 && owner_over(vm, to, h && h->owner == to ? nsize - old : nsize, nsize - old)) {
+            vm->mem_exceeded = true; /* the run (or load) fails: no pcall can catch it */
+            return NULL;
+        }
+    }
+    vm_hdr *n = realloc(h, sizeof *n + nsize);
+    if (n == NULL)
         return NULL;
-    void *p = realloc(ptr, nsize);
-    if (p == NULL)
-        return NULL;
+    if (h)
+        owner_add(vm, n->owner, -(int64_t)old);
+    n->owner = to;
+    owner_add(vm, to, (int64_t)nsize);
     vm->used += nsize - old;
     if (t)
         engine__task_account(t, vm, (int64_t)nsize - (int64_t)old);
-    return p;
+    return n + 1;
 }
 
 static int vm_panic(lua_State *L)
@@ -79,7 +143,7 @@ void engine__cstack_leave(ha_vm *vm, char *prev)
 {
     vm->cstack_top = prev;
     if (prev == NULL)
-        vm->cstack_overflow = false;
+        vm->cstack_overflow = vm->mem_exceeded = false;
 }
 
 void engine__cstack_check(lua_State *L, const char *what)
@@ -96,7 +160,7 @@ void engine__cstack_check(lua_State *L, const char *what)
  * the load past its budget, or the C-stack guard tripped. */
 static bool must_unwind(ha_vm *vm)
 {
-    return engine__task_expired(vm) || vm->doomed || vm->cstack_overflow;
+    return engine__task_expired(vm) || vm->doomed || vm->cstack_overflow || vm->mem_exceeded;
 }
 
 /* --- coroutine wrappers ------------------------------------------------ */
@@ -1004,6 +1068,7 @@ ha_vm *engine_vm_new(ha_engine *eng, bool sandboxed, uint64_t limit, const char 
     if (lua_pcall(vm->L, 2, 0, 0) != LUA_OK) {
         snprintf(err, errlen, "cannot create Lua state: %s", lua_tostring(vm->L, -1));
         lua_close(vm->L);
+        free(vm->owners);
         free(vm);
         return NULL;
     }
@@ -1023,6 +1088,7 @@ void engine_vm_close(ha_vm *vm)
     while (vm->tasks)
         engine_task_kill(vm->tasks, HA_TASK_CANCELLED);
     lua_close(vm->L);
+    free(vm->owners);
     free(vm);
 }
 

@@ -204,6 +204,23 @@ describe("exec.run timeouts", function()
     assert.is_true(nothing_left("sleep " .. marker), describe_procs(marked("sleep " .. marker)))
   end)
 
+  it("reaps a daemonised (setsid) grandchild when it exits after the run, with no further exec run", function()
+    local marker = "0.3"
+    local ready = os.tmpname()
+    os.remove(ready)
+    -- the child exits only once the grandchild is in a session of its own
+    local cmd = ("setsid sh -c 'touch %s; exec sleep %s' </dev/null >/dev/null 2>&1 & " ..
+                 "while [ ! -e %s ]; do sleep 0.01; done; exit 0"):format(ready, marker, ready)
+    local r = assert(exec.run({ "sh", "-c", cmd }, { timeout = 5 }))
+    os.remove(ready)
+    assert.equal(0, r.code)
+    -- the grandchild left the group (setsid): it outlives the run, then exits
+    assert.is_true(eventually(function() return #marked("sleep " .. marker) == 1 end, 0.5),
+                   "children: " .. describe_procs(children()))
+    health.sleep(0.35)
+    assert.is_true(nothing_left(), "left: " .. describe_procs(children()))
+  end)
+
   it("kills and reaps when the check's deadline passes", function()
     local marker = "4244.125"
     local g = assert(testing.load({ ["t.lua"] = ([[

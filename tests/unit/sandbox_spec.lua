@@ -438,3 +438,70 @@ describe("outputs", function()
     g:close()
   end)
 end)
+
+describe("retained memory", function()
+  local LEAKER = [[
+    local keep = {}
+    health.check { name = "leaker", timeout = "5s", run = function()
+      local size = 4 * 1024 * 1024
+      while size >= 16 do
+        local ok = pcall(function() keep[#keep + 1] = string.rep("x", size) end)
+        if not ok then size = size // 2 end
+      end
+      return true
+    end }
+  ]]
+  local VICTIM = [[
+    health.check { name = "victim", probes = "liveness", run = function()
+      local t = {}
+      for i = 1, 5000 do t[i] = ("v"):rep(100) .. i end
+      return true, tostring(#t)
+    end }
+  ]]
+
+  it("is charged to the check that keeps it: the leaker fails, the others never starve", function()
+    local g, err = testing.load({ ["a_leaker.lua"] = LEAKER, ["b_victim.lua"] = VICTIM })
+    assert(g, err)
+    local statuses = {}
+    for i = 1, 8 do
+      local r = g:run("leaker")
+      statuses[#statuses + 1] = r.status
+      if r.status == "DOWN" then assert.equal("not enough memory", r.output) end
+      local v = g:run("victim")
+      assert.equal("UP", v.status, "victim after leaker run " .. i .. ": " .. tostring(v.output))
+    end
+    assert.equal("DOWN", statuses[#statuses], table.concat(statuses, ","))
+    -- what the leaker keeps stays within its allowance (16 MiB by default)
+    assert.is_true(g:memory() < 24 * 1024 * 1024, "heap " .. g:memory())
+    g:close()
+  end)
+
+  it("several memory bombs at once leave room for a check that holds little", function()
+    -- the victim's deadline is generous: this pins memory, and five bombs share one CPU with it
+    local src = { ["z.lua"] = VICTIM:gsub('probes = "liveness",', 'probes = "liveness", timeout = "10s",') }
+    for i = 1, 5 do
+      src["bomb" .. i .. ".lua"] = ([[
+        health.check { name = "bomb%d", timeout = "20s", run = function()
+          local t = {}
+          for i = 1, 1e9 do t[i] = ("x"):rep(1000) .. i if i %% 500 == 0 then health.sleep(0) end end
+        end }
+      ]]):format(i)
+    end
+    local g, err = testing.load(src)
+    assert(g, err)
+    local hs = {}
+    for i = 1, 5 do hs[i] = testing.spawn(function() return g:run("bomb" .. i) end) end
+    health.sleep(0.05)
+    for _ = 1, 5 do
+      local v = g:run("victim")
+      assert.equal("UP", v.status, tostring(v.output))
+      health.sleep(0.02)
+    end
+    for i = 1, 5 do
+      local ok, r = hs[i]:wait()
+      assert.is_true(ok)
+      assert.equal("not enough memory", r.output)
+    end
+    g:close()
+  end)
+end)
