@@ -20,7 +20,12 @@
  *
  * Cancelling an operation in flight (timeout, deadline, close) shuts the
  * socket down (mariadb_cancel) and frees the handle with mysql_close, which
- * the library permits in the middle of a non-blocking operation. */
+ * the library permits in the middle of a non-blocking operation. A query
+ * that was running is then killed on the server too (KILL QUERY from a
+ * connection of its own, made with blocking calls on libuv's threadpool with
+ * 2 s connect, read and write timeouts; at most KILLS_MAX at a time, so a
+ * dead server cannot take more of the pool), or the server would run it to
+ * the end. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +52,7 @@ typedef struct mconn {
     api_conn_poll poll;       /* watches mysql_get_socket */
     uv_timer_t *timer;        /* owned, separately allocated: MYSQL_WAIT_TIMEOUT; NULL = none */
     char *user, *password, *db; /* owned, may be NULL */
+    char *ip;                 /* owned, may be NULL: the numeric address connected to (KILL QUERY goes there) */
     int port;
     int state;                /* ST_* */
     bool busy;                /* a _start returned non-zero and its _cont has not finished */
@@ -106,6 +112,7 @@ static void conn_free(api_conn *b)
     free(c->user);
     free(c->password);
     free(c->db);
+    free(c->ip);
     free(c);
 }
 
@@ -128,10 +135,84 @@ static void timer_close(mconn *c)
 
 /* Closes the MYSQL handle: a graceful COM_QUIT when idle, else (an
  * operation in flight) the socket is shut down first so nothing blocks. */
+/* --- killing a query on the server ------------------------------------- */
+
+#define KILLS_MAX 1         /* KILL QUERY jobs in flight, each on a threadpool worker */
+#define KILL_TIMEOUT_S 2u   /* connect, read and write timeout of the killing connection */
+
+typedef struct {
+    uv_work_t req;
+    char *ip, *user, *password;
+    int port;
+    unsigned long id;       /* the server's thread id of the query to kill */
+} kill_job;
+
+static int kills_in_flight; /* engine thread only */
+
+static void kill_job_free(kill_job *j)
+{
+    free(j->ip);
+    free(j->user);
+    free(j->password);
+    free(j);
+}
+
+/* Threadpool: connects and sends KILL QUERY id. Touches nothing shared. */
+static void kill_work(uv_work_t *req)
+{
+    kill_job *j = req->data;
+    MYSQL *m = mysql_init(NULL);
+    if (m == NULL)
+        return;
+    unsigned int t = KILL_TIMEOUT_S, proto = MYSQL_PROTOCOL_TCP;
+    mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &t);
+    mysql_options(m, MYSQL_OPT_READ_TIMEOUT, &t);
+    mysql_options(m, MYSQL_OPT_WRITE_TIMEOUT, &t);
+    mysql_options(m, MYSQL_OPT_PROTOCOL, &proto);
+    if (mysql_real_connect(m, j->ip, j->user, j->password, NULL, (unsigned)j->port, NULL, 0)) {
+        char q[64];
+        snprintf(q, sizeof q, "KILL QUERY %lu", j->id);
+        mysql_query(m, q);
+    }
+    mysql_close(m);
+}
+
+static void kill_done(uv_work_t *req, int status)
+{
+    (void)status;
+    kills_in_flight--;
+    kill_job_free(req->data);
+}
+
+/* Before the handle of a connection whose query is running goes: asks the
+ * server to stop the query. Best effort, never blocks the loop. */
+static void kill_on_server(mconn *c)
+{
+    if (c->my == NULL || c->ip == NULL || (c->state != ST_QUERY && c->state != ST_STORE) ||
+        kills_in_flight >= KILLS_MAX)
+        return;
+    kill_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return;
+    j->req.data = j;
+    j->ip = strdup(c->ip);
+    j->user = c->user ? strdup(c->user) : NULL;
+    j->password = c->password ? strdup(c->password) : NULL;
+    j->port = c->port;
+    j->id = mysql_thread_id(c->my);
+    if (j->ip == NULL || (c->user && j->user == NULL) || (c->password && j->password == NULL) ||
+        uv_queue_work(c->base.loop, &j->req, kill_work, kill_done) != 0) {
+        kill_job_free(j);
+        return;
+    }
+    kills_in_flight++;
+}
+
 static void close_handle(mconn *c)
 {
     if (c->my == NULL)
         return;
+    kill_on_server(c);
     if (!c->busy && c->state == ST_IDLE) {
         int st = mysql_close_start(c->my);
         if (st == 0) {
@@ -330,6 +411,8 @@ static void start_connect(api_conn *b, const char *ip)
     mysql_options(c->my, MYSQL_OPT_NONBLOCK, 0);
     unsigned int proto = MYSQL_PROTOCOL_TCP;
     mysql_options(c->my, MYSQL_OPT_PROTOCOL, &proto);
+    free(c->ip);
+    c->ip = ip ? strdup(ip) : NULL;
     c->state = ST_CONNECTING;
     MYSQL *ret = NULL;
     int st = mysql_real_connect_start(&ret, c->my, ip, c->user, c->password, c->db, (unsigned)c->port, NULL, 0);

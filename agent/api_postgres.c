@@ -13,6 +13,12 @@
  * stopped before every libpq call and re-created when PQsocket changes, so
  * libuv never watches a descriptor libpq has closed.
  *
+ * A query still running when its op ends (timeout, deadline, close) is
+ * cancelled on the server too: libpq 15's PQcancel blocks, so it runs on
+ * libuv's threadpool, at most CANCELS_MAX at a time (a cancel to a server
+ * that never answers holds its worker; the bound keeps the rest of the pool
+ * for DNS and files). Without it the backend runs the query to its end.
+ *
  * Values: NULL -> nil; bool -> boolean; int2/int4/int8/oid -> integer;
  * float4/float8 -> number; everything else (numeric included) -> string. */
 #include <ctype.h>
@@ -122,11 +128,61 @@ static void conn_fail_pg(pconn *c)
     conn_fail(c, m);
 }
 
+/* --- cancelling a query on the server ----------------------------------- */
+
+#define CANCELS_MAX 1 /* cancel requests in flight, each on a threadpool worker */
+
+typedef struct {
+    uv_work_t req;
+    PGcancel *cancel;         /* owned */
+} cancel_job;
+
+static int cancels_in_flight; /* engine thread only */
+
+/* Threadpool: sends the cancel request and waits for the server to close. */
+static void cancel_work(uv_work_t *req)
+{
+    cancel_job *j = req->data;
+    char err[256];
+    PQcancel(j->cancel, err, sizeof err);
+}
+
+static void cancel_done(uv_work_t *req, int status)
+{
+    (void)status;
+    cancel_job *j = req->data;
+    cancels_in_flight--;
+    PQfreeCancel(j->cancel);
+    free(j);
+}
+
+/* Before a connection whose query is running is finished: asks the server
+ * to cancel the query. Best effort, never blocks the loop. */
+static void cancel_on_server(pconn *c)
+{
+    if (c->pg == NULL || c->state != ST_QUERY || PQtransactionStatus(c->pg) != PQTRANS_ACTIVE ||
+        cancels_in_flight >= CANCELS_MAX)
+        return;
+    cancel_job *j = calloc(1, sizeof *j);
+    if (j == NULL)
+        return;
+    j->req.data = j;
+    j->cancel = PQgetCancel(c->pg);
+    if (j->cancel == NULL || uv_queue_work(c->base.loop, &j->req, cancel_work, cancel_done) != 0) {
+        if (j->cancel)
+            PQfreeCancel(j->cancel);
+        free(j);
+        return;
+    }
+    cancels_in_flight++;
+}
+
 /* Closes the poll before libpq closes its socket. */
 static void conn_shutdown(api_conn *b)
 {
     pconn *c = (pconn *)b;
     api_conn_poll_close(&c->poll);
+    cancel_on_server(c);
     if (c->pg) {
         PQfinish(c->pg);
         c->pg = NULL;

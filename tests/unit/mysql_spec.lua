@@ -69,6 +69,24 @@ describe("health.mysql", function()
     end
   end)
 
+  it("kills a timed-out query on the server (PROCESSLIST)", function()
+    local marker = "ha_kill_" .. math.random(1e6)
+    local watcher = assert(mysql.connect(URL, { timeout = 5 }))
+    local running = ("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE INFO LIKE '%%%s%%' " ..
+                     "AND ID <> CONNECTION_ID()"):format(marker)
+    local c = assert(mysql.connect(URL, { timeout = 0.5 }))
+    local v, err = c:query(("SELECT SLEEP(5) AS %s"):format(marker))
+    assert.are.same({ nil, "timeout" }, { v, err })
+    c:close()
+    local t0, n = health.now(), nil
+    repeat
+      n = assert(watcher:query(running))[1].n
+      if n > 0 then health.sleep(0.05) end
+    until n == 0 or health.now() - t0 > 2
+    assert.are.equal(0, n, "the server still runs the query")
+    watcher:close()
+  end)
+
   it("times out a query and a connect on a stopped server, then works again", function()
     local c = assert(mysql.connect(URL, { timeout = 0.4 }))
     server("pause")

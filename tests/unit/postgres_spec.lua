@@ -99,6 +99,25 @@ describe("health.postgres", function()
     c:close()
   end)
 
+  it("cancels a timed-out query on the server (pg_stat_activity)", function()
+    local marker = "ha_cancel_" .. math.random(1e6)
+    local watcher = assert(postgres.connect(URL, { timeout = 5 }))
+    local running = ("SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%%%s%%' " ..
+                     "AND pid <> pg_backend_pid()"):format(marker)
+    local c = assert(postgres.connect(URL, { timeout = 0.5 }))
+    local v, err = c:query(("SELECT pg_sleep(5) AS %s"):format(marker))
+    assert.are.same({ nil, "timeout" }, { v, err })
+    c:close()
+    local t0, n = health.now(), nil
+    repeat
+      n = assert(watcher:query(running))[1].n
+      if n > 0 then health.sleep(0.05) end
+    until n == 0 or health.now() - t0 > 2
+    assert.are.equal(0, n, "the backend still runs the query")
+    assert.is_true(health.now() - t0 < 2)
+    watcher:close()
+  end)
+
   it("raises on misuse, with the password masked", function()
     assert.has_error(function() postgres.connect(42) end)
     local ok, err = pcall(postgres.connect, "postgresql://ha:pw%zzSECRET@h/x")
