@@ -186,6 +186,23 @@ end }
     a:stop()
   end)
 
+  it("whose main chunk nests coroutine.close is an error for lint, not a crash", function()
+    local d = scripts_dir { ["deep.lua"] = [[
+local coro = false
+local mt = { __close = function(o) if o[1] then coroutine.close(o[1]) end end }
+for i = 1, 12000 do
+  local cc = setmetatable({ coro }, mt)
+  coro = coroutine.create(function() local c <close> = cc; coroutine.yield() end)
+  coroutine.resume(coro)
+end
+coroutine.close(coro)
+]] }
+    local code, out = agent.run("lint " .. quote(d))
+    assert.equal(1, code, out)
+    assert.matches("deep.lua:2: coroutine.close: C stack overflow", out, 1, true)
+    agent.sh("rm -rf " .. quote(d))
+  end)
+
   it("cannot rebind the globals another file sees", function()
     local a = start {
       scripts = {
