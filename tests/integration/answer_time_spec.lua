@@ -21,6 +21,14 @@ local function wait_until(f, timeout)
   return false
 end
 
+-- agent.start, and a kill at the end of the test should an assertion end it
+-- before its own stop.
+local function start(opts)
+  local a = agent.start(opts)
+  finally(function() if a:alive() then a:kill() end end)
+  return a
+end
+
 -- Every probe answered, none slower than the budget plus the margin at p99.
 local function assert_bounded(r, what, budget)
   budget = budget or MAX_WAIT
@@ -30,7 +38,7 @@ end
 
 describe("a hung check", function()
   it("probed at 10 Hz with a 1 s timeout: every probe answered within max_wait, the last pass shown stale", function()
-    local a = agent.start {
+    local a = start {
       scripts = { ["a.lua"] = [[
 local n = 0
 health.check { name = "ok", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
@@ -74,7 +82,7 @@ end)
 
 describe("fresh when cheap", function()
   it("a probe of a stale on-demand check waits for its run and shows the new result", function()
-    local a = agent.start {
+    local a = start {
       scripts = { ["a.lua"] = [[
 local n = 0
 health.check { name = "counter", ttl = 0, run = function() n = n + 1 health.sleep(0.05) return true, tostring(n) end }
@@ -97,7 +105,7 @@ end)
 
 describe("a slow first run", function()
   it("readiness and startup answer 503 INIT within max_wait while it runs; liveness 200", function()
-    local a = agent.start {
+    local a = start {
       scripts = { ["a.lua"] = [[
 health.check { name = "warmup", probes = { "startup", "readiness" }, timeout = "8s", run = function()
   health.sleep(6) return true, "warm" end }
@@ -127,7 +135,7 @@ end)
 
 describe("an engine stuck in a C call", function()
   it("probes are answered within the budget before and after the watchdog trips; an old pass turns DOWN", function()
-    local a = agent.start {
+    local a = start {
       scripts = { ["a.lua"] = [[
 health.check { name = "alive", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
 health.check { name = "od", probes = { "readiness" }, ttl = "500ms", timeout = "500ms", run = function()
@@ -174,7 +182,7 @@ end)
 
 describe("the stale marker", function()
   it("shows in every format with the result's own time, and an answer past max_age reads DOWN", function()
-    local a = agent.start {
+    local a = start {
       scripts = { ["a.lua"] = [[
 local n = 0
 health.check { name = "c", ttl = "300ms", timeout = "10s", max_age = "3s", run = function()
@@ -213,7 +221,7 @@ end }
   end)
 
   it("max_wait = 0 answers at once from what is known and still starts the run", function()
-    local a = agent.start {
+    local a = start {
       scripts = { ["a.lua"] = [[
 local n = 0
 health.check { name = "c", ttl = "200ms", timeout = "2s", run = function()
@@ -236,7 +244,7 @@ end)
 
 describe("the drain", function()
   it("keeps checks running for the probes still served: liveness answers from live results", function()
-    local a = agent.start {
+    local a = start {
       scripts = { ["a.lua"] = [[
 local n = 0
 health.check { name = "beat", probes = { "liveness", "readiness" }, ttl = "100ms", run = function()
