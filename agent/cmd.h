@@ -10,11 +10,22 @@
  *          process; prints text, JSON, TAP or JUnit; 1 when a critical check
  *          fails, 2 when the scripts do not load or on bad usage.
  *   lint   compiles and loads every script without running a check;
- *          "file:line: message" per error; 1 on any error, 2 on bad usage. */
+ *          "file:line: message" per error; 1 on any error, 2 on bad usage.
+ * main.c adds help and version. docs/commands.md has the table of every
+ * exit code; cmd.c what the commands share. */
 #ifndef HA_CMD_H
 #define HA_CMD_H
 
 #include "config.h"
+
+/* Sets the commit and build date of the version line (main does, first). */
+void cmd_set_build(const char *commit, const char *date);
+/* Prints "healthagent 0.1.0 (commit abc1234, built DATE)" on stdout; returns 0. */
+int cmd_version(void);
+/* The words every command takes: --help and -h print usage on stdout,
+ * --version the version line. Returns the exit code (0) when arg is one of
+ * them, else -1. */
+int cmd_common_flag(const char *arg, const char *usage);
 
 int cmd_probe(ha_config *cfg, int argc, char **argv);
 int cmd_check(ha_config *cfg, int argc, char **argv);

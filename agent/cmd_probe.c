@@ -231,23 +231,245 @@ static ssize_t exchange(int fd, const probe_url *u, uint64_t deadline, char *buf
     }
 }
 
-/* The JSON "reason" of a probe answer, or the "output" of a one-check
- * answer, else the body's start on one line. */
-static void summarize(const char *body, char *out, size_t len)
+/* --- the answer's body ----------------------------------------------------
+ * A JSON reader just big enough for the agent's own answers: the top-level
+ * "reason", the "output" of a one-check answer, and the "status" and
+ * "output" of each of "components". Anything else is skipped; a malformed
+ * body makes the caller fall back to its first line. */
+
+#define PROBE_JSON_DEPTH 32   /* nesting skipped at most (details are capped at 16) */
+#define PROBE_MAX_LISTED 32   /* failing checks printed, one line each */
+
+typedef struct {
+    const char *p, *end;      /* the unread part of the body */
+} probe_json;
+
+typedef struct {
+    char name[160];
+    char status[8];           /* "DOWN", "INIT", ... */
+    char output[256];         /* "" when the answer withholds it */
+} probe_check;
+
+typedef struct {
+    char reason[256];         /* top-level "reason" or "error", or a one-check answer's "output" */
+    bool components;          /* a probe answer (not one check) */
+    probe_check failing[PROBE_MAX_LISTED];
+    int nfailing;             /* listed */
+    int more;                 /* failing but not listed */
+} probe_answer;
+
+static void pj_ws(probe_json *j)
 {
-    const char *r = strstr(body, "\"reason\":\"");
-    const char *p = r ? r + 10 : body;
-    if (r == NULL && strstr(body, "\"components\"") == NULL && (r = strstr(body, "\"output\":\"")) != NULL)
-        p = r + 10;
-    size_t k = 0;
-    for (; *p && k + 1 < len && k < 200; p++) {
-        if (r && *p == '"')
-            break;
-        out[k++] = (*p == '\n' || *p == '\r' || *p == '\t') ? ' ' : *p;
+    while (j->p < j->end && (*j->p == ' ' || *j->p == '\t' || *j->p == '\r' || *j->p == '\n'))
+        j->p++;
+}
+
+/* Consumes c (after white space). Returns true if it was there. */
+static bool pj_eat(probe_json *j, char c)
+{
+    pj_ws(j);
+    if (j->p < j->end && *j->p == c) {
+        j->p++;
+        return true;
     }
-    while (k && out[k - 1] == ' ')
-        k--;
+    return false;
+}
+
+/* The byte an escape \e stands for, or -1 (\u is read by the caller). */
+static int pj_escape(char e)
+{
+    switch (e) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '/': return '/';
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    default: return -1;
+    }
+}
+
+/* Reads a string into out (cap bytes, NUL-terminated, cut on overflow;
+ * control characters become spaces, \u escapes UTF-8). Returns 0 or -1. */
+static int pj_string(probe_json *j, char *out, size_t cap)
+{
+    size_t k = 0;
+    if (!pj_eat(j, '"'))
+        return -1;
+    while (j->p < j->end && *j->p != '"') {
+        unsigned cp = (unsigned char)*j->p++;
+        bool raw = cp != '\\'; /* raw bytes (UTF-8 included) are copied as they are */
+        if (!raw) {
+            if (j->p >= j->end)
+                return -1;
+            char e = *j->p++;
+            if (e == 'u') {
+                char hex[5] = {0}, *endp;
+                if (j->end - j->p < 4)
+                    return -1;
+                memcpy(hex, j->p, 4);
+                cp = (unsigned)strtoul(hex, &endp, 16);
+                if (*endp != '\0')
+                    return -1;
+                j->p += 4;
+            } else {
+                int b = pj_escape(e);
+                if (b < 0)
+                    return -1;
+                cp = (unsigned)b;
+            }
+        }
+        char u[3];
+        size_t n = 1;
+        if (cp < 0x20 || cp == 0x7f) {
+            u[0] = ' ';
+        } else if (raw || cp < 0x80) {
+            u[0] = (char)cp;
+        } else if (cp < 0x800) {
+            u[0] = (char)(0xc0 | cp >> 6);
+            u[1] = (char)(0x80 | (cp & 0x3f));
+            n = 2;
+        } else if (cp >= 0xd800 && cp < 0xe000) {
+            u[0] = '?'; /* a surrogate half: not worth pairing for a message */
+        } else {
+            u[0] = (char)(0xe0 | cp >> 12);
+            u[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
+            u[2] = (char)(0x80 | (cp & 0x3f));
+            n = 3;
+        }
+        if (k + n < cap) {
+            memcpy(out + k, u, n);
+            k += n;
+        }
+    }
     out[k] = '\0';
+    return pj_eat(j, '"') ? 0 : -1;
+}
+
+/* Skips one value of any kind. Returns 0 or -1. */
+static int pj_skip(probe_json *j, int depth)
+{
+    char scratch[8];
+    pj_ws(j);
+    if (j->p >= j->end || depth > PROBE_JSON_DEPTH)
+        return -1;
+    char c = *j->p;
+    if (c == '"')
+        return pj_string(j, scratch, sizeof scratch);
+    if (c == '{' || c == '[') {
+        char close = c == '{' ? '}' : ']';
+        j->p++;
+        if (pj_eat(j, close))
+            return 0;
+        do {
+            if (c == '{' && (pj_string(j, scratch, sizeof scratch) != 0 || !pj_eat(j, ':')))
+                return -1;
+            if (pj_skip(j, depth + 1) != 0)
+                return -1;
+        } while (pj_eat(j, ','));
+        return pj_eat(j, close) ? 0 : -1;
+    }
+    const char *start = j->p; /* number, true, false, null */
+    while (j->p < j->end && strchr("0123456789+-.eEtruefalsn", *j->p) != NULL)
+        j->p++;
+    return j->p > start ? 0 : -1;
+}
+
+/* Reads one component object into c. Returns 0 or -1. */
+static int pj_check(probe_json *j, probe_check *c)
+{
+    char key[16];
+    c->status[0] = c->output[0] = '\0';
+    if (!pj_eat(j, '{'))
+        return -1;
+    if (pj_eat(j, '}'))
+        return 0;
+    do {
+        if (pj_string(j, key, sizeof key) != 0 || !pj_eat(j, ':'))
+            return -1;
+        int r = strcmp(key, "status") == 0   ? pj_string(j, c->status, sizeof c->status)
+                : strcmp(key, "output") == 0 ? pj_string(j, c->output, sizeof c->output)
+                                             : pj_skip(j, 1);
+        if (r != 0)
+            return -1;
+    } while (pj_eat(j, ','));
+    return pj_eat(j, '}') ? 0 : -1;
+}
+
+/* Parses a probe answer ({"status","reason","components":{...}}) or a
+ * one-check answer ({"status","output",...}). Returns 0 or -1. */
+static int parse_answer(const char *body, size_t len, probe_answer *a)
+{
+    probe_json j = {body, body + len};
+    probe_check one;
+    char key[16];
+    memset(a, 0, sizeof *a);
+    if (!pj_eat(&j, '{'))
+        return -1;
+    if (pj_eat(&j, '}'))
+        return 0;
+    do {
+        if (pj_string(&j, key, sizeof key) != 0 || !pj_eat(&j, ':'))
+            return -1;
+        int r;
+        if (strcmp(key, "reason") == 0 || strcmp(key, "error") == 0 ||
+            (strcmp(key, "output") == 0 && a->reason[0] == '\0')) {
+            r = pj_string(&j, a->reason, sizeof a->reason);
+        } else if (strcmp(key, "components") == 0) {
+            a->components = true;
+            if (!pj_eat(&j, '{'))
+                return -1;
+            if (pj_eat(&j, '}'))
+                continue;
+            do {
+                if (pj_string(&j, one.name, sizeof one.name) != 0 || !pj_eat(&j, ':') || pj_check(&j, &one) != 0)
+                    return -1;
+                if (strcmp(one.status, "DOWN") != 0 && strcmp(one.status, "INIT") != 0)
+                    continue;
+                if (a->nfailing < PROBE_MAX_LISTED)
+                    a->failing[a->nfailing++] = one;
+                else
+                    a->more++;
+            } while (pj_eat(&j, ','));
+            r = pj_eat(&j, '}') ? 0 : -1;
+        } else {
+            r = pj_skip(&j, 1);
+        }
+        if (r != 0)
+            return -1;
+    } while (pj_eat(&j, ','));
+    return pj_eat(&j, '}') ? 0 : -1;
+}
+
+/* The failure of an answer, on stderr: "URL: HTTP n[: reason]", then one
+ * line per failing check of a probe answer ("  DOWN  db: connection
+ * refused"). A body that is not the agent's JSON gives its first 200 bytes
+ * on the first line instead. */
+static void report_status(const char *url, int status, const char *body, size_t len)
+{
+    probe_answer a;
+    char what[600];
+    if (parse_answer(body, len, &a) == 0) {
+        snprintf(what, sizeof what, "HTTP %d%s%s", status, a.reason[0] ? ": " : "", a.reason);
+        probe_fail(url, "%s", what);
+        for (int i = 0; i < a.nfailing; i++)
+            fprintf(stderr, "  %-4s  %s%s%s\n", a.failing[i].status, a.failing[i].name, a.failing[i].output[0] ? ": " : "",
+                    a.failing[i].output);
+        if (a.more)
+            fprintf(stderr, "  ... and %d more failing check(s)\n", a.more);
+        return;
+    }
+    char first[201];
+    size_t k = 0;
+    for (size_t i = 0; i < len && k < 200 && body[i] != '\n'; i++)
+        first[k++] = (body[i] == '\r' || body[i] == '\t') ? ' ' : body[i];
+    while (k && first[k - 1] == ' ')
+        k--;
+    first[k] = '\0';
+    snprintf(what, sizeof what, "HTTP %d%s%s", status, k ? ": " : "", first);
+    probe_fail(url, "%s", what);
 }
 
 int cmd_probe(ha_config *cfg, int argc, char **argv)
@@ -259,10 +481,9 @@ int cmd_probe(ha_config *cfg, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(probe_usage, stdout);
-            return 0;
-        }
+        int common = cmd_common_flag(a, probe_usage);
+        if (common >= 0)
+            return common;
         if (a[0] != '-') {
             if (url)
                 return probe_fail(NULL, "more than one URL (see --help)%s", "");
@@ -286,9 +507,7 @@ int cmd_probe(ha_config *cfg, int argc, char **argv)
             config = v;
         }
     }
-    if (config && config_load_file(cfg, config, err, sizeof err) != 0)
-        return probe_fail(NULL, "%s", err);
-    if (config_apply_env(cfg, err, sizeof err) != 0)
+    if (config_load(cfg, config, err, sizeof err) != 0)
         return probe_fail(NULL, "%s", err);
     char def[1400];
     if (url == NULL) {
@@ -326,11 +545,8 @@ int cmd_probe(ha_config *cfg, int argc, char **argv)
         goto out;
     }
     char *body = strstr(buf, "\r\n\r\n");
-    char sum[256] = "";
-    summarize(body ? body + 4 : "", sum, sizeof sum);
-    char what[300];
-    snprintf(what, sizeof what, "HTTP %d%s%s", status, sum[0] ? ": " : "", sum);
-    probe_fail(url, "%s", what);
+    body = body ? body + 4 : buf + n;
+    report_status(url, status, body, (size_t)(buf + n - body));
 out:
     free(buf);
     return code;

@@ -494,10 +494,34 @@ int config_apply_env(ha_config *cfg, char *err, size_t errlen)
     if ((v = config_env("HEALTHAGENT_TOKEN_FILE")) != NULL &&
         config_read_token(cfg, v, err, errlen) < 0)
         goto fail;
+    if ((v = config_env("HEALTHAGENT_LOG_FORMAT")) != NULL) {
+        if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+            config_errf(err, errlen, "HEALTHAGENT_LOG_FORMAT: want text or json, got '%s'", v);
+            goto fail;
+        }
+        cfg->log_json = strcmp(v, "json") == 0;
+    }
+    if ((v = config_env("HEALTHAGENT_LOG_LEVEL")) != NULL) {
+        int level = log_level_parse(v);
+        if (level < 0) {
+            config_errf(err, errlen, "HEALTHAGENT_LOG_LEVEL: want debug, info, warn or error, got '%s'", v);
+            goto fail;
+        }
+        cfg->log_level = level;
+    }
     rc = 0;
 fail:
     free(copy);
     return rc;
+}
+
+int config_load(ha_config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (path == NULL)
+        path = config_env("HEALTHAGENT_CONFIG");
+    if (path != NULL && config_load_file(cfg, path, err, errlen) != 0)
+        return -1;
+    return config_apply_env(cfg, err, errlen);
 }
 
 /* ---- the Lua file: reading values ---- */

@@ -61,8 +61,13 @@ void config_defaults(ha_config *cfg);
  * naming the file and the field in err (size errlen). */
 int config_load_file(ha_config *cfg, const char *path, char *err, size_t errlen);
 /* Applies HEALTHAGENT_LISTEN, HEALTHAGENT_SCRIPTS, HEALTHAGENT_TOKEN,
- * HEALTHAGENT_TOKEN_FILE. Returns 0 or -1 with err. */
+ * HEALTHAGENT_TOKEN_FILE, HEALTHAGENT_LOG_FORMAT, HEALTHAGENT_LOG_LEVEL.
+ * Returns 0 or -1 with err. */
 int config_apply_env(ha_config *cfg, char *err, size_t errlen);
+/* What every command does first: loads the config file path (the --config
+ * value; NULL: $HEALTHAGENT_CONFIG, or none), then applies the environment
+ * over it. Returns 0 or -1 with a one-line message in err. */
+int config_load(ha_config *cfg, const char *path, char *err, size_t errlen);
 /* Reads a token file (trailing whitespace stripped). Returns 0 or -1. */
 int config_read_token(ha_config *cfg, const char *path, char *err, size_t errlen);
 /* Adds a listen address, replacing the defaults the first time. */

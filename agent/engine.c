@@ -12,6 +12,7 @@
 #include "log.h"
 
 #define HEARTBEAT_MS 100
+#define CLOSE_GRACE_MS 2000 /* at exit: how long closing handles (a killed child) may take */
 #define TRIM_BURST 256   /* runs that make a burst worth trimming after */
 #define TRIM_DELAY_MS 200 /* after the burst: lets closing handles free their memory first */
 
@@ -257,9 +258,22 @@ static void log_handle(uv_handle_t *h, void *arg)
               uv_is_closing(h) ? " (closing)" : "");
 }
 
-/* Closes the loop, logging any handle still open. Returns 0 or the count. */
+static void on_close_grace(uv_timer_t *t) { uv_stop(t->loop); }
+
+/* Closes the loop, logging any handle still open. Handles that are still
+ * finishing (a child killed at its check's deadline, reaped when its exit
+ * callback runs) get up to CLOSE_GRACE_MS: the loop runs until nothing
+ * referenced is left, or the grace is over. Returns 0 or the count. */
 static int close_loop(uv_loop_t *loop)
 {
+    if (uv_loop_close(loop) == 0)
+        return 0;
+    uv_timer_t grace;
+    uv_timer_init(loop, &grace);
+    uv_timer_start(&grace, on_close_grace, CLOSE_GRACE_MS, 0);
+    uv_unref((uv_handle_t *)&grace); /* keeps nothing alive: the run ends with the last referenced handle */
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&grace, NULL);
     for (int i = 0; i < 100; i++) {
         if (uv_loop_close(loop) == 0)
             return 0;

@@ -22,7 +22,7 @@
 #include "front_admin.h"
 #include "log.h"
 
-#ifndef HA_GIT_COMMIT
+#ifndef HA_GIT_COMMIT /* CMake sets both, "unknown" without git */
 #define HA_GIT_COMMIT "unknown"
 #endif
 #ifndef HA_BUILD_DATE
@@ -30,17 +30,27 @@
 #endif
 
 static const char usage[] =
-    "usage: healthagent [--config FILE] [--scripts DIR] [--listen ADDR:PORT]...\n"
-    "                   [--token-file FILE] [--log-format text|json] [--version] [--help]\n"
-    "       healthagent probe [URL | --probe liveness|readiness|startup] [--timeout 1s]\n"
-    "       healthagent check [--scripts DIR] [--format text|json|tap|junit] [--only NAME]\n"
-    "       healthagent lint [DIR]\n"
+    "usage: healthagent [--config FILE] [--scripts DIR] [--listen ADDR:PORT]... [--token-file FILE]\n"
+    "                   [--log-format text|json] [--log-level debug|info|warn|error]\n"
+    "       healthagent COMMAND [ARGS...]    (healthagent COMMAND --help for its options)\n"
     "       healthagent FILE.lua [ARGS...]   run a Lua script inside the agent runtime\n"
     "\n"
     "Serves Kubernetes-style health probes (/livez /readyz /startupz /healthz) from\n"
     "checks written in Lua. With no arguments it serves the bundled scripts on\n"
-    "0.0.0.0:8080. Environment: HEALTHAGENT_LISTEN, HEALTHAGENT_SCRIPTS,\n"
-    "HEALTHAGENT_TOKEN, HEALTHAGENT_TOKEN_FILE.\n";
+    "0.0.0.0:8080.\n"
+    "\n"
+    "Commands:\n"
+    "  probe    one HTTP GET against a running agent: exit 0 UP, 1 not (Docker HEALTHCHECK)\n"
+    "  check    load the scripts, run every check once, print text/json/tap/junit\n"
+    "  lint     load every script without running a check\n"
+    "  help     this text, or a command's: healthagent help probe\n"
+    "  version  the version, commit and build date (also --version)\n"
+    "\n"
+    "Environment: HEALTHAGENT_CONFIG, HEALTHAGENT_LISTEN (comma-separated), HEALTHAGENT_SCRIPTS,\n"
+    "HEALTHAGENT_TOKEN, HEALTHAGENT_TOKEN_FILE, HEALTHAGENT_LOG_FORMAT, HEALTHAGENT_LOG_LEVEL.\n"
+    "Precedence: command line, environment, config file, defaults.\n"
+    "Exit codes: 0 stopped by SIGTERM/SIGINT, 1 the engine did not stop in time,\n"
+    "2 bad usage, configuration or scripts (see man healthagent).\n";
 
 /* --- secrets ---------------------------------------------------------------- */
 
@@ -186,33 +196,29 @@ static int fail(const char *fmt, const char *a, const char *b)
     return 2;
 }
 
-/* Parses the command line over cfg. Returns -1 to continue, else an exit code. */
+/* Parses the agent's command line over cfg: the config file (--config, else
+ * $HEALTHAGENT_CONFIG) and the environment first, then the flags. Returns -1
+ * to continue, else an exit code. */
 static int parse_args(ha_config *cfg, int argc, char **argv)
 {
     char err[1024];
     const char *config = NULL;
-    for (int i = 1; i < argc; i++)
+    for (int i = 1; i < argc; i++) {
+        int code = cmd_common_flag(argv[i], usage);
+        if (code >= 0)
+            return code;
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[i + 1];
-    if (config && config_load_file(cfg, config, err, sizeof err) != 0)
-        return fail("%s%s", err, "");
-    int r = config_apply_env(cfg, err, sizeof err);
+    }
+    int r = config_load(cfg, config, err, sizeof err);
     unset_secrets(); /* read: scripts (os.getenv, /proc/self/environ) must not see them */
     if (r != 0)
         return fail("%s%s", err, "");
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            fputs(usage, stdout);
-            return 0;
-        }
-        if (strcmp(a, "--version") == 0) {
-            printf("healthagent %s (commit %s, built %s)\n", HA_VERSION, HA_GIT_COMMIT, HA_BUILD_DATE);
-            return 0;
-        }
         if (strcmp(a, "--config") != 0 && strcmp(a, "--scripts") != 0 && strcmp(a, "--listen") != 0 &&
-            strcmp(a, "--token-file") != 0 && strcmp(a, "--log-format") != 0)
+            strcmp(a, "--token-file") != 0 && strcmp(a, "--log-format") != 0 && strcmp(a, "--log-level") != 0)
             return fail("unknown option '%s' (see --help)%s", a, "");
         if (v == NULL)
             return fail("option '%s' needs a value%s", a, "");
@@ -230,9 +236,49 @@ static int parse_args(ha_config *cfg, int argc, char **argv)
             if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0)
                 return fail("--log-format: expected text or json, got '%s'%s", v, "");
             cfg->log_json = strcmp(v, "json") == 0;
+        } else if (strcmp(a, "--log-level") == 0) {
+            if ((cfg->log_level = log_level_parse(v)) < 0)
+                return fail("--log-level: expected debug, info, warn or error, got '%s'%s", v, "");
         }
     }
     return -1;
+}
+
+/* Makes a relative *path absolute against the working directory, without
+ * resolving symlinks (a ConfigMap's scripts directory may be one: the watch
+ * must keep following the name). "./" prefixes are dropped. Leaves *path
+ * as it is when the working directory cannot be read. */
+static void absolutize(char **path)
+{
+    char cwd[4096];
+    const char *p = *path;
+    if (p == NULL || p[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
+        return;
+    while (p[0] == '.' && p[1] == '/') {
+        p += 2;
+        while (*p == '/')
+            p++;
+    }
+    size_t len = strlen(cwd) + 1 + strlen(p) + 1;
+    char *abs = malloc(len);
+    if (abs == NULL)
+        return;
+    if (strcmp(p, ".") == 0 || p[0] == '\0')
+        snprintf(abs, len, "%s", cwd);
+    else
+        snprintf(abs, len, "%s%s%s", cwd, strcmp(cwd, "/") == 0 ? "" : "/", p);
+    free(*path);
+    *path = abs;
+}
+
+/* The listen addresses as one "a, b, c" line, in buf. */
+static const char *listen_list(const ha_config *cfg, char *buf, size_t len)
+{
+    size_t off = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < cfg->nlisten && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? ", " : "", cfg->listen[i]);
+    return buf;
 }
 
 /* Signals reach the front loop as a graceful or immediate stop. */
@@ -245,6 +291,7 @@ static int run_agent(ha_config *cfg)
         cfg->scripts_dir = strdup(engine_default_scripts());
     if (cfg->lualib_dir == NULL)
         cfg->lualib_dir = strdup(engine_default_lualib());
+    absolutize(&cfg->scripts_dir); /* /info, /-/status and the logs name it unambiguously */
     log_setup(cfg->log_json, cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
     front_admin_init(HA_GIT_COMMIT, HA_BUILD_DATE);
@@ -288,8 +335,9 @@ static int run_agent(ha_config *cfg)
     }
     if (nchecks == 0)
         log_event(LOG_WARN, NULL, "%s defines no checks: every probe answers UP", cfg->scripts_dir);
+    char addrs[HA_MAX_LISTEN * 64];
     log_event(LOG_INFO, NULL, "healthagent %s serving %zu check(s) from %s on %s", HA_VERSION, nchecks,
-              cfg->scripts_dir, cfg->listen[0]);
+              cfg->scripts_dir, listen_list(cfg, addrs, sizeof addrs));
     code = front_run(front);
     /* the front loop no longer turns: a further signal must act at once */
     signal(SIGTERM, SIG_DFL);
@@ -310,10 +358,58 @@ out:
     return code;
 }
 
+/* --- commands ------------------------------------------------------------ */
+
+static int main_version(ha_config *cfg, int argc, char **argv)
+{
+    (void)cfg;
+    for (int i = 1; i < argc; i++) {
+        int code = cmd_common_flag(argv[i], "usage: healthagent version\n");
+        if (code >= 0)
+            return code;
+        return fail("version: unexpected argument '%s'%s", argv[i], "");
+    }
+    return cmd_version();
+}
+
+static int main_help(ha_config *cfg, int argc, char **argv);
+
+typedef struct {
+    const char *name;
+    int (*run)(ha_config *cfg, int argc, char **argv); /* argv[0] is the name; returns the exit code */
+} main_command;
+
+static const main_command main_commands[] = {
+    {"probe", cmd_probe}, {"check", cmd_check}, {"lint", cmd_lint}, {"help", main_help}, {"version", main_version},
+};
+
+static const main_command *main_find(const char *name)
+{
+    for (size_t i = 0; i < HA_ARRAY_SIZE(main_commands); i++)
+        if (strcmp(name, main_commands[i].name) == 0)
+            return &main_commands[i];
+    return NULL;
+}
+
+/* healthagent help [COMMAND]: the usage, or COMMAND --help. */
+static int main_help(ha_config *cfg, int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    const main_command *c = main_find(argv[1]);
+    if (c == NULL || c->run == main_help)
+        return fail("help: no command '%s' (commands: probe, check, lint, help, version)%s", argv[1], "");
+    char *args[] = {argv[1], "--help", NULL};
+    return c->run(cfg, 2, args);
+}
+
 int main(int argc, char **argv)
 {
     ha_config cfg;
     config_defaults(&cfg);
+    cmd_set_build(HA_GIT_COMMIT, HA_BUILD_DATE);
     int code;
     char *secrets[HA_ARRAY_SIZE(secret_vars)];
     take_secrets(secrets); /* in every mode: check, lint and the runner run scripts too */
@@ -321,12 +417,9 @@ int main(int argc, char **argv)
         cfg.token_file = strdup(secrets[1]); /* check and lint: scripts may not open it either */
     signal(SIGPIPE, SIG_IGN); /* a peer that resets must not kill us: writes return EPIPE */
     /* commands come first: the runner takes any other word as a script */
-    if (argc > 1 && strcmp(argv[1], "probe") == 0) {
-        code = cmd_probe(&cfg, argc - 1, argv + 1);
-    } else if (argc > 1 && strcmp(argv[1], "check") == 0) {
-        code = cmd_check(&cfg, argc - 1, argv + 1);
-    } else if (argc > 1 && strcmp(argv[1], "lint") == 0) {
-        code = cmd_lint(&cfg, argc - 1, argv + 1);
+    const main_command *c = argc > 1 ? main_find(argv[1]) : NULL;
+    if (c != NULL) {
+        code = c->run(&cfg, argc - 1, argv + 1);
     } else if (argc > 1 && argv[1][0] != '-') {
         cfg.lualib_dir = strdup(engine_default_lualib());
         code = run_script(&cfg, argc, argv, 1);

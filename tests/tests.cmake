@@ -11,7 +11,7 @@ include(${CMAKE_SOURCE_DIR}/tests/bench/bench.cmake OPTIONAL)
 
 find_program(BUSTED busted)
 if(NOT BUSTED)
-  message(FATAL_ERROR "busted not found: apt-get install lua-busted (tests/harness/install.sh does)")
+  message(FATAL_ERROR "HA_TESTS=ON but busted not found: apt-get install lua-busted (tests/harness/install.sh does)")
 endif()
 
 set(HA_HARNESS_DIR "${CMAKE_BINARY_DIR}/harness" CACHE PATH "state of the test servers")
