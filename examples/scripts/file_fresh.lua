@@ -1,11 +1,12 @@
 -- File freshness: a worker touches a heartbeat file every few seconds; when
 -- it stops (hung, crashed, disk full) the file grows old and the check fails.
 local fs = require "health.fs"
+local heartbeat = os.getenv("WORKER_HEARTBEAT") or "/run/worker/heartbeat"
 
 -- The one-line factory: DOWN "missing" or "stale: 42s old (max 30s)".
 health.checks.file_fresh {
   name = "worker-heartbeat",
-  path = "/run/worker/heartbeat",
+  path = heartbeat,
   max_age = "30s",
   interval = "10s",
 }
@@ -17,12 +18,11 @@ health.check {
   probes = { "readiness" },
   interval = "10s",
   run = function()
-    local path = "/run/worker/heartbeat"
-    local age, err = fs.age(path)
+    local age, err = fs.age(heartbeat)
     if not age then
       return false, err -- "no such file: /run/worker/heartbeat"
     end
-    local jobs = tonumber((fs.read(path, 64) or ""):match("%d+"))
+    local jobs = tonumber((fs.read(heartbeat, 64) or ""):match("%d+"))
     local details = { age = math.floor(age), jobs = jobs }
     if age > 120 then
       return false, ("no heartbeat for %ds"):format(math.floor(age)), details

@@ -4,7 +4,7 @@ local grpc = require "health.grpc"
 -- One line: UP when the server reports SERVING for the service.
 health.checks.grpc {
   name = "orders",
-  target = "127.0.0.1:50051",
+  target = os.getenv("ORDERS_GRPC") or "127.0.0.1:50051",
   service = "orders.v1.Orders",   -- "" (the default) asks about the server as a whole
   interval = 5, timeout = 2,
 }
@@ -13,7 +13,7 @@ health.checks.grpc {
 -- while we connect by address.
 health.checks.grpc {
   name = "payments",
-  target = "10.0.3.7:443",
+  target = os.getenv("PAYMENTS_GRPC") or "10.0.3.7:443",
   tls = true,
   ca_file = "/etc/ssl/certs/internal-ca.pem",
   authority = "payments.internal",
@@ -25,7 +25,7 @@ health.check {
   name = "inventory",
   timeout = 3,
   run = function()
-    local target = "127.0.0.1:50052"
+    local target = os.getenv("INVENTORY_GRPC") or "127.0.0.1:50052"
     local core, err = grpc.check(target, "inventory.v1.Stock", { timeout = 1 })
     if core ~= "SERVING" then
       return false, "Stock: " .. (core or err)

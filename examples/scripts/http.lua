@@ -1,12 +1,13 @@
 -- HTTP checks. The one-liner (health.checks.http) covers the usual "GET the
 -- health endpoint, expect 200" case; a hand-written check can look inside.
 local http = require "health.http"
+local app = os.getenv("APP_URL") or "http://127.0.0.1:8080"   -- the application next to the agent
 
 -- The Dapr-style endpoint check: wait 10 s after start, probe every 5 s with
 -- a 2 s timeout, report DOWN after 3 failures in a row.
 health.checks.http {
   name = "app",
-  url = "http://127.0.0.1:8080/healthz",
+  url = app .. "/healthz",
   expect_status = { 200, 204 },
   initial_delay = 10, interval = 5, timeout = 2, failure_threshold = 3,
 }
@@ -15,7 +16,7 @@ health.checks.http {
 -- status page, and checking a word in the body.
 health.checks.http {
   name = "admin-ui",
-  url = "https://admin.internal/status",
+  url = os.getenv("ADMIN_URL") or "https://admin.internal/status",
   ca_file = "/etc/ssl/certs/internal-ca.pem",
   follow = true,
   expect_body = "operational",
@@ -28,7 +29,7 @@ health.check {
   timeout = 3,
   interval = 10,
   run = function()
-    local r, err = http.get("http://127.0.0.1:9200/_cluster/health", {
+    local r, err = http.get((os.getenv("SEARCH_URL") or "http://127.0.0.1:9200") .. "/_cluster/health", {
       headers = { Accept = "application/json" },
       timeout = 2,                 -- the request's own limit, inside the check's 3 s
       max_body = 64 * 1024,        -- we only need the start of it

@@ -37,7 +37,7 @@ health.check {
   interval = "1m",
   critical = false,
   run = function()
-    local r, err = http.request { url = "http://127.0.0.1:8080/version", timeout = 2 }
+    local r, err = http.request { url = (os.getenv("APP_URL") or "http://127.0.0.1:8080") .. "/version", timeout = 2 }
     if not r then return false, err end
     if r.status ~= 200 then return false, "status " .. r.status end
     health.info { app_version = r.body:match("^%s*(.-)%s*$") }

@@ -2,6 +2,8 @@
 -- basic set in monitoring-plugins-basic (/usr/lib/nagios/plugins).
 local exec = require "health.exec"
 local plugins = "/usr/lib/nagios/plugins"
+local smtp_host, smtp_port = os.getenv("SMTP_HOST") or "127.0.0.1", os.getenv("SMTP_PORT") or "25"
+local pg_host, pg_port = os.getenv("PGHOST") or "127.0.0.1", os.getenv("PGPORT") or "5432"
 
 -- The factory: exit 0 -> UP, 1 -> WARN, 2 -> DOWN, 3 -> DOWN "unknown: ...";
 -- the first output line is the message, perfdata becomes details. The
@@ -13,10 +15,12 @@ health.checks.nagios {
   timeout = "10s",
 }
 
+-- (smtp_banner.lua checks the same server by hand: the names differ)
 health.checks.nagios {
-  name = "smtp",
-  argv = { plugins .. "/check_smtp", "-H", "127.0.0.1", "-t", "5" },
+  name = "smtp-plugin",
+  argv = { plugins .. "/check_smtp", "-H", smtp_host, "-p", smtp_port, "-t", "5" },
   interval = "30s",
+  timeout = "6s",
 }
 
 -- By hand, when the perfdata needs a threshold of its own: load average
@@ -42,7 +46,7 @@ health.check {
   name = "postgres-accepting",
   interval = "10s",
   run = function()
-    local r, err = exec.run({ "pg_isready", "-h", "127.0.0.1", "-p", "5432" }, { timeout = 3 })
+    local r, err = exec.run({ "pg_isready", "-h", pg_host, "-p", pg_port }, { timeout = 3 })
     if not r then
       return false, err
     end

@@ -1,20 +1,26 @@
--- PostgreSQL: the factory, and a custom check on replication lag.
+-- PostgreSQL: the factory, and a custom check on replication lag. The
+-- server and the credentials come from libpq's environment variables, with
+-- the defaults below.
+local host, port = os.getenv("PGHOST") or "127.0.0.1", os.getenv("PGPORT") or "5432"
+local user, password = os.getenv("PGUSER") or "app", os.getenv("PGPASSWORD") or ""
+local database = os.getenv("PGDATABASE") or "app"
 
 -- Connects and runs SELECT 1.
 health.checks.postgres {
-  name = "db",
-  url = "postgresql://app:" .. (os.getenv("PGPASSWORD") or "") .. "@127.0.0.1:5432/app",
+  name = "postgres",
+  url = ("postgresql://%s:%s@%s:%s/%s"):format(user, password, host, port, database),
   timeout = 3,
 }
 
 -- On a standby: DOWN when replay lags more than 30 s behind.
 local postgres = require "health.postgres"
 health.check {
-  name = "db-replication-lag",
+  name = "postgres-replication-lag",
   timeout = 3,
   interval = 15,
   run = function()
-    local db <close>, err = postgres.connect("host=127.0.0.1 dbname=app user=monitor", { timeout = 2 })
+    local db <close>, err = postgres.connect(
+      ("host=%s port=%s dbname=%s user=%s password=%s"):format(host, port, database, user, password), { timeout = 2 })
     if not db then return false, err end
     local rows, qerr = db:query([[SELECT pg_is_in_recovery() AS standby,
       COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()), 0)::float8 AS lag]])

@@ -1,11 +1,13 @@
 -- Redis: the one-line factory, and a custom check that also watches memory.
 -- Keep passwords out of scripts: read them from the environment or a file
 -- the agent can read (passwords never appear in outputs or logs).
+local host, port = os.getenv("REDIS_HOST") or "127.0.0.1", tonumber(os.getenv("REDIS_PORT")) or 6379
+local password = os.getenv("REDIS_PASSWORD")
 
 -- PING must answer PONG; details.role says master or slave.
 health.checks.redis {
   name = "cache",
-  url = "redis://:" .. (os.getenv("REDIS_PASSWORD") or "") .. "@127.0.0.1:6379/0",
+  url = ("redis://:%s@%s:%d/0"):format(password or "", host, port),
   timeout = 2,
   probes = { "readiness" },
 }
@@ -17,7 +19,7 @@ health.check {
   timeout = 2,
   interval = 30,
   run = function()
-    local c <close>, err = redis.connect { host = "127.0.0.1", port = 6379, password = os.getenv("REDIS_PASSWORD") }
+    local c <close>, err = redis.connect { host = host, port = port, password = password }
     if not c then return false, err end
     local info, ierr = c:command("INFO", "memory")
     if not info then return false, ierr end

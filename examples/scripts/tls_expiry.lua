@@ -4,14 +4,16 @@
 -- certificate is still read (verify = true checks chain and name as well).
 -- details: {days_left=, not_after= (RFC 3339), subject=, issuer=}.
 health.checks.tls_expiry {
-  name = "cert-example", host = "example.com", port = 443, min_days = 14,
+  name = "cert-example", min_days = 14,
+  host = os.getenv("API_HOST") or "example.com", port = tonumber(os.getenv("API_PORT")) or 443,
   interval = "1h", critical = false,   -- tell, but do not pull the pod from service
 }
 
 -- The same by hand with health.tcp, for a server reached by address with SNI:
 local tcp = require "health.tcp"
+local internal_port = tonumber(os.getenv("INTERNAL_TLS_PORT")) or 8443
 health.check { name = "cert-internal", timeout = "5s", critical = false, run = function()
-  local s <close>, err = tcp.connect("127.0.0.1", 8443, { tls = true, sni = "internal.example", verify = false })
+  local s <close>, err = tcp.connect("127.0.0.1", internal_port, { tls = true, sni = "internal.example", verify = false })
   if not s then return false, err end
   local c = assert(s:certificate())
   return c.days_left >= 14, ("%s: %d days left (until %s)"):format(c.subject, c.days_left, c.not_after)
