@@ -4,9 +4,12 @@
 # scripts under /usr/share/healthagent, and the client modules it loads on
 # first use (health.http, redis, postgres, mysql) under /usr/lib/healthagent.
 #
-#   docker build -t healthagent .
+#   docker build -t healthagent:0.1.0 .
 #   docker run --rm -p 8080:8080 -v "$PWD/examples/scripts:/etc/healthagent/scripts:ro" \
-#       healthagent --scripts /etc/healthagent/scripts
+#       healthagent:0.1.0 --scripts /etc/healthagent/scripts
+#
+# The tag is the agent's version (healthagent version), the one the
+# Kubernetes manifests in examples/kubernetes/ use.
 #
 # The build needs the project's .git for the commit shown by --version and
 # /info (it reads "unknown" without it).
@@ -28,6 +31,7 @@ RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=/usr 
  && /out/usr/bin/healthagent --version
 
 FROM debian:12-slim
+LABEL org.opencontainers.image.title="healthagent" org.opencontainers.image.version="0.1.0"
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       liblua5.4-0 libuv1 libh2o0.13 libssl3 libcurl4 libhiredis0.14 libpq5 libmariadb3 \

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <arpa/inet.h>
 
@@ -163,6 +164,7 @@ void config_free(ha_config *cfg)
     free(cfg->scripts_dir);
     free(cfg->lualib_dir);
     free(cfg->token);
+    free(cfg->token_file_absent);
     free(cfg->config_file);
     free(cfg->token_file);
     for (int i = 0; i < HA_NPROBES; i++) {
@@ -419,6 +421,21 @@ fail:
     return rc;
 }
 
+/* token_file and HEALTHAGENT_TOKEN_FILE: the token file, or with
+ * token_file_optional a file that does not exist (an optional Kubernetes
+ * Secret that was never created): no token, and the path is kept for the
+ * start-up warning. Returns 0 or -1 with err. */
+static int config_token_file(ha_config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (cfg->token_file_optional && access(path, F_OK) != 0 && errno == ENOENT) {
+        config_set_str(&cfg->token_file_absent, path);
+        config_set_str(&cfg->token, NULL);
+        return 0;
+    }
+    config_set_str(&cfg->token_file_absent, NULL);
+    return config_read_token(cfg, path, err, errlen);
+}
+
 /* True when s[0..n) is non-empty, NUL-free and free of control characters. */
 static bool config_token_ok(const char *s, size_t n)
 {
@@ -492,7 +509,7 @@ int config_apply_env(ha_config *cfg, char *err, size_t errlen)
         config_set_str(&cfg->token, v);
     }
     if ((v = config_env("HEALTHAGENT_TOKEN_FILE")) != NULL &&
-        config_read_token(cfg, v, err, errlen) < 0)
+        config_token_file(cfg, v, err, errlen) < 0)
         goto fail;
     if ((v = config_env("HEALTHAGENT_LOG_FORMAT")) != NULL) {
         if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
@@ -738,8 +755,18 @@ static int config_k_token_file(config_ctx *ctx, lua_State *L, int idx, const cha
     const char *s = config_string(ctx, L, idx, field, "a string");
     if (s == NULL)
         return -1;
-    if (config_read_token(ctx->cfg, s, msg, sizeof msg) < 0)
+    if (config_token_file(ctx->cfg, s, msg, sizeof msg) < 0)
         return config_field_err(ctx, field, "%s", msg);
+    return 0;
+}
+
+/* token_file_optional: read by config_walk before token_file; here only
+ * its type is checked. */
+static int config_k_token_file_optional(config_ctx *ctx, lua_State *L, int idx, const char *field,
+                                        size_t off)
+{
+    if (!lua_isboolean(L, idx))
+        return config_field_err(ctx, field, "expected a boolean, got %s", luaL_typename(L, idx));
     return 0;
 }
 
@@ -967,6 +994,7 @@ static const struct {
     {"lualib", config_k_path, offsetof(ha_config, lualib_dir)},
     {"token", config_k_token, 0},
     {"token_file", config_k_token_file, 0},
+    {"token_file_optional", config_k_token_file_optional, 0},
     {"trusted_networks", config_k_trusted, 0},
     {"memory_limit", config_k_size, offsetof(ha_config, memory_limit)},
     {"check_memory_limit", config_k_size, offsetof(ha_config, check_memory_limit)},
@@ -1023,6 +1051,11 @@ static int config_walk(config_ctx *ctx, lua_State *L, int idx)
                     ctx->file);
         return -1;
     }
+    lua_pushliteral(L, "token_file_optional");         /* "token_file_optional" */
+    lua_rawget(L, idx);                                /* optional */
+    if (lua_isboolean(L, -1))                          /* before token_file, whatever the order */
+        ctx->cfg->token_file_optional = lua_toboolean(L, -1);
+    lua_pop(L, 1);                                     /* (empty) */
     lua_pushnil(L);                                    /* key */
     while (lua_next(L, idx) != 0) {                    /* key value */
         size_t k = 0;

@@ -32,6 +32,8 @@ typedef struct {
     char *scripts_dir;             /* owned; scripts served */
     char *lualib_dir;              /* owned; where require finds health.* */
     char *token;                   /* owned, may be NULL: bearer token */
+    bool token_file_optional;      /* token_file / HEALTHAGENT_TOKEN_FILE may be absent: then no token */
+    char *token_file_absent;       /* owned, may be NULL: the optional token file found absent */
     ha_cidr_list trusted;          /* clients that see details and reach /-/ */
     uint64_t memory_limit;         /* bytes of Lua heap per scripts generation */
     uint64_t check_memory_limit;   /* bytes one check may hold at once */

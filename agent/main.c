@@ -335,6 +335,9 @@ static int run_agent(ha_config *cfg)
     }
     if (nchecks == 0)
         log_event(LOG_WARN, NULL, "%s defines no checks: every probe answers UP", cfg->scripts_dir);
+    if (cfg->token_file_absent != NULL)
+        log_event(LOG_WARN, NULL, "token file %s does not exist (token_file_optional): running without a token",
+                  cfg->token_file_absent);
     char addrs[HA_MAX_LISTEN * 64];
     log_event(LOG_INFO, NULL, "healthagent %s serving %zu check(s) from %s on %s", HA_VERSION, nchecks,
               cfg->scripts_dir, listen_list(cfg, addrs, sizeof addrs));

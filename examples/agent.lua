@@ -22,6 +22,9 @@ return {
   -- flag --token-file.
   -- token = "change-me-to-16-characters-or-more",
   -- token_file = "/var/run/secrets/healthagent/token",
+  -- A token file that may be absent (an optional Kubernetes Secret): then the
+  -- agent runs without a token, with a warning, instead of exiting 2.
+  token_file_optional = false,
 
   -- Clients from these networks see outputs and details on the probes
   -- (nothing else). A start-up warning names any network wider than these:

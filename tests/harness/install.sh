@@ -6,7 +6,8 @@
 #
 # Debian packages come from apt (apt-get update runs only when something is
 # missing); the gRPC libraries come from the npm registry into
-# tests/harness/node_modules. No system service is started or enabled: the
+# tests/harness/node_modules (and, test-only, kubernetes-models and yaml for
+# validating the Kubernetes manifests). No system service is started or enabled: the
 # harness runs private instances (see servers.sh).
 set -euo pipefail
 
@@ -30,6 +31,10 @@ PACKAGES=(
     nghttp2-client wrk
     lua-busted lua5.4
     python3  # tests/abuse/abuse.py (standard library only)
+    # lint: luacheck over lualib/, scripts/, examples/ (ctest lint/luacheck)
+    lua-check
+    # the man page test renders docs/healthagent.1
+    man-db groff-base
     iproute2 procps passwd util-linux perl-base
 )
 
@@ -83,6 +88,8 @@ fi
 
 if [ -f "$HERE/node_modules/@grpc/grpc-js/package.json" ] &&
    [ -f "$HERE/node_modules/@grpc/proto-loader/package.json" ] &&
+   [ -f "$HERE/node_modules/kubernetes-models/package.json" ] &&
+   [ -f "$HERE/node_modules/yaml/package.json" ] &&
    [ "$HERE/node_modules/.package-lock.json" -nt "$HERE/package.json" ]; then
     echo "install.sh: node modules already installed"
 else
