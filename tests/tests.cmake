@@ -14,6 +14,15 @@ if(NOT BUSTED)
   message(FATAL_ERROR "HA_TESTS=ON but busted not found: apt-get install lua-busted (tests/harness/install.sh does)")
 endif()
 
+# luacheck over the Lua the project ships (.luacheckrc knows the agent's globals)
+find_program(LUACHECK luacheck)
+if(NOT LUACHECK)
+  message(FATAL_ERROR "HA_TESTS=ON but luacheck not found: apt-get install lua-check (tests/harness/install.sh does)")
+endif()
+add_test(NAME lint/luacheck COMMAND ${LUACHECK} --no-color --codes lualib scripts examples meta
+  WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+set_tests_properties(lint/luacheck PROPERTIES LABELS lint TIMEOUT 120)
+
 set(HA_HARNESS_DIR "${CMAKE_BINARY_DIR}/harness" CACHE PATH "state of the test servers")
 add_test(NAME harness_start COMMAND ${CMAKE_SOURCE_DIR}/tests/harness/servers.sh start ${HA_HARNESS_DIR})
 set_tests_properties(harness_start PROPERTIES FIXTURES_SETUP harness TIMEOUT 180)

@@ -15,5 +15,7 @@ health.check { name = "memcached", timeout = "2s", run = function()
     local k, v = line:match("^STAT (%S+) (.*)$")
     if k then stats[k] = v end
   until line == "END"
-  return true, "up " .. stats.uptime .. " s", { uptime = tonumber(stats.uptime), curr_connections = tonumber(stats.curr_connections) }
+  local uptime = tonumber(stats.uptime)
+  if not uptime then return false, "stats: no uptime" end
+  return true, ("up %d s"):format(uptime), { uptime = uptime, curr_connections = tonumber(stats.curr_connections) }
 end }

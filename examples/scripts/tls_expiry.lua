@@ -13,7 +13,8 @@ health.checks.tls_expiry {
 local tcp = require "health.tcp"
 local internal_port = tonumber(os.getenv("INTERNAL_TLS_PORT")) or 8443
 health.check { name = "cert-internal", timeout = "5s", critical = false, run = function()
-  local s <close>, err = tcp.connect("127.0.0.1", internal_port, { tls = true, sni = "internal.example", verify = false })
+  local s <close>, err = tcp.connect("127.0.0.1", internal_port,
+    { tls = true, sni = "internal.example", verify = false })
   if not s then return false, err end
   local c = assert(s:certificate())
   return c.days_left >= 14, ("%s: %d days left (until %s)"):format(c.subject, c.days_left, c.not_after)

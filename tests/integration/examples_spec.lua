@@ -29,6 +29,24 @@ describe("the shipped scripts", function()
     end
   end)
 
+  it("the bundled scripts are exemplary: no blocking io on the engine, and each runs UP here", function()
+    for _, f in ipairs(lua_files(ROOT .. "/scripts")) do
+      local src = agent.read(ROOT .. "/scripts/" .. f)
+      for line in src:gmatch("[^\n]+") do
+        local code = line:gsub("%-%-.*$", "")
+        assert.falsy(code:find("io%.%a+%s*%(") or code:find("io%.%a+%s*\""), "scripts/" .. f .. ": " .. line)
+      end
+    end
+    local code, out, err = run("check --format json --scripts " .. quote(ROOT .. "/scripts"))
+    assert.equal(0, code, out .. err)
+    local j = agent.decode(out)
+    local hostname = (agent.read("/etc/hostname") or ""):match("^%s*(%S+)")
+    for _, c in ipairs(j.checks) do
+      if c.name == "hostname-file" then assert.equal("host " .. hostname, c.output) end
+      if c.name ~= "disk" then assert.equal("UP", c.status, c.name .. ": " .. tostring(c.output)) end
+    end
+  end)
+
   it("examples/agent.lua is a configuration the agent loads", function()
     local code, _, err = run("lint --config " .. quote(ROOT .. "/examples/agent.lua") .. " " .. quote(ROOT .. "/scripts"))
     assert.equal(0, code, err)

@@ -1,0 +1,89 @@
+---@meta health
+-- LuaLS annotations of the agent's scripting API: the `health` global (also
+-- `require "health"`) and the health.* modules, one file each under health/.
+-- Installed in <prefix>/share/healthagent/meta; point your editor there (see
+-- examples/.luarc.json). Annotations only: the agent never loads these files.
+
+---@alias health.duration number|string seconds (0.5) or a string with a unit: "250ms", "2s", "1.5m", "1h"
+---@alias health.probe "liveness"|"readiness"|"startup"
+
+---What a check's `run` receives.
+---@class health.ctx
+---@field name string the check's name
+---@field timeout number the run's deadline, in seconds
+---@field attempt integer runs so far, this one included
+---@field status "INIT"|"UP"|"WARN"|"DOWN" the check's current status
+---@field last_output string? the previous run's output
+
+---The fields of `health.check{}` (and of every `health.checks.*` factory).
+---@class health.check_def
+---@field name string unique across files; [A-Za-z0-9_.-]+, at most 128 characters
+---@field probes? health.probe|health.probe[] default { "readiness" }
+---@field timeout? health.duration hard deadline of one run; default 1s (config: default_timeout)
+---@field ttl? health.duration how long a result is served from cache; default 5s (config: default_ttl)
+---@field interval? health.duration background refresh, with +-10% jitter
+---@field initial_delay? health.duration no run before this long after the scripts load
+---@field failure_threshold? integer consecutive failures before DOWN; default 1
+---@field success_threshold? integer consecutive successes before UP again; default 1
+---@field critical? boolean false: a failure shows as WARN and fails no probe; default true
+---@field memory? string|integer Lua memory one run may hold, e.g. "16MiB" (config: check_memory_limit)
+---@field run fun(ctx: health.ctx): (boolean|health.warn_result), string?, table? the check itself
+
+---What `health.warn` returns, to be returned from `run`.
+---@class health.warn_result
+
+---A concurrent child task started by `health.spawn`.
+---@class health.task
+local task = {}
+
+---Waits for the task: `true, results...` or `false, err`.
+---@return boolean ok
+---@return any ...
+function task:wait() end
+
+---@class health
+---@field version string the agent's version
+---@field checks health.checks one-line factories: health.checks.http{...}, tcp{...} ...
+health = {}
+
+---Defines a check; only while the script loads.
+---@param def health.check_def
+function health.check(def) end
+
+---The WARN result: `return health.warn("91% full", { used = 91 })`.
+---@param msg string
+---@param details? table
+---@return health.warn_result
+function health.warn(msg, details) end
+
+---Sleeps, yielding only the calling check.
+---@param seconds number
+function health.sleep(seconds) end
+
+---Wall-clock seconds since the epoch, with milliseconds.
+---@return number
+function health.now() end
+
+---One log line tagged with the check (`print` logs at info too).
+---@param level "debug"|"info"|"warn"|"error"
+---@param msg string
+function health.log(level, msg) end
+
+---Runs fn(...) as a concurrent child task of the check: same deadline and
+---memory allowance, cancelled when the run ends.
+---@param fn function
+---@param ... any
+---@return health.task
+function health.spawn(fn, ...) end
+
+---The readiness override: `health.set_ready(false, "maintenance")` fails
+---/readyz with that reason, `health.set_ready(true)` clears it. From `run` only.
+---@param ready boolean
+---@param reason? string
+function health.set_ready(ready, reason) end
+
+---Values shown on /info (merged over earlier calls). Never put secrets here.
+---@param values table<string, any>
+function health.info(values) end
+
+return health
