@@ -430,6 +430,7 @@ static int config_token_file(ha_config *cfg, const char *path, char *err, size_t
     if (cfg->token_file_optional && access(path, F_OK) != 0 && errno == ENOENT) {
         config_set_str(&cfg->token_file_absent, path);
         config_set_str(&cfg->token, NULL);
+        config_set_str(&cfg->token_file, path); /* should the Secret appear, scripts may not open it either */
         return 0;
     }
     config_set_str(&cfg->token_file_absent, NULL);
