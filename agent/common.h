@@ -56,6 +56,9 @@ int64_t ha_wall_ms(void);
  * ("2026-11-22T10:00:00.000Z"); buf needs 25 bytes. */
 void ha_time_format(int64_t wall_ms, char *buf, size_t len);
 
+#define HA_HIST_DEFAULT 60 /* past results a check keeps by default (config key history) */
+#define HA_HIST_MAX 1000   /* at most */
+
 #define HA_NS_PER_MS 1000000ull
 #define HA_NS_PER_S 1000000000ull
 

@@ -148,6 +148,7 @@ void config_defaults(ha_config *cfg)
     cfg->log_json = 0;
     cfg->log_level = LOG_INFO;
     cfg->aliases = true;
+    cfg->history = HA_HIST_DEFAULT;
     for (int i = 0; i < HA_NPROBES; i++) {
         cfg->probes[i].success_status = 200;
         cfg->probes[i].failure_status = 503;
@@ -885,6 +886,34 @@ static int config_k_log_level(config_ctx *ctx, lua_State *L, int idx, const char
  * replaces the first's); config_compose_paths adds them to the canonical
  * path and the built-in aliases. Refuses a path that is not in normal form
  * or that a front route other than the probes reserves. */
+/* metrics / status_page = "public" | "trusted" | "off" */
+static int config_k_access(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)
+{
+    static const char *const names[] = {"public", "trusted", "off"};
+    const char *s = config_string(ctx, L, idx, field, "\"public\", \"trusted\" or \"off\"");
+    if (s == NULL)
+        return -1;
+    for (int i = 0; i < 3; i++)
+        if (strcmp(s, names[i]) == 0) {
+            *CONFIG_AT(ctx, ha_access, off) = (ha_access)i;
+            return 0;
+        }
+    return config_field_err(ctx, field, "want \"public\", \"trusted\" or \"off\", got '%s'", s);
+}
+
+/* history = number of past results kept per check, 0..HA_HIST_MAX */
+static int config_k_history(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)
+{
+    int exact = 0;
+    lua_Integer i = lua_type(L, idx) == LUA_TNUMBER ? lua_tointegerx(L, idx, &exact) : 0;
+    if (!exact || i < 0 || i > HA_HIST_MAX)
+        return config_field_err(ctx, field, "expected a whole number from 0 to %d, got %s", HA_HIST_MAX,
+                                lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx) : luaL_typename(L, idx));
+    *CONFIG_AT(ctx, int, off) = (int)i;
+    return 0;
+}
+
+/* Replaces the extra paths of pc (paths[0] stays) by the list at idx. */
 static int config_paths(config_ctx *ctx, lua_State *L, int idx, const char *field,
                         ha_probe_conf *pc)
 {
@@ -1015,6 +1044,9 @@ static const struct {
     {"log_level", config_k_log_level, 0},
     {"aliases", config_k_aliases, 0},
     {"probes", config_k_probes, 0},
+    {"metrics", config_k_access, offsetof(ha_config, metrics)},
+    {"status_page", config_k_access, offsetof(ha_config, status_page)},
+    {"history", config_k_history, offsetof(ha_config, history)},
 };
 
 /* Composes the probe paths, then rejects an extra path that another probe

@@ -25,6 +25,13 @@ typedef struct {
     int failure_status;        /* HTTP code for DOWN and INIT (default 503) */
 } ha_probe_conf;
 
+/* Who may see /metrics or the status page. */
+typedef enum {
+    HA_ACCESS_PUBLIC = 0,          /* everyone (the default) */
+    HA_ACCESS_TRUSTED = 1,         /* trusted networks or the bearer token; 403 for the others */
+    HA_ACCESS_OFF = 2,             /* not served: 404 */
+} ha_access;
+
 typedef struct {
     char *listen[HA_MAX_LISTEN];   /* owned "host:port" / "[v6]:port" */
     int nlisten;
@@ -53,6 +60,9 @@ typedef struct {
     int log_level;                 /* LOG_* from log.h */
     bool aliases;                  /* serve the built-in alias paths (default true) */
     ha_probe_conf probes[HA_NPROBES]; /* by ha_probe_index */
+    ha_access metrics;             /* GET /metrics */
+    ha_access status_page;         /* GET / and /status */
+    int history;                   /* past results kept per check, 0..HA_HIST_MAX (default 60) */
     char *config_file;             /* owned, may be NULL */
     char *token_file;              /* owned, may be NULL: where the token was read (scripts may not open it) */
 } ha_config;

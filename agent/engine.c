@@ -137,6 +137,7 @@ static void publish(ha_engine *eng)
     s->load_error_ms = eng->load_error_ms;
     s->reload_ms = eng->reload_ms;
     s->reloads = eng->reloads;
+    s->reload_failures = eng->reload_failures;
     s->info_json = eng->info_json ? strdup(eng->info_json) : NULL;
     ha_gen *g = eng->gen;
     if (g) {

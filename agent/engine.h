@@ -58,6 +58,7 @@ struct ha_engine {
     char *info_json;          /* owned, may be NULL: health.info values of the served generation */
     int64_t reload_ms;        /* wall clock the served generation started serving */
     uint64_t reloads;         /* successful reloads so far */
+    uint64_t reload_failures; /* failed reloads so far (one per broken content) */
 };
 
 /* One holder of memory in a VM: a check (what its runs keep, across runs)

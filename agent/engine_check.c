@@ -200,6 +200,7 @@ static void check_free(ha_check *c)
     free(c->where);
     free(c->output);
     free(c->details_json);
+    snapshot_hist_release(c->hist);
     free(c);
 }
 
@@ -380,6 +381,65 @@ static char *cap_output(const char *s, size_t n)
     return p;
 }
 
+/* Replaces c->hist by a copy counting the result just recorded (c's state
+ * is already updated) and holding at most `keep` entries, the newest last.
+ * The old block stays valid for the snapshots that share it. On allocation
+ * failure the old block stays: counters lag, nothing breaks. */
+static void hist_add(ha_check *c, ha_result res, bool changed, int keep)
+{
+    const ha_hist *o = c->hist;
+    uint32_t n = o ? o->n : 0;
+    uint32_t drop = n + 1 > (uint32_t)keep ? n + 1 - (uint32_t)keep : 0;
+    uint32_t nn = n + 1 - drop;
+    if (drop > n) /* keep == 0 */
+        nn = 0, drop = n;
+    ha_hist *h = malloc(sizeof *h + (size_t)nn * sizeof h->e[0]);
+    if (h == NULL)
+        return;
+    memset(h, 0, sizeof *h); /* field by field: the front may touch o->refs meanwhile */
+    atomic_init(&h->refs, 1);
+    if (o) {
+        memcpy(h->runs_by, o->runs_by, sizeof h->runs_by);
+        memcpy(h->buckets, o->buckets, sizeof h->buckets);
+        h->duration_sum_us = o->duration_sum_us;
+        h->transitions = o->transitions;
+        h->transition_ms = o->transition_ms;
+        memcpy(h->e, o->e + drop, (size_t)(n - drop) * sizeof h->e[0]);
+    }
+    h->n = nn;
+    uint64_t us = c->duration_ns / 1000;
+    h->runs_by[res]++;
+    h->duration_sum_us += us;
+    for (int b = 0; b < HA_NBUCKETS; b++)
+        if (us <= snapshot_bucket_us[b]) {
+            h->buckets[b]++;
+            break;
+        }
+    if (changed) {
+        h->transitions++;
+        h->transition_ms = c->time_ms;
+    }
+    if (nn) {
+        ha_hist_entry *e = &h->e[nn - 1];
+        memset(e, 0, sizeof *e);
+        e->time_ms = c->time_ms;
+        e->duration_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+        e->status = (uint8_t)c->status;
+        e->result = (uint8_t)res;
+        if (c->output) {
+            size_t len = strlen(c->output);
+            if (len > HA_HIST_OUTPUT - 1) {
+                len = HA_HIST_OUTPUT - 1;
+                while (len > 0 && ((unsigned char)c->output[len] & 0xc0) == 0x80)
+                    len--;
+            }
+            memcpy(e->output, c->output, len);
+        }
+    }
+    snapshot_hist_release(o);
+    c->hist = h;
+}
+
 /* Logs c's change from old to its status, once: "INIT -> DOWN: output" as
  * the message, and in JSON the fields check, from, to, output,
  * duration_ms and probes, for log pipelines to alert on. */
@@ -407,7 +467,7 @@ static void log_transition(const ha_check *c, ha_status old)
 
 /* Records one run's outcome and moves the state machine. Takes ownership of
  * output and details. The single place a check's status changes. */
-static void record(ha_check *c, ha_status raw, char *output, char *details)
+static void record(ha_check *c, ha_status raw, ha_result res, char *output, char *details)
 {
     ha_status old = c->status;
     bool ok = raw != HA_DOWN;
@@ -440,6 +500,8 @@ static void record(ha_check *c, ha_status raw, char *output, char *details)
     c->done_ns = uv_hrtime();
     c->duration_ns = c->started_ns ? c->done_ns - c->started_ns : 0;
     c->runs++;
+    const ha_config *cfg = c->gen->eng->cfg;
+    hist_add(c, res, c->status != old, cfg ? cfg->history : HA_HIST_DEFAULT);
     if (c->status != old)
         log_transition(c, old);
     else
@@ -507,9 +569,11 @@ static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, vo
         return;
     }
     ha_status raw = HA_DOWN;
+    ha_result res = HA_RES_ERROR;
     char *output = NULL, *details = NULL;
     char tmp[96];
     if (how == HA_TASK_TIMEOUT) {
+        res = HA_RES_TIMEOUT;
         char d[32];
         ha_duration_format(c->timeout_ns, d, sizeof d);
         snprintf(tmp, sizeof tmp, "timeout after %s", d);
@@ -525,8 +589,10 @@ static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, vo
         int t1 = nres >= 1 ? lua_type(co, base) : LUA_TNONE;
         if (t1 == LUA_TBOOLEAN) {
             raw = lua_toboolean(co, base) ? HA_UP : HA_DOWN;
+            res = raw == HA_UP ? HA_RES_UP : HA_RES_DOWN;
         } else if (t1 == LUA_TLIGHTUSERDATA && lua_touserdata(co, base) == engine_vm_warn_token()) {
             raw = HA_WARN;
+            res = HA_RES_WARN;
         } else {
             output = strdup("check returned no status");
             nres = 0;
@@ -546,7 +612,7 @@ static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, vo
             details = buf_steal(&b);
         }
     }
-    record(c, raw, output, details);
+    record(c, raw, res, output, details);
     wake_awaiters(c, false);
     if (c->interval_ns && c->gen->active && c->gen->autorun) {
         /* next refresh: interval with +-10% jitter, so many checks spread out */
@@ -655,6 +721,8 @@ static void inherit(ha_check *c, ha_gen *prev)
     c->done_ns = o->done_ns;
     c->runs = o->runs;
     c->not_before_ns = o->not_before_ns;
+    c->hist = o->hist;
+    o->hist = NULL;
 }
 
 void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
@@ -830,6 +898,14 @@ void engine_check_snap(const ha_check *c, ha_snap_check *o)
     o->timeout_ns = c->timeout_ns;
     o->runs = c->runs;
     o->running_since_ns = c->task ? c->started_ns : 0;
+    o->ttl_ns = c->ttl_ns;
+    o->interval_ns = c->interval_ns;
+    o->failure_threshold = c->failure_threshold;
+    o->success_threshold = c->success_threshold;
+    o->consec_ok = c->consec_ok;
+    o->consec_fail = c->consec_fail;
+    o->last = c->last;
+    o->hist = snapshot_hist_retain(c->hist);
 }
 
 /* --- JSON -------------------------------------------------------------- */

@@ -52,6 +52,7 @@ typedef struct ha_check {
     uint64_t runs;            /* completed runs */
     uint64_t not_before_ns;   /* monotonic: initial_delay end */
     uint64_t started_ns;      /* monotonic start of the run in flight */
+    ha_hist *hist;            /* one reference owned: counters and last results, NULL before any */
     ha_task *task;            /* run in flight, or NULL */
     ha_await *awaiters;       /* ops waiting for the run in flight */
     ha_gen *gen;              /* not owned */

@@ -52,6 +52,7 @@ static int reload_failed(ha_engine *eng, const char *msg, uint64_t hash)
     free(eng->load_error);
     eng->load_error = strdup(msg);
     eng->load_error_ms = ha_wall_ms();
+    eng->reload_failures++;
     if (r)
         r->failed_hash = hash;
     log_event(LOG_ERROR, NULL, "reload failed: %s (generation %llu keeps serving)", msg,

@@ -24,7 +24,9 @@
 #include "front_fast.h"
 #include "front_h2.h"
 #include "front_int.h"
+#include "front_metrics.h"
 #include "front_render.h"
+#include "front_status.h"
 #include "log.h"
 
 #define TICK_MS 50                       /* watchdog and shutdown steps */
@@ -52,6 +54,14 @@ typedef struct {
     ha_buf fast_head;    /* the fast path's "Connection: close" head, built on first use */
     size_t fast_date_at; /* offset of its Date value */
 } cache_entry;
+
+/* A view built once per views_epoch (metrics, status page, /-/status):
+ * body in h2o shared memory like cache_entry. */
+typedef struct {
+    char *body;          /* h2o_mem_alloc_shared'd, or NULL when not built */
+    size_t len;
+    uint64_t epoch;      /* the views_epoch it shows */
+} view_entry;
 
 /* A list of waits (front_int.h). */
 typedef struct {
@@ -147,6 +157,12 @@ struct ha_front {
     uint64_t override_sent;           /* overrides queued for the engine so far */
     bool pending_ready;               /* the last one: in force until a snapshot carries it */
     char *pending_reason;             /* owned, may be NULL */
+    uint64_t views_epoch;             /* grows whenever what the views show may change */
+    view_entry metrics_view;          /* the snapshot part of /metrics */
+    view_entry page_view[2];          /* the status page, [full] */
+    view_entry status_view;           /* the members front_status_json adds to /-/status */
+    ha_probe_counts requests;         /* probe answers by code, for /metrics */
+    ha_buf render;                    /* scratch of the views, kept: no page faults per build */
     int exit_code;
 };
 
@@ -257,6 +273,7 @@ static void views_update(ha_front *f)
     bool not_ready;
     const char *reason;
     override_state(f, &not_ready, &reason);
+    f->views_epoch++; /* the metrics, the page and /-/status too */
     for (int pi = 0; pi < HA_NPROBES; pi++) {
         unsigned mask = ha_probe_mask(pi);
         uint64_t fresh = UINT64_MAX;
@@ -431,9 +448,11 @@ static void render_and_send(ha_front *f, h2o_req_t *req, ha_render_req *rr)
     const ha_snapshot *s = front__answer_state(f, rr);
     if (front_render(s ? s : &empty, &f->cfg->probes[rr->probe], rr, &out) != 0) {
         buf_free(&out.body);
+        front_metrics_count(&f->requests, rr->probe, 404);
         respond_error(req, 404, "no such check in this probe");
         return;
     }
+    front_metrics_count(&f->requests, rr->probe, out.http_status);
     respond_copy(req, out.http_status, out.content_type, buf_cstr(&out.body), out.body.len);
     buf_free(&out.body);
 }
@@ -462,6 +481,7 @@ static void send_cached(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
     cache_entry *e = cache_get(f, rr);
     h2o_mem_link_shared(&req->pool, e->body);
+    front_metrics_count(&f->requests, rr->probe, e->http_status);
     respond(req, e->http_status, e->content_type, e->body, e->len);
 }
 
@@ -1110,6 +1130,166 @@ static bool request_refused(h2o_req_t *req)
     return false;
 }
 
+/* --- metrics and the status page ------------------------------------------ */
+
+static void view_clear(view_entry *v)
+{
+    if (v->body)
+        h2o_mem_release_shared(v->body);
+    v->body = NULL;
+}
+
+/* Makes v show the current epoch: keeps it, or replaces it by b's contents. */
+static void view_store(ha_front *f, view_entry *v, ha_buf *b)
+{
+    view_clear(v);
+    v->body = h2o_mem_alloc_shared(NULL, b->len + 1, NULL);
+    memcpy(v->body, buf_cstr(b), b->len + 1);
+    v->len = b->len;
+    v->epoch = f->views_epoch;
+}
+
+static bool view_fresh(const ha_front *f, const view_entry *v) { return v->body && v->epoch == f->views_epoch; }
+
+/* The status of every probe as a request without options would read now. */
+static void probe_statuses(ha_front *f, ha_status *st, bool *ok)
+{
+    static ha_snapshot empty;
+    for (int pi = 0; pi < HA_NPROBES; pi++) {
+        ha_render_req rr = {0};
+        rr.probe = pi;
+        const ha_snapshot *s = front__answer_state(f, &rr);
+        st[pi] = front_render_status(s ? s : &empty, &rr);
+        if (ok)
+            ok[pi] = st[pi] == HA_UP || st[pi] == HA_WARN;
+    }
+}
+
+static uint64_t engine_lag(ha_front *f)
+{
+    uint64_t now = uv_hrtime();
+    uint64_t beat = atomic_load_explicit(&f->bridge->heartbeat_ns, memory_order_relaxed);
+    return now > beat ? now - beat : 0;
+}
+
+static void page_view_of(ha_front *f, bool full, ha_page_view *v)
+{
+    ha_build_facts bf = front_admin_build();
+    memset(v, 0, sizeof *v);
+    v->cfg = f->cfg;
+    probe_statuses(f, v->probe_status, NULL);
+    v->full = full;
+    v->engine_lag_ns = engine_lag(f);
+    v->stalled_ns = f->stalled_ns;
+    v->shutting_down = f->shutdown_phase != 0;
+    v->commit = bf.commit;
+    v->build_date = bf.build_date;
+    v->start_ms = bf.start_ms;
+    v->now_ms = ha_wall_ms();
+    v->age = f->snap ? f->age : NULL;
+}
+
+/* Answers 403 or 404 unless the access setting lets this client in. */
+static bool access_ok(h2o_req_t *req, ha_access a, bool trusted_or_token)
+{
+    if (a == HA_ACCESS_OFF) {
+        respond_error(req, 404, "not found");
+        return false;
+    }
+    if (a == HA_ACCESS_TRUSTED && !trusted_or_token) {
+        respond_error(req, 403, "forbidden");
+        return false;
+    }
+    return true;
+}
+
+/* GET /metrics: the snapshot part from its cache, then the scrape-time
+ * part rendered now, sent as two buffers. */
+static void serve_metrics(ha_front *f, h2o_req_t *req)
+{
+    view_entry *v = &f->metrics_view;
+    if (!view_fresh(f, v)) {
+        buf_reset(&f->render);
+        front_metrics_snapshot(f->snap, f->snap ? f->age : NULL, front_admin_build().commit, &f->render);
+        view_store(f, v, &f->render);
+    }
+    ha_metrics_live m = {0};
+    m.requests = &f->requests;
+    ha_status st[HA_NPROBES];
+    probe_statuses(f, st, m.probe_ok);
+    m.engine_lag_ns = engine_lag(f);
+    m.stalled = f->stalled_ns != 0;
+    m.start_ms = front_admin_build().start_ms;
+    ha_buf live = HA_BUF_INIT;
+    front_metrics_live(&m, &live);
+    char *tail = h2o_mem_alloc_pool(&req->pool, live.len);
+    memcpy(tail, live.data, live.len);
+    h2o_mem_link_shared(&req->pool, v->body);
+    req->res.status = 200;
+    req->res.reason = "OK";
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                   H2O_STRLIT("text/plain; version=0.0.4; charset=utf-8"));
+    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
+    bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
+    req->res.content_length = v->len + live.len;
+    h2o_start_response(req, &no_generator);
+    h2o_iovec_t bufs[2] = {h2o_iovec_init(v->body, v->len), h2o_iovec_init(tail, live.len)};
+    h2o_send(req, bufs, head ? 0 : 2, H2O_SEND_STATE_FINAL);
+    buf_free(&live);
+}
+
+/* GET / and /status: the page of this audience, built once per epoch. */
+static void serve_page(ha_front *f, h2o_req_t *req, bool full)
+{
+    view_entry *v = &f->page_view[full];
+    if (!view_fresh(f, v)) {
+        ha_page_view pv;
+        page_view_of(f, full, &pv);
+        buf_reset(&f->render);
+        front_status_html(f->snap, &pv, &f->render);
+        view_store(f, v, &f->render);
+    }
+    h2o_mem_link_shared(&req->pool, v->body);
+    respond(req, 200, "text/html; charset=utf-8", v->body, v->len);
+}
+
+static bool trusted(ha_front *f, h2o_req_t *req);
+static bool has_token(ha_front *f, h2o_req_t *req);
+
+/* GET /metrics, / and /status: method, access setting, then the view. */
+static void serve_view(ha_front *f, h2o_req_t *req, bool metrics)
+{
+    if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
+        !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        respond_error(req, 405, "method not allowed");
+        return;
+    }
+    bool full = trusted(f, req) || has_token(f, req);
+    if (!access_ok(req, metrics ? f->cfg->metrics : f->cfg->status_page, full))
+        return;
+    front_clock(f); /* the age overlay is current: views_update ran if it moved */
+    if (metrics)
+        serve_metrics(f, req);
+    else
+        serve_page(f, req, full);
+}
+
+/* The members /-/status adds for the checks, built once per epoch. */
+static const view_entry *status_extra(ha_front *f)
+{
+    view_entry *v = &f->status_view;
+    front_clock(f);
+    if (!view_fresh(f, v)) {
+        ha_page_view pv;
+        page_view_of(f, true, &pv);
+        buf_reset(&f->render);
+        front_status_json(f->snap, &pv, &f->render);
+        view_store(f, v, &f->render);
+    }
+    return v;
+}
+
 /* --- routing -------------------------------------------------------------- */
 
 static bool trusted(ha_front *f, h2o_req_t *req)
@@ -1203,11 +1383,22 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     ha_str exclude[MAX_EXCLUDE];
     if (request_refused(req))
         return 0;
-    if (front_admin_route(req->path_normalized)) {
+    h2o_iovec_t path = req->path_normalized;
+    if (front_admin_route(path)) {
         ha_admin_ctx ax = {f->cfg, f->bridge, f->snap, has_token(f, req), f->shutdown_phase != 0, front_set_ready, f,
-                           false, NULL};
+                           false, NULL, NULL, 0};
         override_state(f, &ax.not_ready, &ax.not_ready_reason);
+        if (h2o_memis(path.base, path.len, H2O_STRLIT("/-/status"))) {
+            const view_entry *v = status_extra(f);
+            ax.status_extra = v->body;
+            ax.status_extra_len = v->len;
+        }
         return front_admin_handle(req, &ax);
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/metrics")) || h2o_memis(path.base, path.len, H2O_STRLIT("/")) ||
+        h2o_memis(path.base, path.len, H2O_STRLIT("/status"))) {
+        serve_view(f, req, path.len == 8);
+        return 0;
     }
     int pi = match_probe(f, req->path_normalized, &rr.only);
     if (pi < 0) {
@@ -1217,10 +1408,12 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
+        front_metrics_count(&f->requests, pi, 405);
         respond_error(req, 405, "method not allowed");
         return 0;
     }
     if (req->entity.base != NULL && req->entity.len > 0) {
+        front_metrics_count(&f->requests, pi, 413);
         respond_error(req, 413, "probe requests take no body");
         return 0;
     }
@@ -1231,6 +1424,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
                               H2O_STRLIT("application/health+json")) != SIZE_MAX)
         rr.format = HA_FMT_HEALTH_JSON;
     if (parse_query(req, &rr, exclude) != 0) {
+        front_metrics_count(&f->requests, pi, 400);
         respond_error(req, 400, "too many exclude parameters");
         return 0;
     }
@@ -1256,6 +1450,8 @@ static void on_tick(uv_timer_t *h)
     uint64_t since = now > beat ? now - beat : 0;
     bool was = f->stalled_ns != 0;
     f->stalled_ns = since > f->cfg->watchdog_ns ? since : 0;
+    if ((f->stalled_ns != 0) != was)
+        f->views_epoch++; /* the page and the metrics show the stall */
     if (f->stalled_ns && !was)
         log_event(LOG_ERROR, NULL, "engine stalled for %llus: /livez fails until it recovers",
                   (unsigned long long)(since / HA_NS_PER_S));
@@ -1395,6 +1591,7 @@ static int fast_serve(ha_front *f, front_conn *c, const struct sockaddr *peer, c
     rr.format = accept_format(q.accept, q.accept_len);
     rr.full = cidr_match(&f->cfg->trusted, peer) || token_matches(f, q.authorization, q.authorization_len);
     cache_entry *e = cache_get(f, &rr);
+    front_metrics_count(&f->requests, rr.probe, e->http_status);
     if (e->fast_head.len == 0)
         front_fast_head(&e->fast_head, e->http_status, reason_phrase(e->http_status), e->content_type, e->len,
                         &e->fast_date_at);
@@ -1654,6 +1851,11 @@ void front_free(ha_front *f)
         for (int fm = 0; fm < HA_NFORMATS; fm++)
             for (int k = 0; k < 2; k++)
                 cache_clear(&f->cache[pi][fm][k]);
+    view_clear(&f->metrics_view);
+    view_clear(&f->page_view[0]);
+    view_clear(&f->page_view[1]);
+    view_clear(&f->status_view);
+    buf_free(&f->render);
     /* h2o 2.2.5 leaves the graceful-shutdown timer of HTTP/2 linked after
      * h2o_context_request_shutdown; disposing asserts it is not */
     if (h2o_timeout_is_linked(&f->ctx.http2._graceful_shutdown_timeout))

@@ -23,6 +23,12 @@ void front_admin_init(const char *commit, const char *build_date)
     admin_start_ns = uv_hrtime();
 }
 
+ha_build_facts front_admin_build(void)
+{
+    ha_build_facts b = {admin_commit, admin_build_date, admin_start_ms};
+    return b;
+}
+
 static bool path_is(h2o_iovec_t p, const char *s) { return h2o_memis(p.base, p.len, s, strlen(s)); }
 
 bool front_admin_route(h2o_iovec_t path)
@@ -163,6 +169,8 @@ static void status(h2o_req_t *req, const ha_admin_ctx *ctx)
     }
     buf_adds(&b, ",\"override\":");
     add_override(&b, ctx);
+    if (ctx->status_extra)
+        buf_add(&b, ctx->status_extra, ctx->status_extra_len);
     buf_adds(&b, "}\n");
     admin_respond(req, 200, "OK", &b);
     buf_free(&b);

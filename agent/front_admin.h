@@ -32,11 +32,22 @@ typedef struct {
     bool not_ready;           /* the readiness override in force (one not yet applied
                                  by the engine included) */
     const char *not_ready_reason; /* its reason, may be NULL */
+    /* /-/status: JSON members appended to its object (front_status_json),
+     * NULL for other paths; built and cached by the front */
+    const char *status_extra;
+    size_t status_extra_len;
 } ha_admin_ctx;
 
 /* Records the build facts shown by /info and the process start time. Call
  * once from main before serving; the strings must stay valid. */
 void front_admin_init(const char *commit, const char *build_date);
+
+/* The build facts and start time front_admin_init recorded. */
+typedef struct {
+    const char *commit, *build_date; /* static strings */
+    int64_t start_ms;                /* wall clock at start */
+} ha_build_facts;
+ha_build_facts front_admin_build(void);
 
 /* True for the paths answered here: /-/ and below, /info, /actuator/info. */
 bool front_admin_route(h2o_iovec_t path);

@@ -4,6 +4,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+const uint32_t snapshot_bucket_us[HA_NBUCKETS] = {
+    1000, 2500, 10000, 25000, 100000, 250000, 1000000, 2500000, 10000000,
+};
+
+const ha_hist *snapshot_hist_retain(const ha_hist *h)
+{
+    if (h)
+        atomic_fetch_add_explicit(&((ha_hist *)h)->refs, 1, memory_order_relaxed);
+    return h;
+}
+
+void snapshot_hist_release(const ha_hist *h)
+{
+    if (h && atomic_fetch_sub_explicit(&((ha_hist *)h)->refs, 1, memory_order_acq_rel) == 1)
+        free((void *)h);
+}
+
 void snapshot_free(ha_snapshot *s)
 {
     if (s == NULL)
@@ -12,6 +29,7 @@ void snapshot_free(ha_snapshot *s)
         free(s->checks[i].name);
         free(s->checks[i].output);
         free(s->checks[i].details_json);
+        snapshot_hist_release(s->checks[i].hist);
     }
     free(s->checks);
     free(s->load_error);

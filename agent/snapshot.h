@@ -5,10 +5,57 @@
 #ifndef HA_SNAPSHOT_H
 #define HA_SNAPSHOT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "common.h"
+
+/* How one run ended, as healthagent_check_runs_total{result} counts it. */
+typedef enum {
+    HA_RES_UP = 0,
+    HA_RES_WARN = 1,
+    HA_RES_DOWN = 2,          /* the check returned false */
+    HA_RES_TIMEOUT = 3,       /* killed at its timeout */
+    HA_RES_ERROR = 4,         /* raised, ran out of memory, or returned no status */
+    HA_NRESULTS = 5,
+} ha_result;
+
+#define HA_HIST_OUTPUT 50     /* bytes of a history entry's output, NUL included */
+#define HA_NBUCKETS 9         /* duration histogram bounds, 1 ms .. 10 s (snapshot.c) */
+
+/* One past result: 64 bytes. */
+typedef struct {
+    int64_t time_ms;          /* wall clock of the result */
+    uint32_t duration_us;     /* run time, saturated at UINT32_MAX (71 minutes) */
+    uint8_t status;           /* ha_status after thresholds */
+    uint8_t result;           /* ha_result */
+    char output[HA_HIST_OUTPUT]; /* the start of the result's message, cut on a UTF-8 boundary */
+} ha_hist_entry;
+
+/* A check's run counters and last results. Immutable once published: the
+ * engine builds a new block per result and shares it with every snapshot
+ * that shows it (reference counted, any thread may release). Size: 144 bytes
+ * plus 64 per entry, 3,984 bytes at the default 60. */
+typedef struct {
+    _Atomic uint32_t refs;    /* snapshot_hist_retain / snapshot_hist_release */
+    uint32_t n;               /* entries in e */
+    uint64_t runs_by[HA_NRESULTS]; /* completed runs per result */
+    uint64_t buckets[HA_NBUCKETS]; /* runs whose duration is <= that bound and > the previous one */
+    uint64_t duration_sum_us; /* sum of every counted run's duration */
+    uint64_t transitions;     /* status changes (INIT -> UP included) */
+    int64_t transition_ms;    /* wall clock of the last status change, 0 if none */
+    ha_hist_entry e[];        /* oldest first */
+} ha_hist;
+
+/* Upper bounds of the duration buckets in microseconds: 1, 2.5, 10, 25, 100,
+ * 250 ms, 1, 2.5, 10 s (few: each is one series per check). */
+extern const uint32_t snapshot_bucket_us[HA_NBUCKETS];
+
+/* Takes one more reference to h (NULL is fine); returns h. */
+const ha_hist *snapshot_hist_retain(const ha_hist *h);
+/* Drops a reference; the last one frees the block. NULL is fine. */
+void snapshot_hist_release(const ha_hist *h);
 
 typedef struct {
     char *name;               /* owned; unique in the snapshot */
@@ -28,6 +75,12 @@ typedef struct {
     uint64_t timeout_ns;      /* hard deadline of one run */
     uint64_t runs;            /* completed runs so far: grows by one per result */
     uint64_t running_since_ns;/* monotonic start of the run in flight, 0 if none */
+    uint64_t ttl_ns;          /* a result is served this long */
+    uint64_t interval_ns;     /* background refresh, 0 = on demand */
+    int failure_threshold, success_threshold;
+    int consec_ok, consec_fail; /* the thresholds' counters */
+    ha_status last;           /* raw status of the last run (before thresholds) */
+    const ha_hist *hist;      /* one reference owned, NULL before the first result */
 } ha_snap_check;
 
 typedef struct {
@@ -36,6 +89,7 @@ typedef struct {
     uint64_t scripts_hash;    /* content hash of that generation's scripts */
     int64_t reload_ms;        /* wall clock that generation started serving */
     uint64_t reloads;         /* successful reloads since start */
+    uint64_t reload_failures; /* failed reloads since start */
     char *info_json;          /* owned, may be NULL: JSON object of health.info values */
     char *load_error;         /* owned, may be NULL: last failed reload, "file:line: message" */
     int64_t load_error_ms;    /* wall clock of that failure */

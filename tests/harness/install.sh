@@ -36,6 +36,9 @@ PACKAGES=(
     # the man page test renders docs/healthagent.1
     man-db groff-base
     iproute2 procps passwd util-linux perl-base
+    # /metrics and the status page (tests/integration/observe_spec.lua):
+    # promtool and a real Prometheus server; headless Chromium for the page
+    prometheus chromium
 )
 
 SUDO=""

@@ -1,0 +1,441 @@
+/* front_metrics.c: the Prometheus exposition of the snapshot and of the
+ * front's own state (see front_metrics.h). Every family has HELP and TYPE
+ * lines, base units (seconds, bytes) and contiguous samples. */
+#include "front_metrics.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+/* Label values of le, matching snapshot_bucket_us. */
+static const char *const metrics_le[HA_NBUCKETS] = {
+    "0.001", "0.0025", "0.01", "0.025", "0.1", "0.25", "1", "2.5", "10",
+};
+
+static const char *const metrics_result[HA_NRESULTS] = {"up", "warn", "down", "timeout", "error"};
+
+/* The state set of healthagent_check_status, in display order. */
+static const ha_status metrics_states[4] = {HA_UP, HA_WARN, HA_DOWN, HA_INIT};
+
+static const char *const metrics_probe[HA_NPROBES] = {"liveness", "readiness", "startup", "health"};
+
+/* --- formatting ------------------------------------------------------------ */
+
+static void metrics_u64(ha_buf *b, uint64_t v)
+{
+    char t[24];
+    int i = sizeof t;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    buf_add(b, t + i, sizeof t - (size_t)i);
+}
+
+/* v / 10^digits with exactly that many decimals: seconds from ms or us. */
+static void metrics_fixed(ha_buf *b, int64_t v, int digits)
+{
+    uint64_t scale = 1;
+    for (int i = 0; i < digits; i++)
+        scale *= 10;
+    if (v < 0) {
+        buf_addc(b, '-');
+        v = -v;
+    }
+    metrics_u64(b, (uint64_t)v / scale);
+    char t[8];
+    uint64_t frac = (uint64_t)v % scale;
+    for (int i = digits - 1; i >= 0; i--) {
+        t[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    buf_addc(b, '.');
+    buf_add(b, t, (size_t)digits);
+}
+
+/* Length of the valid UTF-8 sequence at s (of n bytes), or 0. */
+static size_t metrics_utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+    if (len == 0 || s[0] > 0xf4 || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) || (s[0] == 0xf0 && s[1] < 0x90) ||
+        (s[0] == 0xf4 && s[1] > 0x8f))
+        return 0; /* overlong, surrogate or past U+10FFFF */
+    return len;
+}
+
+void front_metrics_label(ha_buf *b, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t run = 0; /* bytes copied as they are, pending */
+    for (size_t i = 0; i < n;) {
+        unsigned char c = p[i];
+        const char *esc = c == '\\' ? "\\\\" : c == '"' ? "\\\"" : c == '\n' ? "\\n" : NULL;
+        size_t ul = c < 0x80 ? 1 : metrics_utf8_len(p + i, n - i);
+        if (esc == NULL && ul) {
+            i += ul;
+            run += ul;
+            continue;
+        }
+        buf_add(b, p + i - run, run);
+        run = 0;
+        buf_adds(b, esc ? esc : "\xef\xbf\xbd");
+        i++;
+    }
+    buf_add(b, p + n - run, run);
+}
+
+static void metrics_family(ha_buf *b, const char *name, const char *type, const char *help)
+{
+    buf_adds(b, "# HELP ");
+    buf_adds(b, name);
+    buf_addc(b, ' ');
+    buf_adds(b, help);
+    buf_adds(b, "\n# TYPE ");
+    buf_adds(b, name);
+    buf_addc(b, ' ');
+    buf_adds(b, type);
+    buf_addc(b, '\n');
+}
+
+/* --- the snapshot's families ---------------------------------------------- */
+
+/* The check families are most of a scrape (24 lines per check), so they are
+ * written with raw pointer stores into room reserved once per check: no
+ * printf, no per-piece bounds check. */
+
+#define METRICS_LINE_MAX 96 /* bytes of a line beside the check's label value */
+
+static const ha_hist metrics_no_hist; /* a check without any result */
+
+static const ha_hist *metrics_hist(const ha_snap_check *c) { return c->hist ? c->hist : &metrics_no_hist; }
+
+/* A check's label value, escaped once per render. */
+typedef struct {
+    const char *p;
+    size_t len;
+} metrics_label;
+
+static char *metrics_put(char *p, const char *s, size_t n)
+{
+    memcpy(p, s, n);
+    return p + n;
+}
+
+#define PUT_LIT(p, lit) metrics_put((p), (lit), sizeof(lit) - 1)
+
+static char *metrics_put_u64(char *p, uint64_t v)
+{
+    char t[20];
+    int i = sizeof t;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return metrics_put(p, t + i, sizeof t - (size_t)i);
+}
+
+/* v / 10^digits with exactly that many decimals (v >= 0). */
+static char *metrics_put_fixed(char *p, uint64_t v, int digits)
+{
+    static const uint64_t scale[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+    p = metrics_put_u64(p, v / scale[digits]);
+    *p++ = '.';
+    uint64_t frac = v % scale[digits];
+    for (int i = digits - 1; i >= 0; i--) {
+        p[i] = (char)('0' + frac % 10);
+        frac /= 10;
+    }
+    return p + digits;
+}
+
+/* Starts a line `<metric>{check="<label>"`; the caller reserved the room. */
+static char *metrics_open(char *p, const char *metric, size_t mlen, const metrics_label *l)
+{
+    p = metrics_put(p, metric, mlen);
+    p = PUT_LIT(p, "{check=\"");
+    p = metrics_put(p, l->p, l->len);
+    *p++ = '"';
+    return p;
+}
+
+/* Reserves the room of one check's lines of one family; returns where to write. */
+static char *metrics_begin(ha_buf *b, const metrics_label *l, int lines)
+{
+    buf_reserve(b, (size_t)lines * (METRICS_LINE_MAX + l->len));
+    return b->data + b->len;
+}
+
+static void metrics_end(ha_buf *b, char *p)
+{
+    b->len = (size_t)(p - b->data);
+    b->data[b->len] = '\0';
+}
+
+#define M_STATUS "healthagent_check_status"
+#define M_RUNS "healthagent_check_runs_total"
+#define M_BUCKET "healthagent_check_duration_seconds_bucket"
+#define M_SUM "healthagent_check_duration_seconds_sum"
+#define M_COUNT "healthagent_check_duration_seconds_count"
+#define M_LAST "healthagent_check_last_run_timestamp_seconds"
+#define M_TRANS "healthagent_check_transitions_total"
+#define M_STALE "healthagent_check_stale"
+#define M_LEN(m) (sizeof(m) - 1)
+
+static void metrics_checks(const ha_snapshot *s, const unsigned char *age, const metrics_label *lab, ha_buf *b)
+{
+    static const char *const state_sfx[4] = {",status=\"UP\"} ", ",status=\"WARN\"} ", ",status=\"DOWN\"} ",
+                                             ",status=\"INIT\"} "};
+    char *p;
+    metrics_family(b, M_STATUS, "gauge", "Status of the check after thresholds: 1 for the current state, 0 for the others.");
+    for (size_t i = 0; i < s->n; i++) {
+        p = metrics_begin(b, &lab[i], 4);
+        for (int k = 0; k < 4; k++) {
+            p = metrics_open(p, M_STATUS, M_LEN(M_STATUS), &lab[i]);
+            p = metrics_put(p, state_sfx[k], strlen(state_sfx[k]));
+            *p++ = s->checks[i].status == metrics_states[k] ? '1' : '0';
+            *p++ = '\n';
+        }
+        metrics_end(b, p);
+    }
+    metrics_family(b, M_RUNS, "counter", "Completed runs of the check by result.");
+    for (size_t i = 0; i < s->n; i++) {
+        const ha_hist *h = metrics_hist(&s->checks[i]);
+        p = metrics_begin(b, &lab[i], HA_NRESULTS);
+        for (int r = 0; r < HA_NRESULTS; r++) {
+            p = metrics_open(p, M_RUNS, M_LEN(M_RUNS), &lab[i]);
+            p = PUT_LIT(p, ",result=\"");
+            p = metrics_put(p, metrics_result[r], strlen(metrics_result[r]));
+            p = PUT_LIT(p, "\"} ");
+            p = metrics_put_u64(p, h->runs_by[r]);
+            *p++ = '\n';
+        }
+        metrics_end(b, p);
+    }
+    metrics_family(b, "healthagent_check_duration_seconds", "histogram", "Duration of the check's runs.");
+    for (size_t i = 0; i < s->n; i++) {
+        const ha_hist *h = metrics_hist(&s->checks[i]);
+        uint64_t cum = 0, total = 0;
+        for (int r = 0; r < HA_NRESULTS; r++)
+            total += h->runs_by[r];
+        p = metrics_begin(b, &lab[i], HA_NBUCKETS + 3);
+        for (int k = 0; k < HA_NBUCKETS; k++) {
+            cum += h->buckets[k];
+            p = metrics_open(p, M_BUCKET, M_LEN(M_BUCKET), &lab[i]);
+            p = PUT_LIT(p, ",le=\"");
+            p = metrics_put(p, metrics_le[k], strlen(metrics_le[k]));
+            p = PUT_LIT(p, "\"} ");
+            p = metrics_put_u64(p, cum);
+            *p++ = '\n';
+        }
+        p = metrics_open(p, M_BUCKET, M_LEN(M_BUCKET), &lab[i]);
+        p = PUT_LIT(p, ",le=\"+Inf\"} ");
+        p = metrics_put_u64(p, total);
+        *p++ = '\n';
+        p = metrics_open(p, M_SUM, M_LEN(M_SUM), &lab[i]);
+        p = PUT_LIT(p, "} ");
+        p = metrics_put_fixed(p, h->duration_sum_us, 6);
+        *p++ = '\n';
+        p = metrics_open(p, M_COUNT, M_LEN(M_COUNT), &lab[i]);
+        p = PUT_LIT(p, "} ");
+        p = metrics_put_u64(p, total);
+        *p++ = '\n';
+        metrics_end(b, p);
+    }
+    metrics_family(b, M_LAST, "gauge", "Unix time of the check's last result, 0 before the first.");
+    for (size_t i = 0; i < s->n; i++) {
+        p = metrics_begin(b, &lab[i], 1);
+        p = metrics_open(p, M_LAST, M_LEN(M_LAST), &lab[i]);
+        p = PUT_LIT(p, "} ");
+        p = metrics_put_fixed(p, s->checks[i].time_ms > 0 ? (uint64_t)s->checks[i].time_ms : 0, 3);
+        *p++ = '\n';
+        metrics_end(b, p);
+    }
+    metrics_family(b, M_STALE, "gauge",
+                   "1 while the check's last result is older than its ttl (served marked stale, or past max_age), else 0.");
+    for (size_t i = 0; i < s->n; i++) {
+        p = metrics_begin(b, &lab[i], 1);
+        p = metrics_open(p, M_STALE, M_LEN(M_STALE), &lab[i]);
+        p = PUT_LIT(p, "} ");
+        *p++ = age && age[i] != HA_AGE_FRESH ? '1' : '0';
+        *p++ = '\n';
+        metrics_end(b, p);
+    }
+    metrics_family(b, M_TRANS, "counter", "Status changes of the check, the first decision out of INIT included.");
+    for (size_t i = 0; i < s->n; i++) {
+        p = metrics_begin(b, &lab[i], 1);
+        p = metrics_open(p, M_TRANS, M_LEN(M_TRANS), &lab[i]);
+        p = PUT_LIT(p, "} ");
+        p = metrics_put_u64(p, metrics_hist(&s->checks[i])->transitions);
+        *p++ = '\n';
+        metrics_end(b, p);
+    }
+}
+
+/* Escapes every check name once: most need nothing and point at the name. */
+static metrics_label *metrics_labels(const ha_snapshot *s, ha_buf *scratch)
+{
+    metrics_label *lab = malloc((s->n ? s->n : 1) * sizeof *lab);
+    if (lab == NULL)
+        abort(); /* like ha_buf: small and bounded by the snapshot */
+    size_t *off = malloc((s->n ? s->n : 1) * sizeof *off);
+    if (off == NULL)
+        abort();
+    for (size_t i = 0; i < s->n; i++) {
+        const char *nm = s->checks[i].name;
+        size_t n = strlen(nm), k = 0;
+        while (k < n && nm[k] != '\\' && nm[k] != '"' && nm[k] != '\n' && (unsigned char)nm[k] < 0x80)
+            k++;
+        lab[i].p = nm;
+        lab[i].len = n;
+        off[i] = SIZE_MAX;
+        if (k < n) { /* rare: escape into the scratch buffer, pointed at below */
+            off[i] = scratch->len;
+            front_metrics_label(scratch, nm, n);
+            lab[i].len = scratch->len - off[i];
+        }
+    }
+    for (size_t i = 0; i < s->n; i++)
+        if (off[i] != SIZE_MAX)
+            lab[i].p = scratch->data + off[i];
+    free(off);
+    return lab;
+}
+
+void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, const char *commit, ha_buf *b)
+{
+    if (s) {
+        ha_buf scratch = HA_BUF_INIT;
+        metrics_label *lab = metrics_labels(s, &scratch);
+        metrics_checks(s, age, lab, b);
+        free(lab);
+        buf_free(&scratch);
+    }
+    metrics_family(b, "healthagent_scripts_reloads_total", "counter", "Reloads of the scripts directory by result.");
+    buf_adds(b, "healthagent_scripts_reloads_total{result=\"success\"} ");
+    metrics_u64(b, s ? s->reloads : 0);
+    buf_adds(b, "\nhealthagent_scripts_reloads_total{result=\"failure\"} ");
+    metrics_u64(b, s ? s->reload_failures : 0);
+    buf_addc(b, '\n');
+    metrics_family(b, "healthagent_scripts_last_reload_successful", "gauge",
+                   "1 when the last load of the scripts succeeded, 0 when it failed (the previous scripts serve).");
+    buf_adds(b, s && s->load_error ? "healthagent_scripts_last_reload_successful 0\n"
+                                   : "healthagent_scripts_last_reload_successful 1\n");
+    metrics_family(b, "healthagent_scripts_last_reload_timestamp_seconds", "gauge",
+                   "Unix time of the last load of the scripts, successful or not.");
+    buf_adds(b, "healthagent_scripts_last_reload_timestamp_seconds ");
+    metrics_fixed(b, s ? (s->load_error ? s->load_error_ms : s->reload_ms) : 0, 3);
+    buf_addc(b, '\n');
+    metrics_family(b, "healthagent_build_info", "gauge", "Build of the agent: always 1.");
+    buf_adds(b, "healthagent_build_info{version=\"");
+    front_metrics_label(b, HA_VERSION, strlen(HA_VERSION));
+    buf_adds(b, "\",commit=\"");
+    commit = commit ? commit : "unknown";
+    front_metrics_label(b, commit, strlen(commit));
+    buf_adds(b, "\"} 1\n");
+}
+
+/* --- the scrape-time families ---------------------------------------------- */
+
+void front_metrics_count(ha_probe_counts *pc, int pi, int code)
+{
+    int k = 0;
+    while (k < HA_METRICS_CODES - 1 && pc->by[pi][k].code != 0 && pc->by[pi][k].code != code)
+        k++;
+    if (pc->by[pi][k].code == 0)
+        pc->by[pi][k].code = code;
+    pc->by[pi][k].n++;
+}
+
+/* Fills rss and vsize in bytes from /proc/self/statm; 0 when unreadable. */
+static void metrics_memory(uint64_t *rss, uint64_t *vsize)
+{
+    unsigned long long pages = 0, res = 0;
+    *rss = *vsize = 0;
+    FILE *f = fopen("/proc/self/statm", "re");
+    if (f == NULL)
+        return;
+    if (fscanf(f, "%llu %llu", &pages, &res) == 2) {
+        uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+        *rss = res * ps;
+        *vsize = pages * ps;
+    }
+    fclose(f);
+}
+
+/* Open descriptors: entries of /proc/self/fd but the one reading it. */
+static uint64_t metrics_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    uint64_t n = 0;
+    if (d == NULL)
+        return 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n ? n - 1 : 0;
+}
+
+void front_metrics_live(const ha_metrics_live *m, ha_buf *b)
+{
+    metrics_family(b, "healthagent_probe_status", "gauge", "1 when the probe passes (success code), 0 when it fails.");
+    for (int pi = 0; pi < HA_NPROBES; pi++) {
+        buf_printf(b, "healthagent_probe_status{probe=\"%s\"} %d\n", metrics_probe[pi], m->probe_ok[pi] ? 1 : 0);
+    }
+    metrics_family(b, "healthagent_probe_requests_total", "counter", "Probe requests answered, by probe and HTTP code.");
+    for (int pi = 0; pi < HA_NPROBES; pi++)
+        for (int k = 0; k < HA_METRICS_CODES && m->requests->by[pi][k].code; k++) {
+            buf_printf(b, "healthagent_probe_requests_total{probe=\"%s\",code=\"%d\"} ", metrics_probe[pi],
+                       m->requests->by[pi][k].code);
+            metrics_u64(b, m->requests->by[pi][k].n);
+            buf_addc(b, '\n');
+        }
+    metrics_family(b, "healthagent_engine_lag_seconds", "gauge",
+                   "Time since the engine's event loop last turned (normally under 0.1).");
+    buf_adds(b, "healthagent_engine_lag_seconds ");
+    metrics_fixed(b, (int64_t)(m->engine_lag_ns / 1000), 6);
+    buf_addc(b, '\n');
+    metrics_family(b, "healthagent_engine_stalled", "gauge",
+                   "1 while the watchdog finds the engine stalled (liveness fails), else 0.");
+    buf_adds(b, m->stalled ? "healthagent_engine_stalled 1\n" : "healthagent_engine_stalled 0\n");
+
+    uint64_t rss, vsize;
+    metrics_memory(&rss, &vsize);
+    struct rusage ru;
+    double cpu = 0;
+    if (getrusage(RUSAGE_SELF, &ru) == 0)
+        cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
+              ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
+    struct rlimit rl;
+    uint64_t maxfds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (uint64_t)rl.rlim_cur : 0;
+    metrics_family(b, "process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.");
+    buf_printf(b, "process_cpu_seconds_total %.6f\n", cpu);
+    metrics_family(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+    buf_adds(b, "process_resident_memory_bytes ");
+    metrics_u64(b, rss);
+    buf_addc(b, '\n');
+    metrics_family(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+    buf_adds(b, "process_virtual_memory_bytes ");
+    metrics_u64(b, vsize);
+    buf_addc(b, '\n');
+    metrics_family(b, "process_open_fds", "gauge", "Number of open file descriptors.");
+    buf_adds(b, "process_open_fds ");
+    metrics_u64(b, metrics_open_fds());
+    buf_addc(b, '\n');
+    metrics_family(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.");
+    buf_adds(b, "process_max_fds ");
+    metrics_u64(b, maxfds);
+    buf_addc(b, '\n');
+    metrics_family(b, "process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.");
+    buf_adds(b, "process_start_time_seconds ");
+    metrics_fixed(b, m->start_ms, 3);
+    buf_addc(b, '\n');
+}

@@ -1,0 +1,56 @@
+/* front_metrics.h: GET /metrics, the Prometheus text exposition format
+ * 0.0.4. Two parts: what only changes with the snapshot (every check family,
+ * the scripts families, build_info), which the front renders once per
+ * snapshot and caches, and what the front knows at scrape time (probe
+ * status and request counters, engine lag and stall, process_*), a few
+ * dozen lines rendered per scrape. Front thread only; pure apart from
+ * front_metrics_live reading /proc/self. Outputs never appear here. */
+#ifndef HA_FRONT_METRICS_H
+#define HA_FRONT_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "common.h"
+#include "front_render.h"
+#include "snapshot.h"
+
+#define HA_METRICS_CODES 8 /* distinct HTTP codes counted per probe; more go to the last slot */
+
+/* Requests answered per probe and HTTP code (front state, not snapshot). */
+typedef struct {
+    struct {
+        int code;            /* 0: slot unused */
+        uint64_t n;
+    } by[HA_NPROBES][HA_METRICS_CODES];
+} ha_probe_counts;
+
+/* What the front knows at scrape time. */
+typedef struct {
+    const ha_probe_counts *requests;
+    bool probe_ok[HA_NPROBES];          /* the probe would answer with its success code now */
+    uint64_t engine_lag_ns;             /* since the engine loop last turned */
+    bool stalled;                       /* the watchdog declared it stalled */
+    int64_t start_ms;                   /* process start, wall clock */
+} ha_metrics_live;
+
+/* Counts one answer of probe pi (ha_probe_index) with HTTP code. */
+void front_metrics_count(ha_probe_counts *pc, int pi, int code);
+
+/* Appends the snapshot's families to b: healthagent_check_*,
+ * healthagent_scripts_*, healthagent_build_info{version, commit}. s may be
+ * NULL (before the first snapshot): only the families without checks. age
+ * (per check an ha_age, the front's overlay; NULL: all fresh) gives
+ * healthagent_check_stale. */
+void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, const char *commit, ha_buf *b);
+
+/* Appends the scrape-time families to b: healthagent_probe_*,
+ * healthagent_engine_*, process_*. */
+void front_metrics_live(const ha_metrics_live *m, ha_buf *b);
+
+/* Appends s[0..n) as a Prometheus label value body: backslash, double quote
+ * and newline escaped, invalid UTF-8 replaced by U+FFFD. */
+void front_metrics_label(ha_buf *b, const char *s, size_t n);
+
+#endif

@@ -1,0 +1,273 @@
+/* test_observe.c: the Prometheus exposition (front_metrics.c) and the status
+ * page and its JSON (front_status.c) from hand-made snapshots: escaping of
+ * hostile names and outputs, the exact lines of one check, what the
+ * names-only page leaves out, and the render cost of 1,000 and 10,000
+ * checks (printed, not asserted: the benchmark in tests/bench owns targets). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "front_metrics.h"
+#include "front_status.h"
+
+#include "testlib.h"
+
+#define T_MS 1795341600000LL /* 2026-11-22T10:00:00.000Z */
+
+static ha_hist *hist(uint32_t n)
+{
+    ha_hist *h = calloc(1, sizeof *h + n * sizeof h->e[0]);
+    atomic_init(&h->refs, 1);
+    h->n = n;
+    return h;
+}
+
+static void check_init(ha_snap_check *c, const char *name, ha_status st)
+{
+    memset(c, 0, sizeof *c);
+    c->name = strdup(name);
+    c->status = st;
+    c->probes = HA_PROBE_READINESS;
+    c->critical = true;
+    c->ttl_ns = 5 * HA_NS_PER_S;
+    c->failure_threshold = c->success_threshold = 1;
+}
+
+/* A heap copy of a stack snapshot, for snapshot_free to free it and all it owns. */
+static ha_snapshot *ha_memdup_snapshot(const ha_snapshot *s)
+{
+    ha_snapshot *h = malloc(sizeof *h);
+    *h = *s;
+    return h;
+}
+
+static bool has(const ha_buf *b, const char *needle) { return strstr(b->data ? b->data : "", needle) != NULL; }
+
+static void test_label_escaping(void)
+{
+    ha_buf b = HA_BUF_INIT;
+    front_metrics_label(&b, "a\"b\\c\nd", 7);
+    CHECK_STR(buf_cstr(&b), "a\\\"b\\\\c\\nd");
+    buf_reset(&b);
+    front_metrics_label(&b, "ok\xff\xc3(\xe2\x82\xac", 9); /* bad byte, truncated sequence, then a euro sign */
+    CHECK_STR(buf_cstr(&b), "ok\xef\xbf\xbd\xef\xbf\xbd(\xe2\x82\xac");
+    buf_reset(&b);
+    front_status_escape(&b, "<a href='x'>&\"</a>\n\x01", 20);
+    CHECK_STR(buf_cstr(&b), "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;  ");
+    buf_free(&b);
+}
+
+static void test_one_check_lines(void)
+{
+    ha_snapshot s = {0};
+    s.n = 1;
+    s.checks = calloc(1, sizeof *s.checks);
+    check_init(&s.checks[0], "db", HA_DOWN);
+    s.checks[0].time_ms = T_MS + 250;
+    ha_hist *h = hist(0);
+    h->runs_by[HA_RES_UP] = 3;
+    h->runs_by[HA_RES_TIMEOUT] = 2;
+    h->buckets[0] = 3; /* <= 1 ms */
+    h->buckets[5] = 2; /* <= 250 ms */
+    h->duration_sum_us = 400123;
+    h->transitions = 2;
+    s.checks[0].hist = h;
+    s.reloads = 4;
+    s.reload_failures = 1;
+    s.load_error = strdup("x.lua:1: boom");
+    s.load_error_ms = T_MS;
+    ha_buf b = HA_BUF_INIT;
+    front_metrics_snapshot(&s, NULL, "abc123", &b);
+    CHECK(has(&b, "# HELP healthagent_check_status "));
+    CHECK(has(&b, "# TYPE healthagent_check_status gauge\n"));
+    CHECK(has(&b, "healthagent_check_status{check=\"db\",status=\"UP\"} 0\n"
+                  "healthagent_check_status{check=\"db\",status=\"WARN\"} 0\n"
+                  "healthagent_check_status{check=\"db\",status=\"DOWN\"} 1\n"
+                  "healthagent_check_status{check=\"db\",status=\"INIT\"} 0\n"));
+    CHECK(has(&b, "healthagent_check_runs_total{check=\"db\",result=\"timeout\"} 2\n"));
+    CHECK(has(&b, "# TYPE healthagent_check_duration_seconds histogram\n"));
+    CHECK(has(&b, "healthagent_check_duration_seconds_bucket{check=\"db\",le=\"0.001\"} 3\n"));
+    CHECK(has(&b, "healthagent_check_duration_seconds_bucket{check=\"db\",le=\"0.1\"} 3\n"));
+    CHECK(has(&b, "healthagent_check_duration_seconds_bucket{check=\"db\",le=\"0.25\"} 5\n"));
+    CHECK(has(&b, "healthagent_check_duration_seconds_bucket{check=\"db\",le=\"+Inf\"} 5\n"));
+    CHECK(has(&b, "healthagent_check_duration_seconds_sum{check=\"db\"} 0.400123\n"));
+    CHECK(has(&b, "healthagent_check_duration_seconds_count{check=\"db\"} 5\n"));
+    CHECK(has(&b, "healthagent_check_last_run_timestamp_seconds{check=\"db\"} 1795341600.250\n"));
+    CHECK(has(&b, "healthagent_check_transitions_total{check=\"db\"} 2\n"));
+    CHECK(has(&b, "healthagent_scripts_reloads_total{result=\"success\"} 4\n"));
+    CHECK(has(&b, "healthagent_scripts_reloads_total{result=\"failure\"} 1\n"));
+    CHECK(has(&b, "healthagent_scripts_last_reload_successful 0\n"));
+    CHECK(has(&b, "healthagent_scripts_last_reload_timestamp_seconds 1795341600.000\n"));
+    CHECK(has(&b, "healthagent_build_info{version=\"" HA_VERSION "\",commit=\"abc123\"} 1\n"));
+    CHECK(!has(&b, "boom")); /* the load error is an output: never here */
+    CHECK(has(&b, "# TYPE healthagent_check_stale gauge\nhealthagent_check_stale{check=\"db\"} 0\n"));
+    ha_buf st = HA_BUF_INIT;
+    unsigned char age[1] = {HA_AGE_STALE};
+    front_metrics_snapshot(&s, age, "abc123", &st);
+    CHECK(has(&st, "healthagent_check_stale{check=\"db\"} 1\n"));
+    buf_free(&st);
+    /* every line is a comment or one sample ending in a number */
+    int bad = 0;
+    for (char *line = b.data; *line;) {
+        char *nl = strchr(line, '\n');
+        CHECK(nl != NULL);
+        if (nl == NULL)
+            break;
+        if (line[0] != '#' && (nl[-1] < '0' || nl[-1] > '9'))
+            bad++;
+        line = nl + 1;
+    }
+    CHECK(bad == 0);
+    buf_free(&b);
+    snapshot_free(ha_memdup_snapshot(&s));
+}
+
+/* Names the engine would refuse still come out as valid label values. */
+static void test_hostile_names(void)
+{
+    ha_snapshot s = {0};
+    s.n = 2;
+    s.checks = calloc(2, sizeof *s.checks);
+    check_init(&s.checks[0], "a\"b", HA_UP);
+    check_init(&s.checks[1], "c\\d\ne", HA_UP);
+    ha_buf b = HA_BUF_INIT;
+    front_metrics_snapshot(&s, NULL, "x\"y", &b);
+    CHECK(has(&b, "healthagent_check_status{check=\"a\\\"b\",status=\"UP\"} 1\n"));
+    CHECK(has(&b, "healthagent_check_transitions_total{check=\"c\\\\d\\ne\"} 0\n"));
+    CHECK(has(&b, "commit=\"x\\\"y\"} 1\n"));
+    buf_free(&b);
+    snapshot_free(ha_memdup_snapshot(&s));
+}
+
+static void test_page_audiences(void)
+{
+    ha_config cfg;
+    config_defaults(&cfg);
+    ha_snapshot s = {0};
+    s.n = 1;
+    s.checks = calloc(1, sizeof *s.checks);
+    check_init(&s.checks[0], "web", HA_WARN);
+    s.checks[0].output = strdup("<img src=x onerror=alert(1)>");
+    s.checks[0].time_ms = T_MS;
+    ha_hist *h = hist(2);
+    h->e[0].time_ms = T_MS - 1000;
+    h->e[0].status = HA_UP;
+    h->e[0].result = HA_RES_UP;
+    strcpy(h->e[0].output, "fine");
+    h->e[1].time_ms = T_MS;
+    h->e[1].status = HA_WARN;
+    h->e[1].result = HA_RES_WARN;
+    h->e[1].duration_us = 12500;
+    strcpy(h->e[1].output, "slow \"<b>\"");
+    h->transition_ms = T_MS;
+    s.checks[0].hist = h;
+    s.load_error = strdup("web.lua:3: <oops>");
+    ha_page_view v = {0};
+    v.cfg = &cfg;
+    v.commit = "c0ffee";
+    v.now_ms = T_MS;
+    v.start_ms = T_MS - 60000;
+    for (int pi = 0; pi < HA_NPROBES; pi++)
+        v.probe_status[pi] = HA_WARN;
+    ha_buf full = HA_BUF_INIT, names = HA_BUF_INIT, json = HA_BUF_INIT;
+    v.full = true;
+    front_status_html(&s, &v, &full);
+    v.full = false;
+    front_status_html(&s, &v, &names);
+    front_status_json(&s, &v, &json);
+    CHECK(has(&full, "&lt;img src=x onerror=alert(1)&gt;"));
+    CHECK(!has(&full, "<img"));
+    CHECK(has(&full, "title=\"10:00:00 WARN warn 12 ms: slow &quot;&lt;b&gt;&quot;\""));
+    CHECK(has(&full, "web.lua:3: &lt;oops&gt;"));
+    CHECK(has(&full, "<b>WARN</b>"));
+    CHECK(has(&names, "<b>WARN</b>"));
+    CHECK(!has(&names, "onerror"));
+    CHECK(!has(&names, "slow"));
+    CHECK(!has(&names, "fine"));
+    CHECK(!has(&names, "oops"));
+    CHECK(has(&names, "title=\"10:00:00 WARN warn 12 ms\""));
+    CHECK(has(&names, "id=\"no-outputs\""));
+    CHECK(!has(&full, "<script"));
+    CHECK(has(&json, "\"check_states\":[{\"name\":\"web\",\"status\":\"WARN\""));
+    CHECK(has(&json, "\"since\":\"2026-11-22T10:00:00.000Z\""));
+    CHECK(has(&json, "{\"time\":\"2026-11-22T10:00:00.000Z\",\"status\":\"WARN\",\"result\":\"warn\","
+                     "\"duration_ms\":12.500,\"output\":\"slow \\\"<b>\\\"\"}"));
+    buf_free(&full);
+    buf_free(&names);
+    buf_free(&json);
+    snapshot_free(ha_memdup_snapshot(&s));
+    config_free(&cfg);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts); /* CPU time: the host is shared */
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Render cost of big snapshots: printed for the record. */
+static void test_render_cost(size_t n)
+{
+    ha_config cfg;
+    config_defaults(&cfg);
+    ha_snapshot *s = calloc(1, sizeof *s);
+    s->n = n;
+    s->checks = calloc(n, sizeof *s->checks);
+    for (size_t i = 0; i < n; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "check-%05zu", i);
+        check_init(&s->checks[i], name, HA_UP);
+        s->checks[i].time_ms = T_MS;
+        ha_hist *h = hist(HA_HIST_DEFAULT);
+        h->runs_by[HA_RES_UP] = 1000 + i;
+        h->buckets[1] = 1000 + i;
+        h->duration_sum_us = 123456;
+        for (int k = 0; k < HA_HIST_DEFAULT; k++) {
+            h->e[k].time_ms = T_MS - 1000 * (HA_HIST_DEFAULT - k);
+            h->e[k].status = HA_UP;
+            strcpy(h->e[k].output, "ok");
+        }
+        s->checks[i].hist = h;
+    }
+    ha_buf b = HA_BUF_INIT;
+    front_metrics_snapshot(s, NULL, "abc", &b); /* warm: the buffer reaches its size */
+    int rounds = n >= 10000 ? 5 : 50;
+    double t0 = now_ms();
+    for (int r = 0; r < rounds; r++) {
+        buf_reset(&b);
+        front_metrics_snapshot(s, NULL, "abc", &b);
+    }
+    double tm = (now_ms() - t0) / rounds;
+    size_t mbytes = b.len;
+    ha_page_view v = {0};
+    v.cfg = &cfg;
+    v.commit = "abc";
+    v.now_ms = T_MS;
+    v.full = true;
+    buf_reset(&b);
+    front_status_html(s, &v, &b);
+    t0 = now_ms();
+    for (int r = 0; r < rounds; r++) {
+        buf_reset(&b);
+        front_status_html(s, &v, &b);
+    }
+    double tp = (now_ms() - t0) / rounds;
+    printf("render %zu checks (CPU time): /metrics %.3f ms (%zu bytes), page %.3f ms (%zu bytes)\n", n, tm, mbytes, tp, b.len);
+    CHECK(mbytes > n * 1000);
+    buf_free(&b);
+    snapshot_free(s);
+    config_free(&cfg);
+}
+
+int main(void)
+{
+    test_label_escaping();
+    test_one_check_lines();
+    test_hostile_names();
+    test_page_audiences();
+    test_render_cost(1000);
+    test_render_cost(10000);
+    return testlib_report();
+}
