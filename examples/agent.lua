@@ -84,6 +84,17 @@ return {
   -- canonical paths and the ones below.
   aliases = true,
 
+  -- Who gets GET /metrics (Prometheus) and the status page (GET / and /status):
+  -- "public" (everyone), "trusted" (trusted_networks or the token; 403 for the
+  -- others) or "off" (404). Outputs never appear in metrics; on the page they
+  -- go to trusted and token clients only. docs/observability.md.
+  metrics = "public",
+  status_page = "public",
+
+  -- Past results kept per check for the page and /-/status (0 to 1000): 64
+  -- bytes each, 3,984 bytes per check at 60 with the counters.
+  history = 60,
+
   -- Per probe: paths added to the canonical one and the aliases (at most 8;
   -- "/", "/status", "/metrics", "/info", "/-/..." and "/groupz/..." are
   -- reserved), and the HTTP codes for success (UP, WARN) and failure (DOWN, INIT).

@@ -35,7 +35,7 @@ static void check_init(ha_snap_check *c, const char *name, ha_status st)
 }
 
 /* A heap copy of a stack snapshot, for snapshot_free to free it and all it owns. */
-static ha_snapshot *ha_memdup_snapshot(const ha_snapshot *s)
+static ha_snapshot *heap_copy(const ha_snapshot *s)
 {
     ha_snapshot *h = malloc(sizeof *h);
     *h = *s;
@@ -120,7 +120,7 @@ static void test_one_check_lines(void)
     }
     CHECK(bad == 0);
     buf_free(&b);
-    snapshot_free(ha_memdup_snapshot(&s));
+    snapshot_free(heap_copy(&s));
 }
 
 /* Names the engine would refuse still come out as valid label values. */
@@ -137,7 +137,7 @@ static void test_hostile_names(void)
     CHECK(has(&b, "healthagent_check_transitions_total{check=\"c\\\\d\\ne\"} 0\n"));
     CHECK(has(&b, "commit=\"x\\\"y\"} 1\n"));
     buf_free(&b);
-    snapshot_free(ha_memdup_snapshot(&s));
+    snapshot_free(heap_copy(&s));
 }
 
 static void test_page_audiences(void)
@@ -196,7 +196,7 @@ static void test_page_audiences(void)
     buf_free(&full);
     buf_free(&names);
     buf_free(&json);
-    snapshot_free(ha_memdup_snapshot(&s));
+    snapshot_free(heap_copy(&s));
     config_free(&cfg);
 }
 
