@@ -209,6 +209,37 @@ describe("/metrics", function()
     assert.equal(0, (promtool(body)))
   end)
 
+  it("shows a stalled engine: stalled 1, liveness failing, still promtool-clean; the page says STALLED", function()
+    a = util.spawn {
+      scripts = { ["a.lua"] = [[
+        health.check { name = "ok", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
+        health.check { name = "stuck", timeout = "10s", ttl = "1h", initial_delay = "300ms", run = function()
+          ("a"):rep(300):find(".-.-.-b") -- seconds inside C: no hook can stop it
+          return true, "back"
+        end }
+      ]] },
+      config = 'return { shutdown_delay = "0s", watchdog = "500ms" }',
+    }
+    local page
+    local body = wait_for(function()
+      local b = a:get("/metrics").body
+      page = a:get("/").body
+      return sample(b, "healthagent_engine_stalled") == 1 and b
+    end, 10)
+    assert.truthy(body, "never stalled")
+    assert.equal(0, sample(body, 'healthagent_probe_status{probe="liveness"}'))
+    assert.is_true(sample(body, "healthagent_engine_lag_seconds") >= 0.5)
+    local code, out = promtool(body)
+    assert.equal(0, code, out)
+    assert.truthy(page:find('id="engine"><b>engine</b><span class="v t-DOWN">STALLED for ', 1, true))
+    assert.truthy(page:find('id="probe-liveness"><b>liveness</b><span class="v t-DOWN">DOWN</span>', 1, true))
+    -- and back: the engine recovers, the gauges follow
+    assert.truthy(wait_for(function() return sample(a:get("/metrics").body, "healthagent_engine_stalled") == 0 end, 60))
+    assert.truthy(wait_for(function()
+      return a:get("/").body:find('id="engine"><b>engine</b><span class="v">running</span>', 1, true)
+    end, 5))
+  end)
+
   it("metrics = \"trusted\" answers 403 to others, \"off\" 404 to everyone", function()
     a = util.spawn {
       scripts = scripts("/nonexistent"),
