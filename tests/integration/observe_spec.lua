@@ -140,12 +140,14 @@ describe("/metrics", function()
       assert.equal(total, sample(body, ('healthagent_check_duration_seconds_count{check="%s"}'):format(name)))
       assert.equal(total, sample(body, ('healthagent_check_duration_seconds_bucket{check="%s",le="+Inf"}'):format(name)))
     end
-    -- the timed-out runs lasted about 50 ms: not in the 25 ms bucket, all in the 100 ms one
+    -- the timed-out runs lasted 50 ms or a little more (a loaded host fires timers late): none
+    -- in the 25 ms bucket, all in the 1 s one, most in the 100 ms one
     local n = sample(body, 'healthagent_check_duration_seconds_count{check="times-out"}')
     assert.equal(0, sample(body, 'healthagent_check_duration_seconds_bucket{check="times-out",le="0.025"}'))
-    assert.equal(n, sample(body, 'healthagent_check_duration_seconds_bucket{check="times-out",le="0.1"}'))
+    assert.is_true(sample(body, 'healthagent_check_duration_seconds_bucket{check="times-out",le="0.1"}') >= n / 2)
+    assert.equal(n, sample(body, 'healthagent_check_duration_seconds_bucket{check="times-out",le="1"}'))
     local sum = sample(body, 'healthagent_check_duration_seconds_sum{check="times-out"}')
-    assert.is_true(sum >= 0.045 * n and sum <= 0.1 * n, tostring(sum))
+    assert.is_true(sum >= 0.045 * n and sum <= 1.0 * n, tostring(sum))
     assert.equal(0, sample(body, 'healthagent_check_transitions_total{check="init"}'))
     assert.equal(1, sample(body, 'healthagent_check_transitions_total{check="up"}'))
     local ts = sample(body, 'healthagent_check_last_run_timestamp_seconds{check="up"}')
@@ -243,23 +245,23 @@ describe("/metrics", function()
   it("metrics = \"trusted\" answers 403 to others, \"off\" 404 to everyone", function()
     a = util.spawn {
       scripts = scripts("/nonexistent"),
-      config = "return { metrics = 'trusted', token = 'tok', " .. NARROW .. " }",
+      config = "return { metrics = 'trusted', token = 'tok-0123456789abcdef', " .. NARROW .. " }",
     }
     local r = a:get("/metrics", UNTRUSTED)
     assert.equal(403, r.status)
     assert.is_nil(r.body:find("healthagent_", 1, true))
     assert.equal(200, a:get("/metrics").status)
-    r = a:get("/metrics", { interface = "127.0.0.6", headers = { Authorization = "Bearer tok" } })
+    r = a:get("/metrics", { interface = "127.0.0.6", headers = { Authorization = "Bearer tok-0123456789abcdef" } })
     assert.equal(200, r.status)
     assert.truthy(r.body:find("healthagent_check_status", 1, true))
     a:stop()
     a = util.spawn {
       scripts = scripts("/nonexistent"),
-      config = "return { metrics = 'off', status_page = 'off', token = 'tok', " .. NARROW .. " }",
+      config = "return { metrics = 'off', status_page = 'off', token = 'tok-0123456789abcdef', " .. NARROW .. " }",
     }
     for _, p in ipairs { "/metrics", "/", "/status" } do
       assert.equal(404, a:get(p).status, p)
-      assert.equal(404, a:get(p, { headers = { Authorization = "Bearer tok" } }).status, p)
+      assert.equal(404, a:get(p, { headers = { Authorization = "Bearer tok-0123456789abcdef" } }).status, p)
     end
     assert.equal(200, a:get("/livez").status)
   end)
