@@ -235,3 +235,33 @@ health.check { name = "attacker", run = function() return true end }
     agent.sh("rm -rf " .. quote(d))
   end)
 end)
+
+describe("as PID 1", function()
+  it("reaps a daemonised grandchild of an exec check when it exits, not at the next exec run", function()
+    local _, can = agent.sh("unshare --pid --fork --mount-proc true 2>/dev/null")
+    if can ~= 0 then
+      pending("needs unshare --pid (root)")
+      return
+    end
+    local d = agent.tmpdir()
+    local ready = d .. "/ready"
+    write(d .. "/t.lua", ([[
+local exec = require "health.exec"
+health.check { name = "pid1", timeout = "5s", run = function()
+  exec.run { "sh", "-c", "setsid sh -c 'touch %s; exec sleep 0.2' </dev/null >/dev/null 2>&1 & while [ ! -e %s ]; do sleep 0.01; done" }
+  health.sleep(0.8)
+  local z = {}
+  for n = 2, 500 do
+    local f = io.open("/proc/" .. n .. "/stat")
+    if f then local s = f:read("a") f:close() if s:match("^%%d+ %%b() Z") then z[#z + 1] = s:match("^%%d+ %%b()") end end
+  end
+  local me = io.open("/proc/self/stat"):read("a"):match("^%%d+")
+  return me == "1" and #z == 0, "self=" .. me .. " zombies=" .. table.concat(z, ",")
+end }
+]]):format(ready, ready))
+    local out, code = agent.sh(("unshare --pid --fork --mount-proc %s check --scripts %s 2>&1"):format(quote(util.BIN), quote(d)))
+    assert.equal(0, code, out)
+    assert.matches("UP%s+pid1.*self=1 zombies=\n", out)
+    agent.sh("rm -rf " .. quote(d))
+  end)
+end)
