@@ -39,6 +39,8 @@ struct ha_engine {
     uint64_t published_ns;    /* monotonic time of the last publication */
     uv_async_t wakeup;        /* agent mode: bridge messages from the front */
     uint64_t drain_pass;      /* scheduler passes so far */
+    uint64_t held_ns;         /* ns resumes held the engine beyond a slice (engine_task.c): not
+                                 charged to the deadlines of the tasks that waited */
     bool dirty;               /* a check changed since the last publication */
     bool stopping;            /* shutdown under way: no new runs */
     uint64_t seq;             /* publications so far */

@@ -272,10 +272,13 @@ void engine_check_define(lua_State *L, int idx)
     lua_pop(L, 1);
     if (lua_getfield(L, idx, "ttl") == LUA_TNIL) {
         /* default ttl: the configured one, stretched so that background
-         * results stay fresh until the next refresh lands */
+         * results stay fresh until the next refresh lands: the refresh
+         * starts up to interval + jitter after a result and may use its
+         * whole timeout */
         ttl = cfg ? cfg->default_ttl_ns : 5 * HA_NS_PER_S;
-        if (interval && ttl < interval + timeout)
-            ttl = interval + timeout;
+        uint64_t cover = interval + interval / HA_JITTER_DIV + timeout + HA_TTL_SLACK_NS;
+        if (interval && ttl < cover)
+            ttl = cover;
     }
     lua_pop(L, 1);
     /* default max_age: the stale result covers one more run of the check */
@@ -287,6 +290,8 @@ void engine_check_define(lua_State *L, int idx)
         ha_duration_format(ttl, t, sizeof t);
         luaL_error(L, "health.check: field 'max_age' (%s) must not be shorter than the ttl (%s)", a, t);
     }
+    bool has_delay = lua_getfield(L, idx, "initial_delay") != LUA_TNIL;
+    lua_pop(L, 1);
     if (lua_getfield(L, idx, "run") != LUA_TFUNCTION)
         define_error(L, "field 'run' must be a function");
     lua_Debug ar;
@@ -329,6 +334,7 @@ void engine_check_define(lua_State *L, int idx)
     c->max_age_ns = max_age;
     c->interval_ns = interval;
     c->initial_delay_ns = delay;
+    c->exact_delay = has_delay;
     c->mem_limit = mem;
     c->mem_owner = engine_vm_owner_new(engine_vm_of(L), mem);
     c->failure_threshold = fthr;
@@ -465,32 +471,45 @@ static void log_transition(const ha_check *c, ha_status old)
                      c->output ? c->output : "");
 }
 
+/* The status after one more result, given the counters already moved
+ * (README "Thresholds and steady states" has the table). A status changes
+ * only when the thresholds say so: failure_threshold consecutive DOWN
+ * results to turn DOWN, success_threshold consecutive passing (UP or WARN)
+ * results to leave INIT or DOWN, success_threshold consecutive UP results to
+ * go from WARN back to UP. A WARN result turns UP into WARN at once (it is
+ * not a failure); a DOWN result below the failure threshold changes
+ * nothing, so WARN and DOWN alternating stays WARN. */
+static ha_status next_status(const ha_check *c, ha_status raw)
+{
+    ha_status cur = c->status;
+    if (raw == HA_DOWN)
+        return c->consec_fail >= c->failure_threshold ? HA_DOWN : cur;
+    if (cur == HA_INIT || cur == HA_DOWN) {
+        if (c->consec_ok < c->success_threshold)
+            return cur;
+        return c->consec_up >= c->success_threshold ? HA_UP : HA_WARN;
+    }
+    if (raw == HA_WARN)
+        return HA_WARN;
+    return cur == HA_WARN && c->consec_up < c->success_threshold ? HA_WARN : HA_UP;
+}
+
 /* Records one run's outcome and moves the state machine. Takes ownership of
  * output and details. The single place a check's status changes. */
 static void record(ha_check *c, ha_status raw, ha_result res, char *output, char *details)
 {
     ha_status old = c->status;
-    bool ok = raw != HA_DOWN;
-    if (ok) {
+    if (raw != HA_DOWN) {
         c->consec_ok++;
         c->consec_fail = 0;
     } else {
         c->consec_fail++;
         c->consec_ok = 0;
     }
-    if (ok && c->consec_ok >= c->success_threshold && (!c->decided || !c->healthy)) {
-        c->decided = true;
-        c->healthy = true;
-    } else if (!ok && c->consec_fail >= c->failure_threshold && (!c->decided || c->healthy)) {
-        c->decided = true;
-        c->healthy = false;
-    }
-    if (!c->decided)
-        c->status = HA_INIT;
-    else if (!c->healthy)
-        c->status = HA_DOWN;
-    else
-        c->status = raw == HA_WARN ? HA_WARN : HA_UP;
+    c->consec_up = raw == HA_UP ? c->consec_up + 1 : 0;
+    c->status = next_status(c, raw);
+    c->decided = c->status != HA_INIT;
+    c->healthy = c->status == HA_UP || c->status == HA_WARN;
     c->last = raw;
     free(c->output);
     free(c->details_json);
@@ -616,7 +635,7 @@ static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, vo
     wake_awaiters(c, false);
     if (c->interval_ns && c->gen->active && c->gen->autorun) {
         /* next refresh: interval with +-10% jitter, so many checks spread out */
-        uint64_t j = c->interval_ns / 10;
+        uint64_t j = c->interval_ns / HA_JITTER_DIV;
         uint64_t d = c->interval_ns - j + (j ? (uint64_t)rand() % (2 * j + 1) : 0);
         schedule(c, d);
     }
@@ -665,13 +684,28 @@ void engine_check_request(ha_check *c, bool force)
     start_run(c);
 }
 
-/* Initial delay over, or interval elapsed. The timer is the authority: its
- * cached millisecond clock may fire a hair before not_before_ns. */
+/* Initial delay over, first-run offset reached, or interval elapsed. The
+ * timer is the authority: its cached millisecond clock may fire a hair
+ * before not_before_ns. An interval check refreshes whatever its ttl says;
+ * an on-demand one runs unless a probe already gave it a fresh result. */
 static void on_timer(uv_timer_t *h)
 {
     ha_check *c = h->data;
     c->not_before_ns = 0;
-    engine_check_request(c, true);
+    engine_check_request(c, c->interval_ns != 0);
+}
+
+/* Offset of a first run within its generation: initial_delay when given
+ * (exact), else uniform over min(interval, HA_SPREAD_MAX_NS) (the whole
+ * HA_SPREAD_MAX_NS for on-demand checks), so a generation's checks do not
+ * all start in the same millisecond. */
+static uint64_t first_run_offset(const ha_check *c)
+{
+    if (c->exact_delay)
+        return c->initial_delay_ns;
+    uint64_t w = c->interval_ns && c->interval_ns < HA_SPREAD_MAX_NS ? c->interval_ns : HA_SPREAD_MAX_NS;
+    uint64_t ms = w / HA_NS_PER_MS;
+    return ms ? (uint64_t)rand() % ms * HA_NS_PER_MS : 0;
 }
 
 static void schedule(ha_check *c, uint64_t delay_ns)
@@ -712,6 +746,7 @@ static void inherit(ha_check *c, ha_gen *prev)
     c->healthy = o->healthy;
     c->consec_ok = o->consec_ok;
     c->consec_fail = o->consec_fail;
+    c->consec_up = o->consec_up;
     c->last = o->last;
     c->output = o->output;
     c->details_json = o->details_json;
@@ -743,9 +778,11 @@ void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
                 schedule(c, c->interval_ns);
             continue;
         }
+        /* only a given initial_delay holds probes back: a probe may run a
+         * check before its spread-out first run */
         c->not_before_ns = now + c->initial_delay_ns;
         if (autorun)
-            schedule(c, c->initial_delay_ns);
+            schedule(c, first_run_offset(c));
     }
     engine_mark_dirty(eng);
 }

@@ -17,6 +17,9 @@
 
 #define HA_OUTPUT_MAX 1024   /* bytes of a result message kept */
 #define HA_DETAILS_MAX 8192  /* bytes of a result's details JSON kept */
+#define HA_JITTER_DIV 10     /* interval refreshes land within +-interval/10 */
+#define HA_SPREAD_MAX_NS (2 * HA_NS_PER_S) /* first runs spread over at most this */
+#define HA_TTL_SLACK_NS (200 * HA_NS_PER_MS) /* stretched ttl: timer and loop latency */
 
 typedef struct ha_await ha_await;
 
@@ -29,6 +32,7 @@ typedef struct ha_check {
     uint64_t max_age_ns;      /* how long a stale result may still be shown (>= ttl_ns) */
     uint64_t interval_ns;     /* background refresh; 0 = on demand only */
     uint64_t initial_delay_ns;
+    bool exact_delay;         /* initial_delay given: the first run waits exactly that */
     uint64_t mem_limit;       /* bytes one run may hold, and the check may keep across runs */
     uint32_t mem_owner;       /* the VM's memory owner of this check (engine_vm_owner_new) */
     int failure_threshold;
@@ -42,7 +46,8 @@ typedef struct ha_check {
     ha_status status;         /* effective status */
     bool decided;             /* thresholds have moved it out of INIT */
     bool healthy;             /* the UP side of the state machine */
-    int consec_ok, consec_fail;
+    int consec_ok, consec_fail; /* consecutive passing (UP or WARN) / DOWN results */
+    int consec_up;            /* consecutive UP results */
     ha_status last;           /* raw status of the last run */
     char *output;             /* owned, may be NULL */
     char *details_json;       /* owned, may be NULL */

@@ -11,6 +11,7 @@
 #define HOOK_COUNT 1000                 /* VM instructions between hook calls */
 #define SLICE_NS (10 * 1000 * 1000ull)  /* CPU time a task runs before others get a turn */
 #define CLOSE_BUDGET_NS (100 * 1000 * 1000ull) /* to-be-closed variables of a dead run: time they get */
+#define HOLD_NS (2 * SLICE_NS)          /* a resume this long held the engine: it could not be preempted */
 
 enum { OP_NONE = 0, OP_PENDING, OP_DONE, OP_TIMEOUT };
 
@@ -27,7 +28,11 @@ struct ha_task {
     bool expired;             /* past its deadline */
     bool closing;             /* to-be-closed variables running after the run ended */
     uint64_t close_deadline_ns; /* monotonic end of the closing budget */
-    uint64_t deadline_ns;     /* monotonic; 0 = none */
+    uint64_t deadline_ns;     /* monotonic; 0 = none; the effective one is due() */
+    uint64_t held_base;       /* eng->held_ns when the task started */
+    uint64_t held_own;        /* ns of eng->held_ns this task or its children caused since */
+    uint64_t op_due_ns;       /* monotonic end of the pending op's own timeout, before credit */
+    uint64_t op_credit;       /* credit(t) when that timeout was armed */
     uint64_t slice_ns;        /* monotonic start of the current resume */
     int64_t mem;              /* bytes allocated (net) while this task ran */
     uint32_t owner;           /* memory owner charged (engine_vm_owner_new); 0 = the engine */
@@ -48,6 +53,34 @@ struct ha_task {
 };
 
 static void task_end(ha_task *t, ha_task_end how, int nres);
+
+/* --- deadline accounting -------------------------------------------------
+ * Only the culprit pays. A resume that runs longer than HOLD_NS held the
+ * engine where the hook could not preempt it (a C function, a C callback, a
+ * metamethod); the time beyond one slice is added to eng->held_ns and to the
+ * culprit's own held_own. Every task's deadline is moved back by the time
+ * others held the engine since it started (credit), so a bystander is never
+ * recorded "timeout" for time it could not run; the culprit's deadline is
+ * not moved by its own holding. */
+
+/* Nanoseconds other tasks held the engine since t started. */
+static uint64_t credit(const ha_task *t) { return t->vm->eng->held_ns - t->held_base - t->held_own; }
+
+/* t's effective deadline (monotonic ns), 0 when it has none. */
+static uint64_t due(const ha_task *t) { return t->deadline_ns ? t->deadline_ns + credit(t) : 0; }
+
+/* Charges the time beyond one slice of a resume that began at start_ns to
+ * t (and the tasks that spawned it) when the resume held the engine. */
+static void account_hold(ha_task *t, uint64_t start_ns, uint64_t now)
+{
+    uint64_t ran = now - start_ns;
+    if (ran < HOLD_NS)
+        return;
+    uint64_t extra = ran - SLICE_NS;
+    t->vm->eng->held_ns += extra;
+    for (ha_task *p = t; p; p = p->parent)
+        p->held_own += extra;
+}
 
 /* --- allocator and hook support ---------------------------------------- */
 
@@ -144,7 +177,7 @@ static void task_hook(lua_State *L, lua_Debug *ar)
             luaL_error(L, "timeout");
         return;
     }
-    if (t->deadline_ns && now >= t->deadline_ns)
+    if (t->deadline_ns && now >= due(t))
         t->expired = true;
     if (t->expired) {
         lua_sethook(L, task_hook, LUA_MASKCOUNT, 1); /* from now on, at every instruction */
@@ -171,9 +204,17 @@ static void on_handle_closed(uv_handle_t *h)
         free(t);
 }
 
+static uint64_t ms_ceil(uint64_t ns) { return (ns + 999999) / 1000000; }
+
+/* The deadline timer: re-armed while others' holding moved the deadline. */
 static void on_deadline(uv_timer_t *h)
 {
     ha_task *t = h->data;
+    uint64_t now = uv_hrtime(), d = due(t);
+    if (now < d) {
+        uv_timer_start(&t->deadline, on_deadline, ms_ceil(d - now), 0);
+        return;
+    }
     t->expired = true;
     engine_task_kill(t, HA_TASK_TIMEOUT);
 }
@@ -183,6 +224,11 @@ static void on_op_timeout(uv_timer_t *h)
     ha_task *t = h->data;
     if (t->pending == NULL || t->op_state != OP_PENDING)
         return;
+    uint64_t now = uv_hrtime(), d = t->op_due_ns + (credit(t) - t->op_credit);
+    if (now < d) { /* others held the engine meanwhile: the completion may be waiting in the poll */
+        uv_timer_start(&t->op_timer, on_op_timeout, ms_ceil(d - now), 0);
+        return;
+    }
     ha_op *op = t->pending;
     t->pending = NULL;
     op->task = NULL;
@@ -190,8 +236,6 @@ static void on_op_timeout(uv_timer_t *h)
     t->op_state = OP_TIMEOUT;
     engine__ready(t->vm->eng, t);
 }
-
-static uint64_t ms_ceil(uint64_t ns) { return (ns + 999999) / 1000000; }
 
 #define TASK_THREADS_KEY "healthagent.task_threads" /* registry: weak set of task threads */
 
@@ -260,6 +304,7 @@ ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t timeout_
     t->mem_limit = mem_limit;
     t->finish = finish;
     t->ud = ud;
+    t->held_base = eng->held_ns;
     if (timeout_ns) {
         uv_timer_init(eng->loop, &t->deadline);
         t->deadline.data = t;
@@ -413,7 +458,7 @@ void engine__task_resume(ha_task *t)
     int nargs = resume_values(t);
     if (nargs < 0)
         return;
-    if (t->deadline_ns && uv_hrtime() >= t->deadline_ns) {
+    if (t->deadline_ns && uv_hrtime() >= due(t)) {
         lua_pop(co, nargs);
         t->expired = true;
         task_end(t, HA_TASK_TIMEOUT, 0);
@@ -428,32 +473,39 @@ void engine__task_resume(ha_task *t)
     eng->current = NULL;
     int kind = vm->yield_kind;
     vm->yield_kind = HA_YIELD_NONE;
+    uint64_t now = uv_hrtime();
+    account_hold(t, t->slice_ns, now);
+    /* past the deadline, whatever happened inside C: the run is a timeout
+     * and what it returned is discarded */
+    if (t->deadline_ns && now >= due(t) && kind != HA_YIELD_EXIT)
+        t->expired = true;
     if (st == LUA_YIELD) {
         lua_pop(co, nres);
-        if (kind == HA_YIELD_API && t->pending)
-            return; /* parked until the op completes */
         if (kind == HA_YIELD_EXIT) {
             task_end(t, HA_TASK_CANCELLED, 0); /* runner's os.exit, from any task */
             uv_stop(eng->loop);
             return;
         }
+        if (t->expired) {
+            task_end(t, HA_TASK_TIMEOUT, 0); /* drops a pending op */
+            return;
+        }
+        if (kind == HA_YIELD_API && t->pending)
+            return; /* parked until the op completes */
         if (kind == HA_YIELD_HOOK) {
-            if (t->expired)
-                task_end(t, HA_TASK_TIMEOUT, 0);
-            else
-                engine__ready(eng, t); /* preempted: back of the queue */
+            engine__ready(eng, t); /* preempted: back of the queue */
             return;
         }
         lua_pushliteral(co, "attempt to yield from outside a coroutine");
         task_end(t, HA_TASK_ERROR, 0);
         return;
     }
-    if (st == LUA_OK) {
+    if (t->expired) {
+        task_end(t, HA_TASK_TIMEOUT, 0);
+    } else if (st == LUA_OK) {
         task_end(t, HA_TASK_OK, nres);
     } else if (st == LUA_ERRMEM) {
         task_end(t, HA_TASK_MEMORY, 0);
-    } else if (t->expired) {
-        task_end(t, HA_TASK_TIMEOUT, 0);
     } else {
         if (lua_type(co, -1) != LUA_TSTRING) {
             /* a non-string error: describe it and add where it was raised */
@@ -500,6 +552,8 @@ int engine_task_yield(lua_State *L, ha_task *t, ha_op *op, uint64_t timeout_ns)
             t->open_handles++;
         }
         uv_update_time(t->vm->eng->loop);
+        t->op_due_ns = uv_hrtime() + timeout_ns;
+        t->op_credit = credit(t);
         uv_timer_start(&t->op_timer, on_op_timeout, ms_ceil(timeout_ns), 0);
     }
     t->vm->yield_kind = HA_YIELD_API;
@@ -521,8 +575,8 @@ uint64_t engine_task_remaining(const ha_task *t)
 {
     if (t->deadline_ns == 0)
         return UINT64_MAX;
-    uint64_t now = uv_hrtime();
-    return now >= t->deadline_ns ? 0 : t->deadline_ns - now;
+    uint64_t now = uv_hrtime(), d = due(t);
+    return now >= d ? 0 : d - now;
 }
 
 uint64_t engine_task_clamp(const ha_task *t, uint64_t timeout_ns)

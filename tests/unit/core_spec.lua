@@ -375,6 +375,98 @@ describe("thresholds", function()
   end)
 end)
 
+describe("steady states", function()
+  -- Runs the check once per entry of script ("UP", "WARN", "DOWN") and
+  -- returns the statuses seen after each run.
+  local function statuses(fthr, sthr, script)
+    local g = load(([[
+      local script, i = { %s }, 0
+      health.check { name = "c", failure_threshold = %d, success_threshold = %d, run = function()
+        i = i + 1
+        local r = script[i]
+        if r == "WARN" then return health.warn("w" .. i) end
+        return r == "UP", r .. i
+      end }
+    ]]):format('"' .. table.concat(script, '", "') .. '"', fthr, sthr))
+    local seen = {}
+    for i = 1, #script do seen[i] = g:run("c").status end
+    g:close()
+    return seen
+  end
+
+  it("WARN and DOWN alternating below the failure threshold stays WARN", function()
+    local script = { "WARN" }
+    for i = 1, 10 do script[#script + 1] = "DOWN" script[#script + 1] = "WARN" end
+    local seen = statuses(3, 1, script)
+    for i = 1, #seen do assert.equal("WARN", seen[i], "run " .. i .. ": " .. table.concat(seen, ",")) end
+  end)
+
+  it("a DOWN below the failure threshold keeps UP; a WARN turns UP into WARN at once", function()
+    assert.same({ "INIT", "UP", "UP", "WARN", "WARN", "UP" },
+      statuses(3, 2, { "UP", "UP", "DOWN", "WARN", "UP", "UP" }))
+  end)
+
+  it("WARN back to UP needs success_threshold UP results in a row", function()
+    assert.same({ "INIT", "INIT", "WARN", "UP", "WARN", "WARN", "WARN", "UP" },
+      statuses(2, 3, { "WARN", "UP", "UP", "UP", "WARN", "UP", "UP", "UP" }))
+  end)
+
+  it("leaving INIT or DOWN: UP when the passing streak was all UP, else WARN", function()
+    assert.same({ "INIT", "WARN", "DOWN", "DOWN", "WARN", "WARN", "UP" },
+      statuses(1, 2, { "WARN", "UP", "DOWN", "UP", "WARN", "UP", "UP" }))
+    assert.same({ "INIT", "DOWN", "DOWN", "UP", "UP" },
+      statuses(2, 2, { "DOWN", "DOWN", "UP", "UP", "DOWN" }))
+  end)
+end)
+
+describe("only the culprit pays", function()
+  -- Each hog holds the engine inside a C function that calls back into Lua
+  -- (no yield possible) until its own deadline.
+  local hogs = {
+    gsub = [[("abc"):gsub(".", function() while true do end end)]],
+    sort = [[table.sort({3, 2, 1, 4, 5}, function(a, b) while true do end end)]],
+    tostring = [[tostring(setmetatable({}, { __tostring = function() while true do end end }))]],
+  }
+  for name, body in pairs(hogs) do
+    it("a " .. name .. " hog: the bystanders it blocked stay UP, the hog reads timeout", function()
+      local g = load(([[
+        health.check { name = "hog", timeout = "400ms", run = function() %s end }
+        health.check { name = "sleeper", timeout = "200ms", run = function() health.sleep(0.05) return true, "slept" end }
+        health.check { name = "spinner", timeout = "200ms", run = function()
+          local t0 = os.clock() while os.clock() - t0 < 0.03 do end return true, "spun" end }
+      ]]):format(body))
+      local sl = testing.spawn(function() return g:run("sleeper") end)
+      local sp = testing.spawn(function() return g:run("spinner") end)
+      health.sleep(0.01) -- both started: their deadlines run from now
+      local hog = testing.spawn(function() return g:run("hog") end)
+      local t0 = health.now()
+      local _, hr = hog:wait()
+      local _, slr = sl:wait()
+      local _, spr = sp:wait()
+      assert.is_true(health.now() - t0 >= 0.3, "the hog did not hold the engine")
+      assert.equal("timeout after 400ms", hr.output)
+      assert.equal("UP", slr.status, slr.output)
+      assert.equal("slept", slr.output)
+      assert.equal("UP", spr.status, spr.output)
+      g:close()
+    end)
+  end
+
+  it("a run that overran its deadline inside a C call is a timeout, whatever it returned", function()
+    local g = load [[
+      health.check { name = "c", timeout = "100ms", run = function()
+        local found = ("a"):rep(500):find(".-.-b") -- backtracking: no hook runs inside
+        return found == nil, "returned late"
+      end }
+    ]]
+    local r, dt = elapsed(function() return g:run("c") end)
+    assert.is_true(dt > 0.15, "the C call was too quick to prove anything: " .. dt)
+    assert.equal("DOWN", r.status)
+    assert.equal("timeout after 100ms", r.output)
+    g:close()
+  end)
+end)
+
 describe("sandbox", function()
   it("keeps each file's globals to itself", function()
     local g, err = testing.load({

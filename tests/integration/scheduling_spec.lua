@@ -1,0 +1,174 @@
+-- Scheduling and deadlines against the real binary: a check holding the
+-- engine in a C callback makes only itself time out, a run that overran its
+-- deadline inside a C call is a timeout, 200 interval checks started
+-- together spread their first runs and leave no gap between background
+-- results, and WARN/DOWN alternating below the failure threshold is steady.
+--   HA_BIN=build/healthagent busted --lua=build/healthagent --lpath=tests/?.lua tests/integration/scheduling_spec.lua
+local agent = require "helpers.agent"
+local sh, quote = agent.sh, agent.quote
+
+local FAST = 'return { shutdown_delay = "0s", rescan_interval = "1h" }\n'
+
+local function wait_for(f, timeout)
+  local deadline = health.now() + (timeout or 5)
+  repeat
+    local v = f()
+    if v then return v end
+    health.sleep(0.02)
+  until health.now() > deadline
+  return nil
+end
+
+local function count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+-- A kubelet-style prober in the background: GET path every period seconds
+-- for secs seconds, 1 s client timeout. Returns a function that waits for
+-- it and gives the list of { code, seconds } (code 0: no answer in time).
+local function prober(a, path, period, secs)
+  local f = a.dir .. "/prober" .. math.random(1e6)
+  local script = ([[end=$(( $(date +%%s) + %d )); while [ $(date +%%s) -lt $end ]; do
+    curl -s -o /dev/null -w '%%{http_code} %%{time_total}\n' --max-time 1 http://127.0.0.1:%d%s; echo; sleep %s; done > %s; echo done > %s.done]])
+    :format(secs, a.port, path, period, f, f)
+  sh("(sh -c " .. quote(script) .. " >/dev/null 2>&1 &)")
+  return function()
+    assert(wait_for(function() return agent.read(f .. ".done") end, secs + 10), "prober did not finish")
+    local out = {}
+    for code, t in (agent.read(f) or ""):gmatch("(%d+) ([%d.]+)") do
+      out[#out + 1] = { tonumber(code), tonumber(t) }
+    end
+    return out
+  end
+end
+
+local a
+after_each(function()
+  if a == nil then return end
+  a:signal("TERM")
+  a:wait_exit(15)
+  local log = a:log()
+  a:stop()
+  a = nil
+  local at = log:find("Sanitizer", 1, true) or log:find("runtime error:", 1, true)
+  assert.is_nil(at, "sanitizer report in the agent's log:\n" .. log:sub(at or 1, (at or 1) + 2000))
+end)
+
+describe("only the culprit pays", function()
+  it("a check looping in a gsub callback times out; bystanders it blocked stay UP", function()
+    local src = { [[
+      health.check { name = "hog", interval = "1500ms", timeout = "1s", critical = false, run = function()
+        ("abc"):gsub(".", function() while true do end end)
+      end }
+    ]] }
+    for i = 1, 5 do
+      src[#src + 1] = ([[
+        health.check { name = "by%d", interval = "200ms", timeout = "300ms", run = function()
+          health.sleep(0.02) return true, "fine" end }
+      ]]):format(i)
+    end
+    a = agent.start { scripts = { ["a.lua"] = table.concat(src) }, config = FAST }
+    assert.truthy(a:wait_log("[hog] INIT -> DOWN: timeout after 1s", 5), a:log())
+    local probe = prober(a, "/readyz", 0.1, 4)
+    local rs = probe()
+    local log = a:log()
+    assert.truthy(count(log, "%[hog%] [^\n]*timeout after 1s") >= 1, log)
+    for i = 1, 5 do
+      assert.is_nil(log:find("[by" .. i .. "] UP -> DOWN", 1, true), log)
+      assert.is_nil(log:find("[by" .. i .. "] INIT -> DOWN", 1, true), log)
+    end
+    local r = a:get("/readyz?verbose")
+    assert.equal(200, r.status, r.body)
+    for _, x in ipairs(rs) do assert.equal(200, x[1], "a probe answered " .. x[1]) end
+    assert.truthy(#rs >= 10, "the prober ran " .. #rs .. " probes")
+  end)
+
+  it("a run that overran its deadline inside a C call is recorded as a timeout", function()
+    a = agent.start { scripts = { ["a.lua"] = [[
+      health.check { name = "late", timeout = "200ms", ttl = "1h", run = function()
+        local found = ("a"):rep(500):find(".-.-b") -- backtracking in C: no hook runs inside
+        return found == nil, "returned late"
+      end }
+    ]] }, config = FAST }
+    assert.truthy(a:wait_log("[late] INIT -> DOWN: timeout after 200ms", 10), a:log())
+    local r = a:get("/healthz/late")
+    assert.equal(503, r.status)
+    assert.truthy(r.body:find("timeout after 200ms", 1, true), r.body)
+    assert.is_nil(a:log():find("returned late", 1, true), a:log())
+  end)
+end)
+
+describe("scheduling without herds", function()
+  it("200 interval checks: first runs spread over min(interval, 2s), no probe finds a gap", function()
+    local src = { "local first = {}\n" }
+    for i = 1, 200 do
+      src[#src + 1] = ([[
+        health.check { name = "c%03d", interval = "5s", timeout = "1s", run = function()
+          first[%d] = first[%d] or health.now()
+          health.sleep(0.95)
+          return true, ("%%.3f"):format(first[%d])
+        end }
+      ]]):format(i, i, i, i)
+    end
+    src[#src + 1] = [[
+      health.check { name = "exact", initial_delay = "700ms", ttl = "1h", run = function()
+        return true, ("%.3f"):format(health.now()) end }
+    ]]
+    local t0 = health.now()
+    a = agent.start { scripts = { ["a.lua"] = table.concat(src) },
+      config = 'return { shutdown_delay = "0s", rescan_interval = "1h", log_level = "debug" }\n' }
+    -- no probe before every first run has started: a probe would start them at once
+    health.sleep(math.max(0, 3.2 - (health.now() - t0)))
+    local r = a:get("/healthz")
+    assert.equal(200, r.status, r.body)
+    local lo, hi = math.huge, -math.huge
+    for name, c in pairs(r.json.components) do
+      if name ~= "exact" then
+        local t = tonumber(c.output)
+        lo, hi = math.min(lo, t), math.max(hi, t)
+      end
+    end
+    local exact = tonumber(r.json.components.exact.output)
+    print(("\n    first runs of 200 checks spread over %.3f s; initial_delay 700ms ran %.3f s after the first of them")
+      :format(hi - lo, exact - lo))
+    assert.is_true(hi - lo >= 1.0, ("first runs within %.3f s: a herd"):format(hi - lo))
+    assert.is_true(hi - lo <= 2.0 + 0.1, ("first runs spread over %.3f s, more than 2 s"):format(hi - lo))
+    -- the generation started at exact - 0.7; the earliest spread run is near it
+    assert.is_true(math.abs(exact - 0.7 - lo) < 0.15, ("initial_delay not exact: %.3f s after the first run"):format(exact - lo))
+    -- background refreshes every 4.5 to 5.5 s, each taking 0.95 s: probes
+    -- must never find an expired result and wait for a run
+    local rs = prober(a, "/readyz", 0.05, 12)()
+    local worst = 0
+    for _, x in ipairs(rs) do
+      assert.equal(200, x[1], "a probe answered " .. x[1])
+      worst = math.max(worst, x[2])
+    end
+    print(("    %d probes of /readyz over 12 s: slowest %.0f ms"):format(#rs, worst * 1000))
+    assert.truthy(#rs >= 50, "the prober ran " .. #rs .. " probes")
+    assert.is_true(worst < 0.25, ("a probe waited %.0f ms: a gap between background results"):format(worst * 1000))
+    assert.equal(0, count(a:log(), "run requested by a probe"), "probes had to ask for runs")
+  end)
+end)
+
+describe("steady states", function()
+  it("WARN and DOWN alternating below the failure threshold logs one transition", function()
+    a = agent.start { scripts = { ["a.lua"] = [[
+      local i = 0
+      health.check { name = "flappy", interval = "50ms", failure_threshold = 3, run = function()
+        i = i + 1
+        if i % 2 == 1 then return health.warn("degraded " .. i) end
+        return false, "failed " .. i
+      end }
+    ]] }, config = FAST }
+    assert.truthy(wait_for(function()
+      local r = a:get("/healthz/flappy")
+      return r.json and tonumber((r.json.output or ""):match("%d+") or 0) >= 30
+    end, 10), a:log())
+    local log = a:log()
+    assert.equal(1, count(log, "%[flappy%] [A-Z]+ %-> "), log)
+    assert.truthy(log:find("[flappy] INIT -> WARN", 1, true), log)
+    assert.equal("WARN", a:get("/healthz/flappy").json.status)
+  end)
+end)
