@@ -61,6 +61,9 @@ struct ha_engine {
     int64_t reload_ms;        /* wall clock the served generation started serving */
     uint64_t reloads;         /* successful reloads so far */
     uint64_t reload_failures; /* failed reloads so far (one per broken content) */
+    /* engine_load.c calls it before each file it loads, when set: a loader's
+     * own context reports progress this way */
+    void (*on_load_file)(ha_engine *eng, const char *file);
 };
 
 /* One holder of memory in a VM: a check (what its runs keep, across runs)

@@ -76,6 +76,8 @@ struct ha_gen {
     /* while loading */
     const char *cur_src;      /* source text of the file being loaded */
     size_t cur_len;
+    uint64_t load_deadline_ns; /* monotonic end of the main chunks' budget */
+    uint64_t load_budget_ns;  /* that budget, for the message */
 };
 
 /* Parses the table at idx (health.check's argument) into a new check of the

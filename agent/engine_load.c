@@ -13,6 +13,8 @@
 
 #define LOAD_LIMIT_NS (5 * HA_NS_PER_S) /* main chunks of a generation that run longer are an error */
 #define MAX_SCRIPT (4u << 20)          /* bytes: larger files are refused */
+#define LIB_DEPTH 8                    /* lib/ levels hashed: require "a.b.c" ... */
+#define LIB_FILES 1024                 /* lib/ files hashed at most */
 
 static int by_name(const void *a, const void *b)
 {
@@ -59,6 +61,68 @@ fail:
         errno = e;
         return -1;
     }
+}
+
+static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int by_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Folds the *.lua files under path (the scripts' lib/ modules: relative
+ * names and contents, in name order) into *h. Unreadable entries and names
+ * beginning with '.' are skipped; *budget bounds the files hashed. */
+static void hash_lib(const char *path, const char *rel, int depth, int *budget, uint64_t *h)
+{
+    DIR *d = depth < LIB_DEPTH ? opendir(path) : NULL;
+    if (d == NULL)
+        return;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **p = realloc(names, cap * sizeof *p);
+            if (p == NULL)
+                break;
+            names = p;
+        }
+        if ((names[n] = strdup(e->d_name)) != NULL)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        qsort(names, n, sizeof *names, by_str);
+    for (size_t i = 0; i < n; i++) {
+        char full[4096], sub[4096];
+        snprintf(full, sizeof full, "%s/%s", path, names[i]);
+        snprintf(sub, sizeof sub, "%s%s/", rel, names[i]);
+        struct stat st;
+        size_t nl = strlen(names[i]);
+        if (*budget > 0 && stat(full, &st) == 0) {
+            if (S_ISDIR(st.st_mode)) {
+                hash_lib(full, sub, depth + 1, budget, h);
+            } else if (S_ISREG(st.st_mode) && nl > 4 && strcmp(names[i] + nl - 4, ".lua") == 0) {
+                char *src;
+                size_t len;
+                (*budget)--;
+                *h = fnv_bytes(*h, sub, strlen(sub) + 1);
+                if (slurp(full, &src, &len) == 0) {
+                    *h = fnv_bytes(*h, src, len);
+                    free(src);
+                }
+            }
+        }
+        free(names[i]);
+    }
+    free(names);
 }
 
 int engine_load_read(const char *dir, ha_script_set *set, char *err, size_t errlen)
@@ -117,6 +181,10 @@ int engine_load_read(const char *dir, ha_script_set *set, char *err, size_t errl
         for (size_t k = 0; k < s->len; k++)
             h = (h ^ (unsigned char)s->src[k]) * 1099511628211ull;
     }
+    char lib[4096];
+    snprintf(lib, sizeof lib, "%s/lib", dir);
+    int budget = LIB_FILES;
+    hash_lib(lib, "lib/", 0, &budget, &h); /* require'd modules are part of the content */
     set->hash = h;
     return 0;
 fail:
@@ -136,19 +204,28 @@ void engine_load_free(ha_script_set *set)
     memset(set, 0, sizeof *set);
 }
 
-static uint64_t load_deadline;     /* engine thread only: end of this generation's load budget */
-static char load_budget_text[32];  /* the budget, for the message */
+uint64_t engine_load_budget(const ha_config *cfg)
+{
+    uint64_t budget = LOAD_LIMIT_NS;
+    if (cfg && cfg->watchdog_ns / 2 < budget)
+        budget = cfg->watchdog_ns / 2;
+    return budget;
+}
 
 static void load_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
-    if (uv_hrtime() > load_deadline) {
-        engine_vm_of(L)->doomed = true; /* pcall re-raises from now on */
+    ha_vm *vm = engine_vm_of(L);
+    ha_gen *gen = vm->gen;
+    if (uv_hrtime() > gen->load_deadline_ns) {
+        vm->doomed = true; /* pcall re-raises from now on */
         lua_sethook(L, load_hook, LUA_MASKCOUNT, 1);
     }
-    if (engine_vm_of(L)->doomed) {
+    if (vm->doomed) {
+        char d[32];
+        ha_duration_format(gen->load_budget_ns, d, sizeof d);
         luaL_where(L, 0); /* in a hook, level 0 is the script function running */
-        lua_pushfstring(L, "scripts took longer than %s to load", load_budget_text);
+        lua_pushfstring(L, "scripts took longer than %s to load", d);
         lua_concat(L, 2);
         lua_error(L);
     }
@@ -178,16 +255,16 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
     ha_vm *vm = gen->vm;
     lua_State *L = vm->L;
     vm->gen = gen;
-    /* one budget for all main chunks, below the watchdog: loading runs on
-     * the engine thread, and a slow reload must not fail /livez */
-    uint64_t budget = LOAD_LIMIT_NS;
-    if (cfg && cfg->watchdog_ns / 2 < budget)
-        budget = cfg->watchdog_ns / 2;
-    ha_duration_format(budget, load_budget_text, sizeof load_budget_text);
-    load_deadline = uv_hrtime() + budget;
-    vm->load_deadline_ns = load_deadline;
+    /* one budget for all main chunks, below the watchdog: the start-up load
+     * runs before the engine thread, and a reload's loader must give up
+     * long before anyone would call it stuck */
+    gen->load_budget_ns = engine_load_budget(cfg);
+    gen->load_deadline_ns = uv_hrtime() + gen->load_budget_ns;
+    vm->load_deadline_ns = gen->load_deadline_ns;
     for (size_t i = 0; i < set->n; i++) {
         const ha_script *s = &set->files[i];
+        if (eng->on_load_file)
+            eng->on_load_file(eng, s->name);
         lua_pushfstring(L, dir[0] ? "@%s/%s" : "@%s%s", dir, s->name); /* [chunkname] */
         if (luaL_loadbufferx(L, s->src, s->len, lua_tostring(L, -1), "t") != LUA_OK) {
             snprintf(err, errlen, "%s", lua_tostring(L, -1));

@@ -1,4 +1,5 @@
 /* engine_reload.c: hot reload of the scripts directory (see engine_reload.h). */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,8 @@
 #include "engine_reload.h"
 #include "log.h"
 
+typedef struct ha_loader ha_loader;
+
 typedef struct ha_reload {
     ha_engine *eng;           /* not owned */
     uv_fs_event_t watch;      /* the scripts directory itself */
@@ -20,8 +23,20 @@ typedef struct ha_reload {
     bool watch_warned;        /* the "cannot watch" line was logged */
     uint64_t burst_ns;        /* monotonic time of the first event of the pending burst; 0 = none */
     uint64_t failed_hash;     /* content hash of the last failed build; 0 = none */
+    ha_loader *loader;        /* the loader in flight (or stuck), or NULL */
+    bool stuck;               /* that loader is past its budget and given up */
+    bool pending;             /* a reload was asked for meanwhile: at most one waits */
+    bool pending_explicit;    /* one of those was SIGHUP or POST /-/reload */
+    uint64_t last_start_ns;   /* monotonic start of the last loader */
+    uint64_t refused_log_ns;  /* last "reload refused" line of an automatic trigger */
+    uv_timer_t gap;           /* runs the pending reload once HA_RELOAD_MIN_GAP_MS passed */
+    uv_timer_t stuck_timer;   /* the loader's budget plus grace */
+    uv_async_t loaded;        /* signalled by the loader thread when it is done */
     int open_handles;         /* handles not yet closed at stop */
 } ha_reload;
+
+static void on_stuck(uv_timer_t *h);
+static void on_gap(uv_timer_t *h);
 
 /* --- health.info ------------------------------------------------------- */
 
@@ -41,6 +56,108 @@ void engine_reload_info_changed(lua_State *L)
     free(eng->info_json);
     eng->info_json = json;
     engine_mark_dirty(eng);
+}
+
+/* --- the loader thread -------------------------------------------------- */
+
+/* One generation being built off the engine thread. Shared by the engine
+ * thread and the loader thread; the fields marked "lock" are guarded by
+ * lock, the inputs are fixed before the thread starts and the context is the
+ * loader's alone until the hand-over. Freed by whichever side lets go last. */
+struct ha_loader {
+    ha_engine ctx;            /* the loader's own engine context (cfg only): its VM's eng */
+    uv_mutex_t lock;
+    int refs;                 /* lock: 2 while both sides hold it */
+    uv_async_t *notify;       /* lock: the engine's "loaded" handle; NULL once the engine let go */
+    bool done;                /* lock: the thread has finished */
+    ha_gen *gen;              /* lock: the result once done, or NULL with err */
+    char err[1024];           /* lock */
+    char file[256];           /* lock: the file being loaded */
+    ha_script_set set;        /* input, owned; freed by the thread */
+    const char *dir;          /* input, not owned (the config's) */
+    uint64_t hash;            /* input: content hash of set */
+    uint64_t started_ns;      /* engine side: monotonic start */
+    uv_thread_t thread;
+};
+
+/* Drops one side's reference; the last one frees the loader. */
+static void loader_release(ha_loader *ld)
+{
+    uv_mutex_lock(&ld->lock);
+    bool last = --ld->refs == 0;
+    uv_mutex_unlock(&ld->lock);
+    if (!last)
+        return;
+    uv_mutex_destroy(&ld->lock);
+    free(ld);
+}
+
+/* ctx->on_load_file of a loader: remembers the file for the stuck message. */
+static void loader_progress(ha_engine *ctx, const char *file)
+{
+    ha_loader *ld = (ha_loader *)ctx; /* ctx is the first member */
+    uv_mutex_lock(&ld->lock);
+    snprintf(ld->file, sizeof ld->file, "%s", file);
+    uv_mutex_unlock(&ld->lock);
+}
+
+/* The loader thread: compiles and runs the scripts in a new state, then
+ * hands the result over under the lock and wakes the engine. When the
+ * engine has let go (shutdown) the result is closed here: its VM has no
+ * task and its checks no handle yet. */
+static void loader_main(void *arg)
+{
+    ha_loader *ld = arg;
+    char err[sizeof ld->err] = "";
+    ha_gen *g = engine_load_gen(&ld->ctx, ld->dir, &ld->set, err, sizeof err);
+    engine_load_free(&ld->set);
+    uv_mutex_lock(&ld->lock);
+    ld->done = true;
+    bool orphan = ld->notify == NULL;
+    if (!orphan) {
+        ld->gen = g;
+        memcpy(ld->err, err, sizeof err);
+        uv_async_send(ld->notify);
+    }
+    uv_mutex_unlock(&ld->lock);
+    if (orphan)
+        engine_gen_close(g);
+    loader_release(ld);
+}
+
+/* Starts a loader for set (ownership moves). Returns 0 or a libuv error
+ * (set freed). */
+static int loader_start(ha_engine *eng, ha_script_set *set)
+{
+    ha_reload *r = eng->reload;
+    ha_loader *ld = calloc(1, sizeof *ld);
+    if (ld == NULL || uv_mutex_init(&ld->lock) != 0) {
+        free(ld);
+        engine_load_free(set);
+        return UV_ENOMEM;
+    }
+    ld->ctx.cfg = eng->cfg;
+    ld->ctx.next_gen_id = 1;
+    ld->ctx.on_load_file = loader_progress;
+    ld->refs = 2;
+    ld->notify = &r->loaded;
+    ld->set = *set;
+    ld->dir = eng->cfg->scripts_dir;
+    ld->hash = set->hash;
+    ld->started_ns = uv_hrtime();
+    memset(set, 0, sizeof *set);
+    int e = uv_thread_create(&ld->thread, loader_main, ld);
+    if (e != 0) {
+        engine_load_free(&ld->set);
+        uv_mutex_destroy(&ld->lock);
+        free(ld);
+        return e;
+    }
+    r->loader = ld;
+    r->last_start_ns = ld->started_ns;
+    uint64_t stuck_ms = (engine_load_budget(eng->cfg) + HA_RELOAD_STUCK_GRACE_NS) / HA_NS_PER_MS;
+    uv_timer_start(&r->stuck_timer, on_stuck, stuck_ms, 0);
+    return 0;
 }
 
 /* --- reloading --------------------------------------------------------- */
@@ -73,38 +190,11 @@ static void clear_error(ha_engine *eng)
     engine_mark_dirty(eng);
 }
 
-int engine_reload_now(ha_engine *eng, bool force)
+/* Serves g (built by a loader, already re-homed on eng): activates it, keeping the
+ * state of unchanged checks, and closes the old generation. */
+static void hand_over(ha_engine *eng, ha_gen *g, uint64_t t0)
 {
-    const char *dir = eng->cfg->scripts_dir;
-    ha_reload *r = eng->reload;
-    ha_script_set set;
-    char err[1024];
-    if (eng->stopping || eng->gen == NULL)
-        return 0;
-    if (engine_load_read(dir, &set, err, sizeof err) != 0)
-        return reload_failed(eng, err, 0);
-    uint64_t hash = set.hash;
-    if (!force && hash == eng->gen->hash) {
-        engine_load_free(&set);
-        if (eng->load_error) {
-            log_event(LOG_INFO, NULL, "scripts are back to generation %llu's: load error cleared",
-                      (unsigned long long)eng->gen->id);
-            clear_error(eng);
-        }
-        return 0;
-    }
-    if (!force && r && eng->load_error && hash == r->failed_hash) {
-        engine_load_free(&set); /* the same broken content: reported already */
-        return -1;
-    }
-    uint64_t t0 = uv_hrtime();
-    ha_gen *g = engine_load_gen(eng, dir, &set, err, sizeof err);
-    engine_load_free(&set);
-    if (g == NULL)
-        return reload_failed(eng, err, hash);
-    g->hash = hash;
     g->id = eng->next_gen_id++;
-
     ha_gen *old = eng->gen;
     size_t added = 0, changed = 0, removed = 0;
     for (size_t i = 0; i < g->n; i++) {
@@ -137,25 +227,172 @@ int engine_reload_now(ha_engine *eng, bool force)
     log_event(LOG_INFO, NULL,
               "reload: generation %llu serving %zu check(s) (hash %016llx): %zu added, %zu removed, "
               "%zu changed (%.1f ms)",
-              (unsigned long long)g->id, g->n, (unsigned long long)hash, added, removed, changed,
+              (unsigned long long)g->id, g->n, (unsigned long long)g->hash, added, removed, changed,
               (double)(uv_hrtime() - t0) / 1e6);
+}
+
+/* Marks a reload pending and makes sure it runs: after the loader in
+ * flight, or once the minimum interval since the last start has passed. */
+static void defer(ha_reload *r, bool explicit)
+{
+    if (!r->pending)
+        log_event(LOG_DEBUG, NULL, "reload: %s", r->loader ? "one is in flight: coalesced into the next"
+                                                          : "too soon after the last: coalesced into the next");
+    r->pending = true;
+    r->pending_explicit |= explicit;
+    if (r->loader || uv_is_active((uv_handle_t *)&r->gap))
+        return;
+    uint64_t since = uv_hrtime() - r->last_start_ns;
+    uint64_t gap = HA_RELOAD_MIN_GAP_MS * HA_NS_PER_MS;
+    uv_timer_start(&r->gap, on_gap, since >= gap ? 0 : (gap - since + HA_NS_PER_MS - 1) / HA_NS_PER_MS, 0);
+}
+
+int engine_reload_request(ha_engine *eng, bool explicit)
+{
+    const char *dir = eng->cfg->scripts_dir;
+    ha_reload *r = eng->reload;
+    ha_script_set set;
+    char err[1024];
+    if (eng->stopping || eng->gen == NULL || r == NULL)
+        return 0;
+    if (r->stuck) {
+        uint64_t now = uv_hrtime();
+        if (explicit || now - r->refused_log_ns >= HA_NS_PER_S) {
+            r->refused_log_ns = now;
+            log_event(LOG_ERROR, NULL, "reload refused: %s", eng->load_error ? eng->load_error : "a reload is stuck");
+        }
+        return -1;
+    }
+    if (r->loader || uv_hrtime() - r->last_start_ns < HA_RELOAD_MIN_GAP_MS * HA_NS_PER_MS) {
+        defer(r, explicit);
+        return 1;
+    }
+    if (engine_load_read(dir, &set, err, sizeof err) != 0)
+        return reload_failed(eng, err, 0);
+    uint64_t hash = set.hash;
+    if (hash == eng->gen->hash) {
+        engine_load_free(&set);
+        if (eng->load_error) {
+            log_event(LOG_INFO, NULL, "scripts are back to generation %llu's: load error cleared",
+                      (unsigned long long)eng->gen->id);
+            clear_error(eng);
+        } else if (explicit) {
+            log_event(LOG_INFO, NULL, "reload: scripts unchanged (hash %016llx): generation %llu keeps serving",
+                      (unsigned long long)hash, (unsigned long long)eng->gen->id);
+        }
+        return 0;
+    }
+    if (eng->load_error && hash == r->failed_hash) {
+        engine_load_free(&set); /* the same broken content: reported already */
+        if (explicit)
+            log_event(LOG_WARN, NULL, "reload: scripts unchanged since the failed load: %s", eng->load_error);
+        return -1;
+    }
+    int e = loader_start(eng, &set);
+    if (e != 0) {
+        char m[96];
+        snprintf(m, sizeof m, "cannot start the loader thread: %s", uv_strerror(e));
+        return reload_failed(eng, m, 0);
+    }
     return 1;
+}
+
+/* A loader finished (its async): serve its generation, record its error,
+ * or, if it had been given up as stuck, discard its result and accept
+ * reloads again. Then runs a reload that was asked for meanwhile. */
+static void on_loaded(uv_async_t *h)
+{
+    ha_reload *r = h->data;
+    ha_engine *eng = r->eng;
+    ha_loader *ld = r->loader;
+    if (ld == NULL)
+        return;
+    uv_mutex_lock(&ld->lock);
+    bool done = ld->done;
+    ha_gen *g = ld->gen;
+    char err[sizeof ld->err];
+    memcpy(err, ld->err, sizeof err);
+    ld->gen = NULL;
+    uv_mutex_unlock(&ld->lock);
+    if (!done)
+        return; /* a spurious wake-up */
+    uv_thread_join(&ld->thread);
+    r->loader = NULL;
+    uv_timer_stop(&r->stuck_timer);
+    uint64_t hash = ld->hash, t0 = ld->started_ns;
+    if (g) { /* the generation is the engine's now: off the loader's context before that is freed */
+        g->eng = eng;
+        g->vm->eng = eng;
+    }
+    loader_release(ld);
+    if (r->stuck) {
+        r->stuck = false;
+        char d[32];
+        ha_duration_format(uv_hrtime() - t0, d, sizeof d);
+        log_event(LOG_WARN, NULL, "reload: the stuck load returned after %s; its result is discarded, reloads are "
+                  "accepted again", d);
+        engine_gen_close(g);
+        r->failed_hash = hash; /* the load_error says why; the same content is not tried again */
+    } else if (g) {
+        g->hash = hash;
+        hand_over(eng, g, t0);
+    } else {
+        reload_failed(eng, err, hash);
+    }
+    if (r->pending && !eng->stopping) {
+        bool explicit = r->pending_explicit;
+        r->pending = r->pending_explicit = false;
+        engine_reload_request(eng, explicit);
+    }
+}
+
+/* The loader passed its budget and the grace: it is stuck inside a C
+ * function no hook can stop. It is given up (it keeps its thread until it
+ * returns, if ever), the generation being served is untouched, and reloads
+ * are refused meanwhile: at most one loader is ever abandoned. */
+static void on_stuck(uv_timer_t *h)
+{
+    ha_reload *r = h->data;
+    ha_engine *eng = r->eng;
+    ha_loader *ld = r->loader;
+    if (ld == NULL)
+        return;
+    char file[sizeof ld->file];
+    uv_mutex_lock(&ld->lock);
+    memcpy(file, ld->file, sizeof file);
+    uv_mutex_unlock(&ld->lock);
+    r->stuck = true;
+    r->pending = r->pending_explicit = false;
+    char d[32], msg[512];
+    ha_duration_format(uv_hrtime() - ld->started_ns, d, sizeof d);
+    snprintf(msg, sizeof msg,
+             "%s/%s: loading is stuck inside a C function (no result after %s, past the load budget); "
+             "the loader is abandoned and further reloads are refused until it returns (restart the agent to "
+             "load new scripts)", ld->dir, file[0] ? file : "?", d);
+    reload_failed(eng, msg, ld->hash);
 }
 
 /* --- triggers ---------------------------------------------------------- */
 
-/* HA_MSG_RELOAD: SIGHUP or POST /-/reload. */
-static void on_reload_request(ha_engine *eng)
-{
-    log_event(LOG_INFO, NULL, "reload requested");
-    engine_reload_now(eng, true);
-}
+/* HA_MSG_RELOAD: SIGHUP or POST /-/reload (each logged where it arrived). */
+static void on_reload_request(ha_engine *eng) { engine_reload_request(eng, true); }
 
 static void on_debounce(uv_timer_t *h)
 {
     ha_reload *r = h->data;
     r->burst_ns = 0;
-    engine_reload_now(r->eng, false);
+    engine_reload_request(r->eng, false);
+}
+
+/* The minimum interval since the last reload passed: run the pending one. */
+static void on_gap(uv_timer_t *h)
+{
+    ha_reload *r = h->data;
+    if (!r->pending || r->loader)
+        return;
+    bool explicit = r->pending_explicit;
+    r->pending = r->pending_explicit = false;
+    engine_reload_request(r->eng, explicit);
 }
 
 static void on_fs_event(uv_fs_event_t *h, const char *name, int events, int status)
@@ -202,7 +439,7 @@ static void on_rescan(uv_timer_t *h)
     ha_reload *r = h->data;
     if (!r->watching && !r->watch_off)
         start_watch(r); /* the directory may exist now */
-    engine_reload_now(r->eng, false);
+    engine_reload_request(r->eng, false);
 }
 
 int engine_reload_setup(ha_engine *eng)
@@ -215,8 +452,12 @@ int engine_reload_setup(ha_engine *eng)
     uv_fs_event_init(eng->loop, &r->watch);
     uv_timer_init(eng->loop, &r->debounce);
     uv_timer_init(eng->loop, &r->rescan);
+    uv_timer_init(eng->loop, &r->gap);
+    uv_timer_init(eng->loop, &r->stuck_timer);
+    uv_async_init(eng->loop, &r->loaded, on_loaded);
     r->watch.data = r->debounce.data = r->rescan.data = r;
-    r->open_handles = 3;
+    r->gap.data = r->stuck_timer.data = r->loaded.data = r;
+    r->open_handles = 6;
     eng->reload = r;
     eng->on_reload = on_reload_request;
     eng->reload_ms = ha_wall_ms();
@@ -235,7 +476,7 @@ int engine_reload_setup(ha_engine *eng)
         engine_reload_info_changed(eng->gen->vm->L);
     /* a change between the start-up read and the watch would otherwise wait
      * for the rescan */
-    engine_reload_now(eng, false);
+    engine_reload_request(eng, false);
     return 0;
 }
 
@@ -253,6 +494,29 @@ void engine_reload_stop(ha_engine *eng)
         return;
     eng->reload = NULL;
     eng->on_reload = NULL;
+    ha_loader *ld = r->loader;
+    if (ld) {
+        /* let go of the loader: a finished one is joined and its result
+         * closed; one still running (stuck in C) closes its own result, if
+         * it ever returns, and frees what it shares */
+        uv_mutex_lock(&ld->lock);
+        ld->notify = NULL;
+        bool done = ld->done;
+        ha_gen *g = ld->gen;
+        ld->gen = NULL;
+        uv_mutex_unlock(&ld->lock);
+        if (done) {
+            uv_thread_join(&ld->thread);
+            engine_gen_close(g); /* before the release: its VM still uses the loader's context */
+        } else {
+            pthread_detach(ld->thread);
+        }
+        r->loader = NULL;
+        loader_release(ld);
+    }
+    uv_close((uv_handle_t *)&r->gap, on_closed);
+    uv_close((uv_handle_t *)&r->stuck_timer, on_closed);
+    uv_close((uv_handle_t *)&r->loaded, on_closed);
     uv_close((uv_handle_t *)&r->watch, on_closed);
     uv_close((uv_handle_t *)&r->debounce, on_closed);
     uv_close((uv_handle_t *)&r->rescan, on_closed);

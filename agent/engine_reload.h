@@ -20,6 +20,8 @@
 
 #define HA_RELOAD_DEBOUNCE_MS 250   /* quiet time after the last event before reloading */
 #define HA_RELOAD_MAX_WAIT_MS 2000  /* a steady stream of events still reloads this often */
+#define HA_RELOAD_MIN_GAP_MS 250    /* between the starts of two reloads */
+#define HA_RELOAD_STUCK_GRACE_NS (1000 * HA_NS_PER_MS) /* past the load budget: the loader is stuck in C */
 
 /* Starts watching eng->cfg->scripts_dir and the rescan timer, and sets
  * eng->on_reload. Call on the engine thread once eng->gen is active. A
@@ -31,11 +33,19 @@ int engine_reload_setup(ha_engine *eng);
  * Safe when setup never ran. Engine thread. */
 void engine_reload_stop(ha_engine *eng);
 
-/* Reloads now. force: rebuild even when the content hash is unchanged
- * (explicit requests: a changed lib/ module is only seen this way). Returns
- * 1 when a new generation serves, 0 when nothing changed, -1 on failure
- * (eng->load_error set, the old generation untouched). */
-int engine_reload_now(ha_engine *eng, bool force);
+/* Asks for a reload (engine thread). Reads the directory; when the content
+ * hash equals the served generation's nothing changes (a load error is
+ * cleared if the content went back); otherwise a loader thread builds the
+ * new generation in its own Lua state while the engine keeps serving, and
+ * it is handed over when ready. At most one loader runs and at most one
+ * request waits behind it; starts are HA_RELOAD_MIN_GAP_MS apart (requests
+ * in between are coalesced into one). A loader that passes its load budget
+ * plus HA_RELOAD_STUCK_GRACE_NS is stuck in C: it is abandoned, the error is
+ * recorded, and reloads are refused until it returns. explicit: SIGHUP or
+ * POST /-/reload (only changes what is logged). Returns 1 when a reload
+ * started or is pending, 0 when nothing changed, -1 on failure or refusal
+ * (eng->load_error says why). */
+int engine_reload_request(ha_engine *eng, bool explicit);
 
 /* Re-encodes the health.info values of the served generation into
  * eng->info_json and marks the engine dirty. L is any thread of the VM that

@@ -129,7 +129,7 @@ bool engine__overdue(lua_State *L)
     uint64_t now = uv_hrtime();
     if (t && t->closing)
         return now >= t->close_deadline_ns;
-    if (t && (t->expired || (t->deadline_ns && now >= t->deadline_ns))) {
+    if (t && (t->expired || (t->deadline_ns && now >= due(t)))) {
         t->expired = true; /* from here on pcall re-raises */
         return true;
     }
