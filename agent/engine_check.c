@@ -766,6 +766,7 @@ void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
     gen->active = true;
     gen->autorun = autorun;
     uint64_t now = uv_hrtime();
+    uv_update_time(eng->loop); /* timers count from now, not from before a long start-up load */
     for (size_t i = 0; i < gen->n; i++) {
         ha_check *c = gen->checks[i];
         uv_timer_init(eng->loop, &c->timer);

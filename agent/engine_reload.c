@@ -28,7 +28,7 @@ typedef struct ha_reload {
     bool pending;             /* a reload was asked for meanwhile: at most one waits */
     bool pending_explicit;    /* one of those was SIGHUP or POST /-/reload */
     uint64_t last_start_ns;   /* monotonic start of the last loader */
-    uint64_t refused_log_ns;  /* last "reload refused" line of an automatic trigger */
+    uint64_t refused_log_ns;  /* last "reload refused" line; 0 = none yet */
     uv_timer_t gap;           /* runs the pending reload once HA_RELOAD_MIN_GAP_MS passed */
     uv_timer_t stuck_timer;   /* the loader's budget plus grace */
     uv_async_t loaded;        /* signalled by the loader thread when it is done */
@@ -65,7 +65,10 @@ void engine_reload_info_changed(lua_State *L)
  * lock, the inputs are fixed before the thread starts and the context is the
  * loader's alone until the hand-over. Freed by whichever side lets go last. */
 struct ha_loader {
-    ha_engine ctx;            /* the loader's own engine context (cfg only): its VM's eng */
+    ha_engine ctx;            /* the loader's own engine context: its VM's eng; ctx.cfg = &cfg */
+    ha_config cfg;            /* a copy of the agent's: the loader may outlive it (stuck at exit).
+                                 scripts_dir and lualib_dir are its own; other pointers are shared,
+                                 read-only, and only freed at exit */
     uv_mutex_t lock;
     int refs;                 /* lock: 2 while both sides hold it */
     uv_async_t *notify;       /* lock: the engine's "loaded" handle; NULL once the engine let go */
@@ -74,7 +77,6 @@ struct ha_loader {
     char err[1024];           /* lock */
     char file[256];           /* lock: the file being loaded */
     ha_script_set set;        /* input, owned; freed by the thread */
-    const char *dir;          /* input, not owned (the config's) */
     uint64_t hash;            /* input: content hash of set */
     uint64_t started_ns;      /* engine side: monotonic start */
     uv_thread_t thread;
@@ -89,6 +91,8 @@ static void loader_release(ha_loader *ld)
     if (!last)
         return;
     uv_mutex_destroy(&ld->lock);
+    free(ld->cfg.scripts_dir);
+    free(ld->cfg.lualib_dir);
     free(ld);
 }
 
@@ -109,7 +113,7 @@ static void loader_main(void *arg)
 {
     ha_loader *ld = arg;
     char err[sizeof ld->err] = "";
-    ha_gen *g = engine_load_gen(&ld->ctx, ld->dir, &ld->set, err, sizeof err);
+    ha_gen *g = engine_load_gen(&ld->ctx, ld->cfg.scripts_dir, &ld->set, err, sizeof err);
     engine_load_free(&ld->set);
     uv_mutex_lock(&ld->lock);
     ld->done = true;
@@ -125,6 +129,12 @@ static void loader_main(void *arg)
     loader_release(ld);
 }
 
+/* How long a loader may run before it counts as stuck. */
+static uint64_t stuck_after(const ha_engine *eng)
+{
+    return engine_load_budget(eng->cfg) + HA_RELOAD_STUCK_GRACE_NS;
+}
+
 /* Starts a loader for set (ownership moves). Returns 0 or a libuv error
  * (set freed). */
 static int loader_start(ha_engine *eng, ha_script_set *set)
@@ -136,27 +146,37 @@ static int loader_start(ha_engine *eng, ha_script_set *set)
         engine_load_free(set);
         return UV_ENOMEM;
     }
-    ld->ctx.cfg = eng->cfg;
+    ld->cfg = *eng->cfg;
+    ld->cfg.scripts_dir = strdup(eng->cfg->scripts_dir);
+    ld->cfg.lualib_dir = eng->cfg->lualib_dir ? strdup(eng->cfg->lualib_dir) : NULL;
+    if (ld->cfg.scripts_dir == NULL || (eng->cfg->lualib_dir && ld->cfg.lualib_dir == NULL)) {
+        free(ld->cfg.scripts_dir);
+        free(ld->cfg.lualib_dir);
+        uv_mutex_destroy(&ld->lock);
+        free(ld);
+        engine_load_free(set);
+        return UV_ENOMEM;
+    }
+    ld->ctx.cfg = &ld->cfg;
     ld->ctx.next_gen_id = 1;
     ld->ctx.on_load_file = loader_progress;
     ld->refs = 2;
     ld->notify = &r->loaded;
     ld->set = *set;
-    ld->dir = eng->cfg->scripts_dir;
     ld->hash = set->hash;
     ld->started_ns = uv_hrtime();
     memset(set, 0, sizeof *set);
     int e = uv_thread_create(&ld->thread, loader_main, ld);
     if (e != 0) {
         engine_load_free(&ld->set);
-        uv_mutex_destroy(&ld->lock);
-        free(ld);
+        ld->refs = 1;
+        loader_release(ld);
         return e;
     }
     r->loader = ld;
     r->last_start_ns = ld->started_ns;
-    uint64_t stuck_ms = (engine_load_budget(eng->cfg) + HA_RELOAD_STUCK_GRACE_NS) / HA_NS_PER_MS;
-    uv_timer_start(&r->stuck_timer, on_stuck, stuck_ms, 0);
+    uv_update_time(eng->loop); /* the loop's clock may be a long callback behind */
+    uv_timer_start(&r->stuck_timer, on_stuck, stuck_after(eng) / HA_NS_PER_MS, 0);
     return 0;
 }
 
@@ -244,6 +264,7 @@ static void defer(ha_reload *r, bool explicit)
         return;
     uint64_t since = uv_hrtime() - r->last_start_ns;
     uint64_t gap = HA_RELOAD_MIN_GAP_MS * HA_NS_PER_MS;
+    uv_update_time(r->eng->loop);
     uv_timer_start(&r->gap, on_gap, since >= gap ? 0 : (gap - since + HA_NS_PER_MS - 1) / HA_NS_PER_MS, 0);
 }
 
@@ -257,7 +278,7 @@ int engine_reload_request(ha_engine *eng, bool explicit)
         return 0;
     if (r->stuck) {
         uint64_t now = uv_hrtime();
-        if (explicit || now - r->refused_log_ns >= HA_NS_PER_S) {
+        if (r->refused_log_ns == 0 || now - r->refused_log_ns >= HA_NS_PER_S) { /* one line a second at most */
             r->refused_log_ns = now;
             log_event(LOG_ERROR, NULL, "reload refused: %s", eng->load_error ? eng->load_error : "a reload is stuck");
         }
@@ -320,6 +341,8 @@ static void on_loaded(uv_async_t *h)
     r->loader = NULL;
     uv_timer_stop(&r->stuck_timer);
     uint64_t hash = ld->hash, t0 = ld->started_ns;
+    char file[sizeof ld->file];
+    memcpy(file, ld->file, sizeof file); /* the thread is joined: no lock needed */
     if (g) { /* the generation is the engine's now: off the loader's context before that is freed */
         g->eng = eng;
         g->vm->eng = eng;
@@ -332,7 +355,10 @@ static void on_loaded(uv_async_t *h)
         log_event(LOG_WARN, NULL, "reload: the stuck load returned after %s; its result is discarded, reloads are "
                   "accepted again", d);
         engine_gen_close(g);
-        r->failed_hash = hash; /* the load_error says why; the same content is not tried again */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s/%s: loading was stuck inside a C function for %s (past the load budget); "
+                 "this content is not tried again until it changes", eng->cfg->scripts_dir, file[0] ? file : "?", d);
+        reload_failed(eng, msg, hash);
     } else if (g) {
         g->hash = hash;
         hand_over(eng, g, t0);
@@ -357,6 +383,11 @@ static void on_stuck(uv_timer_t *h)
     ha_loader *ld = r->loader;
     if (ld == NULL)
         return;
+    uint64_t ran = uv_hrtime() - ld->started_ns;
+    if (ran < stuck_after(eng)) { /* the timer's millisecond clock ran ahead */
+        uv_timer_start(&r->stuck_timer, on_stuck, (stuck_after(eng) - ran) / HA_NS_PER_MS + 1, 0);
+        return;
+    }
     char file[sizeof ld->file];
     uv_mutex_lock(&ld->lock);
     memcpy(file, ld->file, sizeof file);
@@ -368,7 +399,7 @@ static void on_stuck(uv_timer_t *h)
     snprintf(msg, sizeof msg,
              "%s/%s: loading is stuck inside a C function (no result after %s, past the load budget); "
              "the loader is abandoned and further reloads are refused until it returns (restart the agent to "
-             "load new scripts)", ld->dir, file[0] ? file : "?", d);
+             "load new scripts)", eng->cfg->scripts_dir, file[0] ? file : "?", d);
     reload_failed(eng, msg, ld->hash);
 }
 

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# reload_under_load.sh: RELOADS (default 1000) consecutive hot reloads while wrk
+# reload_under_load.sh: RELOADS (default 200) consecutive hot reloads while wrk
 # keeps /readyz busy. Each round rewrites the scripts (a comment changes, so the
 # content hash does; the checks do not), asks for POST /-/reload and waits until
 # /-/status shows the new generation. Reports wrk's socket errors and non-2xx
 # answers (targets: 0 and 0, every check stays UP so any 503 is a wrong answer),
 # reloads per second, and VmRSS before and after (target: back within 2 MiB).
-#   RELOADS=1000 CHECKS=20 WRK_CONNS=16 tests/bench/reload_under_load.sh
+#   RELOADS=200 CHECKS=20 WRK_CONNS=16 tests/bench/reload_under_load.sh
 set -u -o pipefail
 . "$(dirname "$0")/lib.sh"
 bench_require_tools curl wrk
 
-RELOADS=${RELOADS:-1000}
+RELOADS=${RELOADS:-200}
 CHECKS=${CHECKS:-20}
 WRK_CONNS=${WRK_CONNS:-16}
 scripts=$BENCH_TMP/scripts

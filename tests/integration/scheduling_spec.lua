@@ -105,7 +105,7 @@ describe("scheduling without herds", function()
     local src = { "local first = {}\n" }
     for i = 1, 200 do
       src[#src + 1] = ([[
-        health.check { name = "c%03d", interval = "5s", timeout = "1s", run = function()
+        health.check { name = "c%03d", interval = "5s", timeout = "1s", critical = false, run = function()
           first[%d] = first[%d] or health.now()
           health.sleep(0.95)
           return true, ("%%.3f"):format(first[%d])
@@ -121,8 +121,11 @@ describe("scheduling without herds", function()
       config = 'return { shutdown_delay = "0s", rescan_interval = "1h", log_level = "debug" }\n' }
     -- no probe before every first run has started: a probe would start them at once
     health.sleep(math.max(0, 3.2 - (health.now() - t0)))
-    local r = a:get("/healthz")
-    assert.equal(200, r.status, r.body)
+    local r = wait_for(function()
+      local r = a:get("/healthz")
+      return r.status == 200 and r
+    end, 5)
+    assert.truthy(r, a:log():sub(-3000))
     local lo, hi = math.huge, -math.huge
     for name, c in pairs(r.json.components) do
       if name ~= "exact" then
@@ -137,8 +140,11 @@ describe("scheduling without herds", function()
     assert.is_true(hi - lo <= 2.0 + 0.1, ("first runs spread over %.3f s, more than 2 s"):format(hi - lo))
     -- the generation started at exact - 0.7; the earliest spread run is near it
     assert.is_true(math.abs(exact - 0.7 - lo) < 0.15, ("initial_delay not exact: %.3f s after the first run"):format(exact - lo))
-    -- background refreshes every 4.5 to 5.5 s, each taking 0.95 s: probes
-    -- must never find an expired result and wait for a run
+    -- background refreshes every 4.5 to 5.5 s, each taking about its whole
+    -- timeout: probes must never find an expired result and wait for a run
+    -- (non-critical: a run that a loaded machine pushes past its timeout
+    -- does not fail /readyz, and still lands at its deadline)
+    local asked = count(a:log(), "run requested by a probe")
     local rs = prober(a, "/readyz", 0.05, 12)()
     local worst = 0
     for _, x in ipairs(rs) do
@@ -148,7 +154,7 @@ describe("scheduling without herds", function()
     print(("    %d probes of /readyz over 12 s: slowest %.0f ms"):format(#rs, worst * 1000))
     assert.truthy(#rs >= 50, "the prober ran " .. #rs .. " probes")
     assert.is_true(worst < 0.25, ("a probe waited %.0f ms: a gap between background results"):format(worst * 1000))
-    assert.equal(0, count(a:log(), "run requested by a probe"), "probes had to ask for runs")
+    assert.equal(asked, count(a:log(), "run requested by a probe"), "probes had to ask for runs")
   end)
 end)
 
