@@ -785,7 +785,9 @@ describe("definitions", function()
     ]]
     assert.equal(60, g:state("a").max_age)
     assert.equal(5 + 2, g:state("b").max_age)
-    assert.equal(11 + 1, g:state("c").max_age) -- ttl stretched to interval + timeout
+    -- ttl stretched to interval + interval/10 + timeout + 200ms = 12.2 s
+    assert.is_true(math.abs(g:state("c").ttl - 12.2) < 1e-6, g:state("c").ttl)
+    assert.is_true(math.abs(g:state("c").max_age - (12.2 + 1)) < 1e-6, g:state("c").max_age)
     assert.equal(7, g:state("t").max_age)
     assert.equal(6, g:state("f").max_age)   -- file_fresh's max_age is the file's age
     g:close()
