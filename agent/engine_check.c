@@ -696,14 +696,15 @@ static void on_timer(uv_timer_t *h)
 }
 
 /* Offset of a first run within its generation: initial_delay when given
- * (exact), else uniform over min(interval, HA_SPREAD_MAX_NS) (the whole
- * HA_SPREAD_MAX_NS for on-demand checks), so a generation's checks do not
- * all start in the same millisecond. */
+ * (exact); else, for an interval check, uniform over min(interval,
+ * HA_SPREAD_MAX_NS), so a generation's background checks do not all start
+ * in the same millisecond; an on-demand check runs at once (its later runs
+ * come from probes, at times nobody schedules). */
 static uint64_t first_run_offset(const ha_check *c)
 {
-    if (c->exact_delay)
+    if (c->exact_delay || c->interval_ns == 0)
         return c->initial_delay_ns;
-    uint64_t w = c->interval_ns && c->interval_ns < HA_SPREAD_MAX_NS ? c->interval_ns : HA_SPREAD_MAX_NS;
+    uint64_t w = c->interval_ns < HA_SPREAD_MAX_NS ? c->interval_ns : HA_SPREAD_MAX_NS;
     uint64_t ms = w / HA_NS_PER_MS;
     return ms ? (uint64_t)rand() % ms * HA_NS_PER_MS : 0;
 }

@@ -430,9 +430,9 @@ describe("only the culprit pays", function()
   for name, body in pairs(hogs) do
     it("a " .. name .. " hog: the bystanders it blocked stay UP, the hog reads timeout", function()
       local g = load(([[
-        health.check { name = "hog", timeout = "400ms", run = function() %s end }
-        health.check { name = "sleeper", timeout = "200ms", run = function() health.sleep(0.05) return true, "slept" end }
-        health.check { name = "spinner", timeout = "200ms", run = function()
+        health.check { name = "hog", timeout = "1s", run = function() %s end }
+        health.check { name = "sleeper", timeout = "500ms", run = function() health.sleep(0.05) return true, "slept" end }
+        health.check { name = "spinner", timeout = "500ms", run = function()
           local t0 = os.clock() while os.clock() - t0 < 0.03 do end return true, "spun" end }
       ]]):format(body))
       local sl = testing.spawn(function() return g:run("sleeper") end)
@@ -443,8 +443,8 @@ describe("only the culprit pays", function()
       local _, hr = hog:wait()
       local _, slr = sl:wait()
       local _, spr = sp:wait()
-      assert.is_true(health.now() - t0 >= 0.3, "the hog did not hold the engine")
-      assert.equal("timeout after 400ms", hr.output)
+      assert.is_true(health.now() - t0 >= 0.8, "the hog did not hold the engine")
+      assert.equal("timeout after 1s", hr.output)
       assert.equal("UP", slr.status, slr.output)
       assert.equal("slept", slr.output)
       assert.equal("UP", spr.status, spr.output)
