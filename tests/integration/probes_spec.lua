@@ -290,7 +290,7 @@ health.check { name = "slowint", interval = "200ms", ttl = "1h", timeout = "2s",
 ]] },
       config = [[return { shutdown_delay = 0 }]],
     }
-    assert.equal(200, a:get("/readyz").status) -- waits for the first result
+    assert.is_true(wait_until(function() return a:get("/readyz").status == 200 end, 5)) -- the first result
     local worst = 0
     for _ = 1, 15 do
       for _, path in ipairs { "/readyz", "/readyz/slowint", "/readyz?exclude=x" } do
