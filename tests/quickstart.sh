@@ -55,14 +55,16 @@ HEALTHAGENT_LISTEN=127.0.0.1:$PORT setsid unshare -m --propagation private bash 
     eval "$2"' quickstart "$work" "$cmd" > "$work/log" 2>&1 &
 pid=$!
 
-# GET /livez with bash's /dev/tcp: nothing else may be installed yet
-livez() {
+# GET PATH with bash's /dev/tcp (nothing else may be installed yet): the
+# whole answer on stdout
+get() {
     exec 3<>"/dev/tcp/127.0.0.1/$PORT" || return 1
-    printf 'GET /livez HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' >&3
-    local status
-    IFS= read -r -t 5 status <&3 || status=""
+    printf 'GET %s HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' "$1" >&3
+    timeout 5 cat <&3
     exec 3<&-
-    case $status in "HTTP/1.1 200"*) return 0 ;; *) return 1 ;; esac
+}
+livez() {
+    case $(get /livez | head -n 1) in "HTTP/1.1 200"*) return 0 ;; *) return 1 ;; esac
 }
 until livez 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -82,4 +84,5 @@ grep -q '^HA_TESTS:BOOL=OFF$' "$work/src/build/CMakeCache.txt" || die "the test 
 version=$("$work/src/build/healthagent" --version)
 case $version in *"(commit unknown, built "*) ;; *) die "without .git the version must read 'commit unknown': $version" ;; esac
 grep -q "serving .* on 127.0.0.1:$PORT" "$work/log" || die "no start-up line in the log"
+get /info | grep -q '"commit":"unknown"' || die "/info must show the commit as unknown: $(get /info | tail -n 1)"
 echo "quickstart: /livez 200 after ${secs}s (apt-get, configure, build, start); $version"
