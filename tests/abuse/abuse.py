@@ -700,7 +700,8 @@ if __name__ == "__main__":
         SCENARIOS[sys.argv[1]]()
     finally:
         for agent in AGENTS:
-            if agent.proc.poll() is None:
+            if getattr(agent, "proc", None) is not None and agent.proc.poll() is None:
                 agent.proc.kill()
                 agent.proc.wait()
+            subprocess.call(["rm", "-rf", agent.dir])
     print("ok: " + sys.argv[1])
