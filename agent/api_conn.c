@@ -62,7 +62,7 @@ static void on_resolved(db_url_resolve *r, int status, const char *ip)
         return;
     }
     if (status != 0) {
-        api_conn_fail(c, db_url_uv_message(status));
+        api_conn_fail(c, db_url_resolve_message(r, status));
         return;
     }
     c->cls->connect(c, ip);
@@ -72,7 +72,7 @@ void api_conn_resolve(api_conn *c, const char *host)
 {
     int rc = db_url_resolve_start(c->loop, &c->res, host, on_resolved);
     if (rc != 0)
-        api_conn_fail(c, db_url_uv_message(rc));
+        api_conn_fail(c, db_url_resolve_message(&c->res, rc));
 }
 
 /* --- operations --------------------------------------------------------- */

@@ -13,6 +13,8 @@
 #include <string.h>
 
 #include "api.h"
+#include "api_fail.h"
+#include "api_opt.h"
 #include "common.h"
 #include "engine_task.h"
 
@@ -52,19 +54,11 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 static int dns_push(ha_op *o, lua_State *L)
 {
     dns_op *op = (dns_op *)o;
-    if (op->status == UV_EAI_NONAME || op->status == UV_EAI_NODATA || op->status == UV_EAI_ADDRFAMILY) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "no such host: %s", op->name);
-        return 2;
-    }
-    if (op->status == UV_EAI_AGAIN) {
-        lua_pushnil(L);
-        lua_pushfstring(L, "dns: temporary failure resolving %s", op->name);
-        return 2;
-    }
     if (op->status < 0) {
+        char msg[300];
+        api_fail_resolve(msg, sizeof msg, op->name, op->status);
         lua_pushnil(L);
-        lua_pushfstring(L, "dns: %s", uv_strerror(op->status));
+        lua_pushstring(L, msg);
         return 2;
     }
     char seen[DNS_MAX_ADDRS][INET6_ADDRSTRLEN];
@@ -88,9 +82,11 @@ static int dns_push(ha_op *o, lua_State *L)
         lua_rawseti(L, -2, n);
     }
     if (n == 0) {
+        char msg[300];
+        api_fail_resolve(msg, sizeof msg, op->name, 0);
         lua_pop(L, 1);
         lua_pushnil(L);
-        lua_pushfstring(L, "no such host: %s", op->name);
+        lua_pushstring(L, msg);
         return 2;
     }
     return 1;
@@ -134,13 +130,7 @@ static int l_resolve(lua_State *L)
                 return luaL_error(L, "health.dns.resolve: option 'family' must be \"inet\" or \"inet6\"");
         }
         lua_pop(L, 1);
-        if (lua_getfield(L, 2, "timeout") != LUA_TNIL) {
-            const char *s = lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                                                                  : NULL;
-            if (s == NULL || ha_duration_parse(s, &timeout) != 0 || timeout == 0)
-                return luaL_error(L, "health.dns.resolve: bad timeout (use seconds > 0 or \"250ms\", \"2s\")");
-        }
-        lua_pop(L, 1);
+        timeout = api_opt_duration_field(L, 2, "health.dns.resolve", "timeout", timeout, false);
     }
     ha_task *t = engine_task_current(L, "health.dns.resolve");
     dns_op *op = calloc(1, sizeof *op);

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "api_opt.h"
 #include "common.h"
 #include "engine_task.h"
 #include "log.h"
@@ -646,10 +647,7 @@ static void validate(lua_State *L, const char *fn)
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
         int vt = lua_type(L, -1);
         if (strcmp(k, "timeout") == 0) {
-            uint64_t ns;
-            const char *s = vt == LUA_TNUMBER || vt == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-            if (s == NULL || ha_duration_parse(s, &ns) != 0)
-                luaL_error(L, "%s: bad timeout (use seconds or \"250ms\", \"2s\")", fn);
+            api_opt_duration(L, -1, fn, "timeout", true);
         } else if (strcmp(k, "cwd") == 0 || strcmp(k, "stdin") == 0) {
             size_t len;
             const char *s = vt == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;

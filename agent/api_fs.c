@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "api.h"
+#include "api_opt.h"
 #include "common.h"
 #include "engine.h"
 #include "engine_task.h"
@@ -313,9 +314,7 @@ static void read_opts(lua_State *L, int idx, const char *fn, uint64_t *timeout_n
     while (lua_next(L, idx)) { /* [key, value] */
         const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
         if (strcmp(k, "timeout") == 0) {
-            const char *s = lua_type(L, -1) == LUA_TNUMBER || lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-            if (s == NULL || ha_duration_parse(s, timeout_ns) != 0)
-                luaL_error(L, "%s: bad timeout (use seconds or \"250ms\", \"2s\")", fn);
+            *timeout_ns = api_opt_duration(L, -1, fn, "timeout", true);
         } else if (follow && strcmp(k, "follow") == 0) {
             luaL_argexpected(L, lua_isboolean(L, -1), idx, "boolean field 'follow'");
             *follow = lua_toboolean(L, -1);

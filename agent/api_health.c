@@ -81,6 +81,26 @@ static int l_now(lua_State *L)
     return 1;
 }
 
+/* health.duration(v): seconds of a duration in the one grammar of the
+ * agent (a number of seconds, "250ms", "2s", "1.5m", "1h", "1d"), or nil,
+ * "bad duration 'v'". For factories and scripts that take durations. */
+static int l_duration(lua_State *L)
+{
+    uint64_t ns;
+    int t = lua_type(L, 1);
+    const char *s = t == LUA_TNUMBER || t == LUA_TSTRING ? lua_tostring(L, 1) : NULL;
+    if (s == NULL || ha_duration_parse(s, &ns) != 0) {
+        lua_pushnil(L);
+        if (s != NULL)
+            lua_pushfstring(L, "bad duration '%s'", s);
+        else
+            lua_pushfstring(L, "bad duration (%s)", luaL_typename(L, 1));
+        return 2;
+    }
+    lua_pushnumber(L, (lua_Number)ns / 1e9);
+    return 1;
+}
+
 /* health.log(level, message): one log line tagged with the running check. */
 static int l_log(lua_State *L)
 {
@@ -259,6 +279,7 @@ static int l_spawn_gc(lua_State *L)
 
 static const luaL_Reg funcs[] = {
     {"check", l_check}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log},
+    {"duration", l_duration},
     {"set_ready", l_set_ready}, {"info", l_info}, {"spawn", api_health_spawn}, {NULL, NULL},
 };
 

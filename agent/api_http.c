@@ -41,6 +41,8 @@
 #include <openssl/x509.h>
 
 #include "api.h"
+#include "api_fail.h"
+#include "api_opt.h"
 #include "buf.h"
 #include "common.h"
 #include "engine.h"
@@ -257,29 +259,26 @@ static void describe_failure(http_op *op, CURLcode rc)
     size_t cap = sizeof op->err;
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
-        snprintf(e, cap, "timeout");
+        snprintf(e, cap, API_FAIL_TIMEOUT);
         break;
     case CURLE_COULDNT_CONNECT:
-        if (oserr == ECONNREFUSED)
-            snprintf(e, cap, "connection refused");
-        else if (oserr == ECONNRESET)
-            snprintf(e, cap, "connection reset");
-        else if (oserr == ETIMEDOUT)
-            snprintf(e, cap, "timeout");
+        if (oserr == ECONNREFUSED || oserr == ECONNRESET || oserr == ETIMEDOUT || oserr == EHOSTUNREACH ||
+            oserr == ENETUNREACH)
+            snprintf(e, cap, "%s", api_fail_errno((int)oserr));
         else if (oserr)
             snprintf(e, cap, "connect failed: %s", strerror((int)oserr));
         else
             snprintf(e, cap, "connect failed: %s", detail(op, rc));
         break;
     case CURLE_COULDNT_RESOLVE_HOST:
-        snprintf(e, cap, "cannot resolve host '%s'", op->host ? op->host : "");
+        api_fail_resolve(e, cap, op->host ? op->host : "", 0);
         break;
     case CURLE_PEER_FAILED_VERIFICATION:
         curl_easy_getinfo(op->easy, CURLINFO_SSL_VERIFYRESULT, &verify);
         if (strstr(op->errbuf, "subject name") != NULL) /* curl's own host name check */
-            snprintf(e, cap, "tls: certificate does not match host name '%s'", op->host ? op->host : "");
+            api_fail_tls_verify(e, cap, X509_V_ERR_HOSTNAME_MISMATCH, op->host);
         else if (verify != X509_V_OK)
-            snprintf(e, cap, "tls: %s", X509_verify_cert_error_string(verify));
+            api_fail_tls_verify(e, cap, verify, op->host);
         else
             snprintf(e, cap, "tls: %s", detail(op, rc));
         break;
@@ -298,7 +297,7 @@ static void describe_failure(http_op *op, CURLcode rc)
         snprintf(e, cap, "too many redirects");
         break;
     case CURLE_GOT_NOTHING:
-        snprintf(e, cap, "closed");
+        snprintf(e, cap, API_FAIL_CLOSED);
         break;
     case CURLE_PARTIAL_FILE:
         snprintf(e, cap, "closed before the end of the body");
@@ -306,7 +305,7 @@ static void describe_failure(http_op *op, CURLcode rc)
     case CURLE_RECV_ERROR:
     case CURLE_SEND_ERROR:
         if (oserr == ECONNRESET || oserr == EPIPE)
-            snprintf(e, cap, "connection reset");
+            snprintf(e, cap, "%s", api_fail_errno((int)oserr));
         else
             snprintf(e, cap, "%s failed: %s", rc == CURLE_RECV_ERROR ? "receive" : "send", detail(op, rc));
         break;
@@ -666,13 +665,7 @@ static void read_opts(lua_State *L, int idx, const char *fn, http_opts *o)
     } else if (t != LUA_TNIL) {
         opt_error(L, fn, "headers", "must be a table");
     }
-    t = lua_getfield(L, idx, "timeout");
-    if (t != LUA_TNIL) {
-        const char *s = t == LUA_TNUMBER || t == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
-        if (s == NULL || ha_duration_parse(s, &o->timeout_ns) != 0 || o->timeout_ns == 0)
-            opt_error(L, fn, "timeout", "must be a positive number of seconds or a duration (\"500ms\")");
-    }
-    lua_pop(L, 1);
+    o->timeout_ns = api_opt_duration_field(L, idx, fn, "timeout", 0, false);
     if (o->timeout_ns == 0)
         o->timeout_ns = HTTP_TIMEOUT_NS;
     o->verify = opt_bool(L, idx, fn, "verify", true);

@@ -37,6 +37,7 @@
 
 #include "api.h"
 #include "api_conn.h"
+#include "api_fail.h"
 #include "db_url.h"
 #include "engine.h"
 
@@ -73,15 +74,18 @@ static void my_message(char *out, size_t len, MYSQL *my, const char *password)
     char m[ERR_MAX];
     db_url_message(m, sizeof m, mysql_error(my), password);
     if (no == CR_CONN_HOST_ERROR || no == CR_CONNECTION_ERROR) {
-        static const struct { const char *code, *msg; } sys[] = {
-            {"(111)", "connection refused"}, {"(104)", "connection reset"},
-            {"(110)", "timeout"}, {"(113)", "host unreachable"}, {NULL, NULL},
-        };
-        for (int i = 0; sys[i].code; i++)
-            if (strstr(m, sys[i].code)) {
-                snprintf(out, len, "%s", sys[i].msg);
-                return;
-            }
+        /* "Can't connect to server on '10.0.0.8' (111)": the errno in parentheses */
+        const char *p = strrchr(m, '(');
+        int e = 0;
+        if (p != NULL && sscanf(p, "(%d)", &e) == 1 && e > 0) {
+            snprintf(out, len, "%s", api_fail_errno(e));
+            return;
+        }
+    }
+    const char *ours = api_fail_text(m);
+    if (ours != NULL && (no == CR_SERVER_LOST || no == CR_SERVER_GONE_ERROR || no == CR_CONN_HOST_ERROR)) {
+        snprintf(out, len, "%s", ours);
+        return;
     }
     if (no == ER_ACCESS_DENIED_ERROR || no == ER_ACCESS_DENIED_NO_PASSWORD_ERROR) {
         snprintf(out, len, "auth failed: %.200s", m);
@@ -501,7 +505,7 @@ static int l_connect(lua_State *L)
     uint64_t timeout_ns = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        timeout_ns = db_url_opt_timeout(L, 2, 2);
+        timeout_ns = db_url_opt_timeout(L, 2, "health.mysql.connect");
     }
     ha_task *t = engine_task_current(L, "health.mysql.connect");
     db_url u;

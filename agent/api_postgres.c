@@ -30,6 +30,7 @@
 
 #include "api.h"
 #include "api_conn.h"
+#include "api_fail.h"
 #include "db_url.h"
 #include "engine.h"
 
@@ -83,6 +84,11 @@ static void pg_message(char *out, size_t len, const char *raw, const char *passw
         }
     bool auth = strstr(s, "password authentication failed") || strstr(s, "no password supplied") ||
                 strstr(s, "authentication failed");
+    const char *ours = auth ? NULL : api_fail_text(s);
+    if (ours != NULL) {
+        snprintf(out, len, "%s", ours);
+        return;
+    }
     snprintf(out, len, "%s%.200s", auth ? "auth failed: " : "", s);
     /* "Connection refused" -> "connection refused"; keep "SSL ..." */
     char *m = out + (auth ? 13 : 0);
@@ -447,7 +453,7 @@ static int l_connect(lua_State *L)
     uint64_t timeout_ns = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        timeout_ns = db_url_opt_timeout(L, 2, 2);
+        timeout_ns = db_url_opt_timeout(L, 2, "health.postgres.connect");
     }
     ha_task *t = engine_task_current(L, "health.postgres.connect");
     char *perr = NULL;

@@ -23,6 +23,7 @@
 
 #include "api.h"
 #include "api_conn.h"
+#include "api_fail.h"
 #include "db_url.h"
 #include "engine.h"
 
@@ -80,14 +81,13 @@ static void conn_fail(rconn *c, const char *msg)
     api_conn_fail(&c->base, m[0] ? m : "error");
 }
 
-/* The lower-cased first word of a hiredis error string ("Connection
- * refused" -> "connection refused"). */
+/* A hiredis error string in the library's vocabulary (api_fail_text),
+ * else lower-cased. */
 static void io_message(char *out, size_t len, const redisAsyncContext *ac)
 {
-    const char *s = ac && ac->errstr && ac->errstr[0] ? ac->errstr : "closed";
-    if (strcmp(s, "Server closed the connection") == 0)
-        s = "closed";
-    snprintf(out, len, "%s", s);
+    const char *s = ac && ac->errstr && ac->errstr[0] ? ac->errstr : API_FAIL_CLOSED;
+    const char *ours = api_fail_text(s);
+    snprintf(out, len, "%s", ours ? ours : s);
     out[0] = (char)tolower((unsigned char)out[0]);
 }
 
@@ -423,7 +423,7 @@ static void parse_args(lua_State *L, rargs *a)
         const char *url = lua_tostring(L, 1);
         if (!lua_isnoneornil(L, 2)) {
             luaL_checktype(L, 2, LUA_TTABLE);
-            a->timeout_ns = db_url_opt_timeout(L, 2, 2);
+            a->timeout_ns = db_url_opt_timeout(L, 2, "health.redis.connect");
         }
         if (strncmp(url, "unix://", 7) == 0) {
             a->path = url + 7;
@@ -464,7 +464,7 @@ static void parse_args(lua_State *L, rargs *a)
         a->password = NULL;
     a->port = opt_int(L, 1, "port", 6379, 1, 65535);
     a->db = opt_int(L, 1, "db", 0, 0, 1000000);
-    a->timeout_ns = db_url_opt_timeout(L, 1, 1);
+    a->timeout_ns = db_url_opt_timeout(L, 1, "health.redis.connect");
     if (a->host == NULL)
         a->host = "127.0.0.1";
 }

@@ -39,6 +39,8 @@
 #include <openssl/x509v3.h>
 
 #include "api.h"
+#include "api_fail.h"
+#include "api_opt.h"
 #include "common.h"
 #include "engine_task.h"
 
@@ -112,23 +114,6 @@ static void tls_pump(tcp_conn *c);
 
 /* --- errors -------------------------------------------------------------- */
 
-/* Short message for a libuv error code. */
-static const char *uv_message(int code)
-{
-    switch (code) {
-    case UV_ECONNREFUSED: return "connection refused";
-    case UV_ETIMEDOUT: return "timeout";
-    case UV_ECONNRESET: return "connection reset";
-    case UV_EPIPE:
-    case UV_EOF:
-    case UV_ECANCELED: return "closed";
-    case UV_ENETUNREACH: return "network unreachable";
-    case UV_EHOSTUNREACH: return "host unreachable";
-    case UV_EADDRNOTAVAIL: return "address not available";
-    default: return uv_strerror(code);
-    }
-}
-
 /* Records the first failure of c. */
 static void conn_fail(tcp_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void conn_fail(tcp_conn *c, const char *fmt, ...)
@@ -152,23 +137,17 @@ static const char *ssl_reason(char *buf, size_t len)
     return buf;
 }
 
-/* Message for a failed certificate verification. */
+/* Records a failed certificate verification (api_fail_tls_verify), naming
+ * the host name or address the certificate was checked against. */
 static void fail_verify(tcp_conn *c, long v)
 {
-    switch (v) {
-    case X509_V_ERR_CERT_HAS_EXPIRED:
-        conn_fail(c, "tls: certificate has expired");
-        break;
-    case X509_V_ERR_CERT_NOT_YET_VALID:
-        conn_fail(c, "tls: certificate is not yet valid");
-        break;
-    case X509_V_ERR_HOSTNAME_MISMATCH:
-    case X509_V_ERR_IP_ADDRESS_MISMATCH:
-        conn_fail(c, "tls: hostname mismatch");
-        break;
-    default:
-        conn_fail(c, "tls: certificate verify failed: %s", X509_verify_cert_error_string(v));
-    }
+    char msg[300];
+    X509_VERIFY_PARAM *param = c->ssl ? SSL_get0_param(c->ssl) : NULL;
+    char *ip = param ? X509_VERIFY_PARAM_get1_ip_asc(param) : NULL;
+    const char *name = param ? X509_VERIFY_PARAM_get0_host(param, 0) : NULL;
+    api_fail_tls_verify(msg, sizeof msg, v, ip ? ip : name ? name : c->host);
+    OPENSSL_free(ip);
+    conn_fail(c, "%s", msg);
 }
 
 /* --- life cycle ---------------------------------------------------------- */
@@ -299,7 +278,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (c->ssl && !c->hs_done)
             conn_fail(c, "tls: handshake failed: closed");
     } else if (nread < 0) {
-        conn_fail(c, "%s", uv_message((int)nread));
+        conn_fail(c, "%s", api_fail_uv((int)nread));
     }
     conn_progress(c);
 }
@@ -315,7 +294,7 @@ static void conn_update_reading(tcp_conn *c)
         if (r == 0)
             c->reading = true;
         else
-            conn_fail(c, "%s", uv_message(r));
+            conn_fail(c, "%s", api_fail_uv(r));
     } else if (!want && c->reading && c->handle_open && !uv_is_closing((uv_handle_t *)&c->tcp)) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
@@ -341,7 +320,7 @@ static void on_write(uv_write_t *req, int status)
     c->writes_pending--;
     free(w);
     if (status < 0 && status != UV_ECANCELED)
-        conn_fail(c, "%s", uv_message(status));
+        conn_fail(c, "%s", api_fail_uv(status));
     conn_progress(c);
 }
 
@@ -364,7 +343,7 @@ static bool conn_write(tcp_conn *c, const char *p, size_t n)
     int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (r != 0) {
         free(w);
-        conn_fail(c, "%s", uv_message(r));
+        conn_fail(c, "%s", api_fail_uv(r));
         return false;
     }
     c->writes_pending++;
@@ -510,7 +489,7 @@ static void tls_flush(tcp_conn *c)
     int r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
     if (r != 0) {
         free(w);
-        conn_fail(c, "%s", uv_message(r));
+        conn_fail(c, "%s", api_fail_uv(r));
         return;
     }
     c->writes_pending++;
@@ -613,10 +592,9 @@ static void conn_connect_next(tcp_conn *c)
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
         return;
     }
-    if (c->last_uv)
-        conn_fail(c, "%s", uv_message(c->last_uv));
-    else
-        conn_fail(c, "no address for %s", c->host);
+    char msg[300];
+    api_fail_resolve(msg, sizeof msg, c->host, 0);
+    conn_fail(c, "%s", c->last_uv ? api_fail_uv(c->last_uv) : msg);
     conn_progress(c);
 }
 
@@ -629,10 +607,10 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         conn_maybe_free(c);
         return;
     }
-    if (status == UV_EAI_NONAME || status == UV_EAI_NODATA || status == UV_EAI_ADDRFAMILY) {
-        conn_fail(c, "no address for %s", c->host);
-    } else if (status < 0) {
-        conn_fail(c, "dns: %s", uv_strerror(status));
+    if (status < 0) {
+        char msg[300];
+        api_fail_resolve(msg, sizeof msg, c->host, status);
+        conn_fail(c, "%s", msg);
     } else {
         for (struct addrinfo *ai = res; ai && c->naddrs < TCP_MAX_ADDRS; ai = ai->ai_next)
             if ((ai->ai_family == AF_INET || ai->ai_family == AF_INET6) && ai->ai_addrlen <= sizeof c->addrs[0])
@@ -764,13 +742,9 @@ static int op_run(lua_State *L, ha_task *t, tcp_op *op, uint64_t timeout_ns)
 /* Reads a timeout (seconds or a duration string) at idx; nil keeps dflt. */
 static uint64_t opt_timeout(lua_State *L, int idx, const char *what, uint64_t dflt)
 {
-    uint64_t ns = dflt;
     if (lua_isnoneornil(L, idx))
-        return ns;
-    const char *s = lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
-    if (s == NULL || ha_duration_parse(s, &ns) != 0 || ns == 0)
-        luaL_error(L, "%s: bad timeout (use seconds > 0 or \"250ms\", \"2s\")", what);
-    return ns;
+        return dflt;
+    return api_opt_duration(L, idx, what, "timeout", false);
 }
 
 /* Reads opts.timeout of the options table at idx (absent or nil: dflt). */

@@ -93,7 +93,7 @@ static int common_scale(uint64_t ip, uint64_t fp, int fdigits, uint64_t unit, ui
     return 0;
 }
 
-/* Accepts "<decimal>" (seconds) or "<decimal><unit>" with unit ms, s, m or h:
+/* Accepts "<decimal>" (seconds) or "<decimal><unit>" with unit ms, s, m, h or d:
  * no sign, no spaces, no exponent, nothing after the unit, at most one year.
  * Anything else, including "inf" and "nan", is -1 and leaves *ns alone. */
 int ha_duration_parse(const char *s, uint64_t *ns)
@@ -103,7 +103,7 @@ int ha_duration_parse(const char *s, uint64_t *ns)
         uint64_t ns;
     } units[] = {
         {"", HA_NS_PER_S},  {"ms", HA_NS_PER_MS},        {"s", HA_NS_PER_S},
-        {"m", 60 * HA_NS_PER_S}, {"h", 3600 * HA_NS_PER_S},
+        {"m", 60 * HA_NS_PER_S}, {"h", 3600 * HA_NS_PER_S}, {"d", 24 * 3600 * HA_NS_PER_S},
     };
     uint64_t ip, fp, v;
     int nf;

@@ -42,7 +42,8 @@ const char *ha_probe_name(int pi);
 /* Probe mask for an index; HA_PROBE_ALL for HA_PI_HEALTH. */
 unsigned ha_probe_mask(int pi);
 
-/* Parses a duration: "250ms", "2s", "1.5m", "1h" or a bare number of seconds.
+/* Parses a duration: "250ms", "2s", "1.5m", "1h", "1d" or a bare number of seconds:
+ * the one grammar of the config, health.check fields and every option.
  * Returns 0 and stores nanoseconds, or -1 on a malformed or negative value. */
 int ha_duration_parse(const char *s, uint64_t *ns);
 /* Formats a duration in the shortest exact unit ("2s", "250ms") into buf. */

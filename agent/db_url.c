@@ -9,6 +9,8 @@
 
 #include <lauxlib.h>
 
+#include "api_fail.h"
+#include "api_opt.h"
 #include "common.h"
 #include "db_url.h"
 #include "engine_task.h"
@@ -328,23 +330,9 @@ void db_url_message(char *out, size_t outlen, const char *msg, const char *secre
 
 /* --- options ------------------------------------------------------------ */
 
-uint64_t db_url_opt_timeout(lua_State *L, int idx, int arg)
+uint64_t db_url_opt_timeout(lua_State *L, int idx, const char *fn)
 {
-    uint64_t ns = 0;
-    int t = lua_getfield(L, idx, "timeout");
-    if (t == LUA_TNUMBER) {
-        lua_Number s = lua_tonumber(L, -1);
-        if (!(s > 0 && s < 1e9))
-            luaL_argerror(L, arg, "field 'timeout': expected a positive number of seconds");
-        ns = (uint64_t)(s * 1e9);
-    } else if (t == LUA_TSTRING) {
-        if (ha_duration_parse(lua_tostring(L, -1), &ns) != 0 || ns == 0)
-            luaL_argerror(L, arg, "field 'timeout': bad duration (use seconds or \"250ms\", \"2s\")");
-    } else if (t != LUA_TNIL) {
-        luaL_argerror(L, arg, "field 'timeout': expected seconds or a duration string");
-    }
-    lua_pop(L, 1);
-    return ns;
+    return api_opt_duration_field(L, idx, fn, "timeout", 0, false);
 }
 
 uint64_t db_url_op_timeout(const struct ha_task *t, uint64_t ns)
@@ -387,6 +375,7 @@ int db_url_resolve_start(uv_loop_t *loop, db_url_resolve *r, const char *host, d
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     r->done = done;
+    snprintf(r->host, sizeof r->host, "%s", host);
     int rc = uv_getaddrinfo(loop, &r->req, resolved, host, NULL, &hints);
     r->busy = rc == 0;
     return rc;
@@ -400,19 +389,12 @@ void db_url_resolve_cancel(db_url_resolve *r)
 
 const char *db_url_uv_message(int uverr)
 {
-    switch (uverr) {
-    case UV_ECONNREFUSED: return "connection refused";
-    case UV_ETIMEDOUT: return "timeout";
-    case UV_ECANCELED:
-    case UV_EAI_CANCELED: return "cancelled";
-    case UV_EAI_NONAME:
-    case UV_EAI_NODATA:
-    case UV_EAI_FAIL:
-    case UV_EAI_AGAIN: return "host not found";
-    case UV_ECONNRESET: return "connection reset";
-    case UV_EHOSTUNREACH: return "host unreachable";
-    case UV_ENETUNREACH: return "network unreachable";
-    case UV_ENOMEM: return "not enough memory";
-    default: return uv_strerror(uverr);
-    }
+    return api_fail_uv(uverr);
+}
+
+const char *db_url_resolve_message(const db_url_resolve *r, int status)
+{
+    static char msg[320];
+    api_fail_resolve(msg, sizeof msg, r->host, status);
+    return msg;
 }

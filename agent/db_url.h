@@ -47,9 +47,9 @@ char *db_url_secret(const char *text);
 void db_url_message(char *out, size_t outlen, const char *msg, const char *secret);
 
 /* Reads the optional "timeout" field of the table at idx (seconds as a
- * number, or a duration string "250ms"). Returns nanoseconds, 0 when absent.
- * Raises (argument arg) on a bad value. */
-uint64_t db_url_opt_timeout(lua_State *L, int idx, int arg);
+ * number, or a duration string "250ms"; api_opt_duration). Returns
+ * nanoseconds, 0 when absent. Raises, naming fn, on a bad value. */
+uint64_t db_url_opt_timeout(lua_State *L, int idx, const char *fn);
 
 /* The timeout to give engine_task_yield for a per-operation timeout of ns
  * (0 = none): the op's own timeout clamped to the deadline, or 0 so that
@@ -66,6 +66,7 @@ struct db_url_resolve {
     db_url_resolve_cb done;
     bool busy;                /* between start and done */
     char ip[64];              /* numeric address of the first result */
+    char host[256];           /* the name being resolved, for the failure message */
 };
 
 /* Starts resolving host (a numeric address resolves at once, but done still
@@ -78,5 +79,8 @@ void db_url_resolve_cancel(db_url_resolve *r);
 /* The short message for a libuv/errno-style error: "connection refused",
  * "timeout", "host not found", otherwise uv_strerror lower-cased. */
 const char *db_url_uv_message(int uverr);
+/* The message of a failed resolution r (status a UV_EAI_* code): see
+ * api_fail_resolve. Static buffer of the engine thread. */
+const char *db_url_resolve_message(const db_url_resolve *r, int status);
 
 #endif

@@ -104,6 +104,12 @@ static void test_duration_parse(void)
     CHECK_U64(dur_ok("007s"), 7 * HA_NS_PER_S);
     CHECK_U64(dur_ok("8760h"), 8760ull * 3600 * HA_NS_PER_S); /* one year: the cap */
     CHECK_U64(dur_ok("31536000"), 31536000ull * HA_NS_PER_S);
+    /* days: the one grammar has them everywhere (file_fresh's max_age too) */
+    CHECK_U64(dur_ok("2d"), 2ull * 86400 * HA_NS_PER_S);
+    CHECK_U64(dur_ok("1.5d"), 129600ull * HA_NS_PER_S);
+    CHECK_U64(dur_ok("365d"), 365ull * 86400 * HA_NS_PER_S);
+    dur_bad("366d");
+    dur_bad("2D");
 
     dur_bad(NULL);
     dur_bad("");
@@ -116,7 +122,7 @@ static void test_duration_parse(void)
     dur_bad("2 s");
     dur_bad("2sec");
     dur_bad("2S");
-    dur_bad("2d");
+    dur_bad("2w");
     dur_bad("1.");
     dur_bad(".5");
     dur_bad("1..5");

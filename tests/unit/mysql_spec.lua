@@ -55,10 +55,10 @@ describe("health.mysql", function()
     -- ha has no global SELECT: the server answers 1044 for a missing database
     assert.are.same({ nil, "unknown database 'nodb' (or access denied)" }, { mysql.connect(url(nil, "nodb")) })
     assert.are.same({ nil, "connection refused" }, { mysql.connect(url(env.HA_REFUSED_PORT)) })
-    assert.are.same({ nil, "host not found" }, { mysql.connect("mysql://ha:x@no-such-host.invalid/db") })
+    assert.are.same({ nil, "cannot resolve host 'no-such-host.invalid'" }, { mysql.connect("mysql://ha:x@no-such-host.invalid/db") })
     local c, err = mysql.connect(url(env.HA_CLOSE_PORT))
     assert.is_nil(c)
-    assert.truthy(err:match("^lost connection to server"), err)
+    assert.equal("closed", err) -- as in every module
   end)
 
   it("times out connects to a full backlog and a silent server", function()

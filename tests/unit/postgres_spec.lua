@@ -61,8 +61,9 @@ describe("health.postgres", function()
   it("reports an unknown database, a refused port and an unknown host", function()
     assert.are.same({ nil, 'database "nodb" does not exist' }, { postgres.connect(url(nil, "nodb")) })
     assert.are.same({ nil, "connection refused" }, { postgres.connect(url(env.HA_REFUSED_PORT)) })
-    assert.are.same({ nil, "host not found" }, { postgres.connect("postgresql://ha:x@no-such-host.invalid/db") })
-    assert.are.same({ nil, "server closed the connection unexpectedly" }, { postgres.connect(url(env.HA_CLOSE_PORT)) })
+    assert.are.same({ nil, "cannot resolve host 'no-such-host.invalid'" }, { postgres.connect("postgresql://ha:x@no-such-host.invalid/db") })
+    -- a server that accepts and closes reads "closed", as in every module
+    assert.are.same({ nil, "closed" }, { postgres.connect(url(env.HA_CLOSE_PORT)) })
   end)
 
   it("times out connects to a full backlog and a silent server", function()

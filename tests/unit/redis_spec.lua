@@ -79,7 +79,7 @@ describe("health.redis", function()
 
   it("reports a refused port and an unknown host", function()
     assert.are.same({ nil, "connection refused" }, { redis.connect(("redis://127.0.0.1:%d"):format(env.HA_REFUSED_PORT)) })
-    assert.are.same({ nil, "host not found" }, { redis.connect("redis://no-such-host.invalid:6379") })
+    assert.are.same({ nil, "cannot resolve host 'no-such-host.invalid'" }, { redis.connect("redis://no-such-host.invalid:6379") })
   end)
 
   it("times out a connect to a full backlog at its timeout", function()

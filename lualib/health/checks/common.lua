@@ -40,6 +40,25 @@ function M.split(kind, opts, own)
   return def, mine
 end
 
+-- Seconds of the duration option name of a kind factory (nil stays nil),
+-- in the agent's one grammar (health.duration: 0.5, "250ms", "2s", "1m",
+-- "1h", "1d"). Raises at the factory's caller on a bad value, so the
+-- mistake is reported at the user's line, not at run time.
+function M.duration(kind, name, v, positive)
+  if v == nil then
+    return nil
+  end
+  local health = require "health"
+  local s, err = health.duration(v)
+  if not s then
+    error(('health.checks.%s: option \'%s\': %s (use seconds or "250ms", "2s", "1m")'):format(kind, name, err), 3)
+  end
+  if positive and s == 0 then
+    error(("health.checks.%s: option '%s' must be greater than 0"):format(kind, name), 3)
+  end
+  return s
+end
+
 -- The factory of a SQL database check (health.checks.postgres, .mysql):
 -- options url (described by url_what in the error for a missing one),
 -- query (default "SELECT 1") and connect_timeout. A run connects with
@@ -59,7 +78,8 @@ function M.query_factory(kind, module, url_what)
     end
     local db = require(module)
     local url, sql = o.url, o.query or "SELECT 1"
-    local copts = o.connect_timeout ~= nil and { timeout = o.connect_timeout } or nil
+    local ct = M.duration(kind, "connect_timeout", o.connect_timeout, true)
+    local copts = ct and { timeout = ct } or nil
     def.run = function()
       local c <close>, err = db.connect(url, copts)
       if not c then

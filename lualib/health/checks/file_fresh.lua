@@ -4,44 +4,23 @@
 -- accepted too.
 --   health.checks.file_fresh { name = "heartbeat", path = "/run/app/heartbeat", max_age = 30 }
 --   health.checks.file_fresh { name = "backup", path = "/backup/last.tar", max_age = "26h" }
--- Options: path (required), max_age (seconds or "30s", "5m", "1h"; required).
+-- Options: path (required), max_age (required; seconds or "30s", "5m", "1h",
+-- "1d": the agent's one duration grammar, health.duration).
 -- Results: DOWN "missing" when the file does not exist, DOWN "stale: 42s old
 -- (max 30s)" when it is too old, otherwise UP "fresh: 3s old".
 -- details: {path = path, age = seconds (milliseconds precision)}.
 local common = require "health.checks.common"
 local health = require "health"
 
-local units = { ms = 0.001, s = 1, m = 60, h = 3600, d = 86400 }
-
--- Seconds of a duration given as a number or "250ms", "30s", "5m", "1h", "1d";
--- nil when malformed or negative.
-local function seconds(v)
-  if math.type(v) then
-    return v >= 0 and v or nil
-  end
-  if type(v) ~= "string" then
-    return nil
-  end
-  local num, unit = v:match("^%s*([%d.]+)%s*(%a*)%s*$")
-  num = tonumber(num)
-  if not num then
-    return nil
-  end
-  if unit == "" then
-    return num
-  end
-  return units[unit] and num * units[unit]
-end
-
 return function(opts)
   local def, o = common.split("file_fresh", opts, { path = true, max_age = true })
   if type(o.path) ~= "string" or o.path == "" then
     error("health.checks.file_fresh: option 'path' is required (a file path)", 2)
   end
-  local max_age = seconds(o.max_age)
-  if not max_age then
-    error("health.checks.file_fresh: option 'max_age' is required (seconds or \"30s\", \"5m\", \"1h\")", 2)
+  if o.max_age == nil then
+    error("health.checks.file_fresh: option 'max_age' is required (seconds or \"30s\", \"5m\", \"1h\", \"1d\")", 2)
   end
+  local max_age = common.duration("file_fresh", "max_age", o.max_age)
   local fs = require "health.fs"
   local path = o.path
   def.run = function()

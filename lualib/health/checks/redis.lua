@@ -14,14 +14,15 @@ return function(opts)
   end
   local redis = require "health.redis"
   local url, copts = o.url, nil
-  if o.connect_timeout ~= nil then
+  local ct = common.duration("redis", "connect_timeout", o.connect_timeout, true)
+  if ct ~= nil then
     if type(url) == "table" then
       local t = {}
       for k, v in pairs(url) do t[k] = v end
-      t.timeout = o.connect_timeout
+      t.timeout = ct
       url = t
     else
-      copts = { timeout = o.connect_timeout }
+      copts = { timeout = ct }
     end
   end
   def.run = function()

@@ -22,7 +22,7 @@ return function(opts)
   end
   local tcp = require "health.tcp"
   local copts = { tls = o.tls, sni = o.sni, verify = o.verify, ca_file = o.ca_file,
-                  timeout = o.connect_timeout }
+                  timeout = common.duration("tcp", "connect_timeout", o.connect_timeout, true) }
   local target = o.host .. ":" .. o.port
   def.run = function()
     local t0 = health.now()

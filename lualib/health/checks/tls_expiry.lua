@@ -30,7 +30,7 @@ return function(opts)
   end
   local tcp = require "health.tcp"
   local copts = { tls = true, sni = o.sni, verify = o.verify == true, ca_file = o.ca_file,
-                  timeout = o.connect_timeout }
+                  timeout = common.duration("tls_expiry", "connect_timeout", o.connect_timeout, true) }
   local target = o.host .. ":" .. port
   def.run = function()
     local s, err = tcp.connect(o.host, port, copts)
