@@ -17,7 +17,8 @@
  *     or override (readiness) gives a reason;
  *   - the body is valid UTF-8 always, one valid JSON value for the JSON
  *     formats and starts with the aggregate's status; the verbose text is one
- *     line per included check plus the reason and the verdict, no control
+ *     line per included check ("[+]... ok", "[+]... pending: no result yet",
+ *     "[-]... failed: ...") plus the reason and the verdict, no control
  *     characters but the newlines, the verdict matching the status, and no
  *     output shown to a request that is not full; a "stale" marker only on
  *     checks whose age overlay says stale. */
@@ -84,6 +85,11 @@ static ha_snapshot *fuzz_snapshot(fuzz_in *in, uint8_t flags)
             c->details_json = strdup(fuzz_details[d]);
         else if (d == 7)
             c->details_json = strdup("");
+        if (g & 0x80) { /* health+json componentType: any bytes, the renderer escapes them */
+            char *t = fuzz_cstr(in, HA_COMPONENT_TYPE_MAX);
+            snprintf(c->component_type, sizeof c->component_type, "%s", t);
+            free(t);
+        }
         c->time_ms = fuzz_time(in, g >> 4 & 3);
         c->duration_ms = fuzz_u32(in);
         c->expires_ns = (uint64_t)fuzz_u32(in) * HA_NS_PER_MS;
