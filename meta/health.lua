@@ -4,7 +4,7 @@
 -- Installed in <prefix>/share/healthagent/meta; point your editor there (see
 -- examples/.luarc.json). Annotations only: the agent never loads these files.
 
----@alias health.duration number|string seconds (0.5) or a string with a unit: "250ms", "2s", "1.5m", "1h"
+---@alias health.duration number|string seconds (0.5) or a string with a unit: "250ms", "2s", "1.5m", "1h", "1d"
 ---@alias health.probe "liveness"|"readiness"|"startup"
 
 ---What a check's `run` receives.
@@ -27,6 +27,7 @@
 ---@field success_threshold? integer consecutive successes before UP again; default 1
 ---@field critical? boolean false: a failure shows as WARN and fails no probe; default true
 ---@field memory? string|integer Lua memory one run may hold, e.g. "16MiB" (config: check_memory_limit)
+---@field component_type? string health+json componentType ("component", "datastore", "system"); default "component"
 ---@field run fun(ctx: health.ctx): (boolean|health.warn_result), string?, table? the check itself
 
 ---What `health.warn` returns, to be returned from `run`.
@@ -63,6 +64,12 @@ function health.sleep(seconds) end
 ---Wall-clock seconds since the epoch, with milliseconds.
 ---@return number
 function health.now() end
+
+---Seconds of a duration in the agent's one grammar (`"1.5m"` -> 90), or `nil, "bad duration '...'"`.
+---@param v health.duration
+---@return number? seconds
+---@return string? err
+function health.duration(v) end
 
 ---One log line tagged with the check (`print` logs at info too).
 ---@param level "debug"|"info"|"warn"|"error"
