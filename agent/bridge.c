@@ -60,6 +60,12 @@ int bridge_send(ha_bridge *b, ha_msg_type type, int arg, const char *text, size_
     return 0;
 }
 
+void bridge_ping(ha_bridge *b)
+{
+    if (b->engine_wakeup)
+        uv_async_send(b->engine_wakeup);
+}
+
 ha_msg *bridge_receive(ha_bridge *b)
 {
     uv_mutex_lock(&b->lock);

@@ -31,7 +31,8 @@ typedef struct ha_msg {
 typedef struct ha_bridge ha_bridge;
 struct ha_bridge {
     _Atomic(ha_snapshot *) latest;  /* newest snapshot the front has not taken */
-    _Atomic uint64_t heartbeat_ns;  /* engine loop: last time it turned (uv_hrtime) */
+    _Atomic uint64_t heartbeat_ns;  /* engine loop: last time it turned (uv_hrtime); an idle
+                                       engine turns when the front pings it */
     uv_async_t *front_wakeup;       /* owned by the front loop */
     uv_async_t *engine_wakeup;      /* owned by the engine loop */
     uv_mutex_t lock;                /* guards head/tail */
@@ -48,6 +49,9 @@ void bridge_publish(ha_bridge *b, ha_snapshot *s);
 ha_snapshot *bridge_take(ha_bridge *b);
 /* Front: queues a message for the engine and wakes it. Returns 0 or -1 (OOM). */
 int bridge_send(ha_bridge *b, ha_msg_type type, int arg, const char *text, size_t len);
+/* Front: wakes the engine loop without a message, so that it turns and
+ * refreshes the heartbeat (an idle loop does not turn by itself). */
+void bridge_ping(ha_bridge *b);
 /* Engine: takes every queued message, oldest first; free each with free(). */
 ha_msg *bridge_receive(ha_bridge *b);
 

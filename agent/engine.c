@@ -1,6 +1,9 @@
 /* engine.c: the engine loop: scheduler handles, the engine thread, messages
- * from the front, snapshot publication and the watchdog heartbeat. */
+ * from the front, snapshot publication and the watchdog heartbeat (stored
+ * after every loop turn; the front's pings make an idle loop turn, so the
+ * engine keeps no timer of its own for it). */
 #include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,7 +14,6 @@
 #include "engine_reload.h"
 #include "log.h"
 
-#define HEARTBEAT_MS 100
 #define CLOSE_GRACE_MS 2000 /* at exit: how long closing handles (a killed child) may take */
 #define TRIM_BURST 256   /* runs that make a burst worth trimming after */
 #define TRIM_DELAY_MS 200 /* after the burst: lets closing handles free their memory first */
@@ -52,12 +54,6 @@ static void on_check(uv_check_t *h)
         atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
         engine__publish_pending(eng);
     }
-}
-
-static void on_heartbeat(uv_timer_t *h)
-{
-    ha_engine *eng = h->data;
-    atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
 }
 
 static void on_trim(uv_timer_t *h)
@@ -166,7 +162,6 @@ static void stop(ha_engine *eng)
     eng->gen = NULL;
     uv_close((uv_handle_t *)&eng->idle, NULL);
     uv_close((uv_handle_t *)&eng->check, NULL);
-    uv_close((uv_handle_t *)&eng->heartbeat, NULL);
     uv_close((uv_handle_t *)&eng->publish_timer, NULL);
     uv_close((uv_handle_t *)&eng->trim_timer, NULL);
     uv_close((uv_handle_t *)&eng->wakeup, NULL);
@@ -220,6 +215,7 @@ void engine_set_ready(ha_engine *eng, bool ready, const char *reason)
 static void engine_thread(void *arg)
 {
     ha_engine *eng = arg;
+    pthread_setname_np(pthread_self(), "ha-engine"); /* for top -H and /proc/PID/task/TID/comm */
     engine_gen_activate(eng->gen, NULL, true);
     if (engine_reload_setup(eng) != 0)
         log_event(LOG_ERROR, NULL, "hot reload unavailable: not enough memory");
@@ -239,9 +235,6 @@ int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge)
     uv_async_init(eng->loop, &eng->wakeup, on_wakeup);
     eng->wakeup.data = eng;
     bridge->engine_wakeup = &eng->wakeup;
-    uv_timer_init(eng->loop, &eng->heartbeat);
-    eng->heartbeat.data = eng;
-    uv_timer_start(&eng->heartbeat, on_heartbeat, HEARTBEAT_MS, HEARTBEAT_MS);
     uv_timer_init(eng->loop, &eng->publish_timer);
     eng->publish_timer.data = eng;
     uv_mutex_init(&eng->done_lock);

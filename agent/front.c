@@ -29,7 +29,9 @@
 #include "front_status.h"
 #include "log.h"
 
-#define TICK_MS 50                       /* watchdog and shutdown steps */
+#define TICK_MS 50                       /* shutdown steps */
+#define WATCH_MIN_NS (50 * HA_NS_PER_MS)   /* the watchdog's look at the heartbeat: at least this often... */
+#define WATCH_MAX_NS HA_NS_PER_S           /* ...and at most once a second while the engine is well */
 #define MAX_EXCLUDE 32
 
 /* What one client connection may hold (see README "Limits"). */
@@ -38,7 +40,7 @@
 #define MAX_REQ_HEADER_BYTES (16 * 1024) /* their names and values, with the path and authority */
 #define READ_BUDGET (1u << 20)           /* bytes read while no request reaches the handler */
 #define MAX_HEADER_BLOCK (32 * 1024)     /* HPACK bytes of one HTTP/2 header block (HEADERS + CONTINUATION) */
-#define SWEEP_TICKS (1000 / TICK_MS)     /* send timeouts and the read wrapper: every second */
+#define SWEEP_NS HA_NS_PER_S            /* send timeouts and the read wrapper: every second */
 #define CONN_HEADROOM_MIN 64             /* descriptors kept for the engine's own sockets and files */
 #define CONN_DEFAULT_MAX 1024            /* max_connections = 0: at most this many */
 #define CONN_FEW 4                       /* an address holding fewer may use the reserve */
@@ -149,7 +151,7 @@ struct ha_front {
     addr_slot *addrs;                 /* owned (mmap), mask + 1 slots, at most half used */
     size_t addr_mask;
     uint64_t addr_seed;               /* per process: addresses do not choose their slots */
-    unsigned sweep_ticks;             /* ticks since the last sweep */
+    uint64_t sweep_at_ns;             /* monotonic: the next sweep of the connections */
     bool closed_since_trim;           /* a connection went away since the last malloc_trim */
     uint64_t ended[END_REASONS];      /* since the last log line of that reason */
     uint64_t ended_log_ms[END_REASONS]; /* loop time of that line */
@@ -412,12 +414,16 @@ static int front_set_ready(void *fp, bool ready, const char *reason, size_t len)
     return 0;
 }
 
+static uint64_t watch_engine(ha_front *f, uint64_t now);
+
 static void on_wakeup(uv_async_t *h)
 {
     ha_front *f = h->data;
     ha_snapshot *s = bridge_take(f->bridge);
     if (s == NULL)
         return;
+    if (f->stalled_ns) /* a snapshot says the engine turned: see the recovery now */
+        watch_engine(f, uv_hrtime());
     ha_snapshot *old = f->snap;
     f->snap = s;
     if (absorb_snapshot(f, old) != 0) {
@@ -1442,12 +1448,25 @@ static void close_listeners(ha_front *f)
             uv_close((uv_handle_t *)&f->listeners[i], NULL);
 }
 
-static void on_tick(uv_timer_t *h)
+/* The watchdog's period: a quarter of the watchdog, within [WATCH_MIN_NS,
+ * WATCH_MAX_NS]. An idle agent wakes each thread once per period. */
+static uint64_t watch_period_ns(const ha_front *f)
 {
-    ha_front *f = h->data;
-    uint64_t now = uv_hrtime();
+    uint64_t p = f->cfg->watchdog_ns / 4;
+    return p < WATCH_MIN_NS ? WATCH_MIN_NS : p > WATCH_MAX_NS ? WATCH_MAX_NS : p;
+}
+
+/* Reads the engine's heartbeat at now: logs stall and recovery and ends the
+ * waits a stalled engine cannot answer. An engine whose loop has not turned
+ * for half a period is pinged (an idle loop only turns when woken), so a live
+ * one refreshes the heartbeat before the next look. Returns when to look
+ * next: a period on, or the moment the heartbeat becomes a stall, whichever
+ * is sooner, so a stall is seen when it reaches the watchdog, not later. */
+static uint64_t watch_engine(ha_front *f, uint64_t now)
+{
     uint64_t beat = atomic_load_explicit(&f->bridge->heartbeat_ns, memory_order_relaxed);
     uint64_t since = now > beat ? now - beat : 0;
+    uint64_t period = watch_period_ns(f);
     bool was = f->stalled_ns != 0;
     f->stalled_ns = since > f->cfg->watchdog_ns ? since : 0;
     if ((f->stalled_ns != 0) != was)
@@ -1459,10 +1478,41 @@ static void on_tick(uv_timer_t *h)
         log_event(LOG_INFO, NULL, "engine recovered");
     if (f->stalled_ns)
         waits_end_all(f); /* nothing more comes from the engine for now */
-    if (++f->sweep_ticks >= SWEEP_TICKS) {
-        f->sweep_ticks = 0;
+    if (since >= period / 2)
+        bridge_ping(f->bridge);
+    uint64_t next = now + period;
+    uint64_t trips = beat + f->cfg->watchdog_ns + HA_NS_PER_MS;
+    if (!f->stalled_ns && trips > now && trips < next)
+        next = trips;
+    return next;
+}
+
+static void on_tick(uv_timer_t *h);
+
+/* Arms the tick to fire at `at` (monotonic ns), or within TICK_MS while a
+ * shutdown is under way. */
+static void tick_arm(ha_front *f, uint64_t at, uint64_t now)
+{
+    uint64_t ms = at > now ? (at - now + HA_NS_PER_MS - 1) / HA_NS_PER_MS : 1;
+    if (f->shutdown_phase && ms > TICK_MS)
+        ms = TICK_MS;
+    uv_timer_start(&f->tick, on_tick, ms, 0);
+}
+
+/* The watchdog's look and the shutdown steps; re-arms itself. */
+static void on_tick(uv_timer_t *h)
+{
+    ha_front *f = h->data;
+    uint64_t now = uv_hrtime();
+    uint64_t next = watch_engine(f, now);
+    if (now >= f->sweep_at_ns) {
         conns_sweep(f);
+        f->sweep_at_ns = now + SWEEP_NS;
     }
+    /* the sweep runs while there are connections to watch or memory to hand
+     * back, so an idle agent does not wake for it */
+    if ((f->conns != NULL || f->closed_since_trim) && f->sweep_at_ns < next)
+        next = f->sweep_at_ns;
     if (f->shutdown_phase == 1 && now >= f->shutdown_at_ns) {
         log_event(LOG_INFO, NULL, "shutdown: closing listeners, finishing requests in flight");
         close_listeners(f);
@@ -1488,7 +1538,9 @@ static void on_tick(uv_timer_t *h)
         f->shutdown_phase = 4;
         log_event(LOG_INFO, NULL, "shutdown: cancelling checks");
         uv_stop(f->loop);
+        return;
     }
+    tick_arm(f, next, now);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -1503,6 +1555,7 @@ static void on_signal(uv_signal_t *h, int signum)
     }
     f->shutdown_phase = 1;
     f->shutdown_at_ns = uv_hrtime() + f->cfg->shutdown_delay_ns;
+    tick_arm(f, f->shutdown_at_ns, uv_hrtime()); /* the shutdown steps run every TICK_MS */
     if (f->snap)
         views_update(f); /* readiness now reads "shutting down" */
     char d[32];
@@ -1784,7 +1837,7 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     bridge->front_wakeup = &f->wakeup;
     uv_timer_init(loop, &f->tick);
     f->tick.data = f;
-    uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS);
+    tick_arm(f, uv_hrtime() + watch_period_ns(f), uv_hrtime());
     uv_timer_init(loop, &f->deadline);
     f->deadline.data = f;
     f->deadline_at_ns = UINT64_MAX;
