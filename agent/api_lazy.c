@@ -11,7 +11,7 @@
  *
  * Where the shared objects are: next to the binary (the build tree), in
  * <binary>/../lib/healthagent (an installed tree, wherever it was moved),
- * then in HA_MODULE_DIR (<prefix>/lib/healthagent). */
+ * then in HA_MODULE_DIR (<prefix>/lib/healthagent): see ha_module_open. */
 #include <dlfcn.h>
 #include <limits.h>
 #include <pthread.h>
@@ -21,10 +21,7 @@
 #include <unistd.h>
 
 #include "api.h"
-
-#ifndef HA_MODULE_DIR
-#define HA_MODULE_DIR "/usr/local/lib/healthagent"
-#endif
+#include "common.h"
 
 /* One shared object; loaded at most once, never unloaded. */
 typedef struct {
@@ -59,46 +56,13 @@ static const lazy_mod lazy_mods[] = {
 /* The engine thread and the runner's main thread may both require. */
 static pthread_mutex_t lazy_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* Writes the directory holding the binary into dir; false if unknown. */
-static bool exe_dir(char *dir, size_t len)
-{
-    ssize_t n = readlink("/proc/self/exe", dir, len - 1);
-    if (n <= 0)
-        return false;
-    dir[n] = '\0';
-    char *slash = strrchr(dir, '/');
-    if (slash == NULL)
-        return false;
-    *slash = '\0';
-    return true;
-}
-
 /* Loads so (lazy_lock held). Returns its handle, or NULL with a one-line
- * message naming the file and dlerror() in err. */
+ * message naming the file in err. */
 static void *so_load(lazy_so *so, char *err, size_t errlen)
 {
-    if (so->handle)
-        return so->handle;
-    char exe[PATH_MAX], path[PATH_MAX + 64];
-    struct { const char *dir, *sub; } cand[] = {
-        {exe, ""},                    /* the build tree */
-        {exe, "/../lib/healthagent"}, /* an installed tree */
-        {HA_MODULE_DIR, ""},
-    };
-    size_t first = exe_dir(exe, sizeof exe) ? 0 : 2;
-    for (size_t i = first; i < sizeof cand / sizeof cand[0]; i++) {
-        int n = snprintf(path, sizeof path, "%s%s/%s", cand[i].dir, cand[i].sub, so->file);
-        if (n < 0 || (size_t)n >= sizeof path || access(path, F_OK) != 0)
-            continue;
-        so->handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        if (so->handle == NULL && snprintf(err, errlen, "cannot load %s: %s", path, dlerror()) < 0)
-            err[0] = '\0';
-        return so->handle;
-    }
-    if (snprintf(err, errlen, "cannot load %s: not found next to the binary (%s), in %s%s nor in %s",
-                 so->file, first ? "?" : exe, first ? "?" : exe, cand[1].sub, HA_MODULE_DIR) < 0)
-        err[0] = '\0';
-    return NULL;
+    if (so->handle == NULL)
+        so->handle = ha_module_open(so->file, err, errlen);
+    return so->handle;
 }
 
 /* package.preload loader of every lazy module: require passes the module

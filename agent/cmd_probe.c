@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "cmd.h"
+#include "front_grpc.h"
 
 #define PROBE_MAX_RESPONSE (64u << 10) /* bytes of the response read at most */
 
@@ -21,7 +22,13 @@ static const char probe_usage[] =
     "                         [--config FILE]\n"
     "One GET against a running agent: exit 0 on a 2xx answer, 1 otherwise with the\n"
     "reason on stderr. Default URL: the readiness path on 127.0.0.1 and the port of\n"
-    "the first listen address (config file, HEALTHAGENT_LISTEN or 8080).\n";
+    "the first listen address (config file, HEALTHAGENT_LISTEN or 8080).\n"
+    "\n"
+    "       healthagent probe --grpc ADDR:PORT [--service NAME] [--timeout 1s]\n"
+    "One grpc.health.v1.Health/Check (cleartext HTTP/2); one timeout covers the\n"
+    "dial and the call. Exit codes as grpc_health_probe's: 0 SERVING, 1 bad\n"
+    "arguments, 2 connection failure, 3 RPC failure (NOT_FOUND, UNIMPLEMENTED,\n"
+    "deadline ...), 4 an answer other than SERVING.\n";
 
 typedef struct {
     char host[256];   /* name or address, without brackets */
@@ -472,8 +479,43 @@ static void report_status(const char *url, int status, const char *body, size_t 
     probe_fail(url, "%s", what);
 }
 
+/* probe --grpc: grpc_health_probe's arguments and exit codes. */
+static int probe_grpc(int argc, char **argv)
+{
+    const char *addr = NULL, *service = "";
+    uint64_t timeout = HA_NS_PER_S;
+    char err[700];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL || (strcmp(a, "--grpc") != 0 && strcmp(a, "--service") != 0 && strcmp(a, "--timeout") != 0)) {
+            fprintf(stderr, "healthagent probe: ");
+            fprintf(stderr, v ? "unknown option '%s' with --grpc (see --help)\n" : "option '%s' needs a value\n", a);
+            return 1;
+        }
+        i++;
+        if (strcmp(a, "--grpc") == 0) {
+            addr = v;
+        } else if (strcmp(a, "--service") == 0) {
+            service = v;
+        } else if (ha_duration_parse(v, &timeout) != 0 || timeout == 0) {
+            fprintf(stderr, "healthagent probe: --timeout: bad duration '%s'\n", v);
+            return 1;
+        }
+    }
+    const ha_grpc_module *m = front_grpc_load(err, sizeof err);
+    if (m == NULL) {
+        fprintf(stderr, "healthagent probe: %s\n", err);
+        return 2;
+    }
+    return m->probe(addr, service, timeout);
+}
+
 int cmd_probe(ha_config *cfg, int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--grpc") == 0)
+            return probe_grpc(argc, argv);
     char err[1024];
     const char *url = NULL, *config = NULL;
     int pi = HA_PI_READINESS;

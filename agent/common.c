@@ -2,9 +2,12 @@
  * subsystem (see common.h). */
 #include "common.h"
 
+#include <dlfcn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* Longest duration accepted anywhere in the configuration: one year. */
 #define COMMON_MAX_DURATION_NS (365ull * 24 * 3600 * HA_NS_PER_S)
@@ -206,4 +209,48 @@ void ha_time_format(int64_t wall_ms, char *buf, size_t len)
     }
     snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
+}
+
+/* --- shared objects loaded on demand ---------------------------------------- */
+
+#ifndef HA_MODULE_DIR
+#define HA_MODULE_DIR "/usr/local/lib/healthagent"
+#endif
+
+/* Writes the directory holding the binary into dir; 0 if unknown. */
+static int common_exe_dir(char *dir, size_t len)
+{
+    ssize_t n = readlink("/proc/self/exe", dir, len - 1);
+    if (n <= 0)
+        return 0;
+    dir[n] = '\0';
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    return 1;
+}
+
+void *ha_module_open(const char *file, char *err, size_t errlen)
+{
+    char exe[PATH_MAX], path[PATH_MAX + 64];
+    struct { const char *dir, *sub; } cand[] = {
+        {exe, ""},                    /* the build tree */
+        {exe, "/../lib/healthagent"}, /* an installed tree */
+        {HA_MODULE_DIR, ""},
+    };
+    size_t first = common_exe_dir(exe, sizeof exe) ? 0 : 2;
+    for (size_t i = first; i < HA_ARRAY_SIZE(cand); i++) {
+        int n = snprintf(path, sizeof path, "%s%s/%s", cand[i].dir, cand[i].sub, file);
+        if (n < 0 || (size_t)n >= sizeof path || access(path, F_OK) != 0)
+            continue;
+        void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (h == NULL && snprintf(err, errlen, "cannot load %s: %s", path, dlerror()) < 0)
+            err[0] = '\0';
+        return h;
+    }
+    if (snprintf(err, errlen, "cannot load %s: not found next to the binary (%s), in %s%s nor in %s", file,
+                 first ? "?" : exe, first ? "?" : exe, cand[1].sub, HA_MODULE_DIR) < 0)
+        err[0] = '\0';
+    return NULL;
 }

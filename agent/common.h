@@ -60,6 +60,12 @@ void ha_time_format(int64_t wall_ms, char *buf, size_t len);
 #define HA_HIST_DEFAULT 60 /* past results a check keeps by default (config key history) */
 #define HA_HIST_MAX 1000   /* at most */
 
+/* dlopen()s the shared object called file (e.g. "ha_http.so"): next to the
+ * binary (the build tree), in <binary>/../lib/healthagent (an installed
+ * tree), then in HA_MODULE_DIR. Returns the handle, or NULL with a one-line
+ * message naming the file and dlerror() in err. */
+void *ha_module_open(const char *file, char *err, size_t errlen);
+
 #define HA_NS_PER_MS 1000000ull
 #define HA_NS_PER_S 1000000000ull
 

@@ -162,6 +162,8 @@ void config_free(ha_config *cfg)
         return;
     for (int i = 0; i < cfg->nlisten; i++)
         free(cfg->listen[i]);
+    for (int i = 0; i < cfg->ngrpc_listen; i++)
+        free(cfg->grpc_listen[i]);
     free(cfg->scripts_dir);
     free(cfg->lualib_dir);
     free(cfg->token);
@@ -315,6 +317,48 @@ static void config_listen_clear(ha_config *cfg)
     for (int i = 0; i < cfg->nlisten; i++)
         free(cfg->listen[i]);
     cfg->nlisten = 0;
+}
+
+/* --- gRPC listen addresses: same grammar, own list, may be empty ---- */
+
+static void config_grpc_clear(ha_config *cfg)
+{
+    for (int i = 0; i < cfg->ngrpc_listen; i++)
+        free(cfg->grpc_listen[i]);
+    cfg->ngrpc_listen = 0;
+}
+
+/* Appends a copy of addr after checking it. Returns NULL or a reason. */
+static const char *config_grpc_push(ha_config *cfg, const char *addr)
+{
+    const char *why = config_listen_check(addr);
+    if (why != NULL)
+        return why;
+    for (int i = 0; i < cfg->ngrpc_listen; i++)
+        if (strcmp(cfg->grpc_listen[i], addr) == 0)
+            return "given twice";
+    for (int i = 0; i < cfg->nlisten; i++)
+        if (strcmp(cfg->listen[i], addr) == 0)
+            return "already an HTTP listen address";
+    if (cfg->ngrpc_listen >= HA_MAX_LISTEN)
+        return "too many gRPC listen addresses (at most 16)";
+    cfg->grpc_listen[cfg->ngrpc_listen++] = config_strdup(addr);
+    return NULL;
+}
+
+int config_add_grpc_listen(ha_config *cfg, const char *addr, char *err, size_t errlen)
+{
+    const char *why = config_listen_check(addr);
+    if (why == NULL && !cfg->grpc_listen_set)
+        config_grpc_clear(cfg);
+    if (why == NULL)
+        why = config_grpc_push(cfg, addr);
+    if (why != NULL) {
+        config_errf(err, errlen, "bad gRPC listen address '%s': %s", addr, why);
+        return -1;
+    }
+    cfg->grpc_listen_set = true;
+    return 0;
 }
 
 /* The first call drops the listeners configured so far (the defaults, or
@@ -724,6 +768,27 @@ static int config_k_listen(config_ctx *ctx, lua_State *L, int idx, const char *f
     return 0;
 }
 
+/* grpc_listen: an address or a list of them (an empty list: off). */
+static int config_k_grpc_listen(config_ctx *ctx, lua_State *L, int idx, const char *field,
+                                size_t off)
+{
+    const char *why;
+    int n = config_list(ctx, L, idx, field, true);
+    if (n < 0)
+        return -1;
+    if (n > HA_MAX_LISTEN)
+        return config_field_err(ctx, field, "too many gRPC listen addresses (at most 16)");
+    config_grpc_clear(ctx->cfg);
+    for (int i = 0; i < n; i++) {
+        const char *a = config_item(ctx, L, idx, i + 1, field);
+        if (a == NULL)
+            return -1;
+        if ((why = config_grpc_push(ctx->cfg, a)) != NULL)
+            return config_field_err(ctx, field, "bad address '%s': %s", a, why);
+    }
+    return 0;
+}
+
 /* scripts, lualib: a non-empty path string. */
 static int config_k_path(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)
 {
@@ -1021,6 +1086,7 @@ static const struct {
     size_t off;
 } config_keys[] = {
     {"listen", config_k_listen, 0},
+    {"grpc_listen", config_k_grpc_listen, 0},
     {"scripts", config_k_path, offsetof(ha_config, scripts_dir)},
     {"lualib", config_k_path, offsetof(ha_config, lualib_dir)},
     {"token", config_k_token, 0},

@@ -36,6 +36,9 @@ typedef struct {
     char *listen[HA_MAX_LISTEN];   /* owned "host:port" / "[v6]:port" */
     int nlisten;
     bool listen_set;               /* config_add_listen was called: the next call appends */
+    char *grpc_listen[HA_MAX_LISTEN]; /* owned "host:port": gRPC health listeners; none: off */
+    int ngrpc_listen;
+    bool grpc_listen_set;          /* config_add_grpc_listen was called: the next call appends */
     char *scripts_dir;             /* owned; scripts served */
     char *lualib_dir;              /* owned; where require finds health.* */
     char *token;                   /* owned, may be NULL: bearer token */
@@ -84,6 +87,9 @@ int config_load(ha_config *cfg, const char *path, char *err, size_t errlen);
 int config_read_token(ha_config *cfg, const char *path, char *err, size_t errlen);
 /* Adds a listen address, replacing the defaults the first time. */
 int config_add_listen(ha_config *cfg, const char *addr, char *err, size_t errlen);
+/* Adds a gRPC listen address (--grpc-listen), replacing the config file's
+ * the first time. */
+int config_add_grpc_listen(ha_config *cfg, const char *addr, char *err, size_t errlen);
 void config_free(ha_config *cfg);
 
 /* The one table of reserved paths, consulted by the config (probe paths)

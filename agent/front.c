@@ -7,6 +7,7 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <dlfcn.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -22,6 +23,7 @@
 #include "front.h"
 #include "front_admin.h"
 #include "front_fast.h"
+#include "front_grpc.h"
 #include "front_h2.h"
 #include "front_int.h"
 #include "front_metrics.h"
@@ -165,6 +167,8 @@ struct ha_front {
     view_entry status_view;           /* the members front_status_json adds to /-/status */
     ha_probe_counts requests;         /* probe answers by code, for /metrics */
     ha_buf render;                    /* scratch of the views, kept: no page faults per build */
+    const ha_grpc_module *grpc_mod;   /* the gRPC server's module, NULL unless configured */
+    ha_grpc *grpc;                    /* its server, owned; NULL unless configured */
     int exit_code;
 };
 
@@ -266,11 +270,20 @@ static void override_state(const ha_front *f, bool *not_ready, const char **reas
     }
 }
 
+/* Tells the gRPC server that what its Watch streams show may have changed
+ * (it recomputes them on its next loop turn, not inside this call). */
+static void grpc_changed(ha_front *f)
+{
+    if (f->grpc)
+        f->grpc_mod->changed(f->grpc);
+}
+
 /* Recomputes per probe when every check is fresh until and the hashes of
  * what its views show (snapshot, age overlay, override, shutdown); drops the
  * cache entries whose view changed. */
 static void views_update(ha_front *f)
 {
+    grpc_changed(f);
     const ha_snapshot *s = f->snap;
     bool not_ready;
     const char *reason;
@@ -1296,6 +1309,40 @@ static const view_entry *status_extra(ha_front *f)
     return v;
 }
 
+/* --- what the gRPC server shares (front_int.h, front_grpc.h) --------------- */
+
+int front__conn_admit(ha_front *f, const struct sockaddr_storage *ss, uint8_t key[16])
+{
+    addr_key(ss, key);
+    addr_slot *s = addr_slot_of(f, key);
+    if ((int)s->n >= f->max_per_addr || f->nconns >= f->max_conns + (s->n < CONN_FEW ? f->reserve : 0))
+        return -1;
+    s->n++;
+    f->nconns++;
+    return 0;
+}
+
+void front__conn_release(ha_front *f, const uint8_t key[16])
+{
+    addr_release(f, key);
+    f->nconns--;
+}
+
+const ha_grpc_module *front_grpc_load(char *err, size_t errlen)
+{
+    /* the front thread, or a command's only thread: never two at once */
+    static const ha_grpc_module *mod;
+    static char why[512];
+    if (mod == NULL && why[0] == '\0') {
+        void *h = ha_module_open(FRONT_GRPC_SO, why, sizeof why);
+        if (h && (mod = dlsym(h, FRONT_GRPC_SYM)) == NULL)
+            snprintf(why, sizeof why, "%s: %s", FRONT_GRPC_SO, dlerror());
+    }
+    if (mod == NULL)
+        snprintf(err, errlen, "%s", why);
+    return mod;
+}
+
 /* --- routing -------------------------------------------------------------- */
 
 static bool trusted(ha_front *f, h2o_req_t *req)
@@ -1476,6 +1523,8 @@ static uint64_t watch_engine(ha_front *f, uint64_t now)
                   (unsigned long long)(since / HA_NS_PER_S));
     else if (!f->stalled_ns && was)
         log_event(LOG_INFO, NULL, "engine recovered");
+    if ((f->stalled_ns != 0) != was)
+        grpc_changed(f); /* liveness follows the stall */
     if (f->stalled_ns)
         waits_end_all(f); /* nothing more comes from the engine for now */
     if (since >= period / 2)
@@ -1517,6 +1566,8 @@ static void on_tick(uv_timer_t *h)
         log_event(LOG_INFO, NULL, "shutdown: closing listeners, finishing requests in flight");
         close_listeners(f);
         h2o_context_request_shutdown(&f->ctx);
+        if (f->grpc)
+            f->grpc_mod->close(f->grpc); /* GOAWAY: liveness served until now */
         f->shutdown_phase = 2;
         f->shutdown_at_ns = now + f->cfg->shutdown_timeout_ns;
     }
@@ -1534,7 +1585,8 @@ static void on_tick(uv_timer_t *h)
         if (f->shutdown_at_ns > now + HA_NS_PER_S)
             f->shutdown_at_ns = now + HA_NS_PER_S;
     }
-    if (f->shutdown_phase == 3 && (f->conns == NULL || now >= f->shutdown_at_ns)) {
+    bool grpc_open = f->grpc && f->grpc_mod->nconns(f->grpc) > 0;
+    if (f->shutdown_phase == 3 && ((f->conns == NULL && !grpc_open) || now >= f->shutdown_at_ns)) {
         f->shutdown_phase = 4;
         log_event(LOG_INFO, NULL, "shutdown: cancelling checks");
         uv_stop(f->loop);
@@ -1832,6 +1884,15 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
             return NULL;
         }
     }
+    if (cfg->ngrpc_listen > 0) {
+        char why[600];
+        if ((f->grpc_mod = front_grpc_load(why, sizeof why)) == NULL ||
+            (f->grpc = f->grpc_mod->start(f, loop, cfg, why, sizeof why)) == NULL) {
+            snprintf(err, errlen, "%s", why);
+            front_free(f);
+            return NULL;
+        }
+    }
     uv_async_init(loop, &f->wakeup, on_wakeup);
     f->wakeup.data = f;
     bridge->front_wakeup = &f->wakeup;
@@ -1886,6 +1947,9 @@ void front_free(ha_front *f)
     if (f == NULL)
         return;
     close_listeners(f);
+    if (f->grpc)
+        f->grpc_mod->free(f->grpc); /* cancels its waits first */
+    f->grpc = NULL;
     if (f->bridge->front_wakeup == &f->wakeup)
         f->bridge->front_wakeup = NULL;
     close_if_open((uv_handle_t *)&f->wakeup);

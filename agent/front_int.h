@@ -8,6 +8,7 @@
 #define HA_FRONT_INT_H
 
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "front.h"
 #include "front_render.h"
@@ -67,5 +68,12 @@ void front__wait_cancel(front_wait *w);
  * shutdown) so that front_render(snapshot, pc, r, out) gives the answer of
  * this moment. Both stay valid until control returns to the loop. */
 const ha_snapshot *front__answer_state(ha_front *f, ha_render_req *r);
+
+/* The HTTP front's connection caps (max_connections, max_connections_per_address),
+ * shared by the gRPC listener: counts one connection from ss. Returns 0 and the
+ * address key in key (give it to front__conn_release when the connection
+ * ends), or -1 when a cap is reached (nothing counted). */
+int front__conn_admit(ha_front *f, const struct sockaddr_storage *ss, uint8_t key[16]);
+void front__conn_release(ha_front *f, const uint8_t key[16]);
 
 #endif

@@ -31,6 +31,7 @@
 
 static const char usage[] =
     "usage: healthagent [--config FILE] [--scripts DIR] [--listen ADDR:PORT]... [--token-file FILE]\n"
+    "                   [--grpc-listen ADDR:PORT]...\n"
     "                   [--log-format text|json] [--log-level debug|info|warn|error]\n"
     "       healthagent COMMAND [ARGS...]    (healthagent COMMAND --help for its options)\n"
     "       healthagent FILE.lua [ARGS...]   run a Lua script inside the agent runtime\n"
@@ -218,6 +219,7 @@ static int parse_args(ha_config *cfg, int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--config") != 0 && strcmp(a, "--scripts") != 0 && strcmp(a, "--listen") != 0 &&
+            strcmp(a, "--grpc-listen") != 0 &&
             strcmp(a, "--token-file") != 0 && strcmp(a, "--log-format") != 0 && strcmp(a, "--log-level") != 0)
             return fail("unknown option '%s' (see --help)%s", a, "");
         if (v == NULL)
@@ -229,6 +231,9 @@ static int parse_args(ha_config *cfg, int argc, char **argv)
         } else if (strcmp(a, "--listen") == 0) {
             if (config_add_listen(cfg, v, err, sizeof err) != 0)
                 return fail("--listen: %s%s", err, "");
+        } else if (strcmp(a, "--grpc-listen") == 0) {
+            if (config_add_grpc_listen(cfg, v, err, sizeof err) != 0)
+                return fail("--grpc-listen: %s%s", err, "");
         } else if (strcmp(a, "--token-file") == 0) {
             if (config_read_token(cfg, v, err, sizeof err) != 0)
                 return fail("--token-file: %s%s", err, "");

@@ -8,6 +8,11 @@ return {
   -- IP, hence 0.0.0.0. Env: HEALTHAGENT_LISTEN="0.0.0.0:8080,[::]:8080".
   listen = { "0.0.0.0:8080" },
 
+  -- gRPC health service (grpc.health.v1: Check, Watch, List) on its own
+  -- cleartext HTTP/2 listeners; none: off. docs/grpc-server.md. CLI:
+  -- --grpc-listen (repeatable).
+  grpc_listen = {},
+
   -- Directory of check scripts (*.lua; names beginning with '.' are ignored).
   -- Default: the bundled scripts/. Env: HEALTHAGENT_SCRIPTS.
   -- scripts = "/etc/healthagent/scripts",

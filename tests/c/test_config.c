@@ -523,6 +523,41 @@ static void test_listen(void)
     config_free(&cfg);
 }
 
+/* grpc_listen: off by default, the listen grammar, an own list that may be
+ * empty; --grpc-listen replaces the file's list the first time. */
+static void test_grpc_listen(void)
+{
+    ha_config cfg;
+    char err[256];
+    config_defaults(&cfg);
+    CHECK(cfg.ngrpc_listen == 0);
+    config_free(&cfg);
+    if (load_ok(&cfg, "g1.lua", "return { grpc_listen = { '127.0.0.1:9091', '[::1]:9091' } }") == 0) {
+        CHECK(cfg.ngrpc_listen == 2);
+        CHECK_STR(cfg.grpc_listen[1], "[::1]:9091");
+        CHECK(config_add_grpc_listen(&cfg, "0.0.0.0:7", err, sizeof err) == 0);
+        CHECK(cfg.ngrpc_listen == 1);
+        CHECK_STR(cfg.grpc_listen[0], "0.0.0.0:7");
+        CHECK(config_add_grpc_listen(&cfg, "0.0.0.0:8", err, sizeof err) == 0);
+        CHECK(cfg.ngrpc_listen == 2);
+        CHECK(config_add_grpc_listen(&cfg, "0.0.0.0:8080", err, sizeof err) == -1);
+        CHECK_STR(err, "bad gRPC listen address '0.0.0.0:8080': already an HTTP listen address");
+        config_free(&cfg);
+    }
+    if (load_ok(&cfg, "g2.lua", "return { grpc_listen = {} }") == 0) {
+        CHECK(cfg.ngrpc_listen == 0);
+        config_free(&cfg);
+    }
+    CHECK_STR(load_err("g3.lua", "return { grpc_listen = '0.0.0.0:0' }"),
+              in_dir("g3.lua: field 'grpc_listen': bad address '0.0.0.0:0': port must be 1..65535"));
+    CHECK_STR(load_err("g4.lua", "return { grpc_listen = { ':1', } }"),
+              in_dir("g4.lua: field 'grpc_listen': bad address ':1': want host:port or [ipv6]:port"));
+    CHECK_STR(load_err("g5.lua", "return { grpc_listen = { '1.2.3.4:5', '1.2.3.4:5' } }"),
+              in_dir("g5.lua: field 'grpc_listen': bad address '1.2.3.4:5': given twice"));
+    CHECK_STR(load_err("g6.lua", "return { grpc_listen = 9091 }"),
+              in_dir("g6.lua: field 'grpc_listen': expected a string or a list of strings, got number"));
+}
+
 static void test_lua_errors(void)
 {
     const char *e = load_err("syntax.lua", "return {\n  listen = '0.0.0.0:80'\n  watchdog = 1\n}\n");
@@ -682,6 +717,7 @@ int main(void)
     test_unknown_keys();
     test_bad_values();
     test_listen();
+    test_grpc_listen();
     test_lua_errors();
     test_env();
     test_token_file();

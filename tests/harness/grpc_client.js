@@ -8,6 +8,8 @@
 // prints "error <CODE_NAME>: details" and exits 1.
 // --watch N: opens a Watch stream, prints each of the first N statuses on its
 // own line as it arrives, then exits 0 (1 on error or timeout).
+// --watch 0: prints every status until the stream ends, then "end CODE: details".
+// --list: List; prints "SERVICE=STATUS" lines sorted by service.
 // --ca FILE: use TLS, trusting FILE.
 
 const fs = require('fs');
@@ -22,7 +24,8 @@ function usage() {
 
 const args = process.argv.slice(2);
 let ca = null;
-let watch = 0;
+let watch = -1;
+let list = false;
 let timeout = 5000;
 const rest = [];
 while (args.length) {
@@ -30,6 +33,7 @@ while (args.length) {
   if (a === '--ca') ca = args.shift();
   else if (a === '--watch') watch = Number(args.shift());
   else if (a === '--timeout') timeout = Number(args.shift());
+  else if (a === '--list') list = true;
   else if (a.startsWith('--')) usage();
   else rest.push(a);
 }
@@ -51,7 +55,23 @@ function fail(err) {
   process.exit(1);
 }
 
-if (watch > 0) {
+if (list) {
+  client.List({}, { deadline }, (err, r) => {
+    if (err) return fail(err);
+    for (const k of Object.keys(r.statuses).sort()) console.log(`${k}=${r.statuses[k].status}`);
+    client.close();
+    return process.exit(0);
+  });
+} else if (watch === 0) {
+  const call = client.Watch({ service }, { deadline });
+  call.on('data', (r) => console.log(r.status));
+  call.on('error', (err) => {
+    console.log(`end ${codeName(err.code)}: ${err.details || err.message}`);
+    client.close();
+    process.exit(0);
+  });
+  call.on('end', () => { console.log('end OK'); process.exit(0); });
+} else if (watch > 0) {
   const call = client.Watch({ service }, { deadline });
   let seen = 0;
   call.on('data', (r) => {
