@@ -29,6 +29,9 @@ PACKAGES=(
     openssl curl
     monitoring-plugins-basic
     nghttp2-client wrk
+    # the gRPC server's second client (grpcio) and its raw HTTP/2 peer (h2);
+    # the bench's grpc-go reference server
+    python3-grpcio python3-h2 golang-go golang-google-grpc-dev
     lua-busted lua5.4
     python3  # tests/abuse/abuse.py (standard library only)
     # lint: luacheck over lualib/, scripts/, examples/ (ctest lint/luacheck)
