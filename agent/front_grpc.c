@@ -39,10 +39,11 @@
 #define GS_WRITE_HIGH (64u << 10)         /* bytes queued on the socket before nghttp2 is asked for more */
 #define GS_RST_BURST 1000                 /* RST_STREAM token bucket: burst ... */
 #define GS_RST_RATE 33                    /* ... and tokens per second, then GOAWAY */
+#define GS_GOAWAY_GRACE_NS (1 * HA_NS_PER_S) /* idle: shutdown notice, then GOAWAY after this */
 #define GS_TICK_MS 250                    /* timeouts, Watch deadlines, Watch refresh */
 #define GS_REFRESH_NS (1 * HA_NS_PER_S)   /* Watch streams ask for their stale checks this often */
 #define GS_READ_BUF (64u << 10)
-#define GS_MARGIN_NS (50 * HA_NS_PER_MS)  /* a Check answers this much (at most 10%) before its deadline */
+#define GS_MARGIN_NS (200 * HA_NS_PER_MS) /* a Check answers this much (at most 20%) before its deadline */
 
 enum { GS_CHECK = 1, GS_WATCH, GS_LIST, GS_UNKNOWN };
 
@@ -111,6 +112,7 @@ struct gs_conn {
     bool closing;                     /* uv_close called */
     bool dirty;                       /* in the flush list */
     bool goaway;                      /* GOAWAY submitted */
+    uint64_t goaway_at_ns;            /* idle: shutdown notice sent, GOAWAY due then; 0 none */
     uint64_t last_read_ns;            /* last bytes received */
     uint64_t write_since_ns;          /* oldest unfinished write started, 0 none */
     int writes;                       /* uv_write requests in flight */
@@ -646,7 +648,7 @@ static void serve_check(gs_stream *s)
     if (s->deadline_ns) {
         uint64_t now = uv_hrtime();
         uint64_t left = s->deadline_ns > now ? s->deadline_ns - now : 0;
-        budget = left - (left / 10 < GS_MARGIN_NS ? left / 10 : GS_MARGIN_NS);
+        budget = left - (left / 5 < GS_MARGIN_NS ? left / 5 : GS_MARGIN_NS);
     }
     gs_service(s->service, s->service_len, &sel.probe, &sel.only.p, &sel.only.len);
     s->wait = malloc(sizeof *s->wait);
@@ -1090,8 +1092,22 @@ static void on_tick(uv_timer_t *t)
             conn_close(c); /* a client that does not read */
             continue;
         }
-        if (c->nstreams == 0 && now - c->last_read_ns > g->cfg->idle_timeout_ns) {
-            conn_goaway(c, "idle");
+        if (c->goaway_at_ns && now >= c->goaway_at_ns) {
+            /* streams begun before the client saw the notice run on; the
+             * idle timeout comes round again once they are done */
+            c->goaway_at_ns = 0;
+            if (c->nstreams == 0)
+                conn_goaway(c, "idle");
+            else
+                c->last_read_ns = now;
+            continue;
+        }
+        if (c->nstreams == 0 && !c->goaway_at_ns && !c->goaway && now - c->last_read_ns > g->cfg->idle_timeout_ns) {
+            /* two-step, as graceful servers do: a stream the client sends
+             * while the notice is on its way is still served */
+            nghttp2_submit_shutdown_notice(c->sess);
+            c->goaway_at_ns = now + GS_GOAWAY_GRACE_NS;
+            conn_mark(c);
             continue;
         }
         for (gs_stream *s = c->streams; s; s = s->next)
