@@ -13,12 +13,13 @@ PER=${PER:-100}
 
 bench_port; ha_port=$PORT
 bench_port; ha_grpc=$PORT
+printf 'bench-token-0123456789\n' >"$BENCH_TMP/token"
 bench_start_agent "$ha_port" --scripts "$BENCH_DIR/fixtures/cached" --listen "127.0.0.1:$ha_port" \
-    --grpc-listen "127.0.0.1:$ha_grpc" || bench_finish
+    --grpc-listen "127.0.0.1:$ha_grpc" --token-file "$BENCH_TMP/token" || bench_finish
 bench_wait_status "http://127.0.0.1:$ha_port/readyz" 200 10 || bench_fail "agent /readyz is not 200"
 out=$BENCH_TMP/flood.txt
 "${BENCH_LOAD_CPU[@]}" node "$BENCH_ROOT/tests/harness/grpc_watch_flood.js" "127.0.0.1:$ha_grpc" "$CONNS" "$PER" \
-    readiness "$HA_PID" "http://127.0.0.1:$ha_port" >"$out" 2>&1
+    readiness "$HA_PID" "http://127.0.0.1:$ha_port" bench-token-0123456789 >"$out" 2>&1
 sed 's/^/# /' "$out" >&2
 per=$(awk -F= '$1 == "bytes_per_stream" { print $2 }' "$out")
 fan=$(awk -F= '$1 == "fanout_ms" { print $2 }' "$out")

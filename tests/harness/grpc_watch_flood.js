@@ -4,7 +4,7 @@
 // every first status, reports the agent's RSS per stream, then drains the
 // agent through its admin API and times the last watcher's NOT_SERVING.
 //
-//   node grpc_watch_flood.js HOST:PORT CONNS PER SERVICE AGENT_PID ADMIN_URL
+//   node grpc_watch_flood.js HOST:PORT CONNS PER SERVICE AGENT_PID ADMIN_URL TOKEN
 //
 // Prints key=value lines: streams, rss_before_kib, rss_after_kib,
 // bytes_per_stream, open_ms, fanout_ms (POST /-/drain to the last message).
@@ -14,7 +14,7 @@ const path = require('path');
 const grpc = require('./node_modules/@grpc/grpc-js');
 const protoLoader = require('./node_modules/@grpc/proto-loader');
 
-const [target, conns, per, service, pid, admin] = process.argv.slice(2);
+const [target, conns, per, service, pid, admin, token] = process.argv.slice(2);
 const nconns = Number(conns);
 const nper = Number(per);
 const def = protoLoader.loadSync(path.join(__dirname, 'health.proto'), { keepCase: true, enums: String, defaults: true });
@@ -27,7 +27,11 @@ function rssKiB() {
 
 function post(url) {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST' }, (res) => { res.resume(); res.on('end', resolve); });
+    const req = http.request(url, { method: 'POST', headers: { Authorization: `Bearer ${token}` } }, (res) => {
+      res.resume();
+      if (res.statusCode !== 200) reject(new Error(`POST ${url}: HTTP ${res.statusCode}`));
+      res.on('end', resolve);
+    });
     req.on('error', reject);
     req.end();
   });

@@ -11,6 +11,10 @@ local HARNESS = SRC .. "/tests/harness"
 local BIN = os.getenv("HA_BIN") or "build/healthagent"
 local SANITIZED = (os.getenv("HA_SANITIZE") or "") ~= ""
 local SLACK = SANITIZED and 3 or 1 -- timing bounds widen under sanitizers
+-- the admin endpoints (/-/drain, /-/ready) need a token
+local TOKEN = "grpc-spec-token-0123456789"
+local AUTH = { Authorization = "Bearer " .. TOKEN }
+local ADMIN = ("token = %q, "):format(TOKEN)
 
 local function wait_for(f, timeout)
   local deadline = health.now() + (timeout or 5)
@@ -25,7 +29,7 @@ end
 -- Starts an agent with a gRPC listener on a free port: a.gaddr.
 local function start(opts)
   for _ = 1, 8 do
-    local gport = 40000 + math.random(0, 9999)
+    local gport = 10000 + math.random(0, 1999) -- below the ephemeral range (32768-) and the benches (12000-)
     local o = {}
     for k, v in pairs(opts) do o[k] = v end
     o.args = { "--grpc-listen", "127.0.0.1:" .. gport }
@@ -227,7 +231,7 @@ describe("gRPC Watch", function()
     dir = agent.tmpdir()
     state = dir .. "/state"
     write(state, "up")
-    a = start { scripts = { ["a.lua"] = flip_script(state) }, config = "return { shutdown_delay = '1s' }" }
+    a = start { scripts = { ["a.lua"] = flip_script(state) }, config = "return { " .. ADMIN .. "shutdown_delay = '1s' }" }
   end)
   after_each(function()
     a:stop()
@@ -258,11 +262,11 @@ describe("gRPC Watch", function()
     local w = watch(a, "py", "readiness")
     local l = watch(a, "js", "liveness")
     assert.truthy(w.wait("SERVING"))
-    assert.equal(200, a:request("/-/drain", { method = "POST" }).status)
+    assert.equal(200, a:request("/-/drain", { method = "POST", headers = AUTH }).status)
     assert.truthy(w.wait("SERVING,NOT_SERVING"), w.text())
     assert.equal("NOT_SERVING", check(a, "readiness"))
     assert.equal("SERVING", check(a, "liveness"))
-    assert.equal(200, a:request("/-/ready", { method = "PUT", body = '{"ready":true}' }).status)
+    assert.equal(200, a:request("/-/ready", { method = "PUT", body = '{"ready":true}', headers = AUTH }).status)
     assert.truthy(w.wait("SERVING,NOT_SERVING,SERVING"), w.text())
     assert.equal("SERVING", l.text())
     w.stop()
@@ -449,7 +453,7 @@ end)
 
 describe("gRPC abuse", function()
   local a
-  before_each(function() a = start { scripts = OK, config = "return { shutdown_delay = 0 }" } end)
+  before_each(function() a = start { scripts = OK, config = "return { " .. ADMIN .. "shutdown_delay = 0 }" } end)
   after_each(function() a:stop() end)
 
   it("rapid reset: GOAWAY once the RST_STREAM budget is spent; others unaffected", function()
@@ -486,7 +490,8 @@ describe("gRPC abuse", function()
     assert.truthy(wait_for(function() return (agent.read(out) or ""):find("opened=100", 1, true) end, 5))
     for i = 1, 100 do
       assert.equal(200, a:request(i % 2 == 1 and "/-/drain" or "/-/ready",
-        { method = i % 2 == 1 and "POST" or "PUT", body = i % 2 == 0 and '{"ready":true}' or nil }).status)
+        { method = i % 2 == 1 and "POST" or "PUT", body = i % 2 == 0 and '{"ready":true}' or nil, headers = AUTH })
+        .status)
     end
     -- meanwhile other clients are served at once: dial + Check within 1s
     local out2 = sh(("%s probe --grpc %s --service db --timeout 1s 2>&1; echo rc=$?"):format(quote(BIN), a.gaddr))
@@ -499,9 +504,9 @@ end)
 
 describe("gRPC Watch flood", function()
   it("10,000 Watch streams over 100 connections: memory per stream and fan-out", function()
-    local a = start { scripts = OK, config = "return { shutdown_delay = 0 }" }
-    local out = sh(("node %s/grpc_watch_flood.js %s 100 100 readiness %d http://127.0.0.1:%d 2>&1"):format(HARNESS,
-      a.gaddr, a.pid, a.port))
+    local a = start { scripts = OK, config = "return { " .. ADMIN .. "shutdown_delay = 0 }" }
+    local out = sh(("node %s/grpc_watch_flood.js %s 100 100 readiness %d http://127.0.0.1:%d %s 2>&1"):format(HARNESS,
+      a.gaddr, a.pid, a.port, TOKEN))
     local r = kv(out)
     assert.equal("10000", r.streams, out)
     assert.truthy(r.fanout_ms, out) -- every watcher saw the drain
