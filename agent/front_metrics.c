@@ -399,7 +399,8 @@ void front_metrics_live(const ha_metrics_live *m, ha_buf *b)
             buf_addc(b, '\n');
         }
     metrics_family(b, "healthagent_engine_lag_seconds", "gauge",
-                   "Time since the engine's event loop last turned (normally under 0.1).");
+                   "Time since the engine's event loop last turned; an idle loop turns when the front looks "
+                   "(at most a second apart), past the watchdog it is stalled.");
     buf_adds(b, "healthagent_engine_lag_seconds ");
     metrics_fixed(b, (int64_t)(m->engine_lag_ns / 1000), 6);
     buf_addc(b, '\n');
