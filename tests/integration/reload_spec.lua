@@ -319,7 +319,7 @@ describe("without a directory watch", function()
       config = 'return { shutdown_delay = "0s", rescan_interval = "200ms" }\n',
       env = "HEALTHAGENT_WATCH=off",
     }
-    assert.truthy(a:log():find("not watching", 1, true), a:log())
+    assert.truthy(a:wait_log("not watching", 3), a:log())
     write(a.scripts .. "/a.lua", check_src("x", "v2"))
     await_generation(a, 1, 3)
     assert.equal("v2", a:get("/healthz").json.components.x.output)

@@ -126,13 +126,14 @@ describe("scheduling without herds", function()
       return r.status == 200 and r
     end, 5)
     assert.truthy(r, a:log():sub(-3000))
-    local lo, hi = math.huge, -math.huge
+    local lo, hi, n = math.huge, -math.huge, 0
     for name, c in pairs(r.json.components) do
-      if name ~= "exact" then
-        local t = tonumber(c.output)
-        lo, hi = math.min(lo, t), math.max(hi, t)
+      local t = name ~= "exact" and tonumber(c.output) -- a run a loaded machine timed out shows no time
+      if t then
+        lo, hi, n = math.min(lo, t), math.max(hi, t), n + 1
       end
     end
+    assert.is_true(n >= 100, n .. " of 200 checks reported their first run")
     local exact = tonumber(r.json.components.exact.output)
     print(("\n    first runs of 200 checks spread over %.3f s; initial_delay 700ms ran %.3f s after the first of them")
       :format(hi - lo, exact - lo))
