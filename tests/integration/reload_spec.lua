@@ -444,7 +444,8 @@ describe("reloads never stall the engine", function()
       true), a:log())
     assert.is_true(n1 - n0 >= 3, "the checks stopped running during the load: " .. (n1 - n0))
     assert.equal(1, status(a).generation)
-    assert.truthy(status(a).load_error.message:find("b.lua:2:", 1, true))
+    local err = wait_for(function() local e = status(a).load_error return e ~= agent.null and e.message end, 3)
+    assert.truthy(err and err:find("b.lua:2:", 1, true), err)
   end)
 
   it("a top-level C stall: the loader is abandoned, later reloads are refused, checks and probes unaffected", function()
@@ -453,7 +454,7 @@ describe("reloads never stall the engine", function()
     write(a.scripts .. "/b.lua", 'local found = ("a"):rep(4000):find(".-.-b")\n')
     a:request("/-/reload", { method = "POST" })
     assert.truthy(a:wait_log("loading is stuck inside a C function", 6), a:log())
-    local err = status(a).load_error.message
+    local err = wait_for(function() local e = status(a).load_error return e ~= agent.null and e.message end, 3)
     assert.truthy(err:find(a.scripts .. "/b.lua: loading is stuck inside a C function", 1, true), err)
     -- a further reload, even of content that would load, is refused with that reason
     write(a.scripts .. "/b.lua", check_src("b"))
