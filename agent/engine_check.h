@@ -71,6 +71,8 @@ struct ha_gen {
     uint64_t hash;            /* content hash of the scripts */
     ha_check **checks;        /* owned, sorted by name once loaded */
     size_t n, cap;
+    uint32_t *by_name;        /* owned, while loading: open-addressing index of checks by name,
+                                 2 x cap slots, each an index + 1 (0: empty); freed by the sort */
     bool active;              /* runs allowed */
     bool autorun;             /* first runs and interval refreshes are scheduled */
     /* while loading */

@@ -296,6 +296,8 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
     }
     if (gen->n)
         qsort(gen->checks, gen->n, sizeof *gen->checks, check_order);
+    free(gen->by_name); /* its indices are the order of definition */
+    gen->by_name = NULL;
     lua_gc(L, LUA_GCCOLLECT);
     return gen;
 fail:
