@@ -55,8 +55,7 @@ void buf_printf(ha_buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+size_t buf_utf8_len(const unsigned char *s, size_t n)
 {
     size_t len;
     unsigned cp;
@@ -108,7 +107,7 @@ void buf_json_str(ha_buf *b, const char *str, size_t n)
             i++;
             continue;
         }
-        size_t len = utf8_seq(s + i, n - i);
+        size_t len = buf_utf8_len(s + i, n - i);
         if (len == 0) {
             buf_add(b, "\xef\xbf\xbd", 3); /* U+FFFD */
             i++;
@@ -130,7 +129,7 @@ void buf_text_line(ha_buf *b, const char *str, size_t n)
             i++;
             continue;
         }
-        size_t len = utf8_seq(s + i, n - i);
+        size_t len = buf_utf8_len(s + i, n - i);
         if (len == 0) {
             buf_add(b, "\xef\xbf\xbd", 3); /* U+FFFD */
             i++;

@@ -21,6 +21,10 @@ void buf_adds(ha_buf *b, const char *s);
 void buf_addc(ha_buf *b, char c);
 void buf_printf(ha_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_vprintf(ha_buf *b, const char *fmt, va_list ap);
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes available): 1 for
+ * ASCII, 2 to 4, or 0 when the bytes there are not valid UTF-8 (overlong,
+ * surrogate, past U+10FFFF or cut short). */
+size_t buf_utf8_len(const unsigned char *s, size_t n);
 /* Appends s[0..n) as a quoted JSON string, escaping control characters and
  * replacing invalid UTF-8 by U+FFFD. */
 void buf_json_str(ha_buf *b, const char *s, size_t n);

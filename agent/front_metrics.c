@@ -56,21 +56,6 @@ static void metrics_fixed(ha_buf *b, int64_t v, int digits)
     buf_add(b, t, (size_t)digits);
 }
 
-/* Length of the valid UTF-8 sequence at s (of n bytes), or 0. */
-static size_t metrics_utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || s[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) || (s[0] == 0xf0 && s[1] < 0x90) ||
-        (s[0] == 0xf4 && s[1] > 0x8f))
-        return 0; /* overlong, surrogate or past U+10FFFF */
-    return len;
-}
-
 void front_metrics_label(ha_buf *b, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -78,7 +63,7 @@ void front_metrics_label(ha_buf *b, const char *s, size_t n)
     for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
         const char *esc = c == '\\' ? "\\\\" : c == '"' ? "\\\"" : c == '\n' ? "\\n" : NULL;
-        size_t ul = c < 0x80 ? 1 : metrics_utf8_len(p + i, n - i);
+        size_t ul = c < 0x80 ? 1 : buf_utf8_len(p + i, n - i);
         if (esc == NULL && ul) {
             i += ul;
             run += ul;

@@ -11,21 +11,6 @@ static const char *const status_result[HA_NRESULTS] = {"up", "warn", "down", "ti
 /* The order checks are listed in: the ones needing attention first. */
 static const ha_status status_order[4] = {HA_DOWN, HA_WARN, HA_INIT, HA_UP};
 
-/* Length of the valid UTF-8 sequence at s (of n bytes, s[0] >= 0x80), or 0. */
-static size_t status_utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
-    if (len == 0 || s[0] > 0xf4 || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    if ((s[0] == 0xe0 && s[1] < 0xa0) || (s[0] == 0xed && s[1] > 0x9f) || (s[0] == 0xf0 && s[1] < 0x90) ||
-        (s[0] == 0xf4 && s[1] > 0x8f))
-        return 0;
-    return len;
-}
-
 void front_status_escape(ha_buf *b, const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -34,7 +19,7 @@ void front_status_escape(ha_buf *b, const char *s, size_t n)
     for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
         if (c >= 0x80) {
-            size_t ul = status_utf8_len(p + i, n - i);
+            size_t ul = buf_utf8_len(p + i, n - i);
             if (ul) {
                 memcpy(o, p + i, ul);
                 o += ul;
