@@ -16,6 +16,8 @@
 #ifndef HA_CMD_H
 #define HA_CMD_H
 
+#include <stdint.h>
+
 #include "config.h"
 
 /* Sets the commit and build date of the version line (main does, first). */
@@ -26,6 +28,12 @@ int cmd_version(void);
  * --version the version line. Returns the exit code (0) when arg is one of
  * them, else -1. */
 int cmd_common_flag(const char *arg, const char *usage);
+
+/* Monotonic milliseconds, for the probes' deadlines. */
+uint64_t cmd_now_ms(void);
+/* Waits for events (POLLIN/POLLOUT) on fd until deadline (cmd_now_ms
+ * clock). Returns 1 ready, 0 at the deadline, -1 on error. */
+int cmd_wait_fd(int fd, short events, uint64_t deadline);
 
 int cmd_probe(ha_config *cfg, int argc, char **argv);
 int cmd_check(ha_config *cfg, int argc, char **argv);

@@ -111,26 +111,6 @@ static void default_url(const ha_config *cfg, int pi, char *out, size_t len)
     snprintf(out, len, "http://%s:%s%s", host, colon ? colon + 1 : "8080", cfg->probes[pi].paths[0]);
 }
 
-static uint64_t now_ms(void) { return uv_hrtime() / 1000000u; }
-
-/* Waits for events on fd until deadline. Returns 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, uint64_t deadline)
-{
-    for (;;) {
-        uint64_t now = now_ms();
-        if (now >= deadline)
-            return 0;
-        struct pollfd p = {fd, events, 0};
-        int r = poll(&p, 1, (int)(deadline - now));
-        if (r > 0)
-            return 1;
-        if (r == 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
-    }
-}
-
 /* Connects to the first address that answers before deadline. Returns the
  * socket, or -1 with a message in err. */
 static int dial(const probe_url *u, uint64_t deadline, char *err, size_t errlen)
@@ -154,7 +134,7 @@ static int dial(const probe_url *u, uint64_t deadline, char *err, size_t errlen)
         }
         int r = connect(fd, a->ai_addr, a->ai_addrlen);
         if (r != 0 && errno == EINPROGRESS) {
-            int w = wait_fd(fd, POLLOUT, deadline);
+            int w = cmd_wait_fd(fd, POLLOUT, deadline);
             if (w == 0) {
                 snprintf(err, errlen, "connect: timeout");
                 close(fd);
@@ -199,7 +179,7 @@ static ssize_t exchange(int fd, const probe_url *u, uint64_t deadline, char *buf
             snprintf(err, errlen, "send: %s", strerror(errno));
             return -1;
         }
-        if (wait_fd(fd, POLLOUT, deadline) <= 0) {
+        if (cmd_wait_fd(fd, POLLOUT, deadline) <= 0) {
             snprintf(err, errlen, "timeout sending the request");
             return -1;
         }
@@ -230,7 +210,7 @@ static ssize_t exchange(int fd, const probe_url *u, uint64_t deadline, char *buf
             snprintf(err, errlen, "recv: %s", errno == ECONNRESET ? "connection reset" : strerror(errno));
             return -1;
         }
-        int w = wait_fd(fd, POLLIN, deadline);
+        int w = cmd_wait_fd(fd, POLLIN, deadline);
         if (w <= 0) {
             snprintf(err, errlen, "%s", got ? "timeout reading the response" : "timeout waiting for the response");
             return -1;
@@ -560,7 +540,7 @@ int cmd_probe(ha_config *cfg, int argc, char **argv)
     if (parse_url(url, &u) != 0)
         return probe_fail(url, "%s", strncmp(url, "https://", 8) == 0 ? "https is not supported: probe the plain HTTP listener"
                                                                       : "bad URL: expected http://host[:port][/path]");
-    uint64_t deadline = now_ms() + (timeout + HA_NS_PER_MS - 1) / HA_NS_PER_MS;
+    uint64_t deadline = cmd_now_ms() + (timeout + HA_NS_PER_MS - 1) / HA_NS_PER_MS;
     int fd = dial(&u, deadline, err, sizeof err);
     if (fd < 0)
         return probe_fail(url, "%s", err);

@@ -19,6 +19,7 @@
 #include <nghttp2/nghttp2.h>
 #include <uv.h>
 
+#include "cmd.h"
 #include "common.h"
 
 enum { PG_OK = 0, PG_CONNECT = 2, PG_RPC = 3, PG_UNHEALTHY = 4 };
@@ -43,26 +44,6 @@ static const char *const pg_codes[] = {
     "Unimplemented", "Internal", "Unavailable", "DataLoss", "Unauthenticated"};
 
 static const char *const pg_serving[] = {"UNKNOWN", "SERVING", "NOT_SERVING", "SERVICE_UNKNOWN"};
-
-static uint64_t pg_now_ms(void) { return uv_hrtime() / HA_NS_PER_MS; }
-
-/* Waits for events on fd until deadline (ms). 1 ready, 0 timeout, -1 error. */
-static int pg_wait(int fd, short events, uint64_t deadline)
-{
-    for (;;) {
-        uint64_t now = pg_now_ms();
-        if (now >= deadline)
-            return 0;
-        struct pollfd p = {fd, events, 0};
-        int r = poll(&p, 1, (int)(deadline - now));
-        if (r > 0)
-            return 1;
-        if (r == 0)
-            return 0;
-        if (errno != EINTR)
-            return -1;
-    }
-}
 
 /* Splits "host:port" / "[v6]:port". Returns 0 or -1. */
 static int pg_split(const char *addr, char *host, size_t hl, char *port, size_t pl)
@@ -111,7 +92,7 @@ static int pg_dial(const char *host, const char *port, uint64_t deadline, char *
         }
         int r = connect(fd, a->ai_addr, a->ai_addrlen);
         if (r != 0 && errno == EINPROGRESS) {
-            int w = pg_wait(fd, POLLOUT, deadline);
+            int w = cmd_wait_fd(fd, POLLOUT, deadline);
             int soerr = 0;
             socklen_t sl = sizeof soerr;
             if (w == 0) {
@@ -215,7 +196,7 @@ static int pg_send(nghttp2_session *sess, int fd, uint64_t deadline)
                 off += w;
             else if (w < 0 && errno != EAGAIN && errno != EINTR)
                 return -1;
-            else if (pg_wait(fd, POLLOUT, deadline) <= 0)
+            else if (cmd_wait_fd(fd, POLLOUT, deadline) <= 0)
                 return -1;
         }
     }
@@ -260,7 +241,7 @@ static int pg_call_check(int fd, const char *addr, const char *service, uint64_t
         goto out;
     }
     nghttp2_submit_settings(sess, NGHTTP2_FLAG_NONE, NULL, 0);
-    uint64_t left = deadline > pg_now_ms() ? deadline - pg_now_ms() : 1;
+    uint64_t left = deadline > cmd_now_ms() ? deadline - cmd_now_ms() : 1;
     snprintf(tmo, sizeof tmo, "%llum", (unsigned long long)left);
 #define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v), NGHTTP2_NV_FLAG_NONE}
     nghttp2_nv nv[] = {
@@ -280,11 +261,11 @@ static int pg_call_check(int fd, const char *addr, const char *service, uint64_t
     uint8_t buf[16384];
     while (!c.closed) {
         if (pg_send(sess, fd, deadline) != 0) {
-            snprintf(msg, sizeof msg, pg_now_ms() >= deadline ? "timeout: health rpc did not complete within %s"
+            snprintf(msg, sizeof msg, cmd_now_ms() >= deadline ? "timeout: health rpc did not complete within %s"
                                                               : "error: health rpc failed: connection lost%s", tmo);
             goto out;
         }
-        int w = pg_wait(fd, POLLIN, deadline);
+        int w = cmd_wait_fd(fd, POLLIN, deadline);
         if (w <= 0) {
             char d[32];
             ha_duration_format(timeout_ns, d, sizeof d);
@@ -339,7 +320,7 @@ out:
 int cmd__probe_grpc(const char *addr, const char *service, uint64_t timeout_ns)
 {
     char host[256], port[8], err[512];
-    uint64_t deadline = pg_now_ms() + (timeout_ns + HA_NS_PER_MS - 1) / HA_NS_PER_MS;
+    uint64_t deadline = cmd_now_ms() + (timeout_ns + HA_NS_PER_MS - 1) / HA_NS_PER_MS;
     if (pg_split(addr, host, sizeof host, port, sizeof port) != 0) {
         fprintf(stderr, "error: --grpc: want host:port or [ipv6]:port, got '%s'\n", addr);
         return 1;
