@@ -218,11 +218,11 @@ static void respond(h2o_req_t *req, int status, const char *ctype, const char *b
     h2o_send(req, &buf, head || len == 0 ? 0 : 1, H2O_SEND_STATE_FINAL);
 }
 
-/* Sends a body built now: copied into the request pool. */
-static void respond_copy(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
+void front__respond(h2o_req_t *req, int status, const char *ctype, const char *body, size_t len)
 {
     char *p = h2o_mem_alloc_pool(&req->pool, len + 1);
-    memcpy(p, body, len);
+    if (len)
+        memcpy(p, body, len);
     respond(req, status, ctype, p, len);
 }
 
@@ -232,7 +232,7 @@ static void respond_error(h2o_req_t *req, int status, const char *msg)
     buf_adds(&b, "{\"error\":");
     buf_json_str(&b, msg, strlen(msg));
     buf_adds(&b, "}");
-    respond_copy(req, status, "application/json", b.data, b.len);
+    front__respond(req, status, "application/json", b.data, b.len);
     buf_free(&b);
 }
 
@@ -472,7 +472,7 @@ static void render_and_send(ha_front *f, h2o_req_t *req, ha_render_req *rr)
         return;
     }
     front_metrics_count(&f->requests, rr->probe, out.http_status);
-    respond_copy(req, out.http_status, out.content_type, buf_cstr(&out.body), out.body.len);
+    front__respond(req, out.http_status, out.content_type, buf_cstr(&out.body), out.body.len);
     buf_free(&out.body);
 }
 

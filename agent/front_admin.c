@@ -6,6 +6,7 @@
 
 #include "buf.h"
 #include "front_admin.h"
+#include "front_int.h"
 #include "log.h"
 
 #define REASON_MAX 256 /* bytes of an override reason */
@@ -39,35 +40,20 @@ bool front_admin_route(h2o_iovec_t path)
 
 /* --- responses ---------------------------------------------------------- */
 
-static h2o_generator_t admin_generator = {NULL, NULL};
-
-/* Sends a complete response; body (may be NULL) is copied into the pool. */
-static void admin_respond(h2o_req_t *req, int status, const char *reason, const ha_buf *body)
+/* Sends a complete JSON response (body may be NULL: none). */
+static void admin_respond(h2o_req_t *req, int status, const ha_buf *body)
 {
     size_t len = body ? body->len : 0;
-    char *p = h2o_mem_alloc_pool(&req->pool, len + 1);
-    if (len)
-        memcpy(p, body->data, len);
-    req->res.status = status;
-    req->res.reason = reason;
-    if (len)
-        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
-                       H2O_STRLIT("application/json"));
-    h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CACHE_CONTROL, NULL, H2O_STRLIT("no-store"));
-    bool head = h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"));
-    req->res.content_length = len;
-    h2o_start_response(req, &admin_generator);
-    h2o_iovec_t v = h2o_iovec_init(p, head ? 0 : len);
-    h2o_send(req, &v, head || len == 0 ? 0 : 1, H2O_SEND_STATE_FINAL);
+    front__respond(req, status, len ? "application/json" : NULL, len ? body->data : NULL, len);
 }
 
-static void admin_error(h2o_req_t *req, int status, const char *reason, const char *msg)
+static void admin_error(h2o_req_t *req, int status, const char *msg)
 {
     ha_buf b = HA_BUF_INIT;
     buf_adds(&b, "{\"error\":");
     buf_json_str(&b, msg, strlen(msg));
     buf_adds(&b, "}\n");
-    admin_respond(req, status, reason, &b);
+    admin_respond(req, status, &b);
     buf_free(&b);
 }
 
@@ -79,7 +65,7 @@ static bool allow(h2o_req_t *req, const char *m1, const char *m2, const char *he
     if (method_is(req, m1) || (m2 && method_is(req, m2)))
         return true;
     h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, header, strlen(header));
-    admin_error(req, 405, "Method Not Allowed", "method not allowed");
+    admin_error(req, 405, "method not allowed");
     return false;
 }
 
@@ -123,7 +109,7 @@ static void info(h2o_req_t *req, const ha_admin_ctx *ctx)
     buf_adds(&b, "},\"info\":");
     buf_adds(&b, s && s->info_json ? s->info_json : "{}");
     buf_adds(&b, "}\n");
-    admin_respond(req, 200, "OK", &b);
+    admin_respond(req, 200, &b);
     buf_free(&b);
 }
 
@@ -172,7 +158,7 @@ static void status(h2o_req_t *req, const ha_admin_ctx *ctx)
     if (ctx->status_extra)
         buf_add(&b, ctx->status_extra, ctx->status_extra_len);
     buf_adds(&b, "}\n");
-    admin_respond(req, 200, "OK", &b);
+    admin_respond(req, 200, &b);
     buf_free(&b);
 }
 
@@ -358,7 +344,7 @@ static void set_override(h2o_req_t *req, const ha_admin_ctx *ctx, bool ready, co
 {
     size_t rl = ready || reason == NULL ? 0 : strlen(reason);
     if (ctx->set_ready(ctx->front, ready, rl ? reason : NULL, rl) != 0) {
-        admin_error(req, 503, "Service Unavailable", "not enough memory");
+        admin_error(req, 503, "not enough memory");
         return;
     }
     log_event(LOG_INFO, NULL, "admin: %.*s %.*s: %s%s%s", (int)req->method.len, req->method.base,
@@ -372,7 +358,7 @@ static void set_override(h2o_req_t *req, const ha_admin_ctx *ctx, bool ready, co
         buf_json_str(&b, r, strlen(r));
     }
     buf_adds(&b, "}\n");
-    admin_respond(req, 200, "OK", &b);
+    admin_respond(req, 200, &b);
     buf_free(&b);
 }
 
@@ -385,7 +371,7 @@ static void ready(h2o_req_t *req, const ha_admin_ctx *ctx)
         buf_printf(&b, "{\"ready\":%s,\"override\":", ctx->not_ready ? "false" : "true");
         add_override(&b, ctx);
         buf_adds(&b, "}\n");
-        admin_respond(req, 200, "OK", &b);
+        admin_respond(req, 200, &b);
         buf_free(&b);
         return;
     }
@@ -394,7 +380,7 @@ static void ready(h2o_req_t *req, const ha_admin_ctx *ctx)
     ha_buf reason = HA_BUF_INIT;
     const char *bad = parse_ready(req->entity, &r, &reason, &has_reason);
     if (bad)
-        admin_error(req, 400, "Bad Request", bad);
+        admin_error(req, 400, bad);
     else
         set_override(req, ctx, r == 1, has_reason ? buf_cstr(&reason) : NULL);
     buf_free(&reason);
@@ -413,12 +399,12 @@ int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx)
     /* /-/ paths: the bearer token, from every address (loopback included:
      * a mesh sidecar delivers every peer from there); none configured: off */
     if (ctx->cfg->token == NULL) {
-        admin_respond(req, 403, "Forbidden", NULL);
+        admin_respond(req, 403, NULL);
         return 0;
     }
     if (!ctx->token_ok) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_WWW_AUTHENTICATE, NULL, H2O_STRLIT("Bearer"));
-        admin_respond(req, 401, "Unauthorized", NULL);
+        admin_respond(req, 401, NULL);
         return 0;
     }
     if (path_is(path, "/-/status")) {
@@ -432,18 +418,18 @@ int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx)
     } else if (path_is(path, "/-/reload")) {
         if (allow(req, "POST", NULL, "POST")) {
             if (bridge_send(ctx->bridge, HA_MSG_RELOAD, 0, NULL, 0) != 0) {
-                admin_error(req, 503, "Service Unavailable", "not enough memory");
+                admin_error(req, 503, "not enough memory");
                 return 0;
             }
             log_event(LOG_INFO, NULL, "admin: reload requested via POST /-/reload");
             ha_buf b = HA_BUF_INIT;
             buf_printf(&b, "{\"reload\":\"requested\",\"generation\":%llu}\n",
                        (unsigned long long)(ctx->snap ? ctx->snap->generation : 0));
-            admin_respond(req, 202, "Accepted", &b);
+            admin_respond(req, 202, &b);
             buf_free(&b);
         }
     } else {
-        admin_error(req, 404, "Not Found", "not found");
+        admin_error(req, 404, "not found");
     }
     return 0;
 }

@@ -13,6 +13,13 @@
 #include "front.h"
 #include "front_render.h"
 
+struct st_h2o_req_t;
+
+/* Sends a complete response: status with its reason phrase, Content-Type
+ * ctype (NULL: none), Cache-Control: no-store, and body[0..len) copied into
+ * the request's pool (nothing is sent for HEAD, 204 and 304). */
+void front__respond(struct st_h2o_req_t *req, int status, const char *ctype, const char *body, size_t len);
+
 /* The checks one answer covers: one probe (ha_probe_index), optionally one
  * check of it, minus exclusions. The strings are the caller's. */
 typedef struct {
