@@ -21,6 +21,7 @@
 
 #include "cmd.h"
 #include "common.h"
+#include "front_grpc.h"
 
 enum { PG_OK = 0, PG_CONNECT = 2, PG_RPC = 3, PG_UNHEALTHY = 4 };
 
