@@ -512,7 +512,9 @@ describe("gRPC Watch flood", function()
     assert.truthy(r.fanout_ms, out) -- every watcher saw the drain
     print(("\n# 10,000 Watch streams: %s bytes of agent RSS per stream, opened in %s ms, drain seen by all in %s ms")
       :format(r.bytes_per_stream, r.open_ms, r.fanout_ms))
-    assert.is_true(tonumber(r.bytes_per_stream) < 4096, out)
+    -- ThreadSanitizer's shadow memory multiplies what every byte costs in RSS
+    local limit = os.getenv("HA_SANITIZE") == "thread" and 16384 or 4096
+    assert.is_true(tonumber(r.bytes_per_stream) < limit, out)
     a:stop()
   end)
 end)
