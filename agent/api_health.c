@@ -1,4 +1,5 @@
 /* api_health.c: the `health` module every script sees: health.check,
+ * health.group, health.aggregate,
  * health.warn, health.sleep, health.now, health.log, health.set_ready,
  * health.info. */
 #include <math.h>
@@ -8,6 +9,7 @@
 
 #include "api.h"
 #include "engine_check.h"
+#include "engine_group.h"
 #include "engine_reload.h"
 #include "log.h"
 
@@ -15,6 +17,13 @@
 static int l_check(lua_State *L)
 {
     engine_check_define(L, 1);
+    return 0;
+}
+
+/* health.group{...}: defines a group while its script loads. */
+static int l_group(lua_State *L)
+{
+    engine_group_define(L, 1);
     return 0;
 }
 
@@ -278,7 +287,7 @@ static int l_spawn_gc(lua_State *L)
 }
 
 static const luaL_Reg funcs[] = {
-    {"check", l_check}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log},
+    {"check", l_check}, {"group", l_group}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log},
     {"duration", l_duration},
     {"set_ready", l_set_ready}, {"info", l_info}, {"spawn", api_health_spawn}, {NULL, NULL},
 };
@@ -311,6 +320,8 @@ int api_health_open(lua_State *L)
     luaL_newlib(L, funcs);
     lua_pushliteral(L, HA_VERSION);
     lua_setfield(L, -2, "version");
+    engine_group_push_aggregates(L); /* [health, aggregate] */
+    lua_setfield(L, -2, "aggregate");
     lua_createtable(L, 0, 1); /* [health, mt] */
     lua_pushcfunction(L, l_index);
     lua_setfield(L, -2, "__index");

@@ -39,6 +39,11 @@ const char *ha_probe_name(int pi)
     return common_probe_names[pi];
 }
 
+int ha_probe_covers(unsigned probes, int pi)
+{
+    return pi == HA_PI_HEALTH || (probes & ha_probe_mask(pi)) != 0;
+}
+
 unsigned ha_probe_mask(int pi)
 {
     if (pi < 0 || pi >= (int)HA_ARRAY_SIZE(common_probe_masks))

@@ -15,6 +15,7 @@ typedef enum {
     HA_INIT = 2,
     HA_DOWN = 3,
 } ha_status;
+#define HA_NSTATUS 4 /* ha_status values (per-status HTTP codes) */
 
 /* Probe kinds. A check belongs to a bit mask of these. HA_PROBE_HEALTH is
  * the pseudo-probe of /healthz that covers every check. */
@@ -41,6 +42,9 @@ const char *ha_status_ietf(ha_status s);
 const char *ha_probe_name(int pi);
 /* Probe mask for an index; HA_PROBE_ALL for HA_PI_HEALTH. */
 unsigned ha_probe_mask(int pi);
+/* True when a check of the probes mask answers in probe pi: /healthz
+ * (HA_PI_HEALTH) has every check, those in no probe (probes = {}) too. */
+int ha_probe_covers(unsigned probes, int pi);
 
 /* Parses a duration: "250ms", "2s", "1.5m", "1h", "1d" or a bare number of seconds:
  * the one grammar of the config, health.check fields and every option.

@@ -253,6 +253,40 @@ static const char *config_path_unnormal(const char *p)
     }
 }
 
+bool config_path_invalid(const ha_config *cfg, const char *p, char *why, size_t len)
+{
+    const char *r, *owner;
+    size_t pl = strlen(p);
+    if (p[0] != '/') {
+        snprintf(why, len, "path '%s' must start with '/'", p);
+        return true;
+    }
+    for (const char *q = p; *q; q++)
+        if ((unsigned char)*q <= 0x20 || *q == 0x7f || *q == '?' || *q == '#' || *q == '%' || *q == '\\') {
+            snprintf(why, len, "path '%s' has a bad character", p);
+            return true;
+        }
+    if ((r = config_path_unnormal(p)) != NULL) {
+        snprintf(why, len, "path '%s' %s: no request could reach it", p, r);
+        return true;
+    }
+    if ((owner = config_path_owner(cfg, p, pl)) != NULL) {
+        snprintf(why, len, "path '%s' is reserved for %s", p, owner);
+        return true;
+    }
+    for (int i = 0; cfg != NULL && i < HA_NPROBES; i++)
+        for (int k = 0; k < cfg->probes[i].npaths; k++) {
+            const char *pp = cfg->probes[i].paths[k];
+            size_t ppl = strlen(pp);
+            if (pl > ppl && memcmp(p, pp, ppl) == 0 && p[ppl] == '/') {
+                snprintf(why, len, "path '%s' is below %s (probe %s): it would hide that probe's checks", p, pp,
+                         ha_probe_name(i));
+                return true;
+            }
+        }
+    return false;
+}
+
 /* ---- listen addresses ---- */
 
 /* Checks "host:port" (host an IPv4 address or a name of letters, digits,
@@ -1029,7 +1063,36 @@ static int config_k_aliases(config_ctx *ctx, lua_State *L, int idx, const char *
     return 0;
 }
 
-/* probes.<name> = { paths = {...}, success_status = n, failure_status = n } */
+/* probes.<name>.status_codes = { UP = 200, WARN = 200, DOWN = 503, INIT = 503 }:
+ * replaces the codes of the statuses it names. */
+static int config_status_codes(config_ctx *ctx, lua_State *L, int idx, const char *prefix, ha_probe_conf *pc)
+{
+    static const char *const keys[HA_NSTATUS] = {"UP", "WARN", "INIT", "DOWN"}; /* by ha_status */
+    char field[128];
+    if (lua_type(L, idx) != LUA_TTABLE)
+        return config_field_err(ctx, prefix, "expected a table like { UP = 200, DOWN = 503 }, got %s",
+                                luaL_typename(L, idx));
+    lua_pushnil(L);                                    /* key */
+    while (lua_next(L, idx) != 0) {                    /* key value */
+        int k = -1;
+        const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+        for (int i = 0; key && i < HA_NSTATUS; i++)
+            if (strcmp(key, keys[i]) == 0)
+                k = i;
+        if (k < 0) {
+            snprintf(field, sizeof field, "%s.", prefix);
+            return config_unknown(ctx, L, field, -2);
+        }
+        snprintf(field, sizeof field, "%s.%s", prefix, key);
+        if (config_http_status(ctx, L, lua_gettop(L), field, &pc->codes[k]) < 0)
+            return -1;
+        lua_pop(L, 1);                                 /* key */
+    }
+    return 0;
+}
+
+/* probes.<name> = { paths = {...}, success_status = n, failure_status = n,
+ * status_codes = {...} } */
 static int config_probe(config_ctx *ctx, lua_State *L, int idx, const char *prefix,
                         ha_probe_conf *pc)
 {
@@ -1047,6 +1110,8 @@ static int config_probe(config_ctx *ctx, lua_State *L, int idx, const char *pref
             rc = config_http_status(ctx, L, vi, field, &pc->success_status);
         else if (strcmp(k, "failure_status") == 0)
             rc = config_http_status(ctx, L, vi, field, &pc->failure_status);
+        else if (strcmp(k, "status_codes") == 0)
+            rc = config_status_codes(ctx, L, vi, field, pc);
         else {
             snprintf(field, sizeof field, "%s.", prefix);
             rc = config_unknown(ctx, L, field, -2);

@@ -23,6 +23,8 @@ typedef struct {
     int nextra;
     int success_status;        /* HTTP code for UP and WARN (default 200) */
     int failure_status;        /* HTTP code for DOWN and INIT (default 503) */
+    int codes[HA_NSTATUS];     /* status_codes: per ha_status, 0: success/failure_status
+                                  (liveness reads INIT as passing unless codes[HA_INIT] is set) */
 } ha_probe_conf;
 
 /* Who may see /metrics or the status page. */
@@ -98,6 +100,13 @@ void config_free(ha_config *cfg);
  * and every path a probe of cfg answers. Returns NULL when path[0..len) is
  * free, else what owns it ("the admin endpoints", "probe readiness"). */
 const char *config_path_owner(const ha_config *cfg, const char *path, size_t len);
+
+/* Why p cannot be a group's extra path (health.group's path), written
+ * into why: not a path the front can route to as given, a reserved path
+ * (config_path_owner), or one below a probe path (it would shadow that
+ * probe's "<path>/<check>"). Returns true when it cannot, false when p is
+ * free. */
+bool config_path_invalid(const ha_config *cfg, const char *p, char *why, size_t len);
 
 /* True when name is reserved for the probes and may not name a check (or a
  * group): "liveness", "readiness", "startup", "health". */

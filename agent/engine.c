@@ -11,6 +11,7 @@
 #include "bridge.h"
 #include "engine.h"
 #include "engine_check.h"
+#include "engine_group.h"
 #include "engine_reload.h"
 #include "log.h"
 
@@ -147,6 +148,10 @@ static void publish(ha_engine *eng)
         for (size_t i = 0; i < g->n; i++)
             engine_check_snap(g->checks[i], &s->checks[i]);
         s->n = g->n;
+        if (engine_group_snap(g, s) != 0) {
+            snapshot_free(s);
+            return;
+        }
     }
     bridge_publish(eng->bridge, s);
 }

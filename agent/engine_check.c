@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 #include "engine_check.h"
+#include "engine_group.h"
 #include "log.h"
 
 /* An op of a task waiting for a check's next result (testing API, `check`
@@ -127,8 +128,7 @@ static unsigned field_probes(lua_State *L, int idx)
                 goto bad;
             mask |= b;
         }
-        if (!mask)
-            define_error(L, "field 'probes' is empty");
+        /* probes = {}: in no probe (a group's member, still at /healthz) */
     } else {
         goto bad;
     }
@@ -157,7 +157,7 @@ static void check_paths_free(lua_State *L, const ha_config *cfg, const char *nam
     }
 }
 
-static bool valid_name(const char *s, size_t n)
+bool engine__name_valid(const char *s, size_t n)
 {
     if (n == 0 || n > 128)
         return false;
@@ -210,6 +210,17 @@ static void name_insert(ha_gen *gen, size_t i)
     gen->by_name[s] = (uint32_t)(i + 1);
 }
 
+const char *engine__name_defined(const ha_gen *gen, const char *name, bool *is_group)
+{
+    ha_check *c = name_find(gen, name);
+    *is_group = false;
+    if (c != NULL)
+        return c->where;
+    const char *where = engine__group_defined(gen, name);
+    *is_group = where != NULL;
+    return where;
+}
+
 /* Hashes the source lines [first, last] of the file being loaded. */
 static uint64_t hash_lines(uint64_t h, const ha_gen *gen, int first, int last)
 {
@@ -234,6 +245,7 @@ static void check_free(ha_check *c)
     free(c->output);
     free(c->details_json);
     snapshot_hist_release(c->hist);
+    free(c->agg_groups);
     free(c);
 }
 
@@ -259,11 +271,13 @@ void engine_check_define(lua_State *L, int idx)
     size_t nlen;
     lua_getfield(L, idx, "name");
     const char *name = lua_tolstring(L, -1, &nlen);
-    if (lua_type(L, -1) != LUA_TSTRING || !valid_name(name, nlen))
+    if (lua_type(L, -1) != LUA_TSTRING || !engine__name_valid(name, nlen))
         define_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-]");
-    ha_check *dup = name_find(gen, name);
+    bool dup_group;
+    const char *dup = engine__name_defined(gen, name, &dup_group);
     if (dup != NULL)
-        define_error(L, "duplicate check name '%s' (first defined at %s)", name, dup->where);
+        define_error(L, "duplicate check name '%s' (first defined %sat %s)", name, dup_group ? "as a group " : "",
+                     dup);
     const ha_config *cfg = vm->eng->cfg;
     if (config_name_reserved(name))
         define_error(L, "the name '%s' is reserved: liveness, readiness, startup and health name the probes", name);
@@ -290,7 +304,7 @@ void engine_check_define(lua_State *L, int idx)
     if (lua_getfield(L, idx, "component_type") != LUA_TNIL) {
         size_t tl;
         const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tl) : NULL;
-        if (t == NULL || tl > HA_COMPONENT_TYPE_MAX || !valid_name(t, tl))
+        if (t == NULL || tl > HA_COMPONENT_TYPE_MAX || !engine__name_valid(t, tl))
             define_error(L, "field 'component_type' must be 1 to %d characters of [A-Za-z0-9_.-] "
                             "(\"component\", \"datastore\", \"system\")", HA_COMPONENT_TYPE_MAX);
         memcpy(ctype, t, tl + 1);
@@ -539,6 +553,8 @@ static ha_status next_status(const ha_check *c, ha_status raw)
 static void record(ha_check *c, ha_status raw, ha_result res, char *output, char *details)
 {
     ha_status old = c->status;
+    bool same_output = (output == NULL && c->output == NULL) ||
+                       (output != NULL && c->output != NULL && strcmp(output, c->output) == 0);
     if (raw != HA_DOWN) {
         c->consec_ok++;
         c->consec_fail = 0;
@@ -566,6 +582,8 @@ static void record(ha_check *c, ha_status raw, ha_result res, char *output, char
     else
         log_event(LOG_DEBUG, c->name, "%s (%s)%s%s", ha_status_name(c->status), ha_status_name(raw),
                   output ? ": " : "", output ? output : "");
+    if (c->nagg_groups && (c->status != old || !same_output || c->runs == 1))
+        engine_group_member_changed(c);
     engine_mark_dirty(c->gen->eng);
 }
 
@@ -826,6 +844,7 @@ void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
         if (autorun)
             schedule(c, first_run_offset(c));
     }
+    engine_group_activate(gen, prev);
     engine_mark_dirty(eng);
 }
 
@@ -844,6 +863,7 @@ void engine_gen_close(ha_gen *gen)
         else
             check_free(c);
     }
+    engine_group_free_all(gen);
     free(gen->checks);
     free(gen->by_name);
     free(gen);

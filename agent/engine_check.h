@@ -62,7 +62,13 @@ typedef struct ha_check {
     ha_await *awaiters;       /* ops waiting for the run in flight */
     ha_gen *gen;              /* not owned */
     uv_timer_t timer;         /* initial delay and interval */
+    /* groups (engine_group.c) */
+    uint32_t *agg_groups;     /* owned: indices in gen->groups of the Lua-aggregate groups
+                                 it is a member of, NULL when none */
+    uint32_t nagg_groups;
 } ha_check;
+
+typedef struct ha_group ha_group;
 
 struct ha_gen {
     ha_engine *eng;           /* not owned */
@@ -80,6 +86,9 @@ struct ha_gen {
     size_t cur_len;
     uint64_t load_deadline_ns; /* monotonic end of the main chunks' budget */
     uint64_t load_budget_ns;  /* that budget, for the message */
+    /* groups (engine_group.c) */
+    ha_group **groups;        /* owned, sorted by name once resolved */
+    size_t ngroups, capgroups;
 };
 
 /* Parses the table at idx (health.check's argument) into a new check of the
@@ -105,6 +114,14 @@ void engine_check_request(ha_check *c, bool force);
 int engine_check_await(lua_State *L, ha_check *c);
 /* Pushes c's current state as a Lua table: [-0, +1]. */
 void engine_check_push_state(lua_State *L, const ha_check *c);
+
+/* Where name is defined in gen while it loads: the "file:line" of the check
+ * or group of that name, or NULL. *is_group tells which. The one place
+ * that decides whether a name is taken (checks and groups share names). */
+const char *engine__name_defined(const ha_gen *gen, const char *name, bool *is_group);
+/* True when s[0..n) is a valid check or group name: 1 to 128 characters
+ * of [A-Za-z0-9_.-]. */
+bool engine__name_valid(const char *s, size_t n);
 
 /* Fills one snapshot entry from c (strings copied). */
 void engine_check_snap(const ha_check *c, ha_snap_check *out);

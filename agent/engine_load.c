@@ -9,6 +9,7 @@
 #include <lauxlib.h>
 
 #include "engine_load.h"
+#include "engine_group.h"
 #include "log.h"
 
 #define LOAD_LIMIT_NS (5 * HA_NS_PER_S) /* main chunks of a generation that run longer are an error */
@@ -298,6 +299,8 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
         qsort(gen->checks, gen->n, sizeof *gen->checks, check_order);
     free(gen->by_name); /* its indices are the order of definition */
     gen->by_name = NULL;
+    if (engine_group_resolve(gen, err, errlen) != 0)
+        goto fail;
     lua_gc(L, LUA_GCCOLLECT);
     return gen;
 fail:

@@ -67,6 +67,14 @@ typedef struct {
     uint64_t epoch;      /* the views_epoch it shows */
 } view_entry;
 
+/* The cached answers of one group (snapshot->groups, same index), kept like
+ * a probe's: cache, when every member is fresh until, what the views show. */
+typedef struct {
+    cache_entry cache[HA_NFORMATS][2]; /* [format][full] */
+    uint64_t fresh_until;
+    uint64_t hash_full, hash_names;
+} group_view;
+
 /* A list of waits (front_int.h). */
 typedef struct {
     front_wait *head, *tail;
@@ -133,6 +141,8 @@ struct ha_front {
     uint64_t fresh_until[HA_NPROBES]; /* monotonic: every check of the probe fresh until then */
     uint64_t hash_full[HA_NPROBES];   /* what the full views show, to keep the cache across snapshots */
     uint64_t hash_names[HA_NPROBES];  /* what the names-only views show */
+    group_view *gviews;               /* owned: one per snapshot group, NULL when none */
+    size_t ngviews;
     unsigned char *requested;         /* per snapshot check: a run was asked for */
     unsigned char *age;               /* per snapshot check: ha_age of its result, an overlay */
     uint64_t age_next_ns;             /* monotonic: the next age boundary, UINT64_MAX: none */
@@ -278,9 +288,60 @@ static void grpc_changed(ha_front *f)
         f->grpc_mod->changed(f->grpc);
 }
 
-/* Recomputes per probe when every check is fresh until and the hashes of
- * what its views show (snapshot, age overlay, override, shutdown); drops the
- * cache entries whose view changed. */
+/* Folds what the views of one probe or group show into *hn (names-only
+ * views) and *hf (full views), and lowers *fresh to the soonest expiry of
+ * its checks: the members of g when g has its own, else the checks of probe pi.
+ * agg: the group whose aggregate applies, may be NULL. */
+static void view_hash(const ha_front *f, const ha_snap_group *g, int pi, const ha_snap_group *agg,
+                      uint64_t *fresh, uint64_t *hn, uint64_t *hf)
+{
+    const ha_snapshot *s = f->snap;
+    size_t count = g ? g->nmembers : s->n;
+    for (size_t k = 0; k < count; k++) {
+        size_t i = g ? g->members[k] : k;
+        const ha_snap_check *c = &s->checks[i];
+        if (!g && !ha_probe_covers(c->probes, pi))
+            continue;
+        if (c->expires_ns < *fresh)
+            *fresh = c->expires_ns;
+        uint64_t v = ((uint64_t)c->status * 2 + c->critical) * 4 + f->age[i];
+        *hn = mix(mix_str(*hn, c->name), v);
+        *hf = mix(mix(mix_str(*hf, c->name), v), c->runs);
+    }
+    if (agg != NULL) {
+        *hn = mix(mix(*hn, agg->kind), agg->lua_status);
+        *hf = mix_str(mix(mix(*hf, agg->kind), agg->lua_status), agg->lua_output);
+    }
+}
+
+static void gviews_free(ha_front *f)
+{
+    for (size_t g = 0; g < f->ngviews; g++)
+        for (int fm = 0; fm < HA_NFORMATS; fm++)
+            for (int k = 0; k < 2; k++)
+                cache_clear(&f->gviews[g].cache[fm][k]);
+    free(f->gviews);
+    f->gviews = NULL;
+    f->ngviews = 0;
+}
+
+/* Makes f->gviews match the snapshot's groups: same count (a new array,
+ * nothing cached, when the count changed). Returns 0 or -1 (no memory:
+ * no group view, group answers are rendered per request). */
+static int gviews_fit(ha_front *f)
+{
+    size_t n = f->snap ? f->snap->ngroups : 0;
+    if (n == f->ngviews && (n == 0 || f->gviews != NULL))
+        return 0;
+    gviews_free(f);
+    f->gviews = n ? calloc(n, sizeof *f->gviews) : NULL;
+    f->ngviews = f->gviews ? n : 0;
+    return n && f->gviews == NULL ? -1 : 0;
+}
+
+/* Recomputes per probe and group when every check is fresh until and the
+ * hashes of what its views show (snapshot, age overlay, override, shutdown,
+ * aggregate); drops the cache entries whose view changed. */
 static void views_update(ha_front *f)
 {
     grpc_changed(f);
@@ -290,25 +351,15 @@ static void views_update(ha_front *f)
     override_state(f, &not_ready, &reason);
     f->views_epoch++; /* the metrics, the page and /-/status too */
     for (int pi = 0; pi < HA_NPROBES; pi++) {
-        unsigned mask = ha_probe_mask(pi);
         uint64_t fresh = UINT64_MAX;
         uint64_t hn = mix(1469598103934665603ull, not_ready);
         hn = mix_str(hn, reason);
         hn = mix(hn, f->shutdown_phase != 0);
         uint64_t hf = mix_str(hn, s->load_error);
         hf = mix(hf, s->generation); /* a reloaded check restarts its runs count */
-        for (size_t i = 0; i < s->n; i++) {
-            const ha_snap_check *c = &s->checks[i];
-            if (!(c->probes & mask))
-                continue;
-            if (c->expires_ns < fresh)
-                fresh = c->expires_ns;
-            hn = mix_str(hn, c->name);
-            hn = mix(hn, ((uint64_t)c->status * 2 + c->critical) * 4 + f->age[i]);
-            hf = mix_str(hf, c->name);
-            hf = mix(hf, ((uint64_t)c->status * 2 + c->critical) * 4 + f->age[i]);
-            hf = mix(hf, c->runs);
-        }
+        uint32_t pg = s->probe_group[pi];
+        view_hash(f, NULL, pi, pg && pg <= s->ngroups ? &s->groups[pg - 1] : NULL, &fresh, &hn,
+                  &hf);
         f->fresh_until[pi] = fresh;
         if (hn != f->hash_names[pi]) {
             f->hash_names[pi] = hn;
@@ -319,6 +370,27 @@ static void views_update(ha_front *f)
             f->hash_full[pi] = hf;
             for (int fm = 0; fm < HA_NFORMATS; fm++)
                 cache_clear(&f->cache[pi][fm][1]);
+        }
+    }
+    gviews_fit(f);
+    for (size_t gi = 0; gi < f->ngviews; gi++) {
+        const ha_snap_group *g = &s->groups[gi];
+        group_view *gv = &f->gviews[gi];
+        uint64_t fresh = UINT64_MAX;
+        uint64_t hn = mix_str(1469598103934665603ull, g->name);
+        uint64_t hf = mix_str(hn, s->load_error);
+        hf = mix(hf, s->generation);
+        view_hash(f, g, HA_PI_HEALTH, g, &fresh, &hn, &hf);
+        gv->fresh_until = fresh;
+        if (hn != gv->hash_names) {
+            gv->hash_names = hn;
+            for (int fm = 0; fm < HA_NFORMATS; fm++)
+                cache_clear(&gv->cache[fm][0]);
+        }
+        if (hf != gv->hash_full) {
+            gv->hash_full = hf;
+            for (int fm = 0; fm < HA_NFORMATS; fm++)
+                cache_clear(&gv->cache[fm][1]);
         }
     }
 }
@@ -460,30 +532,55 @@ const ha_snapshot *front__answer_state(ha_front *f, ha_render_req *r)
     return f->snap;
 }
 
+/* Counts a probe answer for /metrics (group answers are not probe answers). */
+static void count_answer(ha_front *f, const ha_render_req *rr, int code)
+{
+    if (rr->group.p == NULL)
+        front_metrics_count(&f->requests, rr->probe, code);
+}
+
+/* The probe's codes, or NULL for a group (its own codes, then 200/503). */
+static const ha_probe_conf *probe_conf(const ha_front *f, const ha_render_req *rr)
+{
+    return rr->group.p ? NULL : &f->cfg->probes[rr->probe];
+}
+
 static void render_and_send(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
     static ha_snapshot empty;
     ha_render_out out = {0};
     const ha_snapshot *s = front__answer_state(f, rr);
-    if (front_render(s ? s : &empty, &f->cfg->probes[rr->probe], rr, &out) != 0) {
+    if (front_render(s ? s : &empty, probe_conf(f, rr), rr, &out) != 0) {
         buf_free(&out.body);
-        front_metrics_count(&f->requests, rr->probe, 404);
-        respond_error(req, 404, "no such check in this probe");
+        count_answer(f, rr, 404);
+        respond_error(req, 404, rr->group.p && !rr->only.p ? "no such group" : "no such check in this probe");
         return;
     }
-    front_metrics_count(&f->requests, rr->probe, out.http_status);
+    count_answer(f, rr, out.http_status);
     front__respond(req, out.http_status, out.content_type, buf_cstr(&out.body), out.body.len);
     buf_free(&out.body);
 }
 
-/* The cache entry of rr\'s view, built first if needed. The caller made
- * sure the overlays are current (front_clock). */
+/* The cache entry of rr's view (a whole probe, or a whole group of the
+ * current snapshot), or NULL when it has none. */
+static cache_entry *cache_slot(ha_front *f, const ha_render_req *rr)
+{
+    if (rr->group.p == NULL)
+        return &f->cache[rr->probe][rr->format][rr->full];
+    int gi = snapshot_find_group(f->snap, rr->group.p, rr->group.len);
+    if (gi < 0 || (size_t)gi >= f->ngviews || f->snap->groups[gi].probe >= 0)
+        return NULL;
+    return &f->gviews[gi].cache[rr->format][rr->full];
+}
+
+/* The cache entry of rr\'s view, built first if needed; NULL when rr has
+ * none. The caller made sure the overlays are current (front_clock). */
 static cache_entry *cache_get(ha_front *f, ha_render_req *rr)
 {
-    cache_entry *e = &f->cache[rr->probe][rr->format][rr->full];
-    if (e->body == NULL) {
+    cache_entry *e = cache_slot(f, rr);
+    if (e != NULL && e->body == NULL) {
         ha_render_out out = {0};
-        front_render(front__answer_state(f, rr), &f->cfg->probes[rr->probe], rr, &out);
+        front_render(front__answer_state(f, rr), probe_conf(f, rr), rr, &out);
         e->body = h2o_mem_alloc_shared(NULL, out.body.len + 1, NULL);
         memcpy(e->body, buf_cstr(&out.body), out.body.len + 1);
         e->len = out.body.len;
@@ -494,20 +591,25 @@ static cache_entry *cache_get(ha_front *f, ha_render_req *rr)
     return e;
 }
 
-/* Answers from the cache entry, building it first if needed. The caller
- * made sure the overlays are current (front_clock). */
+/* Answers from the cache entry, building it first if needed (rendered for
+ * the request when the view has no entry). The caller made sure the
+ * overlays are current (front_clock). */
 static void send_cached(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
     cache_entry *e = cache_get(f, rr);
+    if (e == NULL) {
+        render_and_send(f, req, rr);
+        return;
+    }
     h2o_mem_link_shared(&req->pool, e->body);
-    front_metrics_count(&f->requests, rr->probe, e->http_status);
+    count_answer(f, rr, e->http_status);
     respond(req, e->http_status, e->content_type, e->body, e->len);
 }
 
-/* Answers now from what is known: a whole probe from the cache (prebuilt
- * per probe, format and audience), anything else rendered for the request.
- * While the engine is stalled, liveness carries the stall's length, so
- * nothing comes from the cache. */
+/* Answers now from what is known: a whole probe or group from the cache
+ * (prebuilt per view, format and audience), anything else rendered for the
+ * request. While the engine is stalled, liveness carries the stall's
+ * length, so nothing comes from the cache. */
 static void answer(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
     front_clock(f);
@@ -686,11 +788,25 @@ static bool same_name(const ha_str *n, const char *name)
     return strlen(name) == n->len && memcmp(name, n->p, n->len) == 0;
 }
 
-/* True when sel covers c and c needs a run before an answer: stale or never
- * run, and not within its initial delay. */
-static bool wants_run(const ha_snap_check *c, const ha_front_sel *sel, uint64_t now)
+/* The group sel names in f's snapshot when it has members of its own, else
+ * NULL (a probe, or a probe's own group: the probe's checks). *missing is
+ * set when sel names a group the snapshot does not have. */
+static const ha_snap_group *sel_group(const ha_front *f, const ha_front_sel *sel, bool *missing)
 {
-    if (!(c->probes & ha_probe_mask(sel->probe)) || (sel->only.p && !same_name(&sel->only, c->name)))
+    *missing = false;
+    if (sel->group.p == NULL)
+        return NULL;
+    int gi = snapshot_find_group(f->snap, sel->group.p, sel->group.len);
+    *missing = gi < 0 || f->snap->groups[gi].probe >= 0;
+    return *missing ? NULL : &f->snap->groups[gi];
+}
+
+/* True when sel covers c (a member of g when g is not NULL, else of the
+ * probe) and c needs a run before an answer: stale or never run, and not
+ * within its initial delay. */
+static bool wants_run(const ha_snap_check *c, const ha_front_sel *sel, const ha_snap_group *g, uint64_t now)
+{
+    if ((!g && !ha_probe_covers(c->probes, sel->probe)) || (sel->only.p && !same_name(&sel->only, c->name)))
         return false;
     for (size_t e = 0; e < sel->nexclude; e++)
         if (same_name(&sel->exclude[e], c->name))
@@ -706,12 +822,18 @@ int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t bu
     const ha_snapshot *s = f->snap;
     if (s == NULL || f->stalled_ns)
         return 0;
+    bool missing;
+    const ha_snap_group *g = sel_group(f, sel, &missing);
+    if (missing)
+        return 0;
+    size_t count = g ? g->nmembers : s->n;
     uint64_t now = uv_hrtime();
     uint64_t budget = budget_ns < f->cfg->max_wait_ns ? budget_ns : f->cfg->max_wait_ns;
     size_t n = 0, bytes = 0;
-    for (size_t i = 0; i < s->n; i++) {
+    for (size_t k = 0; k < count; k++) {
+        size_t i = g ? g->members[k] : k;
         const ha_snap_check *c = &s->checks[i];
-        if (!wants_run(c, sel, now))
+        if (!wants_run(c, sel, g, now))
             continue;
         if (!c->running && !f->requested[i]) {
             f->requested[i] = 1;
@@ -729,9 +851,9 @@ int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t bu
     if (w->items == NULL)
         return -1;
     char *names = (char *)(w->items + n);
-    for (size_t i = 0; i < s->n && w->nitems < n; i++) {
-        const ha_snap_check *c = &s->checks[i];
-        if (!wants_run(c, sel, now) || (sel->probe == HA_PI_LIVENESS && c->runs == 0))
+    for (size_t k = 0; k < count && w->nitems < n; k++) {
+        const ha_snap_check *c = &s->checks[g ? g->members[k] : k];
+        if (!wants_run(c, sel, g, now) || (sel->probe == HA_PI_LIVENESS && c->runs == 0))
             continue;
         front_wait_item *it = &w->items[w->nitems++];
         it->len = strlen(c->name);
@@ -776,12 +898,21 @@ static void http_wait_done(void *p)
     answer(hw->front, hw->req, &hw->rr);
 }
 
+/* When every check of rr's probe or group is fresh until (0: unknown). */
+static uint64_t group_fresh_until(const ha_front *f, const ha_render_req *rr)
+{
+    if (rr->group.p == NULL)
+        return f->fresh_until[rr->probe];
+    int gi = snapshot_find_group(f->snap, rr->group.p, rr->group.len);
+    return gi >= 0 && (size_t)gi < f->ngviews ? f->gviews[gi].fresh_until : 0;
+}
+
 /* Serves a probe request: from the cache when every check is fresh, else
  * after the stale ones have run or max_wait passed, whichever comes first. */
 static void serve_probe(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
     bool whole = !rr->only.p && rr->nexclude == 0;
-    if (whole && f->snap && !f->stalled_ns && uv_hrtime() < f->fresh_until[rr->probe]) {
+    if (whole && f->snap && !f->stalled_ns && uv_hrtime() < group_fresh_until(f, rr)) {
         send_cached(f, req, rr);
         return;
     }
@@ -793,7 +924,7 @@ static void serve_probe(ha_front *f, h2o_req_t *req, ha_render_req *rr)
     for (size_t i = 0; i < rr->nexclude; i++)
         hw->exclude[i] = rr->exclude[i];
     hw->rr.exclude = hw->exclude;
-    ha_front_sel sel = {rr->probe, rr->only, hw->exclude, rr->nexclude};
+    ha_front_sel sel = {rr->probe, rr->group, rr->only, hw->exclude, rr->nexclude};
     if (front__wait(f, &hw->w, &sel, UINT64_MAX, http_wait_done, hw) != 1)
         answer(f, req, &hw->rr);
 }
@@ -1429,6 +1560,49 @@ static int match_probe(ha_front *f, h2o_iovec_t path, ha_str *only)
     return -1;
 }
 
+/* Finds the group path matching path (after no probe path did): "/groupz/
+ * <group>", the group's own path, or either followed by "/<check>". Fills
+ * group (and only) and returns 0, or -1 when path is no group's. A name
+ * under /groupz/ is taken as given: an unknown one answers 404 later. */
+static int match_group(const ha_front *f, h2o_iovec_t path, ha_str *group, ha_str *only)
+{
+    if (path.len > 1 && path.base[path.len - 1] == '/')
+        path.len--;
+    if (path.len > 8 && memcmp(path.base, "/groupz/", 8) == 0) {
+        const char *name = path.base + 8, *end = path.base + path.len;
+        const char *slash = memchr(name, '/', (size_t)(end - name));
+        if (slash == name || (slash && (slash + 1 == end || memchr(slash + 1, '/', (size_t)(end - slash - 1)))))
+            return -1;
+        group->p = name;
+        group->len = slash ? (size_t)(slash - name) : (size_t)(end - name);
+        if (slash) {
+            only->p = slash + 1;
+            only->len = (size_t)(end - slash - 1);
+        }
+        return 0;
+    }
+    const ha_snapshot *s = f->snap;
+    for (size_t g = 0; s && g < s->ngroups; g++) {
+        const char *gp = s->groups[g].path;
+        size_t pl = gp ? strlen(gp) : 0;
+        if (pl == 0 || path.len < pl || memcmp(path.base, gp, pl) != 0)
+            continue;
+        if (path.len == pl) {
+            group->p = s->groups[g].name;
+            group->len = strlen(group->p);
+            return 0;
+        }
+        if (path.base[pl] == '/' && path.len > pl + 1 && !memchr(path.base + pl + 1, '/', path.len - pl - 1)) {
+            group->p = s->groups[g].name;
+            group->len = strlen(group->p);
+            only->p = path.base + pl + 1;
+            only->len = path.len - pl - 1;
+            return 0;
+        }
+    }
+    return -1;
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     ha_front *f = ((front_handler *)self)->front;
@@ -1454,30 +1628,32 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         return 0;
     }
     int pi = match_probe(f, req->path_normalized, &rr.only);
+    if (pi < 0 && match_group(f, req->path_normalized, &rr.group, &rr.only) == 0)
+        pi = HA_PI_HEALTH;
     if (pi < 0) {
         respond_error(req, 404, "not found");
         return 0;
     }
+    rr.probe = pi;
     if (!h2o_memis(req->method.base, req->method.len, H2O_STRLIT("GET")) &&
         !h2o_memis(req->method.base, req->method.len, H2O_STRLIT("HEAD"))) {
         h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_ALLOW, NULL, H2O_STRLIT("GET, HEAD"));
-        front_metrics_count(&f->requests, pi, 405);
+        count_answer(f, &rr, 405);
         respond_error(req, 405, "method not allowed");
         return 0;
     }
     if (req->entity.base != NULL && req->entity.len > 0) {
-        front_metrics_count(&f->requests, pi, 413);
+        count_answer(f, &rr, 413);
         respond_error(req, 413, "probe requests take no body");
         return 0;
     }
-    rr.probe = pi;
     rr.format = HA_FMT_JSON;
     ssize_t ai = h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1);
     if (ai >= 0 && h2o_strstr(req->headers.entries[ai].value.base, req->headers.entries[ai].value.len,
                               H2O_STRLIT("application/health+json")) != SIZE_MAX)
         rr.format = HA_FMT_HEALTH_JSON;
     if (parse_query(req, &rr, exclude) != 0) {
-        front_metrics_count(&f->requests, pi, 400);
+        count_answer(f, &rr, 400);
         respond_error(req, 400, "too many exclude parameters");
         return 0;
     }
@@ -1968,6 +2144,7 @@ void front_free(ha_front *f)
         for (int fm = 0; fm < HA_NFORMATS; fm++)
             for (int k = 0; k < 2; k++)
                 cache_clear(&f->cache[pi][fm][k]);
+    gviews_free(f);
     view_clear(&f->metrics_view);
     view_clear(&f->page_view[0]);
     view_clear(&f->page_view[1]);

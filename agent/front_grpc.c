@@ -4,7 +4,8 @@
  * libuv TCP handle on the front loop.
  *
  * Services: "" is the whole agent (as /healthz), "liveness", "readiness" and
- * "startup" are the probes, any other name is the check of that name. Every
+ * "startup" are the probes, a group's name (health.group) is the group, any
+ * other name is the check of that name. Every
  * status comes from the front (front__answer_state, front_render_status):
  * the same snapshot, overlays and rules as the HTTP answer. Check awaits
  * stale checks through front__wait for at most min(max_wait, the call's
@@ -267,13 +268,15 @@ static int gs_decode(const uint8_t *m, size_t n, bool want_service, const uint8_
     return 0;
 }
 
-/* Maps a service name to a probe and, for a check, its name. */
-static void gs_service(const char *svc, size_t len, int *probe, const char **only, size_t *olen)
+/* Maps a service name to a probe and, for a group of snap (NULL: none) or
+ * a check, its name: group or only. */
+static void gs_service(const ha_snapshot *snap, const char *svc, size_t len, int *probe, ha_str *group,
+                       ha_str *only)
 {
     static const struct { const char *name; int probe; } fixed[] = {
         {"liveness", HA_PI_LIVENESS}, {"readiness", HA_PI_READINESS}, {"startup", HA_PI_STARTUP}};
-    *only = NULL;
-    *olen = 0;
+    *only = (ha_str){NULL, 0};
+    *group = (ha_str){NULL, 0};
     *probe = HA_PI_HEALTH;
     if (len == 0)
         return;
@@ -282,8 +285,11 @@ static void gs_service(const char *svc, size_t len, int *probe, const char **onl
             *probe = fixed[i].probe;
             return;
         }
-    *only = svc;
-    *olen = len;
+    int gi = snapshot_find_group(snap, svc, len);
+    if (gi >= 0 && snap->groups[gi].probe < 0)
+        *group = (ha_str){svc, len};
+    else
+        *only = (ha_str){svc, len};
 }
 
 /* The serving status of a service now, by the HTTP answer's rules and
@@ -293,10 +299,10 @@ static int gs_status(ha_grpc *g, const char *svc, size_t len)
 {
     static const ha_snapshot empty;
     ha_render_req rr = {0};
-    gs_service(svc, len, &rr.probe, &rr.only.p, &rr.only.len);
     const ha_snapshot *s = front__answer_state(g->front, &rr);
     if (s == NULL)
         s = &empty;
+    gs_service(s, svc, len, &rr.probe, &rr.group, &rr.only);
     if (rr.only.p && snapshot_find(s, rr.only.p, rr.only.len) < 0)
         return GS_SERVICE_UNKNOWN;
     return front_render_status(s, &rr) <= HA_WARN ? GS_SERVING : GS_NOT_SERVING;
@@ -558,12 +564,13 @@ static void watch_end(gs_stream *s, int code, const char *msg)
 static void watch_update(ha_grpc *g)
 {
     int probe_status[HA_NPROBES] = {0};
+    ha_render_req rr = {0};
+    const ha_snapshot *snap = front__answer_state(g->front, &rr);
     for (gs_stream *s = g->watches; s; s = s->wnext) {
         int st, probe;
-        const char *only;
-        size_t olen;
-        gs_service(s->service, s->service_len, &probe, &only, &olen);
-        if (only != NULL) {
+        ha_str group, only;
+        gs_service(snap, s->service, s->service_len, &probe, &group, &only);
+        if (only.p != NULL || group.p != NULL) {
             st = gs_status(g, s->service, s->service_len);
         } else {
             if (probe_status[probe] == 0) /* one computation per probe */
@@ -589,16 +596,17 @@ static void refresh_done(void *ud)
 static void watch_refresh(ha_grpc *g)
 {
     bool used[HA_NPROBES] = {false};
+    ha_render_req rr = {0};
+    const ha_snapshot *snap = front__answer_state(g->front, &rr);
     for (gs_stream *s = g->watches; s; s = s->wnext) {
         int probe;
-        const char *only;
-        size_t olen;
-        gs_service(s->service, s->service_len, &probe, &only, &olen);
-        used[only ? HA_PI_HEALTH : probe] = true;
+        ha_str group, only;
+        gs_service(snap, s->service, s->service_len, &probe, &group, &only);
+        used[only.p || group.p ? HA_PI_HEALTH : probe] = true; /* /healthz covers every member */
     }
     for (int pi = 0; pi < HA_NPROBES; pi++) {
         gs_refresh *r = &g->refresh[pi];
-        ha_front_sel sel = {pi, {NULL, 0}, NULL, 0};
+        ha_front_sel sel = {pi, {NULL, 0}, {NULL, 0}, NULL, 0};
         if (used[pi] && !r->active)
             r->active = front__wait(g->front, &r->w, &sel, GS_REFRESH_NS, refresh_done, r) == 1;
     }
@@ -639,7 +647,7 @@ static void check_answer(void *ud)
 static void serve_check(gs_stream *s)
 {
     ha_grpc *g = s->conn->g;
-    ha_front_sel sel = {0, {NULL, 0}, NULL, 0};
+    ha_front_sel sel = {0, {NULL, 0}, {NULL, 0}, NULL, 0};
     if (gs_status(g, s->service, s->service_len) == GS_SERVICE_UNKNOWN) {
         check_not_found(s);
         return;
@@ -650,7 +658,8 @@ static void serve_check(gs_stream *s)
         uint64_t left = s->deadline_ns > now ? s->deadline_ns - now : 0;
         budget = left - (left / 5 < GS_MARGIN_NS ? left / 5 : GS_MARGIN_NS);
     }
-    gs_service(s->service, s->service_len, &sel.probe, &sel.only.p, &sel.only.len);
+    ha_render_req rr = {0};
+    gs_service(front__answer_state(g->front, &rr), s->service, s->service_len, &sel.probe, &sel.group, &sel.only);
     s->wait = malloc(sizeof *s->wait);
     if (s->wait && front__wait(g->front, s->wait, &sel, budget, check_answer, s) == 1)
         return; /* check_answer follows */
@@ -715,7 +724,7 @@ static void serve_list(gs_stream *s)
     ha_render_req rr = {0};
     const ha_snapshot *snap = front__answer_state(g->front, &rr);
     static const char *const fixed[] = {"", "liveness", "readiness", "startup"};
-    size_t n = HA_ARRAY_SIZE(fixed) + (snap ? snap->n : 0);
+    size_t n = HA_ARRAY_SIZE(fixed) + (snap ? snap->n + snap->ngroups : 0);
     if (n > GS_LIST_MAX) {
         char msg[96];
         snprintf(msg, sizeof msg, "%zu services, more than List answers (%d)", n, GS_LIST_MAX);
@@ -734,6 +743,9 @@ static void serve_list(gs_stream *s)
         if (!shadowed && strlen(name) <= GS_MAX_SERVICE)
             list_entry(&b, name, gs_status(g, name, strlen(name)));
     }
+    for (size_t i = 0; snap && i < snap->ngroups; i++) /* a probe's own group is the probe */
+        if (snap->groups[i].probe < 0)
+            list_entry(&b, snap->groups[i].name, gs_status(g, snap->groups[i].name, strlen(snap->groups[i].name)));
     uint32_t ml = (uint32_t)(b.len - 5);
     uint8_t *p = (uint8_t *)b.data;
     p[1] = (uint8_t)(ml >> 24);

@@ -20,10 +20,12 @@ struct st_h2o_req_t;
  * the request's pool (nothing is sent for HEAD, 204 and 304). */
 void front__respond(struct st_h2o_req_t *req, int status, const char *ctype, const char *body, size_t len);
 
-/* The checks one answer covers: one probe (ha_probe_index), optionally one
- * check of it, minus exclusions. The strings are the caller's. */
+/* The checks one answer covers: one probe (ha_probe_index) or one group
+ * (by name: the members of the snapshot's group of that name), optionally
+ * one check of it, minus exclusions. The strings are the caller's. */
 typedef struct {
-    int probe;
+    int probe;                 /* HA_PI_HEALTH for a group */
+    ha_str group;              /* p != NULL: that group instead of the probe */
     ha_str only;               /* p != NULL: that one check */
     const ha_str *exclude;     /* names left out */
     size_t nexclude;

@@ -4,6 +4,7 @@
  * (see front_render.h). Pure: reads the snapshot and the request only. */
 #include "front_render.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,10 +21,22 @@ typedef struct {
 /* The request's answer before any body is written. */
 typedef struct {
     int only;               /* index of r->only in the snapshot, or -1 */
+    const ha_snap_group *group; /* the group answered (r->group), or NULL for a probe */
+    const ha_snap_group *agg; /* whose aggregate applies: group, the probe's own group, or NULL */
     ha_status status;       /* aggregate */
+    bool init_held;         /* liveness: an undecided check read as passing */
     const char *reason;     /* top-level reason (stall, shutdown, override), may be NULL */
     char reason_buf[64];    /* storage for "engine stalled for Ns" */
+    const char *message;    /* the aggregate's message (shown to full views), may be NULL */
+    char message_buf[256];  /* storage for a built-in aggregate's message */
 } render_summary;
+
+/* Walks the checks an answer covers, in name order. */
+typedef struct {
+    const ha_snapshot *s;
+    const ha_snap_group *g; /* NULL: the probe's mask decides */
+    size_t k;               /* next position: check index, or member index of g */
+} render_iter;
 
 static const char *const render_types[HA_NFORMATS] = {
     "application/json",
@@ -39,15 +52,53 @@ static bool render_same(const ha_str *n, const char *name)
     return n->p != NULL && strlen(name) == n->len && memcmp(n->p, name, n->len) == 0;
 }
 
-/* True when c belongs to the request's probe and is not excluded. */
-static bool render_included(const ha_snap_check *c, const ha_render_req *r)
+/* True when the request excludes c. */
+static bool render_excluded(const ha_snap_check *c, const ha_render_req *r)
 {
-    if ((c->probes & ha_probe_mask(r->probe)) == 0)
-        return false;
     for (size_t i = 0; i < r->nexclude; i++)
         if (render_same(&r->exclude[i], c->name))
-            return false;
-    return true;
+            return true;
+    return false;
+}
+
+/* The members of a probe group are the probe's checks, as without it. */
+static const ha_snap_group *render_member_group(const ha_snap_group *g)
+{
+    return g != NULL && g->probe < 0 ? g : NULL;
+}
+
+static void render_iter_init(render_iter *it, const ha_snapshot *s, const render_summary *sum)
+{
+    it->s = s;
+    it->g = render_member_group(sum->group);
+    it->k = 0;
+}
+
+/* Stores in *i the next check the request covers (in the group, or in the
+ * probe, and not excluded); false at the end. */
+static bool render_next(render_iter *it, const ha_render_req *r, size_t *i)
+{
+    const ha_snapshot *s = it->s;
+    if (s == NULL)
+        return false;
+    if (it->g != NULL) {
+        while (it->k < it->g->nmembers) {
+            uint32_t m = it->g->members[it->k++];
+            if (m < s->n && !render_excluded(&s->checks[m], r)) {
+                *i = m;
+                return true;
+            }
+        }
+        return false;
+    }
+    while (it->k < s->n) {
+        size_t k = it->k++;
+        if (ha_probe_covers(s->checks[k].probes, r->probe) && !render_excluded(&s->checks[k], r)) {
+            *i = k;
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Fills v with what check i of s displays under r: a run in flight during
@@ -90,31 +141,132 @@ static void render_view_of(const ha_snapshot *s, size_t i, const ha_render_req *
         v->contrib = HA_UP;
 }
 
+/* Appends name to the message list of sum: ", "-separated, "..." once full. */
+static void render_list_name(char *buf, size_t cap, size_t *len, const char *name)
+{
+    if (*len + 5 >= cap)
+        return;
+    int n = snprintf(buf + *len, cap - *len, "%s%s", *len ? ", " : "", name);
+    if (n < 0 || *len + (size_t)n + 5 >= cap) {
+        snprintf(buf + *len, cap - *len, "%s...", *len ? ", " : "");
+        *len = cap; /* full: no more names */
+        return;
+    }
+    *len += (size_t)n;
+}
+
+/* The built-in aggregates and the Lua one's fallback over the covered
+ * checks: fills sum->status and, for quorum and the fallback, sum->message. */
+static void render_aggregate(const ha_snapshot *s, const ha_render_req *r, render_summary *sum)
+{
+    const ha_snap_group *g = sum->agg;
+    ha_agg_kind kind = g ? g->kind : HA_AGG_WORST;
+    render_iter it;
+    render_view v;
+    size_t i, n = 0, pass = 0, flen = 0;
+    ha_status worst = HA_UP, worst_pass = HA_UP, worst_fail = HA_INIT;
+    int expired = -1;
+    char failing[160] = "";
+
+    render_iter_init(&it, s, sum);
+    while (render_next(&it, r, &i)) {
+        render_view_of(s, i, r, &v);
+        if (v.shown == HA_INIT && v.contrib == HA_UP)
+            sum->init_held = true;
+        if (v.contrib > worst)
+            worst = v.contrib;
+        n++;
+        if (v.contrib <= HA_WARN) {
+            pass++;
+            if (v.contrib > worst_pass)
+                worst_pass = v.contrib;
+        } else {
+            if (v.contrib == HA_DOWN)
+                worst_fail = HA_DOWN;
+            render_list_name(failing, sizeof failing, &flen, v.c->name);
+        }
+        if (expired < 0 && r->age != NULL && v.c->time_ms != 0 && r->age[i] == HA_AGE_EXPIRED)
+            expired = (int)i;
+    }
+    sum->status = worst;
+    if (kind == HA_AGG_LUA) {
+        if (expired < 0 && r->nexclude == 0) {
+            sum->status = g->lua_status;
+            sum->message = g->lua_output;
+            return;
+        }
+        if (expired >= 0)
+            snprintf(sum->message_buf, sizeof sum->message_buf,
+                     "aggregate not applied: %s has no recent result; worst of the members instead",
+                     s->checks[expired].name);
+        else
+            snprintf(sum->message_buf, sizeof sum->message_buf,
+                     "aggregate not applied to a partial view (exclude); worst of the members instead");
+        sum->message = sum->message_buf;
+        return;
+    }
+    if (kind != HA_AGG_QUORUM && kind != HA_AGG_ANY)
+        return;
+    size_t need = kind == HA_AGG_ANY ? 1 : g->min_up;
+    if (kind == HA_AGG_QUORUM && g->min_up == 0) {
+        double x = g->ratio * (double)n;
+        need = (size_t)x;
+        if ((double)need < x)
+            need++;
+        if (need == 0)
+            need = 1;
+    }
+    if (pass >= need) {
+        sum->status = worst_pass;
+        if (pass < n)
+            snprintf(sum->message_buf, sizeof sum->message_buf, "%zu of %zu up (%zu needed); failing: %s",
+                     pass, n, need, failing);
+        else
+            snprintf(sum->message_buf, sizeof sum->message_buf, "%zu of %zu up (%zu needed)", pass, n, need);
+    } else {
+        sum->status = worst_fail;
+        snprintf(sum->message_buf, sizeof sum->message_buf, "%zu of %zu up, %zu needed%s%s", pass, n, need,
+                 flen ? "; failing: " : "", failing);
+    }
+    sum->message = sum->message_buf;
+}
+
 /* Computes the aggregate and the top-level reason. Returns 0, or -1 when
- * r->only names a check that is absent or outside the probe. */
+ * r->group names no group, or r->only a check that is absent or outside the
+ * probe or group. */
 static int render_summarize(const ha_snapshot *s, const ha_render_req *r, render_summary *sum)
 {
     render_view v;
 
+    memset(sum, 0, offsetof(render_summary, reason_buf));
     sum->only = -1;
     sum->status = HA_UP;
-    sum->reason = NULL;
+    sum->message = NULL;
+    if (r->group.p != NULL) {
+        int gi = snapshot_find_group(s, r->group.p, r->group.len);
+        if (gi < 0 || s->groups[gi].probe >= 0)
+            return -1;
+        sum->group = sum->agg = &s->groups[gi];
+    } else if (s != NULL && r->probe >= 0 && r->probe < HA_NPROBES && s->probe_group[r->probe] != 0 &&
+               s->probe_group[r->probe] <= s->ngroups) {
+        sum->agg = &s->groups[s->probe_group[r->probe] - 1];
+    }
     if (r->only.p != NULL) {
         int i = snapshot_find(s, r->only.p, r->only.len);
-        if (i < 0 || (s->checks[i].probes & ha_probe_mask(r->probe)) == 0)
+        if (i < 0)
+            return -1;
+        if (sum->group ? !snapshot_group_has(sum->group, (uint32_t)i)
+                       : !ha_probe_covers(s->checks[i].probes, r->probe))
             return -1;
         render_view_of(s, (size_t)i, r, &v);
         sum->only = i;
         sum->status = v.contrib;
+        sum->init_held = v.shown == HA_INIT && v.contrib == HA_UP;
         return 0;
     }
-    for (size_t i = 0; s != NULL && i < s->n; i++) {
-        if (!render_included(&s->checks[i], r))
-            continue;
-        render_view_of(s, i, r, &v);
-        if (v.contrib > sum->status)
-            sum->status = v.contrib;
-    }
+    render_aggregate(s, r, sum);
+    if (sum->group != NULL)
+        return 0; /* the probes' overlays are theirs */
     if (r->probe == HA_PI_LIVENESS && r->stalled_ns > 0) {
         snprintf(sum->reason_buf, sizeof sum->reason_buf, "engine stalled for %llus",
                  (unsigned long long)((r->stalled_ns + HA_NS_PER_S - 1) / HA_NS_PER_S));
@@ -176,10 +328,15 @@ static void render_json(ha_buf *b, const ha_snapshot *s, const ha_render_req *r,
         buf_adds(b, ",\"reason\":");
         render_json_cstr(b, sum->reason);
     }
+    if (r->full && sum->message != NULL) {
+        buf_adds(b, ",\"output\":");
+        render_json_cstr(b, sum->message);
+    }
     buf_adds(b, ",\"components\":{");
-    for (size_t i = 0; s != NULL && i < s->n; i++) {
-        if (!render_included(&s->checks[i], r))
-            continue;
+    render_iter it;
+    size_t i;
+    render_iter_init(&it, s, sum);
+    while (render_next(&it, r, &i)) {
         render_view_of(s, i, r, &v);
         if (!first)
             buf_addc(b, ',');
@@ -245,16 +402,20 @@ static void render_health(ha_buf *b, const ha_snapshot *s, const ha_render_req *
 {
     render_view v;
     bool first = true;
+    render_iter it;
+    size_t i;
 
     buf_printf(b, "{\"status\":\"%s\"", ha_status_ietf(sum->status));
     if (sum->reason != NULL) {
         buf_adds(b, ",\"output\":");
         render_json_cstr(b, sum->reason);
+    } else if (r->full && sum->message != NULL && sum->only < 0) {
+        buf_adds(b, ",\"output\":");
+        render_json_cstr(b, sum->message);
     }
     buf_adds(b, ",\"checks\":{");
-    for (size_t i = 0; s != NULL && i < s->n; i++) {
-        if (sum->only >= 0 ? (int)i != sum->only : !render_included(&s->checks[i], r))
-            continue;
+    render_iter_init(&it, s, sum);
+    while (sum->only >= 0 ? (i = (size_t)sum->only, it.k++ == 0) : render_next(&it, r, &i)) {
         render_view_of(s, i, r, &v);
         if (!first)
             buf_addc(b, ',');
@@ -300,10 +461,11 @@ static void render_verbose(ha_buf *b, const ha_snapshot *s, const ha_render_req 
 {
     render_view v;
     int pi = r->probe >= 0 && r->probe < HA_NPROBES ? r->probe : HA_PI_HEALTH;
+    render_iter it;
+    size_t i;
 
-    for (size_t i = 0; s != NULL && i < s->n; i++) {
-        if (sum->only >= 0 ? (int)i != sum->only : !render_included(&s->checks[i], r))
-            continue;
+    render_iter_init(&it, s, sum);
+    while (sum->only >= 0 ? (i = (size_t)sum->only, it.k++ == 0) : render_next(&it, r, &i)) {
         render_view_of(s, i, r, &v);
         render_verbose_line(b, &v, r);
     }
@@ -312,7 +474,18 @@ static void render_verbose(ha_buf *b, const ha_snapshot *s, const ha_render_req 
         render_line_text(b, sum->reason);
         buf_addc(b, '\n');
     }
-    buf_printf(b, "%s check %s\n", render_short[pi], sum->status <= HA_WARN ? "passed" : "failed");
+    if (r->full && sum->message != NULL && sum->only < 0) {
+        buf_adds(b, "aggregate: ");
+        render_line_text(b, sum->message);
+        buf_addc(b, '\n');
+    }
+    if (sum->group != NULL) {
+        buf_adds(b, "group ");
+        render_line_text(b, sum->group->name);
+        buf_printf(b, " check %s\n", sum->status <= HA_WARN ? "passed" : "failed");
+    } else {
+        buf_printf(b, "%s check %s\n", render_short[pi], sum->status <= HA_WARN ? "passed" : "failed");
+    }
 }
 
 /* Renders the answer into out; out->body is (re)initialised here and owned
@@ -332,13 +505,34 @@ int front_render(const ha_snapshot *s, const ha_probe_conf *pc, const ha_render_
         return -1;
     }
     out->status = sum.status;
-    out->http_status = sum.status <= HA_WARN ? pc->success_status : pc->failure_status;
+    ha_status code_st = sum.status;
+    /* liveness reads an undecided check as passing; status_codes.INIT,
+     * when given, answers it with its own code */
+    if (r->probe == HA_PI_LIVENESS && sum.init_held && sum.status <= HA_WARN &&
+        ((pc != NULL && pc->codes[HA_INIT] != 0) || (sum.agg != NULL && sum.agg->codes[HA_INIT] != 0)))
+        code_st = HA_INIT;
+    out->http_status = front_render_code(pc, sum.agg, code_st);
     switch (fmt) {
     case HA_FMT_HEALTH_JSON: render_health(&out->body, s, r, &sum); break;
     case HA_FMT_VERBOSE: render_verbose(&out->body, s, r, &sum); break;
     default: render_json(&out->body, s, r, &sum); break;
     }
     return 0;
+}
+
+int front_render_code(const ha_probe_conf *pc, const ha_snap_group *g, ha_status st)
+{
+    unsigned k = (unsigned)st < HA_NSTATUS ? (unsigned)st : HA_DOWN;
+    bool pass = st <= HA_WARN;
+    if (g != NULL && g->codes[k] != 0)
+        return g->codes[k];
+    if (pc != NULL && pc->codes[k] != 0)
+        return pc->codes[k];
+    if (g != NULL && (pass ? g->success_status : g->failure_status) != 0)
+        return pass ? g->success_status : g->failure_status;
+    if (pc != NULL)
+        return pass ? pc->success_status : pc->failure_status;
+    return pass ? 200 : 503;
 }
 
 /* The aggregate front_render would answer; HA_DOWN when r->only is invalid. */

@@ -33,7 +33,9 @@ typedef enum {
 } ha_age;
 
 typedef struct {
-    int probe;                 /* ha_probe_index */
+    int probe;                 /* ha_probe_index; HA_PI_HEALTH for a group */
+    ha_str group;              /* p != NULL: the group of that name (snapshot_find_group)
+                                  instead of the probe: its members, aggregate and codes */
     ha_format format;
     bool full;                 /* show outputs and details (trusted or token) */
     ha_str only;               /* p != NULL: answer this one check */
@@ -54,12 +56,19 @@ typedef struct {
     ha_buf body;               /* owned by the caller after the call */
 } ha_render_out;
 
-/* Renders the answer. Returns 0, or -1 when only names a check that is not
- * in the snapshot or not in that probe (the caller answers 404). */
+/* Renders the answer. pc gives the probe's codes (NULL: 200 and 503; a
+ * group's own codes come first). Returns 0, or -1 when only names a check
+ * that is not in the snapshot or not in that probe or group, or group names
+ * no group (the caller answers 404). */
 int front_render(const ha_snapshot *s, const ha_probe_conf *pc, const ha_render_req *r,
                  ha_render_out *out);
 
-/* The aggregate status of a probe as front_render computes it. */
+/* The aggregate status of a probe or group as front_render computes it. */
 ha_status front_render_status(const ha_snapshot *s, const ha_render_req *r);
+
+/* The HTTP code of status st under pc (NULL: defaults) and the group g
+ * (NULL: none): g's code for st, pc's, then g's or pc's success or failure
+ * code (200 for UP and WARN, 503 for INIT and DOWN). */
+int front_render_code(const ha_probe_conf *pc, const ha_snap_group *g, ha_status st);
 
 #endif

@@ -32,6 +32,13 @@ void snapshot_free(ha_snapshot *s)
         snapshot_hist_release(s->checks[i].hist);
     }
     free(s->checks);
+    for (size_t i = 0; i < s->ngroups; i++) {
+        free(s->groups[i].name);
+        free(s->groups[i].members);
+        free(s->groups[i].lua_output);
+        free(s->groups[i].path);
+    }
+    free(s->groups);
     free(s->load_error);
     free(s->info_json);
     free(s->override_reason);
@@ -66,4 +73,37 @@ int snapshot_find(const ha_snapshot *s, const char *name, size_t len)
             lo = mid + 1;
     }
     return -1;
+}
+
+int snapshot_find_group(const ha_snapshot *s, const char *name, size_t len)
+{
+    if (s == NULL || name == NULL)
+        return -1;
+    size_t lo = 0, hi = s->ngroups;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = snapshot_cmp(name, len, s->groups[mid].name);
+        if (c == 0)
+            return (int)mid;
+        if (c < 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return -1;
+}
+
+bool snapshot_group_has(const ha_snap_group *g, uint32_t i)
+{
+    size_t lo = 0, hi = g->nmembers;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (g->members[mid] == i)
+            return true;
+        if (g->members[mid] < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
 }

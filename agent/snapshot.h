@@ -83,6 +83,34 @@ typedef struct {
     const ha_hist *hist;      /* one reference owned, NULL before the first result */
 } ha_snap_check;
 
+/* --- groups (health.group, engine_group.c) ---------------------------------
+ * A named set of checks with its own aggregation, path and HTTP codes. A
+ * group named after a probe (liveness, readiness, startup) sets that probe's
+ * aggregation and codes; its members are the probe's checks. */
+typedef enum {
+    HA_AGG_WORST = 0,         /* the worst member decides (the probes' rule) */
+    HA_AGG_QUORUM = 1,        /* enough passing members: min_up of them, or ratio of all */
+    HA_AGG_ANY = 2,           /* one passing member is enough */
+    HA_AGG_LUA = 3,           /* the script's function, run by the engine (lua_* below) */
+} ha_agg_kind;
+
+typedef struct {
+    char *name;               /* owned; unique among checks and groups, sorted by */
+    uint32_t *members;        /* owned: indices into checks, ascending (so by name) */
+    uint32_t nmembers;
+    int probe;                /* ha_probe_index the group stands for, or -1 */
+    ha_agg_kind kind;
+    uint32_t min_up;          /* HA_AGG_QUORUM: passing members needed; 0 when ratio is */
+    double ratio;             /* HA_AGG_QUORUM: share of members that must pass, (0, 1] */
+    ha_status lua_status;     /* HA_AGG_LUA: the function's last verdict, INIT before one */
+    char *lua_output;         /* owned, may be NULL: its message */
+    int64_t lua_time_ms;      /* wall clock of that verdict, 0 if none */
+    char *path;               /* owned, may be NULL: the extra path the group answers */
+    int success_status;       /* HTTP code for UP and WARN; 0: the default (200) */
+    int failure_status;       /* HTTP code for DOWN and INIT; 0: the default (503) */
+    int codes[HA_NSTATUS];    /* per ha_status, 0: from success/failure */
+} ha_snap_group;
+
 typedef struct {
     uint64_t seq;             /* grows by one per publication */
     uint64_t generation;      /* scripts generation serving these checks */
@@ -98,6 +126,10 @@ typedef struct {
     uint64_t override_seq;    /* the last front override (HA_MSG_READY) the engine applied */
     size_t n;                 /* number of checks */
     ha_snap_check *checks;    /* owned array of n, sorted by name */
+    /* groups: see ha_snap_group */
+    ha_snap_group *groups;    /* owned array of ngroups, sorted by name */
+    size_t ngroups;
+    uint32_t probe_group[HA_NPROBES]; /* 1 + index in groups of the probe's own group, 0: none */
 } ha_snapshot;
 
 /* Frees a snapshot and everything it owns. NULL is fine. */
@@ -105,5 +137,11 @@ void snapshot_free(ha_snapshot *s);
 
 /* Index of the check called name, or -1. Binary search: checks are sorted. */
 int snapshot_find(const ha_snapshot *s, const char *name, size_t len);
+
+/* Index of the group called name (probe groups included), or -1. */
+int snapshot_find_group(const ha_snapshot *s, const char *name, size_t len);
+
+/* True when check index i is a member of g (binary search). */
+bool snapshot_group_has(const ha_snap_group *g, uint32_t i);
 
 #endif

@@ -143,7 +143,7 @@ static int fuzz_find(const ha_snapshot *s, const ha_str *only)
 
 static bool fuzz_included(const ha_snap_check *c, const ha_render_req *r)
 {
-    if ((c->probes & fuzz_mask(r->probe)) == 0)
+    if (r->probe != HA_PI_HEALTH && (c->probes & fuzz_mask(r->probe)) == 0)
         return false;
     for (size_t i = 0; i < r->nexclude; i++)
         if (fuzz_same(&r->exclude[i], c->name))
@@ -242,7 +242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* the oracles */
     int only = r.only.p != NULL ? fuzz_find(s, &r.only) : -1;
     bool want_404 = r.only.p != NULL &&
-                    (only < 0 || (s->checks[only].probes & fuzz_mask(r.probe)) == 0);
+                    (only < 0 || (r.probe != HA_PI_HEALTH && (s->checks[only].probes & fuzz_mask(r.probe)) == 0));
     bool reason = r.only.p == NULL &&
                   ((r.probe == HA_PI_LIVENESS && r.stalled_ns > 0) ||
                    (r.probe == HA_PI_READINESS && (r.shutdown != NULL || r.not_ready)));
