@@ -18,7 +18,7 @@
 ---The fields of `health.check{}` (and of every `health.checks.*` factory).
 ---@class health.check_def
 ---@field name string unique across files; [A-Za-z0-9_.-]+, at most 128 characters
----@field probes? health.probe|health.probe[] default { "readiness" }
+---@field probes? health.probe|health.probe[] default { "readiness" }; {}: in no probe (still in /healthz)
 ---@field timeout? health.duration hard deadline of one run; default 1s (config: default_timeout)
 ---@field ttl? health.duration how long a result is served from cache; default 5s (config: default_ttl)
 ---@field interval? health.duration background refresh, with +-10% jitter
@@ -42,10 +42,55 @@ local task = {}
 ---@return any ...
 function task:wait() end
 
+---One member's result as a Lua aggregate sees it (read-only).
+---@class health.member_result
+---@field name string
+---@field status "UP"|"WARN"|"DOWN"|"INIT"
+---@field output? string
+---@field duration_ms number the last run's duration
+---@field since? number wall clock (seconds) the current status began
+---@field critical boolean
+
+---A built-in aggregate: health.aggregate.worst, .any, or .quorum{...}.
+---@class health.builtin_aggregate
+
+---@alias health.status_codes { UP?: integer, WARN?: integer, DOWN?: integer, INIT?: integer }
+
+---@alias health.aggregate_fn fun(results: health.member_result[]): (boolean|string|health.warn_result), string?
+
+---The fields of `health.group{}`.
+---@class health.group_def
+---@field name string one namespace with checks; a probe's name sets that probe's aggregate and codes
+---@field include? string[] member check names
+---@field match? string a Lua pattern over check names
+---@field exclude? string[] check names left out
+---@field aggregate? health.builtin_aggregate|health.aggregate_fn default health.aggregate.worst
+---@field path? string an extra path the group answers at (it is always at /groupz/<name>)
+---@field success_status? integer HTTP code for UP and WARN (200)
+---@field failure_status? integer HTTP code for DOWN and INIT (503)
+---@field status_codes? health.status_codes per-status HTTP codes, replacing only what they name
+---@field timeout? health.duration deadline of one Lua aggregate run (the checks' default timeout)
+
+---The built-in aggregates.
+---@class health.aggregate
+---@field worst health.builtin_aggregate the worst member decides (the default; the probes' rule)
+---@field any health.builtin_aggregate one passing member is enough
+local aggregate = {}
+
+---Passes while at least `min_up` members (or the share `ratio` of them, rounded up) pass.
+---@param opts { min_up?: integer, ratio?: number }
+---@return health.builtin_aggregate
+function aggregate.quorum(opts) end
+
 ---@class health
 ---@field version string the agent's version
 ---@field checks health.checks one-line factories: health.checks.http{...}, tcp{...} ...
+---@field aggregate health.aggregate built-in aggregates for health.group
 health = {}
+
+---Defines a group of checks; only while the script loads.
+---@param def health.group_def
+function health.group(def) end
 
 ---Defines a check; only while the script loads.
 ---@param def health.check_def
