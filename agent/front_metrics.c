@@ -294,6 +294,43 @@ static metrics_label *metrics_labels(const ha_snapshot *s, ha_buf *scratch)
     return lab;
 }
 
+/* healthagent_group_status and healthagent_group_members, one series per
+ * group (health.group; a probe's own group is the probe's series), when
+ * there is one: the status as /groupz/<name> answers it now. */
+static void metrics_groups(const ha_snapshot *s, const unsigned char *age, ha_buf *b)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < s->ngroups; i++)
+        n += s->groups[i].probe < 0;
+    if (n == 0)
+        return;
+    metrics_family(b, "healthagent_group_status", "gauge",
+                   "1 when the group passes (UP or WARN: its success code), 0 when it fails, by health.group name.");
+    for (size_t i = 0; i < s->ngroups; i++) {
+        const ha_snap_group *g = &s->groups[i];
+        if (g->probe >= 0)
+            continue;
+        ha_render_req rr = {0};
+        rr.probe = HA_PI_HEALTH;
+        rr.group = (ha_str){g->name, strlen(g->name)};
+        rr.age = age;
+        buf_adds(b, "healthagent_group_status{group=\"");
+        front_metrics_label(b, g->name, strlen(g->name));
+        buf_adds(b, front_render_status(s, &rr) <= HA_WARN ? "\"} 1\n" : "\"} 0\n");
+    }
+    metrics_family(b, "healthagent_group_members", "gauge", "Checks in the group.");
+    for (size_t i = 0; i < s->ngroups; i++) {
+        const ha_snap_group *g = &s->groups[i];
+        if (g->probe >= 0)
+            continue;
+        buf_adds(b, "healthagent_group_members{group=\"");
+        front_metrics_label(b, g->name, strlen(g->name));
+        buf_adds(b, "\"} ");
+        metrics_u64(b, g->nmembers);
+        buf_addc(b, '\n');
+    }
+}
+
 void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, const char *commit, ha_buf *b)
 {
     if (s) {
@@ -302,6 +339,7 @@ void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, cons
         metrics_checks(s, age, lab, b);
         free(lab);
         buf_free(&scratch);
+        metrics_groups(s, age, b);
     }
     metrics_family(b, "healthagent_scripts_reloads_total", "counter", "Reloads of the scripts directory by result.");
     buf_adds(b, "healthagent_scripts_reloads_total{result=\"success\"} ");

@@ -39,6 +39,7 @@ typedef struct {
 void front_metrics_count(ha_probe_counts *pc, int pi, int code);
 
 /* Appends the snapshot's families to b: healthagent_check_*,
+ * healthagent_group_* (when there are groups),
  * healthagent_scripts_*, healthagent_build_info{version, commit}. s may be
  * NULL (before the first snapshot): only the families without checks. age
  * (per check an ha_age, the front's overlay; NULL: all fresh) gives

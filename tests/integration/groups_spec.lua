@@ -331,3 +331,53 @@ describe("quorum over three real TCP upstreams", function()
     assert(ok, err)
   end)
 end)
+
+describe("groups in /metrics", function()
+  it("one healthagent_group_status and _members series per group, promtool-clean", function()
+    local a = agent.start { scripts = SCRIPTS, config = "return { shutdown_delay = 0 }" }
+    decided(a)
+    local body = a:get("/metrics").body
+    assert.truthy(body:find('healthagent_group_status{group="db"} 0\n', 1, true), body)
+    assert.truthy(body:find('healthagent_group_status{group="q2"} 1\n', 1, true), body)
+    assert.truthy(body:find('healthagent_group_members{group="q2"} 3\n', 1, true), body)
+    assert.falsy(body:find('group="readiness"', 1, true))
+    local f = os.tmpname()
+    agent.write(f, body)
+    local p = io.popen("promtool check metrics < " .. agent.quote(f) .. " 2>&1; echo rc=$?")
+    local out = p:read("a")
+    p:close()
+    os.remove(f)
+    assert.truthy(out:find("rc=0", 1, true), out)
+    a:stop()
+  end)
+end)
+
+describe("a Lua aggregate whose member has expired", function()
+  it("falls back to worst-of over what is known and says so; the requests refresh stale members once", function()
+    local a = agent.start { scripts = {
+      ["e.lua"] = [[
+local runs = 0
+health.check { name = "slow", ttl = "100ms", max_age = "300ms", timeout = "5s", run = function()
+  runs = runs + 1
+  health.log("info", "slow started run " .. runs)
+  if runs > 1 then health.sleep(3) end
+  return true, "run " .. runs
+end }
+health.check { name = "quick", ttl = "1h", run = function() return true end }
+health.group { name = "lua", include = { "slow", "quick" }, aggregate = function(r) return "UP", "all judged" end }
+]] }, config = "return { shutdown_delay = 0, max_wait = '200ms' }" }
+    wait_for(function() return a:get("/groupz/lua").json.output == "all judged" end, 10, "the verdict")
+    health.sleep(0.4) -- slow is past its max_age; its refresh now takes 3 s
+    local codes = a:parallel("/groupz/lua", 10)
+    for _, c in ipairs(codes) do assert.equal(503, c) end
+    local r = a:get("/groupz/lua")
+    assert.equal(503, r.status)
+    assert.equal("DOWN", r.json.components.slow.status)
+    assert.equal("aggregate not applied: slow has no recent result; worst of the members instead", r.json.output)
+    assert.is_true(r.time < 2, "answered within max_wait")
+    -- single flight: eleven requests that found slow stale started one run of it
+    local _, started = a:log():gsub("slow started run %d+", "")
+    assert.equal(2, started, a:log())
+    a:stop()
+  end)
+end)

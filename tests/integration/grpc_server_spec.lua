@@ -518,3 +518,32 @@ describe("gRPC Watch flood", function()
     a:stop()
   end)
 end)
+
+describe("gRPC on a group's name", function()
+  it("Check, Watch and List answer a health.group as /groupz/<name> does", function()
+    local state = os.tmpname()
+    write(state, "up")
+    local a = start { scripts = {
+      ["a.lua"] = flip_script(state, "flip") ..
+        'health.check { name = "steady", ttl = "1h", run = function() return true end }\n' ..
+        'health.group { name = "pair", include = { "flip", "steady" } }\n' ..
+        'health.group { name = "either", include = { "flip", "steady" }, aggregate = health.aggregate.any }\n',
+    }, config = "return { shutdown_delay = 0 }" }
+    assert.truthy(wait_for(function() return a:get("/groupz/pair").status == 200 end, 10), a:log())
+    assert.equal("SERVING", check(a, "pair"))
+    assert.equal("SERVING", check(a, "either"))
+    local w = watch(a, "py", "pair", 30)
+    assert.truthy(w.wait("SERVING"), w.text())
+    write(state, "down")
+    assert.truthy(w.wait("NOT_SERVING"), w.text())
+    assert.equal(503, a:get("/groupz/pair").status)
+    assert.equal("NOT_SERVING", check(a, "pair"))
+    assert.equal("SERVING", check(a, "either")) -- one passing member is enough
+    local list = kv(py("list " .. a.gaddr))
+    assert.equal("NOT_SERVING", list.pair)
+    assert.equal("SERVING", list.either)
+    w.stop()
+    a:stop()
+    os.remove(state)
+  end)
+end)
