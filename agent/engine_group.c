@@ -481,96 +481,180 @@ done:
 
 /* --- Lua aggregates ---------------------------------------------------- */
 
-/* __newindex of the read-only results. */
+/* The results a Lua aggregate gets: userdata views of the generation's
+ * checks, read when a field is read (the engine runs one task at a time, so
+ * a run that does not yield sees one state). Nothing is copied per run: an
+ * array view, and an entry view per member the function looks at. Both die
+ * with the VM, which the generation closes before its checks. */
+#define RESULTS_MT "healthagent.results"
+#define ENTRY_MT "healthagent.result"
+
+typedef struct {
+    const ha_group *g;
+} results_box;
+
+typedef struct {
+    const ha_check *c;
+} entry_box;
+
+static const char *const entry_keys[] = {"name", "status", "output", "duration_ms", "since", "critical", NULL};
+
+/* __newindex of both views. */
 static int ro_newindex(lua_State *L)
 {
     return luaL_error(L, "aggregate results are read-only");
 }
 
-/* The iterator __pairs hands out: next over the table behind a proxy. */
-static int ro_next(lua_State *L)
+/* Pushes field k (an index into entry_keys) of c: [-0, +1]. */
+static void entry_push(lua_State *L, const ha_check *c, int k)
 {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    lua_settop(L, 2);
-    if (lua_next(L, 1))
-        return 2;
+    int64_t since;
+    switch (k) {
+    case 0: lua_pushstring(L, c->name); break;
+    case 1: lua_pushstring(L, ha_status_name(c->status)); break;
+    case 2: c->output ? (void)lua_pushstring(L, c->output) : lua_pushnil(L); break;
+    case 3: lua_pushnumber(L, (double)c->duration_ns / 1e6); break;
+    case 4:
+        since = c->hist && c->hist->transition_ms ? c->hist->transition_ms : c->time_ms;
+        since ? lua_pushnumber(L, (double)since / 1000.0) : lua_pushnil(L);
+        break;
+    default: lua_pushboolean(L, c->critical); break;
+    }
+}
+
+static int entry_index(lua_State *L)
+{
+    entry_box *b = luaL_checkudata(L, 1, ENTRY_MT);
+    const char *key = lua_tostring(L, 2);
+    for (int k = 0; key && entry_keys[k]; k++)
+        if (strcmp(key, entry_keys[k]) == 0) {
+            entry_push(L, b->c, k);
+            return 1;
+        }
     lua_pushnil(L);
     return 1;
 }
 
-/* __pairs of a read-only proxy: ro_next, the table behind it, nil. */
-static int ro_pairs(lua_State *L)
+/* The iterator of pairs(entry): the next key of entry_keys with a value. */
+static int entry_next(lua_State *L)
 {
-    lua_pushcfunction(L, ro_next);
-    if (!lua_getmetatable(L, 1))
-        return luaL_error(L, "not a read-only table");
-    lua_getfield(L, -1, "__index");                /* [proxy, next, mt, data] */
-    lua_remove(L, -2);                             /* [proxy, next, data] */
+    entry_box *b = luaL_checkudata(L, 1, ENTRY_MT);
+    int k = 0;
+    if (!lua_isnil(L, 2)) {
+        const char *key = lua_tostring(L, 2);
+        while (entry_keys[k] && (key == NULL || strcmp(key, entry_keys[k]) != 0))
+            k++;
+        if (entry_keys[k])
+            k++;
+    }
+    for (; entry_keys[k]; k++) {
+        entry_push(L, b->c, k);
+        if (!lua_isnil(L, -1)) {
+            lua_pushstring(L, entry_keys[k]);
+            lua_insert(L, -2);                     /* [key, value] */
+            return 2;
+        }
+        lua_pop(L, 1);
+    }
+    lua_pushnil(L);
+    return 1;
+}
+
+static int entry_pairs(lua_State *L)
+{
+    luaL_checkudata(L, 1, ENTRY_MT);
+    lua_pushcfunction(L, entry_next);
+    lua_pushvalue(L, 1);
     lua_pushnil(L);
     return 3;
 }
 
-/* __len of a read-only proxy: the length of the table behind it. */
-static int ro_len(lua_State *L)
+static int entry_tostring(lua_State *L)
 {
-    lua_getmetatable(L, 1);
-    lua_getfield(L, -1, "__index");
-    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, -1));
+    entry_box *b = luaL_checkudata(L, 1, ENTRY_MT);
+    lua_pushfstring(L, "result %s: %s", b->c->name, ha_status_name(b->c->status));
     return 1;
 }
 
-/* Replaces the table on top by a read-only proxy of it: [-1, +1]. */
-static void ro_wrap(lua_State *L)
+/* results[i]: a view of the i-th member (nil outside 1..#results). */
+static int results_index(lua_State *L)
 {
-    lua_createtable(L, 0, 0);                      /* [data, proxy] */
-    lua_createtable(L, 0, 5);                      /* [data, proxy, mt] */
-    lua_pushvalue(L, -3);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, ro_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, ro_pairs);
-    lua_setfield(L, -2, "__pairs");
-    lua_pushcfunction(L, ro_len);
-    lua_setfield(L, -2, "__len");
-    lua_pushboolean(L, 0);
-    lua_setfield(L, -2, "__metatable");
-    lua_setmetatable(L, -2);                       /* [data, proxy] */
-    lua_remove(L, -2);                             /* [proxy] */
+    results_box *b = luaL_checkudata(L, 1, RESULTS_MT);
+    int exact = 0;
+    lua_Integer i = lua_tointegerx(L, 2, &exact);
+    if (!exact || i < 1 || (uint64_t)i > b->g->nmembers) {
+        lua_pushnil(L);
+        return 1;
+    }
+    entry_box *e = lua_newuserdatauv(L, sizeof *e, 0);
+    e->c = b->g->gen->checks[b->g->members[i - 1]];
+    luaL_setmetatable(L, ENTRY_MT);
+    return 1;
 }
 
-/* lua_CFunction run under lua_pcall: pushes the read-only results array of
- * the group (light userdata at 1), one { name, status, output, duration_ms,
- * since, critical } per member, in name order. Raises only when out of
- * memory. */
+static int results_len(lua_State *L)
+{
+    results_box *b = luaL_checkudata(L, 1, RESULTS_MT);
+    lua_pushinteger(L, (lua_Integer)b->g->nmembers);
+    return 1;
+}
+
+/* The iterator of pairs(results): i + 1, results[i + 1]. */
+static int results_next(lua_State *L)
+{
+    results_box *b = luaL_checkudata(L, 1, RESULTS_MT);
+    lua_Integer i = lua_isnil(L, 2) ? 1 : luaL_checkinteger(L, 2) + 1;
+    if (i < 1 || (uint64_t)i > b->g->nmembers) {
+        lua_pushnil(L);
+        return 1;
+    }
+    lua_pushinteger(L, i);
+    lua_pushvalue(L, 1);
+    lua_pushinteger(L, i);
+    results_index(L);                              /* [.., i, results, i, entry] */
+    lua_remove(L, -2);
+    lua_remove(L, -2);                             /* [.., i, entry] */
+    return 2;
+}
+
+static int results_pairs(lua_State *L)
+{
+    luaL_checkudata(L, 1, RESULTS_MT);
+    lua_pushcfunction(L, results_next);
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Registers both views' metatables in L: [-0, +0]. */
+static void results_register(lua_State *L)
+{
+    static const luaL_Reg entry_mt[] = {{"__index", entry_index}, {"__newindex", ro_newindex},
+                                        {"__pairs", entry_pairs}, {"__tostring", entry_tostring}, {NULL, NULL}};
+    static const luaL_Reg results_mt[] = {{"__index", results_index}, {"__newindex", ro_newindex},
+                                          {"__len", results_len}, {"__pairs", results_pairs}, {NULL, NULL}};
+    if (luaL_newmetatable(L, ENTRY_MT)) {
+        luaL_setfuncs(L, entry_mt, 0);
+        lua_pushliteral(L, "locked");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    if (luaL_newmetatable(L, RESULTS_MT)) {
+        luaL_setfuncs(L, results_mt, 0);
+        lua_pushliteral(L, "locked");
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}
+
+/* lua_CFunction run under lua_pcall: pushes the results view of the group
+ * (light userdata at 1). Raises only when out of memory. */
 static int push_results(lua_State *L)
 {
     ha_group *g = lua_touserdata(L, 1);
-    ha_gen *gen = g->gen;
-    lua_createtable(L, (int)g->nmembers, 0);       /* [g, array] */
-    for (uint32_t k = 0; k < g->nmembers; k++) {
-        const ha_check *c = gen->checks[g->members[k]];
-        lua_createtable(L, 0, 6);                  /* [g, array, entry] */
-        lua_pushstring(L, c->name);
-        lua_setfield(L, -2, "name");
-        lua_pushstring(L, ha_status_name(c->status));
-        lua_setfield(L, -2, "status");
-        if (c->output) {
-            lua_pushstring(L, c->output);
-            lua_setfield(L, -2, "output");
-        }
-        lua_pushnumber(L, (double)c->duration_ns / 1e6);
-        lua_setfield(L, -2, "duration_ms");
-        int64_t since = c->hist && c->hist->transition_ms ? c->hist->transition_ms : c->time_ms;
-        if (since) {
-            lua_pushnumber(L, (double)since / 1000.0);
-            lua_setfield(L, -2, "since");
-        }
-        lua_pushboolean(L, c->critical);
-        lua_setfield(L, -2, "critical");
-        ro_wrap(L);
-        lua_rawseti(L, -2, (lua_Integer)k + 1);    /* [g, array] */
-    }
-    ro_wrap(L);
+    results_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->g = g;
+    luaL_setmetatable(L, RESULTS_MT);
     return 1;
 }
 
@@ -835,6 +919,7 @@ static int l_quorum(lua_State *L)
 
 void engine_group_push_aggregates(lua_State *L)
 {
+    results_register(L);
     if (luaL_newmetatable(L, AGG_MT)) {            /* [mt] */
         lua_pushcfunction(L, agg_tostring);
         lua_setfield(L, -2, "__tostring");

@@ -102,9 +102,13 @@ return {
 
   -- Per probe: paths added to the canonical one and the aliases (at most 8;
   -- "/", "/status", "/metrics", "/info", "/-/..." and "/groupz/..." are
-  -- reserved), and the HTTP codes for success (UP, WARN) and failure (DOWN, INIT).
+  -- reserved), and the HTTP codes for success (UP, WARN) and failure (DOWN, INIT);
+  -- status_codes = { UP = 200, WARN = 200, DOWN = 503, INIT = 503 } replaces the
+  -- codes of the statuses it names (liveness answers success for INIT unless
+  -- status_codes.INIT is given). A script's health.group named after the probe
+  -- may set them too (README "Groups, aggregation and status codes").
   probes = {
-    liveness = { paths = {}, success_status = 200, failure_status = 503 },
+    liveness = { paths = {}, success_status = 200, failure_status = 503, status_codes = {} },
     readiness = { paths = {}, success_status = 200, failure_status = 503 },
     startup = { paths = {}, success_status = 200, failure_status = 503 },
     health = { paths = {}, success_status = 200, failure_status = 503 },

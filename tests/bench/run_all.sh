@@ -11,7 +11,8 @@ trap 'rm -f "$summary"' EXIT
 export BENCH_SUMMARY=$summary
 
 broken=()
-for bench in cached_readyz idle_rss p99_sleepers conn_close idle scale metrics_page grpc_check grpc_watch_fanout; do
+for bench in cached_readyz idle_rss p99_sleepers conn_close idle scale metrics_page grpc_check grpc_watch_fanout \
+    groups_readyz groups_aggregate; do
     printf '\n######## %s\n' "$bench"
     start=$SECONDS
     if ! "$dir/$bench.sh"; then

@@ -900,6 +900,118 @@ static void test_snapshot(void)
     passed++;
 }
 
+/* Groups: members instead of the probe's mask, the built-in aggregates and
+ * their messages (full views only), a Lua verdict and its fallback when a
+ * member expired or the view is partial, per-status codes, one member, and
+ * a probe's own group (aggregate and codes over the probe's checks). */
+static void test_groups(void)
+{
+    ha_snap_check cs[4];
+    cs[0] = result(ck("a", HA_PROBE_READINESS, HA_UP), "fine", NULL, 1);
+    cs[1] = result(ck("b", HA_PROBE_READINESS, HA_DOWN), "broken", NULL, 1);
+    cs[2] = result(ck("c", 0, HA_UP), "quiet", NULL, 1);
+    cs[3] = result(ck("d", HA_PROBE_LIVENESS, HA_DOWN), "gone", NULL, 1);
+    ha_snapshot s = snap(cs, 4);
+    uint32_t all[3] = {0, 1, 2}, ab[2] = {0, 1};
+    ha_snap_group gs[4];
+    memset(gs, 0, sizeof gs);
+    gs[0] = (ha_snap_group){.name = (char *)"any", .members = ab, .nmembers = 2, .probe = -1, .kind = HA_AGG_ANY};
+    gs[1] = (ha_snap_group){.name = (char *)"lua", .members = all, .nmembers = 3, .probe = -1, .kind = HA_AGG_LUA,
+                            .lua_status = HA_WARN, .lua_output = (char *)"two of three"};
+    gs[2] = (ha_snap_group){.name = (char *)"q", .members = all, .nmembers = 3, .probe = -1, .kind = HA_AGG_QUORUM,
+                            .min_up = 2, .codes = {[HA_UP] = 207}};
+    gs[3] = (ha_snap_group){.name = (char *)"readiness", .members = ab, .nmembers = 2, .probe = HA_PI_READINESS,
+                            .kind = HA_AGG_QUORUM, .ratio = 0.5, .failure_status = 500};
+    s.groups = gs;
+    s.ngroups = 4;
+
+    ha_render_req r = req(HA_PI_HEALTH, HA_FMT_JSON, true);
+    r.group = (ha_str){"q", 1};
+    answer a = run(&s, &r);
+    CHECK_INT(a.code, 207);
+    CHECK(a.status == HA_UP);
+    CHECK(strstr(a.body, "\"output\":\"2 of 3 up (2 needed); failing: b\",\"components\":{\"a\":") != NULL);
+    CHECK(strstr(a.body, "\"c\":{\"status\":\"UP\"") != NULL); /* in no probe, in the group */
+    CHECK(strstr(a.body, "\"d\"") == NULL);
+    r.full = false;
+    a = run(&s, &r);
+    CHECK(strstr(a.body, "output") == NULL); /* names and statuses only */
+    r.full = true;
+    r.format = HA_FMT_VERBOSE;
+    a = run(&s, &r);
+    CHECK_STR(a.body, "[+]a ok\n[-]b failed: broken\n[+]c ok\naggregate: 2 of 3 up (2 needed); failing: b\n"
+                      "group q check passed\n");
+    r.format = HA_FMT_JSON;
+    cs[2].status = HA_DOWN;
+    a = run(&s, &r);
+    CHECK_INT(a.code, 503);
+    CHECK(strstr(a.body, "\"output\":\"1 of 3 up, 2 needed; failing: b, c\"") != NULL);
+    cs[2].status = HA_UP;
+
+    r.group = (ha_str){"any", 3};
+    CHECK(run(&s, &r).status == HA_UP);
+    r.group = (ha_str){"lua", 3};
+    a = run(&s, &r);
+    CHECK(a.status == HA_WARN);
+    CHECK_INT(a.code, 200);
+    CHECK(strstr(a.body, "\"output\":\"two of three\"") != NULL);
+    unsigned char age[4] = {HA_AGE_FRESH, HA_AGE_FRESH, HA_AGE_EXPIRED, HA_AGE_FRESH};
+    r.age = age;
+    a = run(&s, &r);
+    CHECK(a.status == HA_DOWN);
+    CHECK(strstr(a.body, "aggregate not applied: c has no recent result; worst of the members instead") != NULL);
+    r.age = NULL;
+    ha_str ex[1] = {{"b", 1}};
+    r.exclude = ex;
+    r.nexclude = 1;
+    a = run(&s, &r);
+    CHECK(a.status == HA_UP); /* worst of a and c */
+    CHECK(strstr(a.body, "partial view") != NULL);
+    r.exclude = NULL;
+    r.nexclude = 0;
+
+    r.only = (ha_str){"b", 1};
+    a = run(&s, &r);
+    CHECK_INT(a.rc, 0);
+    CHECK_STR(a.body, "{\"status\":\"DOWN\",\"output\":\"broken\",\"duration_ms\":1,\"time\":\"" T_STR "\"}");
+    r.only = (ha_str){"d", 1};
+    CHECK_INT(run(&s, &r).rc, -1); /* not a member */
+    r.only = (ha_str){NULL, 0};
+    r.group = (ha_str){"nope", 4};
+    CHECK_INT(run(&s, &r).rc, -1);
+    r.group = (ha_str){"readiness", 9}; /* a probe's group is served as the probe */
+    CHECK_INT(run(&s, &r).rc, -1);
+
+    /* the probe's own group: readiness (a, b) passes a 0.5 quorum */
+    s.probe_group[HA_PI_READINESS] = 4;
+    r = req(HA_PI_READINESS, HA_FMT_JSON, true);
+    a = run(&s, &r);
+    CHECK(a.status == HA_UP);
+    CHECK(strstr(a.body, "\"output\":\"1 of 2 up (1 needed); failing: b\"") != NULL);
+    cs[0].status = HA_DOWN;
+    CHECK_INT(run(&s, &r).code, 500);
+    cs[0].status = HA_UP;
+
+    /* per-status codes of the config; liveness INIT answers its own code only when given */
+    ha_probe_conf pc = pconf(200, 503);
+    cs[3].status = HA_INIT;
+    r = req(HA_PI_LIVENESS, HA_FMT_JSON, false);
+    CHECK_INT(run_pc(&s, &pc, &r).code, 200);
+    pc.codes[HA_INIT] = 299;
+    a = run_pc(&s, &pc, &r);
+    CHECK_INT(a.code, 299);
+    CHECK(a.status == HA_UP);
+    pc.codes[HA_DOWN] = 429;
+    cs[3].status = HA_DOWN;
+    CHECK_INT(run_pc(&s, &pc, &r).code, 429);
+    CHECK_INT(front_render_code(NULL, NULL, HA_WARN), 200);
+    CHECK_INT(front_render_code(NULL, NULL, HA_INIT), 503);
+    CHECK_INT(front_render_code(&pc, &gs[2], HA_UP), 207);
+    CHECK_INT(front_render_code(&pc, &gs[3], HA_DOWN), 429);
+    CHECK_INT(front_render_code(NULL, &gs[3], HA_DOWN), 500);
+    passed++;
+}
+
 int main(void)
 {
     test_json();
@@ -915,5 +1027,6 @@ int main(void)
     test_exclude();
     test_escaping();
     test_snapshot();
+    test_groups();
     return testlib_report();
 }
