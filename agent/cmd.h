@@ -17,6 +17,7 @@
 #define HA_CMD_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "config.h"
 
@@ -35,7 +36,30 @@ uint64_t cmd_now_ms(void);
  * clock). Returns 1 ready, 0 at the deadline, -1 on error. */
 int cmd_wait_fd(int fd, short events, uint64_t deadline);
 
+/* An http:// URL split up. */
+typedef struct {
+    char host[256];   /* name or address, without brackets */
+    char port[8];
+    char path[1024];  /* path and query */
+} cmd_url;
+
+/* Splits "http://host[:port][/path]", "[v6]:port" forms included. Returns 0 or -1. */
+int cmd_url_parse(const char *s, cmd_url *u);
+/* "http://127.0.0.1:<port><path>": the port of the first listen address
+ * (config file, HEALTHAGENT_LISTEN, default 8080), a wildcard address
+ * replaced by loopback. */
+void cmd_default_url(const ha_config *cfg, const char *path, char *out, size_t len);
+/* Connects to the first address of u that answers before deadline. Returns
+ * the socket (non-blocking), or -1 with a message in err. */
+int cmd_dial(const cmd_url *u, uint64_t deadline, char *err, size_t errlen);
+/* Sends req[0..n) on fd and reads the response into buf (NUL-terminated,
+ * at most cap - 1 bytes) until EOF, the end of the declared body, or
+ * deadline. Returns bytes read, or -1 with a message in err. */
+ssize_t cmd_exchange(int fd, const char *req, size_t n, uint64_t deadline, char *buf, size_t cap, char *err,
+                     size_t errlen);
+
 int cmd_probe(ha_config *cfg, int argc, char **argv);
+int cmd_report(ha_config *cfg, int argc, char **argv);
 int cmd_check(ha_config *cfg, int argc, char **argv);
 int cmd_lint(ha_config *cfg, int argc, char **argv);
 

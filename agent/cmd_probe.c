@@ -30,12 +30,6 @@ static const char probe_usage[] =
     "arguments, 2 connection failure, 3 RPC failure (NOT_FOUND, UNIMPLEMENTED,\n"
     "deadline ...), 4 an answer other than SERVING.\n";
 
-typedef struct {
-    char host[256];   /* name or address, without brackets */
-    char port[8];
-    char path[1024];  /* path and query */
-} probe_url;
-
 static int probe_fail(const char *url, const char *fmt, const char *a)
 {
     fprintf(stderr, "healthagent probe: %s%s", url ? url : "", url ? ": " : "");
@@ -44,122 +38,8 @@ static int probe_fail(const char *url, const char *fmt, const char *a)
     return 1;
 }
 
-/* Splits "http://host[:port][/path]", "[v6]:port" forms included. Returns 0 or -1. */
-static int parse_url(const char *s, probe_url *u)
-{
-    if (strncmp(s, "http://", 7) != 0)
-        return -1;
-    s += 7;
-    const char *slash = strchr(s, '/');
-    const char *hend = slash ? slash : s + strlen(s);
-    const char *colon = NULL;
-    const char *h = s;
-    size_t hl;
-    if (*s == '[') {
-        const char *rb = memchr(s, ']', (size_t)(hend - s));
-        if (rb == NULL)
-            return -1;
-        h = s + 1;
-        hl = (size_t)(rb - h);
-        if (rb + 1 < hend) {
-            if (rb[1] != ':')
-                return -1;
-            colon = rb + 1;
-        }
-    } else {
-        colon = memchr(s, ':', (size_t)(hend - s));
-        hl = (size_t)((colon ? colon : hend) - s);
-    }
-    if (hl == 0 || hl >= sizeof u->host)
-        return -1;
-    memcpy(u->host, h, hl);
-    u->host[hl] = '\0';
-    size_t pl = colon ? (size_t)(hend - colon - 1) : 2;
-    if (pl == 0 || pl >= sizeof u->port)
-        return -1;
-    if (colon) {
-        memcpy(u->port, colon + 1, pl);
-        u->port[pl] = '\0';
-        for (size_t i = 0; i < pl; i++)
-            if (u->port[i] < '0' || u->port[i] > '9')
-                return -1;
-    } else {
-        strcpy(u->port, "80");
-    }
-    snprintf(u->path, sizeof u->path, "%s", slash ? slash : "/");
-    return strlen(slash ? slash : "/") < sizeof u->path ? 0 : -1;
-}
-
-/* The default URL: the probe's first path on the first listen address, with
- * a wildcard address replaced by loopback. */
-static void default_url(const ha_config *cfg, int pi, char *out, size_t len)
-{
-    const char *l = cfg->nlisten ? cfg->listen[0] : "0.0.0.0:8080";
-    const char *colon = strrchr(l, ':');
-    char host[256] = "127.0.0.1";
-    if (colon && colon > l) {
-        size_t hl = (size_t)(colon - l);
-        if (hl < sizeof host) {
-            memcpy(host, l, hl);
-            host[hl] = '\0';
-        }
-    }
-    if (strcmp(host, "0.0.0.0") == 0 || strcmp(host, "localhost") == 0 || host[0] == '\0')
-        strcpy(host, "127.0.0.1");
-    else if (strcmp(host, "[::]") == 0)
-        strcpy(host, "[::1]");
-    snprintf(out, len, "http://%s:%s%s", host, colon ? colon + 1 : "8080", cfg->probes[pi].paths[0]);
-}
-
-/* Connects to the first address that answers before deadline. Returns the
- * socket, or -1 with a message in err. */
-static int dial(const probe_url *u, uint64_t deadline, char *err, size_t errlen)
-{
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int g = getaddrinfo(u->host, u->port, &hints, &res);
-    if (g != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", u->host, gai_strerror(g));
-        return -1;
-    }
-    int fd = -1;
-    snprintf(err, errlen, "no address for %s", u->host);
-    for (struct addrinfo *a = res; a; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            snprintf(err, errlen, "socket: %s", strerror(errno));
-            continue;
-        }
-        int r = connect(fd, a->ai_addr, a->ai_addrlen);
-        if (r != 0 && errno == EINPROGRESS) {
-            int w = cmd_wait_fd(fd, POLLOUT, deadline);
-            if (w == 0) {
-                snprintf(err, errlen, "connect: timeout");
-                close(fd);
-                fd = -1;
-                break;
-            }
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-            r = soerr ? -1 : 0;
-            errno = soerr;
-        }
-        if (r == 0)
-            break;
-        snprintf(err, errlen, "connect: %s", errno == ECONNREFUSED ? "connection refused" : strerror(errno));
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    return fd;
-}
-
-/* Sends the request and reads the response into buf until EOF, the end of
- * the declared body, or deadline. Returns bytes read, or -1 with err. */
-static ssize_t exchange(int fd, const probe_url *u, uint64_t deadline, char *buf, size_t cap, char *err,
+/* Sends a GET for u's path and reads the response (see cmd_exchange). */
+static ssize_t exchange(int fd, const cmd_url *u, uint64_t deadline, char *buf, size_t cap, char *err,
                         size_t errlen)
 {
     char req[1400];
@@ -168,54 +48,7 @@ static ssize_t exchange(int fd, const probe_url *u, uint64_t deadline, char *buf
                      "GET %s HTTP/1.1\r\nHost: %s%s%s:%s\r\nUser-Agent: healthagent-probe/" HA_VERSION
                      "\r\nAccept: application/json\r\nConnection: close\r\n\r\n",
                      u->path, v6 ? "[" : "", u->host, v6 ? "]" : "", u->port);
-    size_t off = 0;
-    while (off < (size_t)n) {
-        ssize_t w = send(fd, req + off, (size_t)n - off, MSG_NOSIGNAL);
-        if (w > 0) {
-            off += (size_t)w;
-            continue;
-        }
-        if (w < 0 && errno != EAGAIN && errno != EINTR) {
-            snprintf(err, errlen, "send: %s", strerror(errno));
-            return -1;
-        }
-        if (cmd_wait_fd(fd, POLLOUT, deadline) <= 0) {
-            snprintf(err, errlen, "timeout sending the request");
-            return -1;
-        }
-    }
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + got, cap - 1 - got, 0);
-        if (r > 0) {
-            got += (size_t)r;
-            buf[got] = '\0';
-            /* done once the headers and the Content-Length body are in */
-            char *eoh = strstr(buf, "\r\n\r\n");
-            if (eoh) {
-                const char *cl = strcasestr(buf, "\r\ncontent-length:");
-                if (cl && cl < eoh) {
-                    size_t want = (size_t)(eoh + 4 - buf) + strtoul(cl + 17, NULL, 10);
-                    if (got >= want)
-                        return (ssize_t)got;
-                }
-            }
-            if (got + 1 >= cap)
-                return (ssize_t)got;
-            continue;
-        }
-        if (r == 0)
-            return (ssize_t)got;
-        if (errno != EAGAIN && errno != EINTR) {
-            snprintf(err, errlen, "recv: %s", errno == ECONNRESET ? "connection reset" : strerror(errno));
-            return -1;
-        }
-        int w = cmd_wait_fd(fd, POLLIN, deadline);
-        if (w <= 0) {
-            snprintf(err, errlen, "%s", got ? "timeout reading the response" : "timeout waiting for the response");
-            return -1;
-        }
-    }
+    return cmd_exchange(fd, req, (size_t)n, deadline, buf, cap, err, errlen);
 }
 
 /* --- the answer's body ----------------------------------------------------
@@ -533,15 +366,15 @@ int cmd_probe(ha_config *cfg, int argc, char **argv)
         return probe_fail(NULL, "%s", err);
     char def[1400];
     if (url == NULL) {
-        default_url(cfg, pi, def, sizeof def);
+        cmd_default_url(cfg, cfg->probes[pi].paths[0], def, sizeof def);
         url = def;
     }
-    probe_url u;
-    if (parse_url(url, &u) != 0)
+    cmd_url u;
+    if (cmd_url_parse(url, &u) != 0)
         return probe_fail(url, "%s", strncmp(url, "https://", 8) == 0 ? "https is not supported: probe the plain HTTP listener"
                                                                       : "bad URL: expected http://host[:port][/path]");
     uint64_t deadline = cmd_now_ms() + (timeout + HA_NS_PER_MS - 1) / HA_NS_PER_MS;
-    int fd = dial(&u, deadline, err, sizeof err);
+    int fd = cmd_dial(&u, deadline, err, sizeof err);
     if (fd < 0)
         return probe_fail(url, "%s", err);
     char *buf = malloc(PROBE_MAX_RESPONSE);

@@ -44,6 +44,7 @@ static const char usage[] =
     "  probe    one HTTP GET against a running agent: exit 0 UP, 1 not (Docker HEALTHCHECK)\n"
     "  check    load the scripts, run every check once, print text/json/tap/junit\n"
     "  lint     load every script without running a check\n"
+    "  report   report a pushed check's result: healthagent report NAME UP|WARN|DOWN [MESSAGE]\n"
     "  help     this text, or a command's: healthagent help probe\n"
     "  version  the version, commit and build date (also --version)\n"
     "\n"
@@ -388,7 +389,8 @@ typedef struct {
 } main_command;
 
 static const main_command main_commands[] = {
-    {"probe", cmd_probe}, {"check", cmd_check}, {"lint", cmd_lint}, {"help", main_help}, {"version", main_version},
+    {"probe", cmd_probe}, {"check", cmd_check}, {"lint", cmd_lint}, {"report", cmd_report}, {"help", main_help},
+    {"version", main_version},
 };
 
 static const main_command *main_find(const char *name)
@@ -408,7 +410,7 @@ static int main_help(ha_config *cfg, int argc, char **argv)
     }
     const main_command *c = main_find(argv[1]);
     if (c == NULL || c->run == main_help)
-        return fail("help: no command '%s' (commands: probe, check, lint, help, version)%s", argv[1], "");
+        return fail("help: no command '%s' (commands: probe, check, lint, report, help, version)%s", argv[1], "");
     char *args[] = {argv[1], "--help", NULL};
     return c->run(cfg, 2, args);
 }
@@ -427,6 +429,8 @@ int main(int argc, char **argv)
     /* commands come first: the runner takes any other word as a script */
     const main_command *c = argc > 1 ? main_find(argv[1]) : NULL;
     if (c != NULL) {
+        if (c->run == cmd_report)
+            restore_secrets(secrets); /* it sends the token; it runs no script */
         code = c->run(&cfg, argc - 1, argv + 1);
     } else if (argc > 1 && argv[1][0] != '-') {
         cfg.lualib_dir = strdup(engine_default_lualib());
