@@ -1,5 +1,5 @@
 /* api_health.c: the `health` module every script sees: health.check,
- * health.group, health.aggregate,
+ * health.group, health.aggregate, health.push, health.report,
  * health.warn, health.sleep, health.now, health.log, health.set_ready,
  * health.info. */
 #include <math.h>
@@ -24,6 +24,39 @@ static int l_check(lua_State *L)
 static int l_group(lua_State *L)
 {
     engine_group_define(L, 1);
+    return 0;
+}
+
+/* health.push{...}: declares a check whose results the application
+ * reports, while its script loads. */
+static int l_push(lua_State *L)
+{
+    engine_check_define_push(L, 1);
+    return 0;
+}
+
+/* health.report(name, status [, output]): reports a result of the pushed
+ * check name ("UP", "WARN" or "DOWN"), as PUT /-/checks/<name> does.
+ * From a check's run only. Misuse raises: an unknown name, a check that is
+ * not pushed, a bad status, an output over 1024 bytes. */
+static int l_report(lua_State *L)
+{
+    static const char *const statuses[] = {"UP", "WARN", "DOWN", NULL};
+    static const ha_status values[] = {HA_UP, HA_WARN, HA_DOWN};
+    size_t nl, ol = 0;
+    const char *name = luaL_checklstring(L, 1, &nl);
+    int st = luaL_checkoption(L, 2, NULL, statuses);
+    const char *out = luaL_optlstring(L, 3, NULL, &ol);
+    ha_vm *vm = engine_vm_of(L);
+    if (vm->in_load)
+        return luaL_error(L, "health.report: call it from a check's run, not while a script loads");
+    ha_check *c = vm->gen ? engine_gen_find(vm->gen, name, nl) : NULL;
+    if (c == NULL)
+        return luaL_argerror(L, 1, lua_pushfstring(L, "no check named '%s'", name));
+    if (!c->pushed)
+        return luaL_argerror(L, 1, lua_pushfstring(L, "'%s' is not a pushed check (declare it with health.push)", name));
+    luaL_argcheck(L, ol <= HA_OUTPUT_MAX, 3, "longer than 1024 bytes");
+    engine_check_report(c, values[st], out, ol);
     return 0;
 }
 
@@ -287,7 +320,8 @@ static int l_spawn_gc(lua_State *L)
 }
 
 static const luaL_Reg funcs[] = {
-    {"check", l_check}, {"group", l_group}, {"warn", l_warn}, {"sleep", l_sleep}, {"now", l_now}, {"log", l_log},
+    {"check", l_check}, {"group", l_group}, {"push", l_push}, {"report", l_report}, {"warn", l_warn},
+    {"sleep", l_sleep}, {"now", l_now}, {"log", l_log},
     {"duration", l_duration},
     {"set_ready", l_set_ready}, {"info", l_info}, {"spawn", api_health_spawn}, {NULL, NULL},
 };

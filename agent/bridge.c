@@ -39,12 +39,18 @@ ha_snapshot *bridge_take(ha_bridge *b)
 
 int bridge_send(ha_bridge *b, ha_msg_type type, int arg, const char *text, size_t len)
 {
+    return bridge_send_seq(b, type, arg, 0, text, len);
+}
+
+int bridge_send_seq(ha_bridge *b, ha_msg_type type, int arg, uint64_t seq, const char *text, size_t len)
+{
     ha_msg *m = malloc(sizeof *m + len + 1);
     if (m == NULL)
         return -1;
     m->next = NULL;
     m->type = type;
     m->arg = arg;
+    m->seq = seq;
     m->len = len;
     if (len)
         memcpy(m->text, text, len);

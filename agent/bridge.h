@@ -18,12 +18,20 @@ typedef enum {
     HA_MSG_STOP = 2,     /* cancel everything and end the engine loop */
     HA_MSG_RELOAD = 3,   /* reload the scripts directory */
     HA_MSG_READY = 4,    /* readiness override: arg = seq << 1 | ready; text = reason */
+    HA_MSG_REPORT = 5,   /* a pushed check's report: arg = ha_status (UP, WARN or DOWN),
+                            seq = the front's report number, text = name NUL output; the
+                            engine applies it and publishes report_seq = seq */
 } ha_msg_type;
+
+/* Bytes of a report's output the front accepts (the engine keeps as much:
+ * HA_OUTPUT_MAX of engine_check.h). */
+#define HA_REPORT_OUTPUT_MAX 1024
 
 typedef struct ha_msg {
     struct ha_msg *next;
     ha_msg_type type;
     int arg;
+    uint64_t seq;        /* HA_MSG_REPORT: the front's report number; else 0 */
     size_t len;
     char text[];         /* NUL-terminated, len bytes */
 } ha_msg;
@@ -49,6 +57,8 @@ void bridge_publish(ha_bridge *b, ha_snapshot *s);
 ha_snapshot *bridge_take(ha_bridge *b);
 /* Front: queues a message for the engine and wakes it. Returns 0 or -1 (OOM). */
 int bridge_send(ha_bridge *b, ha_msg_type type, int arg, const char *text, size_t len);
+/* Front: bridge_send with a sequence number (HA_MSG_REPORT). */
+int bridge_send_seq(ha_bridge *b, ha_msg_type type, int arg, uint64_t seq, const char *text, size_t len);
 /* Front: wakes the engine loop without a message, so that it turns and
  * refreshes the heartbeat (an idle loop does not turn by itself). */
 void bridge_ping(ha_bridge *b);

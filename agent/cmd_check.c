@@ -207,7 +207,46 @@ static const char check_usage[] =
     "scripts do not load or on bad usage. --verbose lets the agent's log lines\n"
     "through on stderr (--log-level info); by default only errors.\n";
 
-static bool is_done(const ha_check *c) { return c->task == NULL && c->runs > 0; }
+/* True when c will not change any more in this one-shot run: it ran, its
+ * dependencies block it, it is pushed (no report comes), or what holds it
+ * back (an undecided dependency) is done. */
+static bool is_done(const ha_check *c)
+{
+    if (c->task)
+        return false;
+    if (c->pushed || c->runs > 0 || c->blocked)
+        return true;
+    return c->holder && is_done(c->holder);
+}
+
+/* Runs c and, first, everything it depends on (once each: seen). */
+static void request_closure(ha_check *c, unsigned char *seen)
+{
+    if (seen[c->index])
+        return;
+    seen[c->index] = 1;
+    for (uint32_t i = 0; i < c->ndeps; i++)
+        request_closure(c->deps[i], seen);
+    c->not_before_ns = 0; /* no initial_delay for a one-shot run */
+    engine_check_request(c, true);
+}
+
+/* What a check that did not run shows in the report: its dependency's
+ * verdict, or that a pushed check gets no report here. */
+static void settle_unrun(ha_check *c)
+{
+    const char *msg = c->blocked ? c->blocked : c->pushed && c->runs == 0 ? "pushed check: no report in a one-shot run"
+                                                                          : NULL;
+    if (msg == NULL)
+        return;
+    char *copy = strdup(msg);
+    if (copy == NULL)
+        return;
+    if (c->blocked)
+        c->last = HA_DOWN;
+    free(c->output);
+    c->output = copy;
+}
 
 int cmd_check(ha_config *cfg, int argc, char **argv)
 {
@@ -303,10 +342,12 @@ int cmd_check(ha_config *cfg, int argc, char **argv)
     /* every selected check at once; each run ends by its own deadline */
     uint64_t t0 = uv_hrtime();
     engine_gen_activate(gen, NULL, false);
-    for (size_t i = 0; i < n; i++) {
-        sel[i]->not_before_ns = 0; /* no initial_delay for a one-shot run */
-        engine_check_request(sel[i], true);
-    }
+    unsigned char *seen = calloc(gen->n ? gen->n : 1, 1);
+    if (seen == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        request_closure(sel[i], seen);
+    free(seen);
     for (;;) {
         size_t done = 0;
         for (size_t i = 0; i < n; i++)
@@ -316,6 +357,8 @@ int cmd_check(ha_config *cfg, int argc, char **argv)
         uv_run(&loop, UV_RUN_ONCE);
     }
     double secs = (double)(uv_hrtime() - t0) / 1e9;
+    for (size_t i = 0; i < n; i++)
+        settle_unrun(sel[i]);
     ha_status agg = HA_UP;
     code = 0;
     for (size_t i = 0; i < n; i++) {
@@ -388,13 +431,13 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
     }
     /* each file alone, so that every broken file is reported ... */
     size_t errors = 0, checks = 0;
-    ha_script_set good = {calloc(set.n ? set.n : 1, sizeof *set.files), 0, set.hash};
+    ha_script_set good = {calloc(set.n ? set.n : 1, sizeof *set.files), 0, set.hash, false};
     if (good.files == NULL) {
         engine_load_free(&set);
         goto out;
     }
     for (size_t i = 0; i < set.n; i++) {
-        ha_script_set one = {&set.files[i], 1, set.hash};
+        ha_script_set one = {&set.files[i], 1, set.hash, set.n > 1};
         ha_gen *g = engine_load_gen(&eng, dir, &one, err, sizeof err);
         if (g == NULL) {
             fprintf(stderr, "%s\n", err);
@@ -407,6 +450,7 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
     }
     /* ... then the files that load alone, together: names must be unique
      * across files, also while another file is broken */
+    good.partial = good.n < set.n; /* depends_on into a broken file: that file's error says it */
     if (good.n > 1) {
         ha_gen *g = engine_load_gen(&eng, dir, &good, err, sizeof err);
         if (g == NULL) {

@@ -130,6 +130,7 @@ static void publish(ha_engine *eng)
     s->ready_override = eng->not_ready;
     s->override_reason = eng->not_ready_reason ? strdup(eng->not_ready_reason) : NULL;
     s->override_seq = eng->override_seq;
+    s->report_seq = eng->report_seq;
     s->load_error = eng->load_error ? strdup(eng->load_error) : NULL;
     s->load_error_ms = eng->load_error_ms;
     s->reload_ms = eng->reload_ms;
@@ -195,6 +196,18 @@ static void on_wakeup(uv_async_t *h)
             engine_set_ready(eng, (m->arg & 1) != 0, m->len ? m->text : NULL);
             eng->override_seq = (uint64_t)m->arg >> 1;
             break;
+        case HA_MSG_REPORT: {
+            size_t nl = strnlen(m->text, m->len);
+            ha_check *c = eng->gen && !eng->stopping ? engine_gen_find(eng->gen, m->text, nl) : NULL;
+            if (c && c->pushed)
+                engine_check_report(c, (ha_status)m->arg, nl < m->len ? m->text + nl + 1 : NULL,
+                                    nl < m->len ? m->len - nl - 1 : 0);
+            else
+                log_event(LOG_INFO, m->text, "report dropped: no such pushed check (a reload removed it)");
+            eng->report_seq = m->seq;
+            engine_mark_dirty(eng); /* the ack travels in the next snapshot */
+            break;
+        }
         case HA_MSG_RELOAD:
             if (eng->on_reload && !eng->stopping)
                 eng->on_reload(eng);

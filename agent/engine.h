@@ -52,6 +52,7 @@ struct ha_engine {
     bool not_ready;           /* readiness override in force */
     char *not_ready_reason;   /* owned, may be NULL */
     uint64_t override_seq;    /* last front override applied (echoed in snapshots) */
+    uint64_t report_seq;      /* last front report processed (echoed in snapshots) */
     char *load_error;         /* owned, may be NULL: last failed reload */
     int64_t load_error_ms;    /* wall clock of that failure */
     void (*on_reload)(ha_engine *eng); /* reload handler (engine_reload.c), may be NULL */

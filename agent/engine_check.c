@@ -9,9 +9,12 @@
 
 #include <lauxlib.h>
 
+#include "bridge.h"
 #include "engine_check.h"
 #include "engine_group.h"
 #include "log.h"
+
+_Static_assert(HA_REPORT_OUTPUT_MAX == HA_OUTPUT_MAX, "the front accepts what a check keeps");
 
 /* An op of a task waiting for a check's next result (testing API, `check`
  * command). Holds a copy of the result made when the run ends. */
@@ -27,8 +30,23 @@ struct ha_await {
 
 static const char *const fields[] = {
     "name", "probes", "timeout", "ttl", "interval", "initial_delay", "failure_threshold",
-    "success_threshold", "critical", "run", "memory", "max_age", "component_type", NULL,
+    "success_threshold", "critical", "run", "memory", "max_age", "component_type", "depends_on", NULL,
 };
+
+/* health.push's fields: no run, no schedule; ttl is the report deadline. */
+static const char *const push_fields[] = {
+    "name", "probes", "ttl", "critical", "component_type", NULL,
+};
+
+#define DEPS_MAX 64 /* names one depends_on may list */
+
+/* The function whose table is being parsed ("health.check" or
+ * "health.push"), for messages; per thread: the loader thread and the
+ * engine thread may load at once. */
+static _Thread_local const char *define_what = "health.check";
+
+static void deps_update(ha_check *c);
+static void deps_changed(ha_check *c);
 
 /* --- definition -------------------------------------------------------- */
 
@@ -58,7 +76,7 @@ static int define_error(lua_State *L, const char *fmt, ...)
 {
     va_list ap;
     luaL_where(L, user_level(L));                  /* [where] */
-    lua_pushliteral(L, "health.check: ");          /* [where, prefix] */
+    lua_pushfstring(L, "%s: ", define_what);       /* [where, prefix] */
     va_start(ap, fmt);
     lua_pushvfstring(L, fmt, ap);                  /* [where, prefix, msg] */
     va_end(ap);
@@ -240,6 +258,13 @@ static uint64_t hash_lines(uint64_t h, const ha_gen *gen, int first, int last)
 
 static void check_free(ha_check *c)
 {
+    for (char **n = c->dep_names; n && *n; n++)
+        free(*n);
+    free(c->dep_names);
+    free(c->deps);
+    free(c->dep_idx);
+    free(c->rdeps);
+    free(c->blocked);
     free(c->name);
     free(c->where);
     free(c->output);
@@ -249,8 +274,76 @@ static void check_free(ha_check *c)
     free(c);
 }
 
-void engine_check_define(lua_State *L, int idx)
+/* Checks the depends_on field (a list of check names, or one name) and
+ * returns how many names it has (0 when absent). Raises on a bad value. */
+static int field_depends(lua_State *L, int idx, const char *self)
 {
+    int t = lua_getfield(L, idx, "depends_on");
+    int n = 0;
+    if (t == LUA_TSTRING) {
+        n = 1;
+    } else if (t == LUA_TTABLE) {
+        lua_Integer len = luaL_len(L, -1);
+        if (len > DEPS_MAX)
+            define_error(L, "field 'depends_on' lists more than %d checks", DEPS_MAX);
+        n = (int)len;
+    } else if (t != LUA_TNIL) {
+        define_error(L, "field 'depends_on' must be a list of check names");
+    }
+    for (int i = 1; i <= n; i++) {
+        if (t == LUA_TTABLE)
+            lua_rawgeti(L, -1, i);
+        else
+            lua_pushvalue(L, -1);
+        size_t len;
+        const char *d = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+        if (d == NULL || !engine__name_valid(d, len))
+            define_error(L, "field 'depends_on': entry %d is not a check name", i);
+        if (strcmp(d, self) == 0)
+            define_error(L, "dependency cycle: %s -> %s", self, self);
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+/* Copies the n names of depends_on into a NULL-terminated array, or NULL
+ * (n == 0 or out of memory: *oom says which). Never raises. */
+static char **copy_depends(lua_State *L, int idx, int n, bool *oom)
+{
+    *oom = false;
+    if (n == 0)
+        return NULL;
+    char **names = calloc((size_t)n + 1, sizeof *names);
+    if (names == NULL) {
+        *oom = true;
+        return NULL;
+    }
+    int t = lua_getfield(L, idx, "depends_on");    /* [deps] */
+    for (int i = 0; i < n; i++) {
+        if (t == LUA_TTABLE)
+            lua_rawgeti(L, -1, i + 1);             /* [deps, name] */
+        else
+            lua_pushvalue(L, -1);
+        names[i] = strdup(lua_tostring(L, -1));
+        lua_pop(L, 1);                             /* [deps] */
+        if (names[i] == NULL)
+            *oom = true;
+    }
+    lua_pop(L, 1);                                 /* [] */
+    return names;
+}
+
+static void define(lua_State *L, int idx, bool pushed);
+
+void engine_check_define(lua_State *L, int idx) { define(L, idx, false); }
+
+void engine_check_define_push(lua_State *L, int idx) { define(L, idx, true); }
+
+/* health.check or health.push (pushed): see engine_check.h. */
+static void define(lua_State *L, int idx, bool pushed)
+{
+    define_what = pushed ? "health.push" : "health.check";
     ha_vm *vm = engine_vm_of(L);
     ha_gen *gen = vm->gen;
     idx = lua_absindex(L, idx);
@@ -262,9 +355,10 @@ void engine_check_define(lua_State *L, int idx)
     while (lua_next(L, idx)) {
         lua_pop(L, 1); /* [key] */
         bool known = false;
+        const char *const *names = pushed ? push_fields : fields;
         if (lua_type(L, -1) == LUA_TSTRING)
-            for (int i = 0; fields[i]; i++)
-                known |= strcmp(lua_tostring(L, -1), fields[i]) == 0;
+            for (int i = 0; names[i]; i++)
+                known |= strcmp(lua_tostring(L, -1), names[i]) == 0;
         if (!known)
             define_error(L, "unknown field '%s'", luaL_tolstring(L, -1, NULL));
     }
@@ -293,6 +387,9 @@ void engine_check_define(lua_State *L, int idx)
     field_int(L, idx, "success_threshold", &sthr);
     unsigned probes = field_probes(L, idx);
     check_paths_free(L, cfg, name, probes);
+    int ndeps = field_depends(L, idx, name);
+    if (pushed && ttl == 0)
+        define_error(L, "field 'ttl' is required: the time within which the application reports");
     bool critical = true;
     if (lua_getfield(L, idx, "critical") != LUA_TNIL) {
         if (!lua_isboolean(L, -1))
@@ -316,7 +413,7 @@ void engine_check_define(lua_State *L, int idx)
             define_error(L, "field 'memory': bad size (use bytes or \"8MiB\")");
     }
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "ttl") == LUA_TNIL) {
+    if (lua_getfield(L, idx, "ttl") == LUA_TNIL && !pushed) {
         /* default ttl: the configured one, stretched so that background
          * results stay fresh until the next refresh lands: the refresh
          * starts up to interval + jitter after a result and may use its
@@ -328,7 +425,9 @@ void engine_check_define(lua_State *L, int idx)
     }
     lua_pop(L, 1);
     /* default max_age: the stale result covers one more run of the check */
-    if (max_age == 0) {
+    if (pushed) {
+        max_age = ttl; /* a report is never stale: it holds until its deadline, then reads DOWN */
+    } else if (max_age == 0) {
         max_age = ttl + timeout;
     } else if (max_age < ttl) {
         char a[32], t[32];
@@ -338,11 +437,16 @@ void engine_check_define(lua_State *L, int idx)
     }
     bool has_delay = lua_getfield(L, idx, "initial_delay") != LUA_TNIL;
     lua_pop(L, 1);
-    if (lua_getfield(L, idx, "run") != LUA_TFUNCTION)
-        define_error(L, "field 'run' must be a function");
     lua_Debug ar;
-    lua_pushvalue(L, -1);
-    lua_getinfo(L, ">S", &ar); /* pops the copy */
+    memset(&ar, 0, sizeof ar);
+    if (pushed) {
+        lua_pushnil(L); /* [nil]: no run; luaL_ref of nil gives LUA_REFNIL */
+    } else {
+        if (lua_getfield(L, idx, "run") != LUA_TFUNCTION)
+            define_error(L, "field 'run' must be a function");
+        lua_pushvalue(L, -1);
+        lua_getinfo(L, ">S", &ar); /* pops the copy */
+    }
     lua_Debug here;
     int line = lua_getstack(L, user_level(L), &here) && lua_getinfo(L, "Sl", &here) ? here.currentline : 0;
 
@@ -371,10 +475,14 @@ void engine_check_define(lua_State *L, int idx)
         return; /* not reached: luaL_error raises */
     }
     c->run_ref = run_ref;
+    c->pushed = pushed;
     c->name = strdup(name);
     size_t wl = strlen(here.short_src) + 16;
     c->where = malloc(wl);
-    if (c->name == NULL || c->where == NULL) {
+    bool oom;
+    c->dep_names = copy_depends(L, idx, ndeps, &oom);
+    c->ndeps = (uint32_t)ndeps;
+    if (c->name == NULL || c->where == NULL || oom) {
         luaL_unref(L, LUA_REGISTRYINDEX, run_ref);
         check_free(c);
         luaL_error(L, "not enough memory");
@@ -402,6 +510,9 @@ void engine_check_define(lua_State *L, int idx)
     uint64_t nums[] = {probes, timeout, ttl, interval, delay, mem, (uint64_t)fthr, (uint64_t)sthr, critical,
                        max_age};
     h = fnv(h, nums, sizeof nums);
+    h = fnv(h, &pushed, sizeof pushed);
+    for (int i = 0; i < ndeps; i++)
+        h = fnv(h, c->dep_names[i], strlen(c->dep_names[i]) + 1);
     if (gen->cur_src && ar.linedefined > 0)
         h = hash_lines(h, gen, ar.linedefined, ar.lastlinedefined);
     c->def_hash = h;
@@ -585,6 +696,16 @@ static void record(ha_check *c, ha_status raw, ha_result res, char *output, char
     if (c->nagg_groups && (c->status != old || !same_output || c->runs == 1))
         engine_group_member_changed(c);
     engine_mark_dirty(c->gen->eng);
+    /* the first own result after the dependencies passed again ends the block */
+    if (c->blocked && (c->holder == NULL || engine_check_shown(c->holder) != HA_DOWN)) {
+        log_event(LOG_INFO, c->name, "dependencies pass again: %s", ha_status_name(c->status));
+        free(c->blocked);
+        c->blocked = NULL;
+        c->root = NULL;
+        if (c->nagg_groups)
+            engine_group_member_changed(c);
+    }
+    deps_changed(c);
 }
 
 static char *dup_str(const char *s) { return s ? strdup(s) : NULL; }
@@ -699,6 +820,147 @@ static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, vo
     }
 }
 
+/* --- dependencies -------------------------------------------------------- */
+
+ha_status engine_check_shown(const ha_check *c) { return c->blocked ? HA_DOWN : c->status; }
+
+/* The dependency that holds c back: the first one that shows DOWN, else
+ * the first one still INIT (undecided), else NULL (all UP or WARN). */
+static ha_check *holder_of(const ha_check *c)
+{
+    ha_check *init = NULL;
+    for (uint32_t i = 0; i < c->ndeps && c->deps; i++) {
+        ha_status s = engine_check_shown(c->deps[i]);
+        if (s == HA_DOWN)
+            return c->deps[i];
+        if (s == HA_INIT && init == NULL)
+            init = c->deps[i];
+    }
+    return init;
+}
+
+/* Writes "dependency ROOT is DOWN" and, when the chain from c's holder to
+ * the root passes other checks, " (via b, c)" into b. */
+static void blocked_message(const ha_check *c, const ha_check *root, ha_buf *b)
+{
+    buf_printf(b, "dependency %s is DOWN", root->name);
+    const char *sep = " (via ";
+    for (const ha_check *x = c->holder; x && x != root && b->len < HA_OUTPUT_MAX; x = x->holder) {
+        buf_printf(b, "%s%s", sep, x->name);
+        sep = ", ";
+    }
+    if (sep[0] == ',')
+        buf_addc(b, ')');
+}
+
+/* Moves c's dependency state to what its dependencies show now: blocked
+ * (shown DOWN naming the root cause) while one shows DOWN; when none holds
+ * it back any more, a run at once (the block ends with its result). A
+ * change is passed on to c's dependents. */
+static void deps_update(ha_check *c)
+{
+    ha_check *h = holder_of(c);
+    c->holder = h;
+    if (h != NULL && engine_check_shown(h) == HA_DOWN) {
+        ha_check *root = h->blocked && h->root ? h->root : h;
+        ha_buf b = HA_BUF_INIT;
+        blocked_message(c, root, &b);
+        char *msg = cap_output(buf_cstr(&b), b.len);
+        buf_free(&b);
+        if (msg == NULL)
+            return;
+        if (c->blocked && strcmp(c->blocked, msg) == 0) {
+            free(msg);
+            c->root = root;
+            return;
+        }
+        ha_status old = engine_check_shown(c);
+        free(c->blocked);
+        c->blocked = msg;
+        c->root = root;
+        int64_t now = ha_wall_ms();
+        c->blocked_ms = now > c->blocked_ms ? now : c->blocked_ms + 1; /* the front's views key on it */
+        log_event(old == HA_DOWN ? LOG_INFO : LOG_WARN, c->name, "%s -> DOWN: %s", ha_status_name(old), msg);
+        engine_mark_dirty(c->gen->eng);
+        if (c->nagg_groups)
+            engine_group_member_changed(c);
+        deps_changed(c);
+        return;
+    }
+    if (h == NULL && (c->blocked || c->skipped)) {
+        c->skipped = false;
+        engine_mark_dirty(c->gen->eng); /* the snapshot marks it recovering */
+        engine_check_request(c, true);
+    }
+}
+
+/* c's shown status or root cause may have changed: re-evaluates its
+ * dependents (transitively; the graph has no cycle). */
+static void deps_changed(ha_check *c)
+{
+    for (uint32_t i = 0; i < c->nrdeps; i++)
+        deps_update(c->rdeps[i]);
+}
+
+/* The JSON details of a blocked check: the root cause, the chain, and its
+ * own last output and details. Returns NULL when out of memory. */
+static char *blocked_details(const ha_check *c)
+{
+    ha_buf b = HA_BUF_INIT;
+    const ha_check *root = c->root ? c->root : c->holder;
+    buf_adds(&b, "{\"dependency\":");
+    buf_json_str(&b, root ? root->name : "", root ? strlen(root->name) : 0);
+    buf_adds(&b, ",\"via\":[");
+    const char *sep = "";
+    for (const ha_check *x = c->holder; x && x != root && b.len < HA_DETAILS_MAX; x = x->holder) {
+        buf_adds(&b, sep);
+        buf_json_str(&b, x->name, strlen(x->name));
+        sep = ",";
+    }
+    buf_addc(&b, ']');
+    if (c->output) {
+        buf_adds(&b, ",\"last_output\":");
+        buf_json_str(&b, c->output, strlen(c->output));
+    }
+    if (c->details_json && c->details_json[0] && b.len + strlen(c->details_json) < HA_DETAILS_MAX) {
+        buf_adds(&b, ",\"last_details\":");
+        buf_adds(&b, c->details_json);
+    }
+    buf_addc(&b, '}');
+    return buf_steal(&b);
+}
+
+/* --- pushed checks ------------------------------------------------------ */
+
+/* A pushed check's report deadline passed: DOWN "no report for 30s". */
+static void on_report_deadline(uv_timer_t *h)
+{
+    ha_check *c = h->data;
+    char d[32], msg[64];
+    ha_duration_format(c->ttl_ns, d, sizeof d);
+    snprintf(msg, sizeof msg, "no report for %s", d);
+    c->report_armed = false;
+    c->started_ns = 0;
+    record(c, HA_DOWN, HA_RES_TIMEOUT, strdup(msg), NULL);
+    /* a timer's turn may be followed by a poll that sleeps: publish now */
+    engine__publish_pending(c->gen->eng);
+}
+
+static void report_arm(ha_check *c, uint64_t delay_ns)
+{
+    c->report_armed = true;
+    uv_timer_start(&c->timer, on_report_deadline, (delay_ns + HA_NS_PER_MS - 1) / HA_NS_PER_MS, 0);
+}
+
+void engine_check_report(ha_check *c, ha_status status, const char *output, size_t n)
+{
+    ha_result res = status == HA_UP ? HA_RES_UP : status == HA_WARN ? HA_RES_WARN : HA_RES_DOWN;
+    c->started_ns = 0;
+    record(c, status, res, output && n ? cap_output(output, n) : NULL, NULL);
+    if (c->gen->active && c->timer.loop)
+        report_arm(c, c->ttl_ns);
+}
+
 /* Pushes the ctx argument of run: [-0, +1]. */
 static void push_ctx(lua_State *L, const ha_check *c)
 {
@@ -732,11 +994,15 @@ static void start_run(ha_check *c)
 
 void engine_check_request(ha_check *c, bool force)
 {
-    if (c->task || !c->gen->active || c->gen->eng->stopping)
+    if (c->pushed || c->task || !c->gen->active || c->gen->eng->stopping)
         return;
     uint64_t now = uv_hrtime();
     if (now < c->not_before_ns)
         return;
+    if (c->ndeps && (c->holder = holder_of(c)) != NULL) {
+        c->skipped = true; /* deps_update runs it once they pass */
+        return;
+    }
     if (!force && c->runs && now < c->done_ns + c->ttl_ns)
         return;
     start_run(c);
@@ -794,6 +1060,119 @@ ha_check *engine_gen_find(ha_gen *gen, const char *name, size_t len)
     return NULL;
 }
 
+/* Fills err with the cycle that the depth-first walk found: the stack
+ * from the check at stack[from] to the top, then that check again. */
+static void cycle_error(const ha_gen *gen, const uint32_t *stack, size_t from, size_t top, char *err,
+                        size_t errlen)
+{
+    const ha_check *first = gen->checks[stack[from]];
+    int n = snprintf(err, errlen, "%s: health.check: dependency cycle: ", first->where);
+    for (size_t i = from; i <= top && n > 0 && (size_t)n < errlen; i++)
+        n += snprintf(err + n, errlen - (size_t)n, "%s -> ", gen->checks[stack[i]]->name);
+    if (n > 0 && (size_t)n < errlen)
+        snprintf(err + n, errlen - (size_t)n, "%s", first->name);
+}
+
+int engine_gen_link(ha_gen *gen, bool partial, char *err, size_t errlen)
+{
+    size_t n = gen->n;
+    for (size_t i = 0; i < n; i++)
+        gen->checks[i]->index = (uint32_t)i;
+    /* names -> checks, and how many depend on each */
+    for (size_t i = 0; i < n; i++) {
+        ha_check *c = gen->checks[i];
+        if (c->ndeps == 0)
+            continue;
+        c->deps = calloc(c->ndeps, sizeof *c->deps);
+        c->dep_idx = calloc(c->ndeps, sizeof *c->dep_idx);
+        if (c->deps == NULL || c->dep_idx == NULL)
+            goto oom;
+        uint32_t k = 0;
+        for (uint32_t j = 0; c->dep_names[j]; j++) {
+            const char *dn = c->dep_names[j];
+            ha_check *d = engine_gen_find(gen, dn, strlen(dn));
+            if (d == NULL) {
+                if (partial)
+                    continue;
+                snprintf(err, errlen, "%s: health.check: '%s' depends on '%s', which no health.check or "
+                                      "health.push defines", c->where, c->name, dn);
+                return -1;
+            }
+            bool dup = false;
+            for (uint32_t m = 0; m < k; m++)
+                dup |= c->deps[m] == d;
+            if (dup)
+                continue;
+            c->deps[k] = d;
+            c->dep_idx[k++] = d->index;
+            d->nrdeps++;
+        }
+        c->ndeps = k;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ha_check *d = gen->checks[i];
+        if (d->nrdeps && (d->rdeps = calloc(d->nrdeps, sizeof *d->rdeps)) == NULL)
+            goto oom;
+        d->nrdeps = 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        for (uint32_t j = 0; j < gen->checks[i]->ndeps; j++) {
+            ha_check *d = gen->checks[i]->deps[j];
+            d->rdeps[d->nrdeps++] = gen->checks[i];
+        }
+    /* cycles, by an iterative depth-first walk (a chain of 10,000 checks
+     * must not need 10,000 C frames), which also gives the order in which
+     * activation settles the graph: every dependency before its dependents */
+    uint8_t *state = calloc(n ? n : 1, 1);     /* 0 new, 1 on the stack, 2 done */
+    uint32_t *stack = calloc(n ? n : 1, sizeof *stack), *edge = calloc(n ? n : 1, sizeof *edge);
+    free(gen->topo);
+    gen->topo = calloc(n ? n : 1, sizeof *gen->topo);
+    int r = 0;
+    if (state == NULL || stack == NULL || edge == NULL || gen->topo == NULL) {
+        snprintf(err, errlen, "not enough memory");
+        r = -1;
+        goto done;
+    }
+    size_t ntopo = 0;
+    for (size_t s0 = 0; s0 < n && r == 0; s0++) {
+        if (state[s0])
+            continue;
+        size_t sp = 0;
+        stack[sp] = (uint32_t)s0;
+        edge[sp++] = 0;
+        state[s0] = 1;
+        while (sp && r == 0) {
+            ha_check *c = gen->checks[stack[sp - 1]];
+            if (edge[sp - 1] < c->ndeps) {
+                uint32_t d = c->dep_idx[edge[sp - 1]++];
+                if (state[d] == 1) {
+                    size_t from = 0;
+                    while (stack[from] != d)
+                        from++;
+                    cycle_error(gen, stack, from, sp - 1, err, errlen);
+                    r = -1;
+                } else if (state[d] == 0) {
+                    state[d] = 1;
+                    stack[sp] = d;
+                    edge[sp++] = 0;
+                }
+            } else {
+                state[c->index] = 2;
+                gen->topo[ntopo++] = c->index;
+                sp--;
+            }
+        }
+    }
+done:
+    free(state);
+    free(stack);
+    free(edge);
+    return r;
+oom:
+    snprintf(err, errlen, "not enough memory");
+    return -1;
+}
+
 /* Copies the state of a check with the same definition from prev. */
 static void inherit(ha_check *c, ha_gen *prev)
 {
@@ -817,6 +1196,10 @@ static void inherit(ha_check *c, ha_gen *prev)
     c->not_before_ns = o->not_before_ns;
     c->hist = o->hist;
     o->hist = NULL;
+    c->blocked = o->blocked; /* kept on show until the graph is settled again */
+    o->blocked = NULL;
+    c->blocked_ms = o->blocked_ms;
+    c->report_armed = o->report_armed;
 }
 
 void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
@@ -832,6 +1215,14 @@ void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
         c->timer.data = c;
         uint64_t runs = c->runs;
         inherit(c, prev);
+        if (c->pushed) {
+            /* no run ever; a kept report keeps its deadline */
+            if (c->report_armed) {
+                uint64_t end = c->done_ns + c->ttl_ns;
+                report_arm(c, end > now ? end - now : 0);
+            }
+            continue;
+        }
         if (c->runs > runs) {
             /* kept its result: refresh on its usual schedule */
             if (c->interval_ns && autorun)
@@ -843,6 +1234,16 @@ void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun)
         c->not_before_ns = now + c->initial_delay_ns;
         if (autorun)
             schedule(c, first_run_offset(c));
+    }
+    /* dependencies first: a dependent sees what they show */
+    for (size_t i = 0; gen->topo && i < gen->n; i++) {
+        ha_check *c = gen->checks[gen->topo[i]];
+        if (c->ndeps)
+            deps_update(c);
+        else if (c->blocked) { /* kept from a definition that had dependencies */
+            free(c->blocked);
+            c->blocked = NULL;
+        }
     }
     engine_group_activate(gen, prev);
     engine_mark_dirty(eng);
@@ -866,6 +1267,7 @@ void engine_gen_close(ha_gen *gen)
     engine_group_free_all(gen);
     free(gen->checks);
     free(gen->by_name);
+    free(gen->topo);
     free(gen);
 }
 
@@ -919,6 +1321,14 @@ int engine_check_await(lua_State *L, ha_check *c)
     ha_task *t = engine_task_current(L, "run");
     if (!c->gen->active)
         return luaL_error(L, "run: the scripts generation is closed");
+    if (c->task == NULL && (c->pushed || (c->ndeps && holder_of(c)))) {
+        /* nothing will run: a pushed check, or one its dependencies hold
+         * back: the current state is the answer */
+        ha_await now = {.status = engine_check_shown(c), .last = c->blocked ? HA_DOWN : c->last,
+                        .output = c->blocked ? c->blocked : c->output,
+                        .details = c->details_json, .duration_ns = c->duration_ns, .runs = c->runs};
+        return await_push(&now.op, L);
+    }
     ha_await *a = calloc(1, sizeof *a);
     if (a == NULL)
         return luaL_error(L, "not enough memory");
@@ -977,6 +1387,18 @@ void engine_check_push_state(lua_State *L, const ha_check *c)
     lua_setfield(L, -2, "probes");
     lua_pushstring(L, c->where);
     lua_setfield(L, -2, "where");
+    if (c->blocked) {
+        lua_pushstring(L, c->blocked);
+        lua_setfield(L, -2, "blocked");
+    }
+    lua_pushboolean(L, c->pushed);
+    lua_setfield(L, -2, "pushed");
+    lua_createtable(L, (int)c->ndeps, 0);
+    for (uint32_t i = 0; i < c->ndeps && c->deps; i++) {
+        lua_pushstring(L, c->deps[i]->name);
+        lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "depends_on");
 }
 
 void engine_check_snap(const ha_check *c, ha_snap_check *o)
@@ -1006,6 +1428,29 @@ void engine_check_snap(const ha_check *c, ha_snap_check *o)
     o->consec_fail = c->consec_fail;
     o->last = c->last;
     o->hist = snapshot_hist_retain(c->hist);
+    o->pushed = c->pushed;
+    if (c->pushed && c->runs)
+        o->expires_ns = o->expired_ns = UINT64_MAX; /* the engine's report deadline decides */
+    if (c->ndeps && (o->deps = malloc(c->ndeps * sizeof *o->deps)) != NULL) {
+        memcpy(o->deps, c->dep_idx, c->ndeps * sizeof *o->deps);
+        o->ndeps = c->ndeps;
+    }
+    if (c->blocked) {
+        /* shown DOWN naming the root cause; as fresh as the root's result
+         * while it holds, stale (wait for the own run) once it passes */
+        const ha_check *root = c->root;
+        o->blocked = true;
+        o->status = HA_DOWN;
+        free(o->output);
+        free(o->details_json);
+        o->output = strdup(c->blocked);
+        o->details_json = blocked_details(c);
+        o->time_ms = c->blocked_ms;
+        o->expires_ns = 0;
+        if (c->holder && root && root->runs)
+            o->expires_ns = root->pushed ? UINT64_MAX : root->done_ns + root->ttl_ns;
+        o->expired_ns = UINT64_MAX;
+    }
 }
 
 /* --- JSON -------------------------------------------------------------- */

@@ -61,7 +61,24 @@ typedef struct ha_check {
     ha_task *task;            /* run in flight, or NULL */
     ha_await *awaiters;       /* ops waiting for the run in flight */
     ha_gen *gen;              /* not owned */
-    uv_timer_t timer;         /* initial delay and interval */
+    uv_timer_t timer;         /* initial delay and interval; a pushed check's report deadline */
+    /* dependencies (depends_on): linked when the generation's load ends */
+    char **dep_names;         /* owned: ndeps names as given, in order */
+    struct ha_check **deps;   /* owned: the checks they name, ndeps (NULL until linked) */
+    uint32_t *dep_idx;        /* owned: their indices in gen->checks, the snapshot's order */
+    uint32_t ndeps;
+    struct ha_check **rdeps;  /* owned: the checks that depend on this one */
+    uint32_t nrdeps;
+    uint32_t index;           /* position in gen->checks once sorted */
+    struct ha_check *holder;  /* the first dependency that is neither UP nor WARN, or NULL */
+    struct ha_check *root;    /* while blocked: the DOWN check at the end of the chain */
+    char *blocked;            /* owned: "dependency c is DOWN (via b)" while a dependency is DOWN,
+                                 and until the first own result after it recovers; else NULL */
+    int64_t blocked_ms;       /* wall clock blocked last changed (strictly growing) */
+    bool skipped;             /* a run was refused for a dependency: run once they pass */
+    /* pushed checks (health.push) */
+    bool pushed;              /* results come from reports (engine_check_report), never a run */
+    bool report_armed;        /* its report deadline (timer) is running */
     /* groups (engine_group.c) */
     uint32_t *agg_groups;     /* owned: indices in gen->groups of the Lua-aggregate groups
                                  it is a member of, NULL when none */
@@ -79,6 +96,7 @@ struct ha_gen {
     size_t n, cap;
     uint32_t *by_name;        /* owned, while loading: open-addressing index of checks by name,
                                  2 x cap slots, each an index + 1 (0: empty); freed by the sort */
+    uint32_t *topo;           /* owned, once linked: check indices, dependencies first */
     bool active;              /* runs allowed */
     bool autorun;             /* first runs and interval refreshes are scheduled */
     /* while loading */
@@ -95,6 +113,24 @@ struct ha_gen {
  * generation being loaded. Raises with the script's file:line on any bad
  * field. */
 void engine_check_define(lua_State *L, int idx);
+/* health.push's argument at idx: a check whose results the application
+ * reports (no run function; ttl is the report deadline). Raises like
+ * engine_check_define. */
+void engine_check_define_push(lua_State *L, int idx);
+
+/* Resolves the depends_on names of a loaded, sorted generation into
+ * checks, indices and reverse edges. Returns 0, or -1 with "file:line:
+ * health.check: ..." in err for an unknown name (unless partial: one file
+ * of several, as lint loads them) or a dependency cycle. */
+int engine_gen_link(ha_gen *gen, bool partial, char *err, size_t errlen);
+
+/* Applies a report to the pushed check c: status is HA_UP, HA_WARN or
+ * HA_DOWN, output (n bytes, may be NULL) is copied and capped; restarts its
+ * report deadline. c must be pushed. */
+void engine_check_report(ha_check *c, ha_status status, const char *output, size_t n);
+
+/* The status c shows: DOWN while blocked by a dependency, else its own. */
+ha_status engine_check_shown(const ha_check *c);
 
 /* Starts the generation: first runs (after initial_delay) and interval
  * timers. Checks whose definition matches one in prev keep its state. */

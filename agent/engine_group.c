@@ -511,8 +511,12 @@ static void entry_push(lua_State *L, const ha_check *c, int k)
     int64_t since;
     switch (k) {
     case 0: lua_pushstring(L, c->name); break;
-    case 1: lua_pushstring(L, ha_status_name(c->status)); break;
-    case 2: c->output ? (void)lua_pushstring(L, c->output) : lua_pushnil(L); break;
+    case 1: lua_pushstring(L, ha_status_name(engine_check_shown(c))); break; /* blocked: DOWN */
+    case 2: {
+        const char *out = c->blocked ? c->blocked : c->output; /* blocked: the root cause */
+        out ? (void)lua_pushstring(L, out) : lua_pushnil(L);
+        break;
+    }
     case 3: lua_pushnumber(L, (double)c->duration_ns / 1e6); break;
     case 4:
         since = c->hist && c->hist->transition_ms ? c->hist->transition_ms : c->time_ms;
@@ -572,7 +576,7 @@ static int entry_pairs(lua_State *L)
 static int entry_tostring(lua_State *L)
 {
     entry_box *b = luaL_checkudata(L, 1, ENTRY_MT);
-    lua_pushfstring(L, "result %s: %s", b->c->name, ha_status_name(b->c->status));
+    lua_pushfstring(L, "result %s: %s", b->c->name, ha_status_name(engine_check_shown(b->c)));
     return 1;
 }
 

@@ -299,6 +299,8 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
         qsort(gen->checks, gen->n, sizeof *gen->checks, check_order);
     free(gen->by_name); /* its indices are the order of definition */
     gen->by_name = NULL;
+    if (engine_gen_link(gen, set->partial, err, errlen) != 0)
+        goto fail;
     if (engine_group_resolve(gen, err, errlen) != 0)
         goto fail;
     lua_gc(L, LUA_GCCOLLECT);

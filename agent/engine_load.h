@@ -20,6 +20,8 @@ typedef struct {
     ha_script *files; /* owned, sorted by name */
     size_t n;
     uint64_t hash;    /* content hash over names and contents */
+    bool partial;     /* some files of a set (lint loads each alone): depends_on may name
+                         checks the other files define */
 } ha_script_set;
 
 /* Reads the scripts of dir. The content hash covers the names and contents

@@ -35,6 +35,7 @@
 #define WATCH_MIN_NS (50 * HA_NS_PER_MS)   /* the watchdog's look at the heartbeat: at least this often... */
 #define WATCH_MAX_NS HA_NS_PER_S           /* ...and at most once a second while the engine is well */
 #define MAX_EXCLUDE 32
+#define REPORT_WAIT_MIN_NS (100 * HA_NS_PER_MS) /* a report waits for the engine at least this (max_wait 0) */
 
 /* What one client connection may hold (see README "Limits"). */
 #define MAX_INFLIGHT 32                  /* requests in flight per connection (h2load -m10 needs 10) */
@@ -144,6 +145,8 @@ struct ha_front {
     group_view *gviews;               /* owned: one per snapshot group, NULL when none */
     size_t ngviews;
     unsigned char *requested;         /* per snapshot check: a run was asked for */
+    unsigned char *mark;              /* per snapshot check: scratch of dep_closure, all 0 between calls */
+    uint32_t *dep_stack;              /* per snapshot check: scratch of dep_closure */
     unsigned char *age;               /* per snapshot check: ha_age of its result, an overlay */
     uint64_t age_next_ns;             /* monotonic: the next age boundary, UINT64_MAX: none */
     bool age_hold;                    /* results that just arrived read fresh until the
@@ -169,6 +172,7 @@ struct ha_front {
     uint64_t ended_log_ms[END_REASONS]; /* loop time of that line */
     uint64_t shutdown_at_ns;          /* when the current phase ends */
     uint64_t override_sent;           /* overrides queued for the engine so far */
+    uint64_t report_sent;             /* pushed-check reports queued for the engine so far */
     bool pending_ready;               /* the last one: in force until a snapshot carries it */
     char *pending_reason;             /* owned, may be NULL */
     uint64_t views_epoch;             /* grows whenever what the views show may change */
@@ -288,25 +292,43 @@ static void grpc_changed(ha_front *f)
         f->grpc_mod->changed(f->grpc);
 }
 
+static size_t dep_closure(ha_front *f, unsigned char bit);
+
 /* Folds what the views of one probe or group show into *hn (names-only
  * views) and *hf (full views), and lowers *fresh to the soonest expiry of
- * its checks: the members of g when g has its own, else the checks of probe pi.
+ * its checks and of what they depend on (a pushed check never expires
+ * here): the members of g when g has its own, else the checks of probe pi.
  * agg: the group whose aggregate applies, may be NULL. */
-static void view_hash(const ha_front *f, const ha_snap_group *g, int pi, const ha_snap_group *agg,
+static void view_hash(ha_front *f, const ha_snap_group *g, int pi, const ha_snap_group *agg,
                       uint64_t *fresh, uint64_t *hn, uint64_t *hf)
 {
     const ha_snapshot *s = f->snap;
     size_t count = g ? g->nmembers : s->n;
+    bool deps = false;
     for (size_t k = 0; k < count; k++) {
         size_t i = g ? g->members[k] : k;
         const ha_snap_check *c = &s->checks[i];
         if (!g && !ha_probe_covers(c->probes, pi))
             continue;
-        if (c->expires_ns < *fresh)
+        if (c->ndeps) {
+            f->mark[i] = 1;
+            deps = true;
+        }
+        if (!c->pushed && c->expires_ns < *fresh)
             *fresh = c->expires_ns;
         uint64_t v = ((uint64_t)c->status * 2 + c->critical) * 4 + f->age[i];
         *hn = mix(mix_str(*hn, c->name), v);
-        *hf = mix(mix(mix_str(*hf, c->name), v), c->runs);
+        /* time_ms: a blocked check's root cause may change, nothing else */
+        *hf = mix(mix(mix(mix_str(*hf, c->name), v), c->runs), (uint64_t)c->time_ms);
+    }
+    if (deps) { /* only as fresh as the dependencies */
+        dep_closure(f, 1);
+        for (size_t i = 0; i < s->n; i++) {
+            const ha_snap_check *c = &s->checks[i];
+            if (f->mark[i] == 2 && !c->pushed && c->expires_ns < *fresh)
+                *fresh = c->expires_ns;
+            f->mark[i] = 0;
+        }
     }
     if (agg != NULL) {
         *hn = mix(mix(*hn, agg->kind), agg->lua_status);
@@ -448,16 +470,23 @@ static void deadline_arm(ha_front *f);
 static int absorb_snapshot(ha_front *f, const ha_snapshot *old)
 {
     size_t n = f->snap->n ? f->snap->n : 1;
-    unsigned char *req = calloc(n, 1), *age = calloc(n, 1);
-    if (req == NULL || age == NULL) {
+    unsigned char *req = calloc(n, 1), *age = calloc(n, 1), *mark = calloc(n, 1);
+    uint32_t *stack = calloc(n, sizeof *stack);
+    if (req == NULL || age == NULL || mark == NULL || stack == NULL) {
         free(req);
         free(age);
+        free(mark);
+        free(stack);
         return -1;
     }
     free(f->requested);
     free(f->age);
+    free(f->mark);
+    free(f->dep_stack);
     f->requested = req;
     f->age = age;
+    f->mark = mark;
+    f->dep_stack = stack;
     uint64_t now = uv_hrtime();
     f->age_hold = false;
     ages_update(f, now);
@@ -711,8 +740,12 @@ static void waits_call_due(ha_front *f)
 
 /* True when every check w waits for has a new result, is fresh, is within
  * its initial delay, or was removed by a reload. */
+static bool is_stale(const ha_snap_check *c, uint64_t now);
+
 static bool wait_satisfied(ha_front *f, front_wait *w, uint64_t now)
 {
+    if (w->report_seq > f->snap->report_seq)
+        return false;
     for (size_t i = 0; i < w->nitems; i++) {
         front_wait_item *it = &w->items[i];
         int k = snapshot_find(f->snap, it->name, it->len);
@@ -721,7 +754,7 @@ static bool wait_satisfied(ha_front *f, front_wait *w, uint64_t now)
         const ha_snap_check *c = &f->snap->checks[k];
         if (c->runs < it->runs)
             it->runs = 0; /* a reload redefined it: its first result will do */
-        if (c->runs > it->runs || (c->runs && c->expires_ns > now) || c->not_before_ns > now)
+        if (c->runs > it->runs || !is_stale(c, now) || c->not_before_ns > now)
             continue;
         return false;
     }
@@ -801,18 +834,59 @@ static const ha_snap_group *sel_group(const ha_front *f, const ha_front_sel *sel
     return *missing ? NULL : &f->snap->groups[gi];
 }
 
-/* True when sel covers c (a member of g when g is not NULL, else of the
- * probe) and c needs a run before an answer: stale or never run, and not
- * within its initial delay. */
-static bool wants_run(const ha_snap_check *c, const ha_front_sel *sel, const ha_snap_group *g, uint64_t now)
+/* True when sel covers c: the answer shows it (a member of g when g is
+ * not NULL, else a check of the probe). */
+static bool covers(const ha_snap_check *c, const ha_front_sel *sel, const ha_snap_group *g)
 {
     if ((!g && !ha_probe_covers(c->probes, sel->probe)) || (sel->only.p && !same_name(&sel->only, c->name)))
         return false;
     for (size_t e = 0; e < sel->nexclude; e++)
         if (same_name(&sel->exclude[e], c->name))
             return false;
-    /* a fresh result is served even while a background refresh runs */
-    return c->not_before_ns <= now && !(c->runs && c->expires_ns > now);
+    return true;
+}
+
+/* True when c's result is past its ttl or c never ran. A pushed check is
+ * never stale (its reports come when they come: the engine's report
+ * deadline turns it DOWN); a blocked one is as fresh as its root cause. */
+static bool is_stale(const ha_snap_check *c, uint64_t now)
+{
+    if (c->pushed)
+        return false;
+    return !((c->runs || c->blocked) && c->expires_ns > now);
+}
+
+/* True when c needs a run before an answer: stale, and not within its
+ * initial delay. A fresh result is served even while a background refresh
+ * runs. */
+static bool wants_run(const ha_snap_check *c, uint64_t now)
+{
+    return c->not_before_ns <= now && is_stale(c, now);
+}
+
+/* Adds to the checks whose f->mark is `bit` every check they depend on,
+ * transitively (marked 2 unless already marked). Returns how many were
+ * added. The graph has no cycle (a load error), and each check is pushed
+ * once: O(checks + dependencies). */
+static size_t dep_closure(ha_front *f, unsigned char bit)
+{
+    const ha_snapshot *s = f->snap;
+    size_t sp = 0, added = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (f->mark[i] == bit && s->checks[i].ndeps)
+            f->dep_stack[sp++] = (uint32_t)i;
+    while (sp) {
+        const ha_snap_check *c = &s->checks[f->dep_stack[--sp]];
+        for (uint32_t k = 0; k < c->ndeps; k++) {
+            uint32_t d = c->deps[k];
+            if (d >= s->n || f->mark[d])
+                continue;
+            f->mark[d] = 2;
+            added++;
+            f->dep_stack[sp++] = d; /* each check once: the stack never exceeds n */
+        }
+    }
+    return added;
 }
 
 int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t budget_ns,
@@ -830,11 +904,21 @@ int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t bu
     uint64_t now = uv_hrtime();
     uint64_t budget = budget_ns < f->cfg->max_wait_ns ? budget_ns : f->cfg->max_wait_ns;
     size_t n = 0, bytes = 0;
+    /* the covered set, then what it depends on: a dependent's answer is
+     * only as fresh as its dependencies (mark: 1 covered, 2 dependency;
+     * then 3 = to wait for) */
     for (size_t k = 0; k < count; k++) {
         size_t i = g ? g->members[k] : k;
+        f->mark[i] = covers(&s->checks[i], sel, g);
+    }
+    dep_closure(f, 1);
+    for (size_t i = 0; i < s->n; i++) {
         const ha_snap_check *c = &s->checks[i];
-        if (!wants_run(c, sel, g, now))
+        if (!f->mark[i] || !wants_run(c, now)) {
+            f->mark[i] = 0;
             continue;
+        }
+        f->mark[i] = 0;
         if (!c->running && !f->requested[i]) {
             f->requested[i] = 1;
             bridge_send(f->bridge, HA_MSG_RUN, 0, c->name, strlen(c->name));
@@ -842,19 +926,23 @@ int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t bu
         /* liveness never waits for a first result (it reads as passing) */
         if (budget == 0 || (sel->probe == HA_PI_LIVENESS && c->runs == 0))
             continue;
+        f->mark[i] = 3;
         n++;
         bytes += strlen(c->name) + 1;
     }
     if (n == 0)
         return 0;
     w->items = malloc(n * sizeof *w->items + bytes);
-    if (w->items == NULL)
+    if (w->items == NULL) {
+        memset(f->mark, 0, s->n);
         return -1;
+    }
     char *names = (char *)(w->items + n);
-    for (size_t k = 0; k < count && w->nitems < n; k++) {
-        const ha_snap_check *c = &s->checks[g ? g->members[k] : k];
-        if (!wants_run(c, sel, g, now) || (sel->probe == HA_PI_LIVENESS && c->runs == 0))
+    for (size_t i = 0; i < s->n && w->nitems < n; i++) {
+        const ha_snap_check *c = &s->checks[i];
+        if (f->mark[i] != 3)
             continue;
+        f->mark[i] = 0;
         front_wait_item *it = &w->items[w->nitems++];
         it->len = strlen(c->name);
         it->name = memcpy(names, c->name, it->len + 1); /* the snapshot may go first */
@@ -869,6 +957,37 @@ int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t bu
     deadline_arm(f);
     return 1;
 }
+
+int front__report(ha_front *f, front_wait *w, const char *name, size_t nlen, ha_status status, const char *out,
+                  size_t olen, front_wait_cb cb, void *data, uint64_t *seq)
+{
+    memset(w, 0, sizeof *w);
+    char *text = malloc(nlen + 1 + olen);
+    if (text == NULL)
+        return -1;
+    memcpy(text, name, nlen);
+    text[nlen] = '\0';
+    if (olen)
+        memcpy(text + nlen + 1, out, olen);
+    int r = bridge_send_seq(f->bridge, HA_MSG_REPORT, (int)status, f->report_sent + 1, text, nlen + 1 + olen);
+    free(text);
+    if (r != 0)
+        return -1;
+    *seq = ++f->report_sent;
+    if (f->stalled_ns || f->shutdown_phase >= 2)
+        return 0;
+    uint64_t budget = f->cfg->max_wait_ns > REPORT_WAIT_MIN_NS ? f->cfg->max_wait_ns : REPORT_WAIT_MIN_NS;
+    w->report_seq = *seq;
+    w->front = f;
+    w->cb = cb;
+    w->data = data;
+    w->deadline_ns = uv_hrtime() + budget;
+    waits_insert(f, w);
+    deadline_arm(f);
+    return 1;
+}
+
+bool front__report_applied(const ha_front *f, uint64_t seq) { return f->snap && f->snap->report_seq >= seq; }
 
 void front__wait_cancel(front_wait *w)
 {
@@ -2168,6 +2287,8 @@ void front_free(ha_front *f)
     snapshot_free(f->snap);
     free(f->requested);
     free(f->age);
+    free(f->mark);
+    free(f->dep_stack);
     free(f->pending_reason);
     if (f->addrs)
         munmap(f->addrs, (f->addr_mask + 1) * sizeof *f->addrs);

@@ -1,5 +1,5 @@
-/* front_admin.c: /-/status, /-/ready, /-/drain, /-/reload and /info (see
- * front_admin.h). */
+/* front_admin.c: /-/status, /-/ready, /-/drain, /-/reload, /-/checks/<name>
+ * (reports of pushed checks) and /info (see front_admin.h). */
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -10,6 +10,7 @@
 #include "log.h"
 
 #define REASON_MAX 256 /* bytes of an override reason */
+#define CHECK_NAME_MAX 128 /* bytes of a check name (engine_check.c valid_name) */
 
 static const char *admin_commit = "unknown";
 static const char *admin_build_date = "unknown";
@@ -386,6 +387,169 @@ static void ready(h2o_req_t *req, const ha_admin_ctx *ctx)
     buf_free(&reason);
 }
 
+/* --- PUT /-/checks/<name>: {"status": "UP"|"WARN"|"DOWN" [, "output": string]} --- */
+
+/* Parses a report body. Returns NULL, or a message for a 400 (*too_long:
+ * the output is over HA_REPORT_OUTPUT_MAX bytes, a 413). */
+static const char *parse_report(h2o_iovec_t body, ha_status *status, ha_buf *output, bool *too_long)
+{
+    json_in in = {body.base, body.base ? body.base + body.len : NULL};
+    bool has_status = false;
+    *too_long = false;
+    if (body.base == NULL || !eat(&in, '{'))
+        return "expected a JSON object like {\"status\":\"UP\",\"output\":\"queue drained\"}";
+    if (!eat(&in, '}')) {
+        for (;;) {
+            ha_buf key = HA_BUF_INIT;
+            int r = read_string(&in, &key);
+            bool is_status = r == 0 && key.len == 6 && memcmp(key.data, "status", 6) == 0;
+            bool is_output = r == 0 && key.len == 6 && memcmp(key.data, "output", 6) == 0;
+            buf_free(&key);
+            if (r != 0 || !eat(&in, ':'))
+                return "malformed JSON";
+            if (is_status) {
+                ha_buf v = HA_BUF_INIT;
+                r = read_string(&in, &v);
+                const char *t = buf_cstr(&v);
+                has_status = r == 0;
+                if (r == 0 && strcmp(t, "UP") == 0)
+                    *status = HA_UP;
+                else if (r == 0 && strcmp(t, "WARN") == 0)
+                    *status = HA_WARN;
+                else if (r == 0 && strcmp(t, "DOWN") == 0)
+                    *status = HA_DOWN;
+                else
+                    has_status = false;
+                buf_free(&v);
+                if (!has_status)
+                    return "\"status\" must be \"UP\", \"WARN\" or \"DOWN\"";
+            } else if (is_output) {
+                buf_reset(output);
+                skip_ws(&in);
+                if (!eat_word(&in, "null") && read_string(&in, output) != 0)
+                    return "\"output\" must be a string";
+                if (output->len > HA_REPORT_OUTPUT_MAX) {
+                    *too_long = true;
+                    return "\"output\" is longer than 1024 bytes";
+                }
+                if (output->len && memchr(buf_cstr(output), '\0', output->len))
+                    return "\"output\" contains a NUL character";
+            } else {
+                return "unknown field: only \"status\" and \"output\" are accepted";
+            }
+            if (eat(&in, '}'))
+                break;
+            if (!eat(&in, ','))
+                return "malformed JSON";
+        }
+    }
+    skip_ws(&in);
+    if (in.p != in.end)
+        return "trailing data after the JSON object";
+    if (!has_status)
+        return "missing field \"status\"";
+    return NULL;
+}
+
+/* A report waiting for the engine: lives in the request's pool. */
+typedef struct {
+    front_wait w;
+    ha_front *front;
+    h2o_req_t *req;
+    uint64_t seq;                 /* the report's number (front__report) */
+    ha_status status;             /* what was reported */
+    size_t nlen;
+    char name[CHECK_NAME_MAX + 1];
+} report_wait;
+
+/* Pool dispose: the client left or the response completed. */
+static void report_dispose(void *p)
+{
+    report_wait *rw = p;
+    front__wait_cancel(&rw->w);
+}
+
+/* Answers a report once the front has absorbed the snapshot that shows the
+ * engine processed it (200), or when the wait ended without it (503). */
+static void report_done(void *p)
+{
+    report_wait *rw = p;
+    h2o_req_t *req = rw->req;
+    if (!front__report_applied(rw->front, rw->seq)) {
+        admin_error(req, 503, "the engine has not applied the report within max_wait (stalled or busy): "
+                              "it may still apply it; report again");
+        return;
+    }
+    ha_render_req rr = {0};
+    const ha_snapshot *s = front__answer_state(rw->front, &rr);
+    int k = s ? snapshot_find(s, rw->name, rw->nlen) : -1;
+    if (k < 0 || !s->checks[k].pushed) {
+        admin_error(req, 404, "the pushed check was removed by a reload before the report applied");
+        return;
+    }
+    const ha_snap_check *c = &s->checks[k];
+    ha_buf b = HA_BUF_INIT;
+    buf_adds(&b, "{\"name\":");
+    buf_json_str(&b, c->name, strlen(c->name));
+    buf_printf(&b, ",\"reported\":\"%s\",\"status\":\"%s\",\"reports\":%llu}\n", ha_status_name(rw->status),
+               ha_status_name(c->status), (unsigned long long)c->runs);
+    admin_respond(req, 200, &b);
+    buf_free(&b);
+}
+
+/* PUT /-/checks/<name>: validates against the newest snapshot (the name
+ * must be a pushed check), then hands the report to the engine and answers
+ * once it shows (report_done). Nothing is sent on any 4xx. */
+static void report(h2o_req_t *req, const ha_admin_ctx *ctx, h2o_iovec_t name)
+{
+    if (!allow(req, "PUT", NULL, "PUT"))
+        return;
+    const ha_snapshot *s = ctx->snap;
+    int k = s && name.len <= CHECK_NAME_MAX ? snapshot_find(s, name.base, name.len) : -1;
+    if (k < 0) {
+        ha_buf m = HA_BUF_INIT;
+        buf_adds(&m, "no check named '");
+        buf_text_line(&m, name.base, name.len < 128 ? name.len : 128);
+        buf_adds(&m, "'");
+        admin_error(req, 404, buf_cstr(&m));
+        buf_free(&m);
+        return;
+    }
+    if (!s->checks[k].pushed) {
+        ha_buf m = HA_BUF_INIT;
+        buf_printf(&m, "'%s' is not a pushed check: it runs its own script (declare it with health.push)",
+                   s->checks[k].name);
+        admin_error(req, 409, buf_cstr(&m));
+        buf_free(&m);
+        return;
+    }
+    ha_status st = HA_DOWN;
+    bool too_long;
+    ha_buf out = HA_BUF_INIT;
+    const char *bad = parse_report(req->entity, &st, &out, &too_long);
+    if (bad) {
+        admin_error(req, too_long ? 413 : 400, bad);
+        buf_free(&out);
+        return;
+    }
+    report_wait *rw = h2o_mem_alloc_shared(&req->pool, sizeof *rw, report_dispose);
+    memset(rw, 0, sizeof *rw);
+    rw->front = ctx->front;
+    rw->req = req;
+    rw->status = st;
+    rw->nlen = name.len;
+    memcpy(rw->name, name.base, name.len);
+    log_event(LOG_DEBUG, rw->name, "admin: report %s%s%.*s", ha_status_name(st), out.len ? ": " : "", (int)out.len,
+              buf_cstr(&out));
+    int r = front__report(ctx->front, &rw->w, name.base, name.len, st, buf_cstr(&out), out.len, report_done, rw,
+                          &rw->seq);
+    buf_free(&out);
+    if (r < 0)
+        admin_error(req, 503, "not enough memory");
+    else if (r == 0)
+        admin_error(req, 503, "the engine is stalled: the report is queued and applies when it turns again");
+}
+
 /* --- dispatch ------------------------------------------------------------- */
 
 int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx)
@@ -415,6 +579,8 @@ int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx)
     } else if (path_is(path, "/-/drain")) {
         if (allow(req, "POST", NULL, "POST"))
             set_override(req, ctx, false, "draining");
+    } else if (path.len > 10 && memcmp(path.base, "/-/checks/", 10) == 0) {
+        report(req, ctx, h2o_iovec_init(path.base + 10, path.len - 10));
     } else if (path_is(path, "/-/reload")) {
         if (allow(req, "POST", NULL, "POST")) {
             if (bridge_send(ctx->bridge, HA_MSG_RELOAD, 0, NULL, 0) != 0) {

@@ -1,6 +1,6 @@
 /* front_admin.h: the operator's side of the HTTP front: /-/status,
- * /-/ready (readiness override), /-/drain, /-/reload, and /info (also
- * /actuator/info). Front thread only; answers from the newest snapshot and
+ * /-/ready (readiness override), /-/drain, /-/reload, /-/checks/<name>
+ * (PUT: a pushed check's report), and /info (also /actuator/info). Front thread only; answers from the newest snapshot and
  * sends requests to the engine through the bridge.
  *
  * Access to /-/ paths: every request must carry "Authorization: Bearer
@@ -28,7 +28,7 @@ typedef struct {
     /* applies a readiness override: the front shows it at once and queues it
      * for the engine. Returns 0 or -1 (out of memory). */
     int (*set_ready)(void *front, bool ready, const char *reason, size_t len);
-    void *front;
+    void *front;              /* the ha_front: set_ready's argument, and front__report's */
     bool not_ready;           /* the readiness override in force (one not yet applied
                                  by the engine included) */
     const char *not_ready_reason; /* its reason, may be NULL */
@@ -52,8 +52,10 @@ ha_build_facts front_admin_build(void);
 /* True for the paths answered here: /-/ and below, /info, /actuator/info. */
 bool front_admin_route(h2o_iovec_t path);
 
-/* Answers the request (always: 2xx, 400, 401, 403, 404 or 405). Returns 0,
- * the h2o handler convention for "handled". */
+/* Answers the request: at once (2xx, 400, 401, 403, 404, 405, 409, 413,
+ * 503), or, for a valid report, once the front has absorbed the snapshot
+ * that shows it or max_wait passed (front__report). Returns 0, the h2o
+ * handler convention for "handled". */
 int front_admin_handle(h2o_req_t *req, const ha_admin_ctx *ctx);
 
 #endif

@@ -48,6 +48,7 @@ typedef struct front_wait {
     size_t nitems;
     uint64_t deadline_ns;      /* monotonic: the budget ends */
     bool due;                  /* ending: on the front's list of callbacks to make */
+    uint64_t report_seq;       /* front__report: the report waited for; 0 for other waits */
 } front_wait;
 
 /* Starts an answer for sel: asks the engine to run each check sel covers
@@ -67,6 +68,21 @@ typedef struct front_wait {
  * the call. */
 int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t budget_ns,
                 front_wait_cb cb, void *data);
+
+/* Sends a report for the pushed check name[0..nlen) (status UP, WARN or
+ * DOWN, output out[0..olen), at most HA_REPORT_OUTPUT_MAX bytes) to the
+ * engine through the bridge, and waits until a snapshot that shows it
+ * processed the report has been absorbed (so that the next probe shows the
+ * report), but no longer than max_wait (at least REPORT_WAIT_MIN), nor past
+ * an engine stall or shutdown. Sets *seq to the report's number. Returns 1
+ * when w is waiting (cb(data) is called once, later, as for front__wait;
+ * then front__report_applied says whether the engine processed it), 0 when
+ * the report was sent but nothing is waited for (engine stalled), -1 when
+ * out of memory (nothing sent). */
+int front__report(ha_front *f, front_wait *w, const char *name, size_t nlen, ha_status status, const char *out,
+                  size_t olen, front_wait_cb cb, void *data, uint64_t *seq);
+/* True when the newest snapshot shows the engine processed report seq. */
+bool front__report_applied(const ha_front *f, uint64_t seq);
 
 /* Ends w without its callback if it is still waiting (the client left).
  * Safe on a wait that ended or never started, and after front_free. */

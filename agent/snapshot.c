@@ -29,6 +29,7 @@ void snapshot_free(ha_snapshot *s)
         free(s->checks[i].name);
         free(s->checks[i].output);
         free(s->checks[i].details_json);
+        free(s->checks[i].deps);
         snapshot_hist_release(s->checks[i].hist);
     }
     free(s->checks);

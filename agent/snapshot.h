@@ -81,6 +81,12 @@ typedef struct {
     int consec_ok, consec_fail; /* the thresholds' counters */
     ha_status last;           /* raw status of the last run (before thresholds) */
     const ha_hist *hist;      /* one reference owned, NULL before the first result */
+    /* dependencies and pushed checks (engine_check.c) */
+    uint32_t *deps;           /* owned, may be NULL: indices into checks of its depends_on */
+    uint32_t ndeps;
+    bool blocked;             /* shown DOWN because a dependency is DOWN: output names the root
+                                 cause; expires_ns is the root's (0: recovering, its run due) */
+    bool pushed;              /* results come from reports, never a run: never stale */
 } ha_snap_check;
 
 /* --- groups (health.group, engine_group.c) ---------------------------------
@@ -124,6 +130,7 @@ typedef struct {
     bool ready_override;      /* true: readiness forced DOWN by an operator or script */
     char *override_reason;    /* owned, may be NULL */
     uint64_t override_seq;    /* the last front override (HA_MSG_READY) the engine applied */
+    uint64_t report_seq;      /* the last front report (HA_MSG_REPORT) the engine processed */
     size_t n;                 /* number of checks */
     ha_snap_check *checks;    /* owned array of n, sorted by name */
     /* groups: see ha_snap_group */

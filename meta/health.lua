@@ -28,7 +28,18 @@
 ---@field critical? boolean false: a failure shows as WARN and fails no probe; default true
 ---@field memory? string|integer Lua memory one run may hold, e.g. "16MiB" (config: check_memory_limit)
 ---@field component_type? string health+json componentType ("component", "datastore", "system"); default "component"
+---@field depends_on? string[] checks that must be UP or WARN for this one to run; while one is DOWN this one shows DOWN "dependency db is DOWN"
 ---@field run fun(ctx: health.ctx): (boolean|health.warn_result), string?, table? the check itself
+
+---A check whose results the application reports (PUT /-/checks/<name>,
+---`healthagent report`, `health.report`): INIT until the first report,
+---DOWN "no report for <ttl>" when none comes within ttl.
+---@class health.push_def
+---@field name string unique across checks and pushed checks; [A-Za-z0-9_.-]+, at most 128 characters
+---@field ttl health.duration a report holds this long; required
+---@field probes? health.probe|health.probe[] default { "readiness" }
+---@field critical? boolean false: a failure shows as WARN and fails no probe; default true
+---@field component_type? string health+json componentType; default "component"
 
 ---What `health.warn` returns, to be returned from `run`.
 ---@class health.warn_result
@@ -95,6 +106,18 @@ function health.group(def) end
 ---Defines a check; only while the script loads.
 ---@param def health.check_def
 function health.check(def) end
+
+---Declares a pushed check; only while the script loads.
+---@param def health.push_def
+function health.push(def) end
+
+---Reports a result of the pushed check `name`, as PUT /-/checks/<name> does.
+---From `run` only; raises on an unknown name, a check that is not pushed, a
+---bad status or an output over 1024 bytes.
+---@param name string
+---@param status "UP"|"WARN"|"DOWN"
+---@param output? string
+function health.report(name, status, output) end
 
 ---The WARN result: `return health.warn("91% full", { used = 91 })`.
 ---@param msg string

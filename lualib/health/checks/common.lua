@@ -5,7 +5,7 @@ local M = {}
 M.check_fields = {
   name = true, probes = true, timeout = true, ttl = true, interval = true,
   initial_delay = true, failure_threshold = true, success_threshold = true,
-  critical = true, memory = true, max_age = true, component_type = true,
+  critical = true, memory = true, max_age = true, component_type = true, depends_on = true,
 }
 
 -- The health+json componentType of each factory's checks, unless the call
