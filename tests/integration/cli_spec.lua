@@ -10,7 +10,7 @@ local run = util.run
 
 local ROOT = os.getenv("HA_SOURCE_DIR") or "."
 local BIN = util.BIN
-local COMMANDS = { "probe", "check", "lint", "help", "version" }
+local COMMANDS = { "probe", "check", "lint", "report", "help", "version" }
 
 local function scripts(files)
   local d = agent.tmpdir()
@@ -35,7 +35,7 @@ describe("help and version", function()
   end)
 
   it("every command takes --help and -h, and `help COMMAND` says the same", function()
-    for _, c in ipairs { "probe", "check", "lint", "version" } do
+    for _, c in ipairs { "probe", "check", "lint", "report", "version" } do
       local code, out, err = run(c .. " --help")
       assert.equal(0, code, c)
       assert.equal("", err, c)
@@ -61,7 +61,7 @@ describe("help and version", function()
     local code, out, err = run("help nothing")
     assert.equal(2, code)
     assert.equal("", out)
-    assert.equal("healthagent: help: no command 'nothing' (commands: probe, check, lint, help, version)\n", err)
+    assert.equal("healthagent: help: no command 'nothing' (commands: probe, check, lint, report, help, version)\n", err)
     code, _, err = run("version now")
     assert.equal(2, code)
     assert.equal("healthagent: version: unexpected argument 'now'\n", err)
