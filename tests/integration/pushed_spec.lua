@@ -145,7 +145,7 @@ describe("a pushed check", function()
 end)
 
 describe("a bad report", function()
-  it("is answered 4xx with a one-line message, and nothing changes", function()
+  it("is answered 4xx with a one-line message and changes nothing; `healthagent report`: refused reports exit 1, bad usage 2, no agent 3", function()
     local a = start { scripts = LONG, config = [[return { shutdown_delay = 0 }]] }
     assert.equal(200, put(a, "app-worker", '{"status":"UP","output":"good"}').status)
     local before = a:get("/readyz/app-worker").body
