@@ -28,7 +28,7 @@
 ---@field critical? boolean false: a failure shows as WARN and fails no probe; default true
 ---@field memory? string|integer Lua memory one run may hold, e.g. "16MiB" (config: check_memory_limit)
 ---@field component_type? string health+json componentType ("component", "datastore", "system"); default "component"
----@field depends_on? string[] checks that must be UP or WARN for this one to run; while one is DOWN this one shows DOWN "dependency db is DOWN"
+---@field depends_on? string[] checks that must be UP or WARN for this one to run; else it shows DOWN naming the cause
 ---@field run fun(ctx: health.ctx): (boolean|health.warn_result), string?, table? the check itself
 
 ---A check whose results the application reports (PUT /-/checks/<name>,

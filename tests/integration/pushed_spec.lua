@@ -144,6 +144,31 @@ describe("a pushed check", function()
   end)
 end)
 
+describe("a report the engine cannot apply in time", function()
+  it("is answered 503 saying so within max_wait, and applies once the engine turns again", function()
+    local a = start {
+      scripts = { ["a.lua"] = LONG["a.lua"] .. [[
+-- holds the engine inside one C call (a backtracking find) when a probe runs it
+health.check { name = "spin", probes = { "startup" }, ttl = 0, timeout = "20s", run = function(ctx)
+  if ctx.attempt > 1 then ("a"):rep(800):find(".-.-b") end
+  return true
+end }
+]] },
+      config = [[return { shutdown_delay = 0, max_wait = "150ms" }]],
+    }
+    assert.equal(200, put(a, "app-worker", '{"status":"UP","output":"before"}').status)
+    a:get("/startupz/spin") -- answered after max_wait; the engine now spins
+    local r = put(a, "app-worker", '{"status":"DOWN","output":"while busy"}')
+    assert.equal(503, r.status, r.body)
+    assert.is_true(r.time < 0.15 + MARGIN, r.time)
+    assert.same({ error = "the engine has not applied the report within max_wait (stalled or busy): it may still apply it; report again" }, r.json)
+    assert.equal("before", shown(a).output) -- not applied yet, as the 503 said
+    assert.is_true(wait_until(function() return shown(a).output == "while busy" end, 20), a:get("/readyz").body)
+    assert.equal("DOWN", shown(a).status)
+    a:stop()
+  end)
+end)
+
 describe("a bad report", function()
   it("is answered 4xx with a one-line message and changes nothing; `healthagent report`: refused reports exit 1, bad usage 2, no agent 3", function()
     local a = start { scripts = LONG, config = [[return { shutdown_delay = 0 }]] }
