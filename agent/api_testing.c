@@ -5,6 +5,7 @@
  *   local g, err = testing.load(dir | { ["a.lua"] = source, ... } [, {autorun=false}])
  *   local r = g:run("name")   -- yields until the run ends: {status=, result=, output=, details=, ...}
  *   g:state("name"), g:names(), g:memory(), g:tasks(), g:close()
+ *   g:group("name")           -- {status=, output=, runs=, kind=, members={...}}: a group's Lua verdict
  *   testing.handles()         -- libuv handles open on the loop, besides the engine's own
  *   local h = testing.spawn(fn, ...)  -- health.spawn: fn as a concurrent task; h:wait() -> true, results | false, err
  *
@@ -16,6 +17,7 @@
 
 #include "api.h"
 #include "engine_check.h"
+#include "engine_group.h"
 #include "engine_load.h"
 
 #define GEN_MT "health.testing.gen"
@@ -164,6 +166,40 @@ static int l_state(lua_State *L)
     return 1;
 }
 
+/* g:group(name) -> { status, output, runs, kind, members }: the group's
+ * state; status and output are a Lua aggregate's last verdict (INIT and nil
+ * before one, and for a built-in, which the front evaluates). */
+static int l_group(lua_State *L)
+{
+    static const char *const kinds[] = {"worst", "quorum", "any", "lua"};
+    ha_gen *g = check_gen(L);
+    const char *name = luaL_checkstring(L, 2);
+    const ha_group *gr = NULL;
+    for (size_t i = 0; i < g->ngroups && gr == NULL; i++)
+        if (strcmp(g->groups[i]->name, name) == 0)
+            gr = g->groups[i];
+    if (gr == NULL)
+        return luaL_error(L, "no group named '%s'", name);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, ha_status_name(gr->status));
+    lua_setfield(L, -2, "status");
+    if (gr->output) {
+        lua_pushstring(L, gr->output);
+        lua_setfield(L, -2, "output");
+    }
+    lua_pushinteger(L, (lua_Integer)gr->runs);
+    lua_setfield(L, -2, "runs");
+    lua_pushstring(L, kinds[gr->kind]);
+    lua_setfield(L, -2, "kind");
+    lua_createtable(L, (int)gr->nmembers, 0);
+    for (uint32_t k = 0; k < gr->nmembers; k++) {
+        lua_pushstring(L, g->checks[gr->members[k]]->name);
+        lua_rawseti(L, -2, (lua_Integer)k + 1);
+    }
+    lua_setfield(L, -2, "members");
+    return 1;
+}
+
 static int l_names(lua_State *L)
 {
     ha_gen *g = check_gen(L);
@@ -220,7 +256,7 @@ static int l_handles(lua_State *L)
 int api_testing_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
-        {"run", l_run}, {"state", l_state}, {"names", l_names}, {"memory", l_memory},
+        {"run", l_run}, {"state", l_state}, {"group", l_group}, {"names", l_names}, {"memory", l_memory},
         {"tasks", l_tasks}, {"close", l_close}, {"__gc", l_close}, {"__close", l_close}, {NULL, NULL},
     };
     if (luaL_newmetatable(L, GEN_MT)) {

@@ -651,15 +651,13 @@ static void results_register(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* lua_CFunction run under lua_pcall: pushes the results view of the group
- * (light userdata at 1). Raises only when out of memory. */
-static int push_results(lua_State *L)
+/* Pushes the results view of g: [-0, +1]. Raises only when out of memory,
+ * as the checks' own run arguments do (start_run). */
+static void push_results(lua_State *L, const ha_group *g)
 {
-    ha_group *g = lua_touserdata(L, 1);
     results_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->g = g;
     luaL_setmetatable(L, RESULTS_MT);
-    return 1;
 }
 
 static void group_run(ha_group *g);
@@ -763,13 +761,7 @@ static void group_run(ha_group *g)
     if (!lua_checkstack(L, 4))
         return;
     lua_rawgeti(L, LUA_REGISTRYINDEX, g->agg_ref); /* [agg] */
-    lua_pushcfunction(L, push_results);
-    lua_pushlightuserdata(L, g);                   /* [agg, push_results, g] */
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {         /* [agg, results | err] */
-        lua_pop(L, 2);
-        group_record(g, HA_DOWN, strdup("not enough memory for the aggregate's results"));
-        return;
-    }
+    push_results(L, g);                            /* [agg, results] */
     g->task = engine_task_start(gen->vm, L, 1, g->timeout_ns, g->mem_limit, on_agg_done, g);
     engine_task_set_name(g->task, g->name);
     engine_task_set_owner(g->task, g->mem_owner);

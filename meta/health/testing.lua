@@ -28,6 +28,13 @@ local testing = {}
 ---@field max_age number seconds
 ---@field runs integer
 
+---@class health.testing.group
+---@field status "INIT"|"UP"|"WARN"|"DOWN" a Lua aggregate's last verdict (INIT before one, and for a built-in)
+---@field output string?
+---@field runs integer completed Lua aggregate runs
+---@field kind "worst"|"quorum"|"any"|"lua"
+---@field members string[] member check names, in order
+
 ---@class health.testing.gen
 local gen = {}
 
@@ -40,6 +47,11 @@ function gen:run(name) end
 ---@param name string
 ---@return health.testing.state
 function gen:state(name) end
+
+---A group's state (health.group).
+---@param name string
+---@return health.testing.group
+function gen:group(name) end
 
 ---@return string[]
 function gen:names() end
