@@ -28,6 +28,7 @@
 #include "common.h"
 #include "engine.h"
 #include "engine_task.h"
+#include "engine_vm.h"
 
 #define FS_READ_DEFAULT (1024 * 1024) /* fs.read's default cap, bytes */
 #define FS_READ_CHUNK (64 * 1024)     /* bytes asked for per read request */

@@ -10,7 +10,7 @@
 #include "api.h"
 #include "engine_check.h"
 #include "engine_group.h"
-#include "engine_reload.h"
+#include "engine_vm.h"
 #include "log.h"
 
 /* health.check{...}: defines a check while its script loads. */
@@ -191,7 +191,7 @@ static int l_info(lua_State *L)
         lua_rawset(L, 2);                                               /* [t, info, k] */
     }
     lua_settop(L, 0);
-    engine_reload_info_changed(L);
+    engine_info_changed(L);
     return 0;
 }
 

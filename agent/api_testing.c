@@ -19,6 +19,7 @@
 #include "engine_check.h"
 #include "engine_group.h"
 #include "engine_load.h"
+#include "engine_vm.h"
 
 #define GEN_MT "health.testing.gen"
 

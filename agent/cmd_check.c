@@ -29,7 +29,7 @@ static int load_config(ha_config *cfg, const char *cmd, const char *config)
     if (config_load(cfg, config, err, sizeof err) != 0)
         return usage_error(cmd, "%s", err);
     if (cfg->lualib_dir == NULL)
-        cfg->lualib_dir = strdup(engine_default_lualib());
+        cfg->lualib_dir = strdup(config_default_lualib());
     return 0;
 }
 
@@ -299,7 +299,7 @@ int cmd_check(ha_config *cfg, int argc, char **argv)
         free(cfg->scripts_dir);
         cfg->scripts_dir = strdup(scripts);
     } else if (cfg->scripts_dir == NULL) {
-        cfg->scripts_dir = strdup(engine_default_scripts());
+        cfg->scripts_dir = strdup(config_default_scripts());
     }
     log_setup(cfg->log_json, level);
 
@@ -322,7 +322,6 @@ int cmd_check(ha_config *cfg, int argc, char **argv)
         fprintf(stderr, "healthagent check: %s\n", err);
         goto out;
     }
-    gen->id = 1;
     size_t n = 0;
     sel = calloc(gen->n ? gen->n : 1, sizeof *sel);
     if (sel == NULL)
@@ -415,7 +414,7 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
     if (load_config(cfg, "lint", config) != 0)
         return 2;
     if (dir == NULL)
-        dir = cfg->scripts_dir ? cfg->scripts_dir : engine_default_scripts();
+        dir = cfg->scripts_dir ? cfg->scripts_dir : config_default_scripts();
     log_setup(cfg->log_json, LOG_ERROR);
 
     char err[1024];

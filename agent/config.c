@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <lua.h>
 #include <lualib.h>
 #include <stdarg.h>
@@ -180,6 +181,56 @@ void config_free(ha_config *cfg)
 }
 
 /* ---- probe paths and the reserved paths ---- */
+
+/* --- install paths: where lualib/ and scripts/ are ---------------------- */
+
+static int config_dir_has(const char *dir, const char *rel)
+{
+    char p[2 * PATH_MAX + 64];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    return access(p, R_OK) == 0;
+}
+
+/* Finds name ("lualib" or "scripts"): next to the binary's parent, in the
+ * install prefix, or in the source tree. Result is cached per name. */
+static const char *config_find_dir(const char *name, const char *probe, char *cache, size_t cachelen)
+{
+    if (cache[0])
+        return cache;
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = '\0';
+            char cand[2 * PATH_MAX];
+            snprintf(cand, sizeof cand, "%s/../%s", exe, name);
+            if (config_dir_has(cand, probe) && realpath(cand, cache))
+                return cache;
+            snprintf(cand, sizeof cand, "%s/../share/healthagent/%s", exe, name);
+            if (config_dir_has(cand, probe) && realpath(cand, cache))
+                return cache;
+        }
+    }
+    snprintf(cache, cachelen, "%s/%s", HA_DATA_DIR, name);
+    if (config_dir_has(cache, probe))
+        return cache;
+    snprintf(cache, cachelen, "%s/%s", HA_SOURCE_DIR, name);
+    return cache;
+}
+
+const char *config_default_lualib(void)
+{
+    static char cache[PATH_MAX];
+    return config_find_dir("lualib", "health", cache, sizeof cache);
+}
+
+const char *config_default_scripts(void)
+{
+    static char cache[PATH_MAX];
+    return config_find_dir("scripts", ".", cache, sizeof cache);
+}
 
 /* Appends a copy of p to pc->paths unless it is there already. */
 static void config_path_add(ha_probe_conf *pc, const char *p)

@@ -74,6 +74,13 @@ typedef struct {
 
 /* Fills cfg with the defaults. Never fails. */
 void config_defaults(ha_config *cfg);
+/* The install paths: the library's directory (lualib/) and the bundled
+ * scripts' (scripts/) when none is configured. The first that exists of
+ * <bindir>/../<name> (the build tree), <bindir>/../share/healthagent/<name>
+ * (a relocated install) and the install prefix's, else the source tree's.
+ * Returned strings are static, resolved once. */
+const char *config_default_lualib(void);
+const char *config_default_scripts(void);
 /* Loads a Lua config file over cfg. Returns 0, or -1 with a one-line message
  * naming the file and the field in err (size errlen). */
 int config_load_file(ha_config *cfg, const char *path, char *err, size_t errlen);

@@ -1,23 +1,23 @@
-/* engine.c: the engine loop: scheduler handles, the engine thread, messages
- * from the front, snapshot publication and the watchdog heartbeat (stored
- * after every loop turn; the front's pings make an idle loop turn, so the
- * engine keeps no timer of its own for it). */
-#include <malloc.h>
+/* engine.c: the engine's life cycle (init, the engine thread, stop, join,
+ * close), messages from the front, the readiness override, and snapshot
+ * publication (at most one per PUBLISH_GAP_NS). The scheduler and the
+ * watchdog heartbeat it stores are engine_task.c's. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
+
 #include "api.h"
 #include "bridge.h"
-#include "engine.h"
+#include "engine_int.h"
 #include "engine_check.h"
 #include "engine_group.h"
 #include "engine_reload.h"
+#include "json.h"
 #include "log.h"
 
 #define CLOSE_GRACE_MS 2000 /* at exit: how long closing handles (a killed child) may take */
-#define TRIM_BURST 256   /* runs that make a burst worth trimming after */
-#define TRIM_DELAY_MS 200 /* after the burst: lets closing handles free their memory first */
 
 #define PUBLISH_GAP_NS (5 * HA_NS_PER_MS) /* at most one snapshot per gap: 1,000 checks
                                             finishing in 1,000 loop turns make 200, not 1,000 */
@@ -46,32 +46,6 @@ void engine__publish_pending(ha_engine *eng)
     }
 }
 
-/* After every poll: resume what became ready, then publish what changed. */
-static void on_check(uv_check_t *h)
-{
-    ha_engine *eng = h->data;
-    engine__drain(eng);
-    if (eng->bridge) {
-        atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
-        engine__publish_pending(eng);
-    }
-}
-
-static void on_trim(uv_timer_t *h)
-{
-    ha_engine *eng = h->data;
-    eng->ended_since_trim = 0;
-    malloc_trim(0); /* glibc keeps what 1,000 finished transfers freed: give it back */
-}
-
-void engine__task_ended(ha_engine *eng)
-{
-    eng->live_tasks--;
-    if (++eng->ended_since_trim >= TRIM_BURST && eng->live_tasks <= 1 &&
-        !uv_is_active((uv_handle_t *)&eng->trim_timer) && !uv_is_closing((uv_handle_t *)&eng->trim_timer))
-        uv_timer_start(&eng->trim_timer, on_trim, TRIM_DELAY_MS, 0);
-}
-
 static void on_sigchld(uv_signal_t *h, int signum)
 {
     (void)h;
@@ -96,15 +70,7 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
     }
     eng->loop = loop;
     eng->next_gen_id = 1;
-    uv_idle_init(loop, &eng->idle);
-    eng->idle.data = eng;
-    uv_check_init(loop, &eng->check);
-    eng->check.data = eng;
-    uv_check_start(&eng->check, on_check);
-    uv_unref((uv_handle_t *)&eng->check); /* it alone must not keep the loop alive */
-    uv_timer_init(loop, &eng->trim_timer);
-    eng->trim_timer.data = eng;
-    uv_unref((uv_handle_t *)&eng->trim_timer);
+    engine__sched_init(eng);
     /* libuv reaps only the children it spawned: the daemonised grandchildren
      * of exec checks (and, as PID 1, every orphan) are reaped here when they
      * exit, not at the next exec run */
@@ -157,6 +123,12 @@ static void publish(ha_engine *eng)
     bridge_publish(eng->bridge, s);
 }
 
+void engine__serve(ha_engine *eng, ha_gen *g)
+{
+    g->id = eng->next_gen_id++;
+    eng->gen = g;
+}
+
 /* Ends the engine loop: cancels every run and closes every handle. */
 static void stop(ha_engine *eng)
 {
@@ -166,10 +138,8 @@ static void stop(ha_engine *eng)
     engine_reload_stop(eng);
     engine_gen_close(eng->gen);
     eng->gen = NULL;
-    uv_close((uv_handle_t *)&eng->idle, NULL);
-    uv_close((uv_handle_t *)&eng->check, NULL);
+    engine__sched_close(eng);
     uv_close((uv_handle_t *)&eng->publish_timer, NULL);
-    uv_close((uv_handle_t *)&eng->trim_timer, NULL);
     uv_close((uv_handle_t *)&eng->wakeup, NULL);
     uv_close((uv_handle_t *)&eng->sigchld, NULL);
     log_event(LOG_DEBUG, NULL, "engine stopped");
@@ -230,6 +200,25 @@ void engine_set_ready(ha_engine *eng, bool ready, const char *reason)
     engine_mark_dirty(eng);
 }
 
+/* health.info: the values of the served generation, as JSON for /info. */
+void engine_info_changed(lua_State *L)
+{
+    ha_vm *vm = engine_vm_of(L);
+    ha_engine *eng = vm->eng;
+    if (eng == NULL || vm->gen == NULL || vm->gen != eng->gen)
+        return;
+    char *json = NULL;
+    if (lua_getfield(L, LUA_REGISTRYINDEX, HA_INFO_KEY) == LUA_TTABLE) { /* [info] */
+        ha_buf b = HA_BUF_INIT;
+        json_encode_lua(L, -1, &b, HA_DETAILS_MAX);
+        json = buf_steal(&b);
+    }
+    lua_pop(L, 1); /* [] */
+    free(eng->info_json);
+    eng->info_json = json;
+    engine_mark_dirty(eng);
+}
+
 static void engine_thread(void *arg)
 {
     ha_engine *eng = arg;
@@ -247,8 +236,7 @@ static void engine_thread(void *arg)
 
 int engine_start_thread(ha_engine *eng, ha_gen *gen, ha_bridge *bridge)
 {
-    eng->gen = gen;
-    gen->id = eng->next_gen_id++;
+    engine__serve(eng, gen);
     eng->bridge = bridge;
     uv_async_init(eng->loop, &eng->wakeup, on_wakeup);
     eng->wakeup.data = eng;
@@ -325,9 +313,7 @@ int engine_join(ha_engine *eng, uint64_t timeout_ns)
 
 int engine_close(ha_engine *eng)
 {
-    uv_close((uv_handle_t *)&eng->idle, NULL);
-    uv_close((uv_handle_t *)&eng->check, NULL);
-    uv_close((uv_handle_t *)&eng->trim_timer, NULL);
+    engine__sched_close(eng);
     uv_close((uv_handle_t *)&eng->sigchld, NULL);
     int r = close_loop(eng->loop);
     free(eng->not_ready_reason);

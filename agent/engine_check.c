@@ -12,6 +12,8 @@
 #include "bridge.h"
 #include "engine_check.h"
 #include "engine_group.h"
+#include "engine_int.h"
+#include "json.h"
 #include "log.h"
 
 _Static_assert(HA_REPORT_OUTPUT_MAX == HA_OUTPUT_MAX, "the front accepts what a check keeps");
@@ -802,7 +804,7 @@ static void on_run_done(ha_task *t, lua_State *co, ha_task_end how, int nres, vo
         }
         if (nres >= 3 && lua_type(co, base + 2) == LUA_TTABLE) {
             ha_buf b = HA_BUF_INIT;
-            engine_json_encode(co, base + 2, &b);
+            json_encode_lua(co, base + 2, &b, HA_DETAILS_MAX);
             if (b.len > HA_DETAILS_MAX) {
                 buf_reset(&b);
                 buf_printf(&b, "{\"error\":\"details exceed %d bytes\"}", HA_DETAILS_MAX);
@@ -1452,118 +1454,3 @@ void engine_check_snap(const ha_check *c, ha_snap_check *o)
         o->expired_ns = UINT64_MAX;
     }
 }
-
-/* --- JSON -------------------------------------------------------------- */
-
-static void json_value(lua_State *L, int idx, ha_buf *b, int depth);
-
-/* True when the table at idx is a non-empty sequence 1..n with no other keys. */
-static bool is_array(lua_State *L, int idx, lua_Integer *len)
-{
-    lua_Integer n = 0, max = 0;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-        if (n > HA_DETAILS_MAX) { /* larger than any encodable result: an array will do */
-            lua_pop(L, 2);
-            *len = n;
-            return true;
-        }
-        lua_pop(L, 1);
-        if (!lua_isinteger(L, -1) || lua_tointeger(L, -1) < 1) {
-            lua_pop(L, 1);
-            return false;
-        }
-        lua_Integer k = lua_tointeger(L, -1);
-        if (k > max)
-            max = k;
-        n++;
-    }
-    *len = max;
-    return n > 0 && n == max;
-}
-
-/* Appends the Lua value at idx as JSON. Stops adding once the buffer passes
- * the details cap, so a huge or cyclic table costs bounded work (the caller
- * replaces an oversized result). Raw access only. */
-static void json_value(lua_State *L, int idx, ha_buf *b, int depth)
-{
-    if (b->len > HA_DETAILS_MAX)
-        return;
-    idx = lua_absindex(L, idx);
-    switch (lua_type(L, idx)) {
-    case LUA_TNIL:
-        buf_adds(b, "null");
-        break;
-    case LUA_TBOOLEAN:
-        buf_adds(b, lua_toboolean(L, idx) ? "true" : "false");
-        break;
-    case LUA_TNUMBER:
-        if (lua_isinteger(L, idx)) {
-            buf_printf(b, "%lld", (long long)lua_tointeger(L, idx));
-        } else {
-            double d = lua_tonumber(L, idx);
-            if (isfinite(d))
-                buf_printf(b, "%.14g", d);
-            else
-                buf_adds(b, "null");
-        }
-        break;
-    case LUA_TSTRING: {
-        size_t n;
-        const char *s = lua_tolstring(L, idx, &n);
-        buf_json_str(b, s, n);
-        break;
-    }
-    case LUA_TTABLE: {
-        if (depth >= 16 || !lua_checkstack(L, 4)) {
-            buf_adds(b, "\"<too deep>\"");
-            break;
-        }
-        lua_Integer n;
-        if (is_array(L, idx, &n)) {
-            buf_addc(b, '[');
-            for (lua_Integer i = 1; i <= n && b->len <= HA_DETAILS_MAX; i++) {
-                if (i > 1)
-                    buf_addc(b, ',');
-                lua_rawgeti(L, idx, i);
-                json_value(L, -1, b, depth + 1);
-                lua_pop(L, 1);
-            }
-            buf_addc(b, ']');
-            break;
-        }
-        buf_addc(b, '{');
-        bool first = true;
-        lua_pushnil(L);
-        while (lua_next(L, idx)) { /* [key, value] */
-            if (b->len > HA_DETAILS_MAX) {
-                lua_pop(L, 2);
-                break;
-            }
-            int kt = lua_type(L, -2);
-            if (kt == LUA_TSTRING || kt == LUA_TNUMBER) {
-                if (!first)
-                    buf_addc(b, ',');
-                first = false;
-                lua_pushvalue(L, -2); /* a copy: tolstring must not touch the key lua_next uses */
-                size_t kl;
-                const char *k = lua_tolstring(L, -1, &kl);
-                buf_json_str(b, k, kl);
-                lua_pop(L, 1);
-                buf_addc(b, ':');
-                json_value(L, -1, b, depth + 1);
-            }
-            lua_pop(L, 1); /* [key] */
-        }
-        buf_addc(b, '}');
-        break;
-    }
-    default: {
-        const char *tn = luaL_typename(L, idx);
-        buf_json_str(b, tn, strlen(tn));
-        break;
-    }
-    }
-}
-
-void engine_json_encode(lua_State *L, int idx, ha_buf *b) { json_value(L, idx, b, 0); }

@@ -90,8 +90,8 @@ typedef struct ha_group ha_group;
 struct ha_gen {
     ha_engine *eng;           /* not owned */
     ha_vm *vm;                /* owned */
-    uint64_t id;              /* generation number */
-    uint64_t hash;            /* content hash of the scripts */
+    uint64_t id;              /* generation number, set once it serves (engine__serve); 0 before */
+    uint64_t hash;            /* content hash of the scripts, set by engine_load_gen */
     ha_check **checks;        /* owned, sorted by name once loaded */
     size_t n, cap;
     uint32_t *by_name;        /* owned, while loading: open-addressing index of checks by name,
@@ -135,35 +135,27 @@ ha_status engine_check_shown(const ha_check *c);
 /* Starts the generation: first runs (after initial_delay) and interval
  * timers. Checks whose definition matches one in prev keep its state. */
 void engine_gen_activate(ha_gen *gen, ha_gen *prev, bool autorun);
-/* Stops runs, kills tasks, closes the VM and frees the generation. */
+/* Stops runs, kills tasks, closes the VM and frees the generation (each
+ * check once its timer has closed). NULL is a no-op. */
 void engine_gen_close(ha_gen *gen);
-/* Check by name, or NULL. */
+/* Check by name (name[0..len), not NUL-terminated), or NULL. The generation
+ * must be loaded: engine_load_gen sorts the checks by name. */
 ha_check *engine_gen_find(ha_gen *gen, const char *name, size_t len);
 
-/* Runs c unless a run is in flight (single flight), or it is within its
- * initial delay. force: run even when the last result is still fresh. */
+/* Runs c unless a run is in flight (single flight), it is within its
+ * initial delay, its generation is not active or the engine is stopping.
+ * force: run even when the last result is still fresh (within ttl). */
 void engine_check_request(ha_check *c, bool force);
 
 /* Waits, from the task running on L, for the next result of c; pushes a
- * result table when it arrives. Starts a run if none is in flight. Must be
- * returned from a lua_CFunction. */
+ * result table when it arrives. Starts a run if none is in flight, even
+ * within c's initial delay. Raises outside a run or when c's generation is
+ * closed. Must be returned from a lua_CFunction. */
 int engine_check_await(lua_State *L, ha_check *c);
 /* Pushes c's current state as a Lua table: [-0, +1]. */
 void engine_check_push_state(lua_State *L, const ha_check *c);
 
-/* Where name is defined in gen while it loads: the "file:line" of the check
- * or group of that name, or NULL. *is_group tells which. The one place
- * that decides whether a name is taken (checks and groups share names). */
-const char *engine__name_defined(const ha_gen *gen, const char *name, bool *is_group);
-/* True when s[0..n) is a valid check or group name: 1 to 128 characters
- * of [A-Za-z0-9_.-]. */
-bool engine__name_valid(const char *s, size_t n);
-
 /* Fills one snapshot entry from c (strings copied). */
 void engine_check_snap(const ha_check *c, ha_snap_check *out);
-
-/* Encodes the Lua value at idx as JSON into buf, raw access only (no
- * metamethods), depth-limited; functions and userdata become strings. */
-void engine_json_encode(lua_State *L, int idx, ha_buf *buf);
 
 #endif

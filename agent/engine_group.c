@@ -7,6 +7,7 @@
  * deadline and memory allowance, whenever a member's status or output
  * changes, never on the request path. The snapshot carries its verdict. */
 #include "engine_group.h"
+#include "engine_int.h"
 
 #include <stdarg.h>
 #include <stdio.h>

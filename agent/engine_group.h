@@ -60,9 +60,6 @@ void engine_group_define(lua_State *L, int idx);
  * name). Sorts the groups by name. */
 int engine_group_resolve(ha_gen *gen, char *err, size_t errlen);
 
-/* The "file:line" of the group called name while gen loads, or NULL. */
-const char *engine__group_defined(const ha_gen *gen, const char *name);
-
 /* Starts gen's groups: a Lua aggregate keeps the last verdict of the group
  * of the same name in prev (until its own first run ends) and runs once. */
 void engine_group_activate(ha_gen *gen, ha_gen *prev);

@@ -8,6 +8,7 @@
 
 #include <lauxlib.h>
 
+#include "engine_int.h"
 #include "engine_load.h"
 #include "engine_group.h"
 #include "log.h"
@@ -240,7 +241,7 @@ static int check_order(const void *a, const void *b)
 ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *set, char *err, size_t errlen)
 {
     const ha_config *cfg = eng->cfg;
-    const char *lualib = cfg && cfg->lualib_dir ? cfg->lualib_dir : engine_default_lualib();
+    const char *lualib = cfg && cfg->lualib_dir ? cfg->lualib_dir : config_default_lualib();
     ha_gen *gen = calloc(1, sizeof *gen);
     if (gen == NULL) {
         snprintf(err, errlen, "not enough memory");

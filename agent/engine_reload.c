@@ -7,8 +7,10 @@
 #include <lauxlib.h>
 
 #include "engine_check.h"
+#include "engine_int.h"
 #include "engine_load.h"
 #include "engine_reload.h"
+#include "engine_vm.h"
 #include "log.h"
 
 typedef struct ha_loader ha_loader;
@@ -37,26 +39,6 @@ typedef struct ha_reload {
 
 static void on_stuck(uv_timer_t *h);
 static void on_gap(uv_timer_t *h);
-
-/* --- health.info ------------------------------------------------------- */
-
-void engine_reload_info_changed(lua_State *L)
-{
-    ha_vm *vm = engine_vm_of(L);
-    ha_engine *eng = vm->eng;
-    if (eng == NULL || vm->gen == NULL || vm->gen != eng->gen)
-        return;
-    char *json = NULL;
-    if (lua_getfield(L, LUA_REGISTRYINDEX, HA_INFO_KEY) == LUA_TTABLE) { /* [info] */
-        ha_buf b = HA_BUF_INIT;
-        engine_json_encode(L, -1, &b);
-        json = buf_steal(&b);
-    }
-    lua_pop(L, 1); /* [] */
-    free(eng->info_json);
-    eng->info_json = json;
-    engine_mark_dirty(eng);
-}
 
 /* --- the loader thread -------------------------------------------------- */
 
@@ -158,7 +140,6 @@ static int loader_start(ha_engine *eng, ha_script_set *set)
         return UV_ENOMEM;
     }
     ld->ctx.cfg = &ld->cfg;
-    ld->ctx.next_gen_id = 1;
     ld->ctx.on_load_file = loader_progress;
     ld->refs = 2;
     ld->notify = &r->loaded;
@@ -214,7 +195,6 @@ static void clear_error(ha_engine *eng)
  * state of unchanged checks, and closes the old generation. */
 static void hand_over(ha_engine *eng, ha_gen *g, uint64_t t0)
 {
-    g->id = eng->next_gen_id++;
     ha_gen *old = eng->gen;
     size_t added = 0, changed = 0, removed = 0;
     for (size_t i = 0; i < g->n; i++) {
@@ -229,7 +209,7 @@ static void hand_over(ha_engine *eng, ha_gen *g, uint64_t t0)
             removed++;
 
     engine_gen_activate(g, old, true);
-    eng->gen = g;
+    engine__serve(eng, g);
     /* runs of unchanged checks that the old generation had in flight are
      * cancelled with it: start them again so waiting probes get an answer */
     for (size_t i = 0; i < g->n; i++) {
@@ -242,7 +222,7 @@ static void hand_over(ha_engine *eng, ha_gen *g, uint64_t t0)
     clear_error(eng);
     eng->reloads++;
     eng->reload_ms = ha_wall_ms();
-    engine_reload_info_changed(g->vm->L);
+    engine_info_changed(g->vm->L);
     engine_mark_dirty(eng);
     log_event(LOG_INFO, NULL,
               "reload: generation %llu serving %zu check(s) (hash %016llx): %zu added, %zu removed, "
@@ -360,7 +340,6 @@ static void on_loaded(uv_async_t *h)
                  "this content is not tried again until it changes", eng->cfg->scripts_dir, file[0] ? file : "?", d);
         reload_failed(eng, msg, hash);
     } else if (g) {
-        g->hash = hash;
         hand_over(eng, g, t0);
     } else {
         reload_failed(eng, err, hash);
@@ -504,7 +483,7 @@ int engine_reload_setup(ha_engine *eng)
         uv_timer_start(&r->rescan, on_rescan, ms ? ms : 1, ms ? ms : 1);
     }
     if (eng->gen)
-        engine_reload_info_changed(eng->gen->vm->L);
+        engine_info_changed(eng->gen->vm->L);
     /* a change between the start-up read and the watch would otherwise wait
      * for the rescan */
     engine_reload_request(eng, false);

@@ -47,13 +47,4 @@ void engine_reload_stop(ha_engine *eng);
  * (eng->load_error says why). */
 int engine_reload_request(ha_engine *eng, bool explicit);
 
-/* Re-encodes the health.info values of the served generation into
- * eng->info_json and marks the engine dirty. L is any thread of the VM that
- * may be used for stack work (the running task's, or the idle main state).
- * No-op when the VM does not belong to the served generation. */
-void engine_reload_info_changed(lua_State *L);
-
-/* Registry key of the table that holds a VM's health.info values. */
-#define HA_INFO_KEY "health.info"
-
 #endif

@@ -1,17 +1,22 @@
 /* engine_task.c: coroutine tasks, their pending-operation slot, deadlines,
- * preemption and memory allowance (see engine_task.h for the contract). */
+ * preemption and memory allowance (see engine_task.h for the contract), and
+ * the scheduler that resumes them (engine_int.h). */
 #include <assert.h>
+#include <malloc.h>
 #include <stdlib.h>
 
 #include <lauxlib.h>
 
-#include "engine.h"
+#include "bridge.h"
+#include "engine_int.h"
 #include "log.h"
 
 #define HOOK_COUNT 1000                 /* VM instructions between hook calls */
 #define SLICE_NS (10 * 1000 * 1000ull)  /* CPU time a task runs before others get a turn */
 #define CLOSE_BUDGET_NS (100 * 1000 * 1000ull) /* to-be-closed variables of a dead run: time they get */
 #define HOLD_NS (2 * SLICE_NS)          /* a resume this long held the engine: it could not be preempted */
+#define TRIM_BURST 256                  /* runs that make a burst worth trimming after */
+#define TRIM_DELAY_MS 200               /* after the burst: lets closing handles free their memory first */
 
 enum { OP_NONE = 0, OP_PENDING, OP_DONE, OP_TIMEOUT };
 
@@ -53,6 +58,9 @@ struct ha_task {
 };
 
 static void task_end(ha_task *t, ha_task_end how, int nres);
+static void sched_ready(ha_engine *eng, ha_task *t);
+static void sched_task_ended(ha_engine *eng);
+static void sched_drain(ha_engine *eng);
 
 /* --- deadline accounting -------------------------------------------------
  * Only the culprit pays. A resume that runs longer than HOLD_NS held the
@@ -234,7 +242,7 @@ static void on_op_timeout(uv_timer_t *h)
     op->task = NULL;
     op->close(op);
     t->op_state = OP_TIMEOUT;
-    engine__ready(t->vm->eng, t);
+    sched_ready(t->vm->eng, t);
 }
 
 #define TASK_THREADS_KEY "healthagent.task_threads" /* registry: weak set of task threads */
@@ -320,7 +328,7 @@ ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t timeout_
     vm->tasks = t;
     vm->ntasks++;
     eng->live_tasks++;
-    engine__ready(eng, t);
+    sched_ready(eng, t);
     return t;
 }
 
@@ -394,7 +402,7 @@ static void task_end(ha_task *t, ha_task_end how, int nres)
     if (t->next)
         t->next->prev = t->prev;
     vm->ntasks--;
-    engine__task_ended(eng);
+    sched_task_ended(eng);
     if (t->deadline.loop)
         uv_close((uv_handle_t *)&t->deadline, on_handle_closed);
     if (t->op_timer.loop)
@@ -450,7 +458,7 @@ static int resume_values(ha_task *t)
 }
 
 /* Resumes t once, delivering its completed op's results. */
-void engine__task_resume(ha_task *t)
+static void task_resume(ha_task *t)
 {
     ha_vm *vm = t->vm;
     ha_engine *eng = vm->eng;
@@ -493,7 +501,7 @@ void engine__task_resume(ha_task *t)
         if (kind == HA_YIELD_API && t->pending)
             return; /* parked until the op completes */
         if (kind == HA_YIELD_HOOK) {
-            engine__ready(eng, t); /* preempted: back of the queue */
+            sched_ready(eng, t); /* preempted: back of the queue */
             return;
         }
         lua_pushliteral(co, "attempt to yield from outside a coroutine");
@@ -568,7 +576,7 @@ void engine_task_complete(ha_op *op)
     t->op_state = OP_DONE;
     if (t->op_timer.loop)
         uv_timer_stop(&t->op_timer);
-    engine__ready(t->vm->eng, t);
+    sched_ready(t->vm->eng, t);
 }
 
 uint64_t engine_task_remaining(const ha_task *t)
@@ -609,10 +617,18 @@ int engine_task_count(const ha_vm *vm) { return vm->ntasks; }
 
 int engine_task_handles(const ha_task *t) { return t ? t->open_handles : 0; }
 
-static void idle_cb(uv_idle_t *h) { engine__drain(h->data); }
+/* --- the scheduler ---------------------------------------------------------
+ * The engine's ready queue (FIFO, linked through ha_task) and the loop
+ * handles that drive it: the idle handle keeps poll from blocking while
+ * tasks are ready, the check handle drains the queue after every poll and
+ * then publishes (engine.c) what changed, and the trim timer gives freed heap
+ * back after a burst of runs. The watchdog's heartbeat is stored after every
+ * loop turn too; the front's pings make an idle loop turn, so the engine
+ * keeps no timer of its own for it. */
 
-/* Scheduler queue: kept here because it links ha_task. */
-void engine__ready(ha_engine *eng, ha_task *t)
+static void idle_cb(uv_idle_t *h) { sched_drain(h->data); }
+
+static void sched_ready(ha_engine *eng, ha_task *t)
 {
     if (t->queued || t->ended)
         return;
@@ -628,7 +644,7 @@ void engine__ready(ha_engine *eng, ha_task *t)
         uv_idle_start(&eng->idle, idle_cb);
 }
 
-void engine__drain(ha_engine *eng)
+static void sched_drain(ha_engine *eng)
 {
     if (eng->current)
         return; /* never resume inside a resume */
@@ -644,8 +660,55 @@ void engine__drain(ha_engine *eng)
             eng->ready_tail = NULL;
         t->ready_next = NULL;
         t->queued = false;
-        engine__task_resume(t); /* may free t */
+        task_resume(t); /* may free t */
     }
     if (eng->ready_head == NULL)
         uv_idle_stop(&eng->idle);
+}
+
+/* After every poll: resume what became ready, then publish what changed. */
+static void on_check(uv_check_t *h)
+{
+    ha_engine *eng = h->data;
+    sched_drain(eng);
+    if (eng->bridge) {
+        atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
+        engine__publish_pending(eng);
+    }
+}
+
+static void on_trim(uv_timer_t *h)
+{
+    ha_engine *eng = h->data;
+    eng->ended_since_trim = 0;
+    malloc_trim(0); /* glibc keeps what 1,000 finished transfers freed: give it back */
+}
+
+static void sched_task_ended(ha_engine *eng)
+{
+    eng->live_tasks--;
+    if (++eng->ended_since_trim >= TRIM_BURST && eng->live_tasks <= 1 &&
+        !uv_is_active((uv_handle_t *)&eng->trim_timer) && !uv_is_closing((uv_handle_t *)&eng->trim_timer))
+        uv_timer_start(&eng->trim_timer, on_trim, TRIM_DELAY_MS, 0);
+}
+
+void engine__sched_init(ha_engine *eng)
+{
+    uv_loop_t *loop = eng->loop;
+    uv_idle_init(loop, &eng->idle);
+    eng->idle.data = eng;
+    uv_check_init(loop, &eng->check);
+    eng->check.data = eng;
+    uv_check_start(&eng->check, on_check);
+    uv_unref((uv_handle_t *)&eng->check); /* it alone must not keep the loop alive */
+    uv_timer_init(loop, &eng->trim_timer);
+    eng->trim_timer.data = eng;
+    uv_unref((uv_handle_t *)&eng->trim_timer);
+}
+
+void engine__sched_close(ha_engine *eng)
+{
+    uv_close((uv_handle_t *)&eng->idle, NULL);
+    uv_close((uv_handle_t *)&eng->check, NULL);
+    uv_close((uv_handle_t *)&eng->trim_timer, NULL);
 }

@@ -53,21 +53,27 @@ typedef enum {
  * from it, do not keep it (it is released after the call). */
 typedef void (*ha_task_finish_cb)(ha_task *t, lua_State *co, ha_task_end how, int nres, void *ud);
 
-/* Starts a task running the function at the top of L's stack (L is the VM's
- * main state or any thread of it) with nargs arguments below... above it:
- * stack [f, a1..an] -> []. deadline_ns 0 = no deadline. mem_limit 0 = none.
- * The first resume happens on the next scheduler pass, never inside this call.
- * Never raises except on memory exhaustion. */
-ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t deadline_ns,
+/* Starts a task running the function f pushed on L's stack before its nargs
+ * arguments (L is the VM's main state or any thread of it): stack
+ * [f, a1..an] -> []. timeout_ns is relative: the run's deadline is that long
+ * from now (moved back by the time other runs held the engine); 0 = no
+ * deadline. mem_limit 0 = none. The first resume happens on the next
+ * scheduler pass, never inside this call. Never raises except on memory
+ * exhaustion. */
+ha_task *engine_task_start(ha_vm *vm, lua_State *L, int nargs, uint64_t timeout_ns,
                            uint64_t mem_limit, ha_task_finish_cb finish, void *ud);
 
-/* Starts a child of parent running the function at the top of L's stack
- * with nargs arguments (health.spawn). It shares the parent's deadline and
- * memory allowance and is cancelled when the parent ends. */
+/* Starts a child of parent running f with nargs arguments, stacked as for
+ * engine_task_start (health.spawn). Its deadline is the parent's remaining
+ * time at this call (a parent already due gives it 1 ns), its allocations
+ * count against the root task's allowance and the parent's memory owner,
+ * it carries the parent's name, and it is cancelled when the parent ends. */
 ha_task *engine_task_spawn(ha_task *parent, lua_State *L, int nargs, ha_task_finish_cb finish, void *ud);
 
-/* Kills a task that is not currently running: its op is detached and closed,
- * to-be-closed variables run, and finish is called with how. */
+/* Kills a task that is not currently running (no-op once it ended): its op is
+ * detached and closed, its children are killed (HA_TASK_CANCELLED), finish is
+ * called with how, and then, for a task that had started, its to-be-closed
+ * variables run within a short budget of their own. */
 void engine_task_kill(ha_task *t, ha_task_end how);
 
 /* The task running on the calling thread's VM; raises a Lua error naming fn
@@ -76,7 +82,8 @@ void engine_task_kill(ha_task *t, ha_task_end how);
 ha_task *engine_task_current(lua_State *L, const char *fn);
 
 /* Parks the task on op until engine_task_complete(op), a timeout of
- * timeout_ns (0 = only the task's deadline) or the task's death. Must be the
+ * timeout_ns (0, or one that would end at or after the task's deadline: only
+ * the deadline applies) or the task's death. Must be the
  * last call of a lua_CFunction: `return engine_task_yield(L, t, op, ns);`.
  * On timeout the Lua caller receives nil, "timeout". */
 int engine_task_yield(lua_State *L, ha_task *t, ha_op *op, uint64_t timeout_ns);
@@ -99,12 +106,12 @@ const char *engine_task_last_failure(const ha_task *t);
  * and its spawned children allocate, and credited when those blocks are
  * freed, whenever that is. */
 void engine_task_set_owner(ha_task *t, uint32_t owner);
-/* The memory owner of the task running on vm, the file being loaded, or 0. */
-uint32_t engine__task_owner(ha_vm *vm);
 /* Sets the name used in logs (not copied: must outlive the task). */
 void engine_task_set_name(ha_task *t, const char *name);
 
-/* Minimum of a requested per-operation timeout and the task's remaining time. */
+/* The timeout an operation should use: the smaller of timeout_ns (0 = none
+ * requested) and the task's remaining time; 0 when neither bounds it (no
+ * request and no deadline) or the deadline has passed. */
 uint64_t engine_task_clamp(const ha_task *t, uint64_t timeout_ns);
 
 /* Handles the task itself holds open (its deadline and op timers). */
@@ -112,23 +119,5 @@ int engine_task_handles(const ha_task *t);
 
 /* Number of live tasks on a VM (tests and teardown assertions). */
 int engine_task_count(const ha_vm *vm);
-
-/* --- scheduler internals (engine_vm.c, engine.c) --- */
-
-/* Allocator accounting of the running task: adds delta bytes when the task
- * belongs to vm. */
-void engine__task_account(ha_task *t, ha_vm *vm, int64_t delta);
-/* True when growing by extra bytes would exceed vm's or the task's limit. */
-bool engine__task_over(ha_task *t, ha_vm *vm, uint64_t extra);
-/* True when the task running on vm is past its deadline. */
-bool engine__task_expired(ha_vm *vm);
-/* Cancels the pending op of the task running on vm (a pass-through yield
- * that could not reach the scheduler). */
-void engine__task_abandon_op(ha_vm *vm);
-/* True when the thread at idx is the main thread of a task: scripts may
- * not resume or close it. */
-bool engine__task_owns_thread(lua_State *L, int idx);
-/* Resumes t once (scheduler). */
-void engine__task_resume(ha_task *t);
 
 #endif

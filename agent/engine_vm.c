@@ -14,7 +14,7 @@
 #include <lualib.h>
 
 #include "api.h"
-#include "engine.h"
+#include "engine_int.h"
 #include "log.h"
 #include "safelib.h"
 
@@ -1112,54 +1112,4 @@ void engine_vm_new_env(ha_vm *vm)
     lua_pushboolean(L, 1);
     weak_set(L, FILE_ENVS_KEY, -2, -1);        /* load() in this file defaults to it */
     lua_pop(L, 1);
-}
-
-/* --- default directories ----------------------------------------------- */
-
-static int dir_has(const char *dir, const char *rel)
-{
-    char p[2 * PATH_MAX + 64];
-    snprintf(p, sizeof p, "%s/%s", dir, rel);
-    return access(p, R_OK) == 0;
-}
-
-/* Finds name ("lualib" or "scripts"): next to the binary's parent, in the
- * install prefix, or in the source tree. Result is cached per name. */
-static const char *find_dir(const char *name, const char *probe, char *cache, size_t cachelen)
-{
-    if (cache[0])
-        return cache;
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = '\0';
-            char cand[2 * PATH_MAX];
-            snprintf(cand, sizeof cand, "%s/../%s", exe, name);
-            if (dir_has(cand, probe) && realpath(cand, cache))
-                return cache;
-            snprintf(cand, sizeof cand, "%s/../share/healthagent/%s", exe, name);
-            if (dir_has(cand, probe) && realpath(cand, cache))
-                return cache;
-        }
-    }
-    snprintf(cache, cachelen, "%s/%s", HA_DATA_DIR, name);
-    if (dir_has(cache, probe))
-        return cache;
-    snprintf(cache, cachelen, "%s/%s", HA_SOURCE_DIR, name);
-    return cache;
-}
-
-const char *engine_default_lualib(void)
-{
-    static char cache[PATH_MAX];
-    return find_dir("lualib", "health", cache, sizeof cache);
-}
-
-const char *engine_default_scripts(void)
-{
-    static char cache[PATH_MAX];
-    return find_dir("scripts", ".", cache, sizeof cache);
 }

@@ -18,6 +18,7 @@
 #include "engine.h"
 #include "engine_check.h"
 #include "engine_load.h"
+#include "engine_vm.h"
 #include "front.h"
 #include "front_admin.h"
 #include "log.h"
@@ -294,9 +295,9 @@ static int run_agent(ha_config *cfg)
     ha_script_set set;
     int code = 2;
     if (cfg->scripts_dir == NULL)
-        cfg->scripts_dir = strdup(engine_default_scripts());
+        cfg->scripts_dir = strdup(config_default_scripts());
     if (cfg->lualib_dir == NULL)
-        cfg->lualib_dir = strdup(engine_default_lualib());
+        cfg->lualib_dir = strdup(config_default_lualib());
     absolutize(&cfg->scripts_dir); /* /info, /-/status and the logs name it unambiguously */
     log_setup(cfg->log_json, cfg->log_level);
     signal(SIGPIPE, SIG_IGN);
@@ -312,14 +313,12 @@ static int run_agent(ha_config *cfg)
         return fail("%s%s", err, "");
     }
     ha_gen *gen = engine_load_gen(&eng, cfg->scripts_dir, &set, err, sizeof err);
-    uint64_t hash = set.hash;
     engine_load_free(&set);
     if (gen == NULL) {
         engine_close(&eng);
         free(eng.loop);
         return fail("%s%s", err, "");
     }
-    gen->hash = hash;
 
     ha_bridge bridge;
     bridge_init(&bridge);
@@ -433,7 +432,7 @@ int main(int argc, char **argv)
             restore_secrets(secrets); /* it sends the token; it runs no script */
         code = c->run(&cfg, argc - 1, argv + 1);
     } else if (argc > 1 && argv[1][0] != '-') {
-        cfg.lualib_dir = strdup(engine_default_lualib());
+        cfg.lualib_dir = strdup(config_default_lualib());
         code = run_script(&cfg, argc, argv, 1);
     } else {
         restore_secrets(secrets);
