@@ -6,8 +6,7 @@
 -- (helpers/agent.lua) unless a test says otherwise.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/admin_spec.lua
 local agent = require "helpers.agent"
-local util = require "helpers.lifecycle_util"
-local wait_for = util.wait_for
+local wait_until = agent.wait_until
 
 local SCRIPTS = {
   ["a.lua"] = [[
@@ -20,7 +19,7 @@ local a
 after_each(function()
   local log = a and a:stop()
   a = nil
-  if log then util.assert_clean(log) end
+  if log then agent.assert_clean(log) end
 end)
 
 
@@ -40,7 +39,7 @@ describe("admin access", function()
   local function body_for(method) return method ~= "GET" and '{"ready":false}' or nil end
 
   it("without a token: every /-/ endpoint answers 403 to every address, loopback included", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }', admin_token = false }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }', admin_token = false }
     assert.truthy(a:log():find("admin endpoints (/-/) are off: no token configured", 1, true), a:log())
     for _, from in ipairs { {}, MESH } do
       for _, req in ipairs(ADMIN) do
@@ -62,7 +61,7 @@ describe("admin access", function()
   end)
 
   it("with a token: the bearer token from every address, 401 with nothing else without it", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s", token = "s3cret-token-0123456789" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s", token = "s3cret-token-0123456789" }' }
     assert.falsy(a:log():find("admin endpoints (/-/) are off", 1, true))
     local good = { Authorization = "Bearer s3cret-token-0123456789" }
     -- missing or wrong token: 401, loopback or not
@@ -86,18 +85,18 @@ describe("admin access", function()
     assert.equal("fine", a:get("/readyz", with(MESH, { headers = good })).json.components.db.output)
     local r = a:request("/-/drain", with(MESH, { method = "POST", headers = good }))
     assert.equal(200, r.status)
-    assert.truthy(wait_for(function() return a:get("/readyz").status == 503 end, 2))
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 503 end, 2))
   end)
 
   it("the token also comes from HEALTHAGENT_TOKEN", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }',
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }',
                      env = "HEALTHAGENT_TOKEN=envtok-0123456789abcdef" }
     assert.equal(401, a:get("/-/status", { token = false }).status)
     assert.equal(200, a:get("/-/status", { headers = { Authorization = "Bearer envtok-0123456789abcdef" } }).status)
   end)
 
   it("warns at start-up about trusted networks wider than 127.0.0.1 and ::1", function()
-    a = util.spawn { scripts = SCRIPTS,
+    a = agent.start { scripts = SCRIPTS,
                      config = 'return { shutdown_delay = "0s", trusted_networks = { "127.0.0.0/8", "::1", "10.0.0.0/8" } }' }
     assert.truthy(a:log():find("trusted_networks: 127.0.0.0/8 is wider than 127.0.0.1/32 and ::1", 1, true), a:log())
     assert.truthy(a:log():find("trusted_networks: 10.0.0.0/8 is wider", 1, true), a:log())
@@ -116,12 +115,12 @@ describe("readiness overrides", function()
   end
 
   it("PUT /-/ready false with a reason and back, shown in every format; liveness untouched", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
     assert.equal(200, a:get("/readyz").status)
     local r = a:request("/-/ready", { method = "PUT", body = '{"ready":false,"reason":"maintenance"}' })
     assert.equal(200, r.status)
     assert.same({ ready = false, reason = "maintenance" }, r.json)
-    assert.truthy(wait_for(function() return a:get("/readyz").status == 503 end, 2))
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 503 end, 2))
     local j, h, v = formats(a)
     assert.equal(503, j.status)
     assert.equal("maintenance", j.json.reason)
@@ -139,22 +138,22 @@ describe("readiness overrides", function()
 
     r = a:request("/-/ready", { method = "PUT", body = '{"ready":true}' })
     assert.equal(200, r.status)
-    assert.truthy(wait_for(function() return a:get("/readyz").status == 200 end, 2))
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 200 end, 2))
     assert.equal(agent.null, a:get("/-/status").json.override)
     assert.truthy(a:log():find("readiness override: cleared", 1, true))
   end)
 
   it("POST /-/drain is not ready \"draining\"", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
     local r = a:request("/-/drain", { method = "POST" })
     assert.equal(200, r.status)
     assert.same({ ready = false, reason = "draining" }, r.json)
-    assert.truthy(wait_for(function() return a:get("/readyz").status == 503 end, 2))
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 503 end, 2))
     assert.equal("draining", a:get("/readyz").json.reason)
   end)
 
   it("refuses malformed bodies and wrong methods", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
     for body, msg in pairs {
       [""] = "expected a JSON object",
       ["{"] = "malformed JSON",
@@ -180,7 +179,7 @@ describe("readiness overrides", function()
   end)
 
   it("health.set_ready(false, reason) from a check's run, and back", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = { ["gate.lua"] = 'health.check { name = "db", probes = "readiness", run = function() return true end }' },
       config = 'return { shutdown_delay = "0s" }',
     }
@@ -193,7 +192,7 @@ describe("readiness overrides", function()
         return true
       end }
     ]])
-    assert.truthy(wait_for(function() return a:get("/readyz").status == 503 end, 3), a:log())
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 503 end, 3), a:log())
     assert.equal("script says no", a:get("/readyz").json.reason)
     assert.equal(200, a:get("/livez").status)
     agent.write(a.scripts .. "/gate.lua", [[
@@ -203,13 +202,13 @@ describe("readiness overrides", function()
         return true
       end }
     ]])
-    assert.truthy(wait_for(function() return a:get("/readyz").status == 200 end, 3), a:log())
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 200 end, 3), a:log())
   end)
 
   it("health.set_ready while a script loads is a load error", function()
     local d = agent.tmpdir()
     agent.write(d .. "/x.lua", 'health.set_ready(false, "no")\n')
-    local code, _, err = util.run("lint " .. agent.quote(d))
+    local code, _, err = agent.run_split("lint " .. agent.quote(d))
     os.execute("rm -rf " .. agent.quote(d))
     assert.equal(1, code)
     assert.truthy(err:find("x.lua:1: health.set_ready: call it from a check's run, not while a script loads", 1, true), err)
@@ -218,7 +217,7 @@ end)
 
 describe("/-/status and /info", function()
   it("report generation, content hash, reloads, errors, build facts and health.info values", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
     local s = a:get("/-/status").json
     assert.equal(1, s.generation)
     assert.matches("^%x+$", s.scripts_hash)
@@ -252,7 +251,7 @@ describe("/-/status and /info", function()
       health.info { team = "checkout" }
       health.check { name = "db", probes = { "readiness", "liveness" }, run = function() return true, "fine" end }
     ]])
-    local s2 = wait_for(function()
+    local s2 = wait_until(function()
       local x = a:get("/-/status").json
       return x.generation == 2 and x
     end, 3)
@@ -265,7 +264,7 @@ describe("/-/status and /info", function()
   end)
 
   it("health.info from a run updates /info", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = {
         ["a.lua"] = [[
           local n = 0
@@ -278,6 +277,6 @@ describe("/-/status and /info", function()
       },
       config = 'return { shutdown_delay = "0s" }',
     }
-    assert.truthy(wait_for(function() return a:get("/info").json.info.runs_seen == true end, 3))
+    assert.truthy(wait_until(function() return a:get("/info").json.info.runs_seen == true end, 3))
   end)
 end)

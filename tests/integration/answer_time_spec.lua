@@ -2,24 +2,16 @@
 -- checks and the engine do; within that budget a probe waits for fresh
 -- results; past it a check shows its last result marked stale while it is
 -- younger than max_age, INIT when never decided, DOWN "no result for Ns"
--- once older. Measured with a kubelet-style prober (helpers.prober): new
+-- once older. Measured with a kubelet-style prober (agent.probe in helpers.agent): new
 -- connection per probe, 1 s client timeout, consecutive-failure count.
 -- The machine running the suite is shared: bounds are the budget plus a
 -- generous margin. HA_PROBER_REPORT=1 prints each case's figures.
 local agent = require "helpers.agent"
-local prober = require "helpers.prober"
 
 local MAX_WAIT = 0.5     -- the default budget
 local MARGIN = 0.4       -- scheduling noise of a loaded 2-core machine
 
-local function wait_until(f, timeout)
-  local deadline = health.now() + (timeout or 5)
-  while health.now() < deadline do
-    if f() then return true end
-    health.sleep(0.02)
-  end
-  return false
-end
+local wait_until = agent.wait_until
 
 -- agent.start, and a kill at the end of the test should an assertion end it
 -- before its own stop.
@@ -32,8 +24,8 @@ end
 -- Every probe answered, none slower than the budget plus the margin at p99.
 local function assert_bounded(r, what, budget)
   budget = budget or MAX_WAIT
-  assert.equal(0, r.unanswered, what .. ": unanswered probes: " .. prober.describe(r))
-  assert.is_true(r.p99 < budget + MARGIN, what .. ": p99 over budget: " .. prober.describe(r))
+  assert.equal(0, r.unanswered, what .. ": unanswered probes: " .. agent.describe_probe(r))
+  assert.is_true(r.p99 < budget + MARGIN, what .. ": p99 over budget: " .. agent.describe_probe(r))
 end
 
 describe("a hung check", function()
@@ -52,11 +44,11 @@ end }
     }
     assert.is_true(wait_until(function() return a:get("/readyz/hung").status == 200 end))
     health.sleep(1.1) -- stale now: the next probe starts a run that hangs for 3 s
-    local res = prober.run { port = a.port, label = "hung check", seconds = 4,
+    local res = agent.probe { port = a.port, label = "hung check", seconds = 4,
                              paths = { "/readyz", "/livez", "/healthz", "/readyz/hung", "/readyz/ok" } }
     for path, r in pairs(res) do assert_bounded(r, path) end
     -- the unrelated check is fresh: answered at once
-    assert.is_true(res["/readyz/ok"].p99 < 0.1 + MARGIN, prober.describe(res["/readyz/ok"]))
+    assert.is_true(res["/readyz/ok"].p99 < 0.1 + MARGIN, agent.describe_probe(res["/readyz/ok"]))
     -- within its max_age (ttl + timeout = 4 s) the pass is shown, marked stale,
     -- after waiting the whole budget; then the hung run ends DOWN at its timeout
     local stale, down = 0, 0
@@ -114,20 +106,20 @@ health.check { name = "alive", probes = { "liveness" }, ttl = "1h", run = functi
       config = [[return { shutdown_delay = 0 }]],
     }
     local t0 = health.now()
-    local res = prober.run { port = a.port, label = "slow first run", seconds = 2,
+    local res = agent.probe { port = a.port, label = "slow first run", seconds = 2,
                              paths = { "/readyz", "/startupz", "/livez" } }
     assert.is_true(health.now() - t0 < 5, "the prober ran past the first run: the case proves nothing")
     for _, path in ipairs { "/readyz", "/startupz" } do
       local r = res[path]
       assert_bounded(r, path)
-      assert.equal(r.n, r.codes[503], path .. ": " .. prober.describe(r))
+      assert.equal(r.n, r.codes[503], path .. ": " .. agent.describe_probe(r))
       for _, x in ipairs(r.answers) do
         assert.equal("INIT", agent.decode(x.body).components.warmup.status)
       end
       assert.is_true(r.tripped, path .. " should fail a kubelet-style probe during the first run")
     end
     assert_bounded(res["/livez"], "/livez", 0.1)
-    assert.equal(res["/livez"].n, res["/livez"].codes[200], prober.describe(res["/livez"]))
+    assert.equal(res["/livez"].n, res["/livez"].codes[200], agent.describe_probe(res["/livez"]))
     assert.is_true(wait_until(function() return a:get("/startupz").status == 200 end, 10))
     a:stop()
   end)
@@ -149,7 +141,7 @@ health.check { name = "stuck", probes = { "readiness" }, timeout = "60s", ttl = 
     assert.equal(200, first.status)
     -- the engine sticks 1.5 s after the load, the watchdog trips 2 s later,
     -- the find holds it far longer than the prober runs (12 s of CPU at least)
-    local res = prober.run { port = a.port, label = "stuck engine", seconds = 6,
+    local res = agent.probe { port = a.port, label = "stuck engine", seconds = 6,
                              paths = { "/readyz", "/livez", "/readyz/od", "/readyz/alive" } }
     for path, r in pairs(res) do assert_bounded(r, path) end
     -- /livez: passing before the watchdog trips (2 s after the stall began), failing after

@@ -4,12 +4,11 @@
 -- exit-code table of docs/commands.md, each code exercised.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/cli_spec.lua
 local agent = require "helpers.agent"
-local util = require "helpers.lifecycle_util"
 local quote, write, sh = agent.quote, agent.write, agent.sh
-local run = util.run
+local run = agent.run_split
 
 local ROOT = os.getenv("HA_SOURCE_DIR") or "."
-local BIN = util.BIN
+local BIN = agent.BIN
 local COMMANDS = { "probe", "check", "lint", "report", "help", "version" }
 
 local function scripts(files)
@@ -197,7 +196,7 @@ describe("the start-up line and /info", function()
       p1, p2 = 30000 + math.random(0, 4999), 35000 + math.random(0, 4999)
       pid = sh(("cd %s && exec %s --scripts ./checks --listen 127.0.0.1:%d --listen 127.0.0.1:%d > %s 2>&1 & echo $!")
         :format(quote(base), quote(BIN), p1, p2, quote(log))):match("%d+")
-      line = util.wait_for(function()
+      line = agent.wait_until(function()
         local text = agent.read(log) or ""
         return text:match("[^\n]*serving[^\n]*") or text:match("address already in use")
       end, 5)
@@ -216,7 +215,7 @@ end)
 describe("healthagent probe on a failing probe", function()
   local a
   setup(function()
-    a = util.spawn {
+    a = agent.start {
       scripts = {
         ["a.lua"] = [[
           health.check { name = "fine", run = function() return true, "ok" end }
@@ -229,7 +228,7 @@ describe("healthagent probe on a failing probe", function()
       config = 'return { shutdown_delay = "0s" }',
     }
   end)
-  teardown(function() util.assert_clean(a:stop()) end)
+  teardown(function() agent.assert_clean(a:stop()) end)
 
   it("prints the status, then each failing check with its output, one per line", function()
     local url = ("http://127.0.0.1:%d/readyz"):format(a.port)

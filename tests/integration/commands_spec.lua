@@ -2,9 +2,8 @@
 -- speed), `check` (formats, exit codes, --only, load errors) and `lint`.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/commands_spec.lua
 local agent = require "helpers.agent"
-local util = require "helpers.lifecycle_util"
 local quote, write = agent.quote, agent.write
-local run = util.run
+local run = agent.run_split
 
 local function scripts(files)
   local d = agent.tmpdir()
@@ -15,7 +14,7 @@ end
 describe("healthagent probe", function()
   local a
   setup(function()
-    a = util.spawn {
+    a = agent.start {
       scripts = {
         ["a.lua"] = [[
           health.check { name = "up", probes = { "liveness", "startup" }, run = function() return true end }
@@ -27,7 +26,7 @@ describe("healthagent probe", function()
       config = 'return { shutdown_delay = "0s" }',
     }
   end)
-  teardown(function() util.assert_clean(a:stop()) end)
+  teardown(function() agent.assert_clean(a:stop()) end)
 
   local function url(path) return ("http://127.0.0.1:%d%s"):format(a.port, path) end
 
@@ -44,7 +43,7 @@ describe("healthagent probe", function()
     assert.equal("", out)
     assert.equal("healthagent probe: " .. url("/readyz/down") .. ": HTTP 503: db unreachable\n", err)
     a:request("/-/ready", { method = "PUT", body = '{"ready":false,"reason":"maintenance"}' })
-    util.wait_for(function() return a:get("/readyz").status == 503 end, 2)
+    agent.wait_until(function() return a:get("/readyz").status == 503 end, 2)
     code, out, err = run("probe " .. quote(url("/readyz?exclude=slow&exclude=down")))
     assert.equal(1, code)
     assert.equal("healthagent probe: " .. url("/readyz?exclude=slow&exclude=down") .. ": HTTP 503: maintenance\n", err)

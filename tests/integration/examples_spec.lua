@@ -4,9 +4,8 @@
 -- with no Lua error in any output. (The ConfigMap's scripts: commands_spec.)
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/examples_spec.lua
 local agent = require "helpers.agent"
-local util = require "helpers.lifecycle_util"
 local quote, sh = agent.quote, agent.sh
-local run = util.run
+local run = agent.run_split
 
 local ROOT = os.getenv("HA_SOURCE_DIR") or "."
 
@@ -101,7 +100,7 @@ describe("the agent on examples/scripts", function()
       "postgres-accepting", "mysql", "mysql-connections", "cert-internal", "worker-heartbeat", "worker-progress",
       "maintenance-window" }
     local comps
-    util.wait_for(function() -- on a loaded machine a first run may time out: the next one counts
+    agent.wait_until(function() -- on a loaded machine a first run may time out: the next one counts
       comps = a:get("/healthz").json.components
       for name, c in pairs(comps) do
         if c.status == "INIT" and not undecided[name] then return false end

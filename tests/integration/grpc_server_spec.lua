@@ -16,15 +16,7 @@ local TOKEN = "grpc-spec-token-0123456789"
 local AUTH = { Authorization = "Bearer " .. TOKEN }
 local ADMIN = ("token = %q, "):format(TOKEN)
 
-local function wait_for(f, timeout)
-  local deadline = health.now() + (timeout or 5)
-  repeat
-    local v = f()
-    if v then return v end
-    health.sleep(0.02)
-  until health.now() > deadline
-  return nil
-end
+local wait_until = agent.wait_until
 
 -- Starts an agent with a gRPC listener on a free port: a.gaddr.
 local function start(opts)
@@ -86,7 +78,7 @@ local function watch(a, client, service, timeout_s)
   end
   function w.text() return table.concat(w.lines(), ",") end
   function w.wait(text, timeout)
-    return wait_for(function() return w.text():find(text, 1, true) end, timeout or 15 * SLACK)
+    return wait_until(function() return w.text():find(text, 1, true) end, timeout or 15 * SLACK)
   end
   function w.stop()
     sh("kill " .. pid .. " 2>/dev/null")
@@ -284,7 +276,7 @@ describe("gRPC Watch", function()
     -- the new check may show its INIT (NOT_SERVING) before its first result
     assert.truthy(w.wait("SERVING"), w.text())
     assert.truthy(p.wait("SERVING"), p.text())
-    assert.truthy(wait_for(function() return w.text():match("^SERVICE_UNKNOWN,[A-Z_,]*SERVING$") end), w.text())
+    assert.truthy(wait_until(function() return w.text():match("^SERVICE_UNKNOWN,[A-Z_,]*SERVING$") end), w.text())
     assert.equal("SERVING", check(a, "extra"))
     os.remove(a.scripts .. "/b.lua")
     a:signal("HUP")
@@ -363,7 +355,7 @@ for i = 1, 996 do health.check { name = "c" .. i, ttl = "1h", run = function() r
     assert.equal(1000, select(2, out:gsub("\n", "")) + 1)
     write(a.scripts .. "/b.lua", [[health.check { name = "one_more", ttl = "1h", run = function() return true end }]])
     a:signal("HUP")
-    assert.truthy(wait_for(function() return a:get("/healthz").json.components.one_more end, 5 * SLACK))
+    assert.truthy(wait_until(function() return a:get("/healthz").json.components.one_more end, 5 * SLACK))
     assert.equal("error RESOURCE_EXHAUSTED: 1001 services, more than List answers (1000)", js("--list " .. a.gaddr))
     assert.equal("error RESOURCE_EXHAUSTED: 1001 services, more than List answers (1000)", py("list " .. a.gaddr))
     a:stop()
@@ -439,7 +431,7 @@ health.check { name = "warmup", probes = { "readiness", "startup" }, ttl = "1h",
     assert.equal(0, probe(a.gaddr, ""))
     assert.equal(0, probe(a.gaddr, "liveness"))
     -- the listeners close after shutdown_delay: connection failure
-    local closed = wait_for(function() return probe(a.gaddr, "") == 2 end, 4 * SLACK)
+    local closed = wait_until(function() return probe(a.gaddr, "") == 2 end, 4 * SLACK)
     assert.truthy(closed)
     a:wait_exit(5)
     a:stop()
@@ -487,7 +479,7 @@ describe("gRPC abuse", function()
     local out = os.tmpname()
     sh(("sh -c %s"):format(quote(("/usr/bin/python3 %s/grpc_raw.py noread %s 100 6 > %s 2>&1 &"):format(HARNESS,
       a.gaddr, out))))
-    assert.truthy(wait_for(function() return (agent.read(out) or ""):find("opened=100", 1, true) end, 5))
+    assert.truthy(wait_until(function() return (agent.read(out) or ""):find("opened=100", 1, true) end, 5))
     for i = 1, 100 do
       assert.equal(200, a:request(i % 2 == 1 and "/-/drain" or "/-/ready",
         { method = i % 2 == 1 and "POST" or "PUT", body = i % 2 == 0 and '{"ready":true}' or nil, headers = AUTH })
@@ -497,7 +489,7 @@ describe("gRPC abuse", function()
     local out2 = sh(("%s probe --grpc %s --service db --timeout 1s 2>&1; echo rc=$?"):format(quote(BIN), a.gaddr))
     assert.truthy(out2:find("rc=0", 1, true), out2)
     assert.is_true(rss() - before < 4096, ("RSS grew by %d KiB"):format(rss() - before))
-    assert.truthy(wait_for(function() return (agent.read(out) or ""):find("alive=", 1, true) end, 10))
+    assert.truthy(wait_until(function() return (agent.read(out) or ""):find("alive=", 1, true) end, 10))
     os.remove(out)
   end)
 end)

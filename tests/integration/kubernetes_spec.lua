@@ -5,9 +5,8 @@
 -- Secret absent or present, and passes its own exec probes.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/kubernetes_spec.lua
 local agent = require "helpers.agent"
-local util = require "helpers.lifecycle_util"
 local quote, sh, write = agent.quote, agent.sh, agent.write
-local run = util.run
+local run = agent.run_split
 
 local ROOT = os.getenv("HA_SOURCE_DIR") or "."
 local K8S = ROOT .. "/examples/kubernetes"
@@ -125,9 +124,9 @@ describe("examples/kubernetes", function()
       end
       env = table.concat(vars, " ")
       for _, a in ipairs(c.args) do args[#args + 1] = quote(remap(a)) end
-      pid = sh(("%s exec %s %s > %s 2>&1 & echo $!"):format(env, quote(util.BIN), table.concat(args, " "),
+      pid = sh(("%s exec %s %s > %s 2>&1 & echo $!"):format(env, quote(agent.BIN), table.concat(args, " "),
         quote(log))):match("%d+")
-      local up = util.wait_for(function()
+      local up = agent.wait_until(function()
         local text = agent.read(log) or ""
         return (text:find("address already in use", 1, true) and "taken") or (text:find(" serving ", 1, true) and "up")
           or (not agent.read("/proc/" .. pid .. "/stat") and "exited")
@@ -145,7 +144,7 @@ describe("examples/kubernetes", function()
     end
     function p.stop()
       sh("kill -TERM " .. pid .. " 2>/dev/null; sleep 0.1; kill -TERM " .. pid .. " 2>/dev/null")
-      util.wait_for(function() return not agent.read("/proc/" .. pid .. "/stat") end, 5)
+      agent.wait_until(function() return not agent.read("/proc/" .. pid .. "/stat") end, 5)
       local text = agent.read(log) or ""
       sh("rm -rf " .. quote(root))
       return text
@@ -160,7 +159,7 @@ describe("examples/kubernetes", function()
       for _, token in ipairs { false, "0123456789abcdef0123456789abcdef" } do
         local p = start_container(d, token or nil)
         local code, _, err
-        local ok = util.wait_for(function()
+        local ok = agent.wait_until(function()
           code, _, err = p.exec_probe(p.c.livenessProbe)
           return code == 0
         end, 10)

@@ -3,19 +3,19 @@
 -- and SIGINT sequence with its timing and its log, requests in flight
 -- finishing, and the second signal that exits at once.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/lifecycle_spec.lua
-local util = require "helpers.lifecycle_util"
-local wait_for = util.wait_for
+local agent = require "helpers.agent"
+local wait_until = agent.wait_until
 
 local a
 after_each(function()
   local log = a and a:stop()
   a = nil
-  if log then util.assert_clean(log) end
+  if log then agent.assert_clean(log) end
 end)
 
 describe("start-up", function()
   it("answers 503 on /startupz and /readyz until the first results, /livez 200 at once", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = {
         ["boot.lua"] = [[
           health.check { name = "warmup", probes = { "startup", "readiness" }, initial_delay = "1s",
@@ -33,7 +33,7 @@ describe("start-up", function()
     assert.equal("INIT", s.json.components.warmup.status)
     assert.equal(503, r.status)
     assert.equal(200, l.status)
-    assert.truthy(wait_for(function() return a:get("/startupz").status == 200 end, 3))
+    assert.truthy(wait_until(function() return a:get("/startupz").status == 200 end, 3))
     assert.equal(200, a:get("/readyz").status)
     assert.is_true(health.now() - t0 >= 0.9)
   end)
@@ -49,7 +49,7 @@ describe("SIGTERM", function()
   }
 
   it("fails readiness at once, keeps answering for shutdown_delay, closes, exits 0, logging each step", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "1s", shutdown_timeout = "3s" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "1s", shutdown_timeout = "3s" }' }
     assert.equal(200, a:get("/readyz").status)
     local t0 = health.now()
     a:signal("TERM")
@@ -62,7 +62,7 @@ describe("SIGTERM", function()
     -- still answering half-way through the delay
     assert.equal(503, a:get("/readyz").status)
     assert.equal(200, a:get("/livez").status)
-    local code = a:exit_status(5)
+    local code = a:wait_exit(5)
     local dt = health.now() - t0
     assert.equal(0, code)
     assert.is_true(dt >= 0.95 and dt < 2.0, "exited after " .. dt .. " s")
@@ -83,7 +83,7 @@ describe("SIGTERM", function()
   end)
 
   it("lets a request in flight finish before exiting", function()
-    a = util.spawn { scripts = SCRIPTS,
+    a = agent.start { scripts = SCRIPTS,
                      config = 'return { shutdown_delay = "200ms", shutdown_timeout = "3s", max_wait = "5s" }' }
     local out = a.dir .. "/inflight"
     -- /startupz waits for the slow check's run (1.2 s, within max_wait); the
@@ -93,7 +93,7 @@ describe("SIGTERM", function()
     health.sleep(0.2)
     local t0 = health.now()
     a:signal("TERM")
-    local code = a:exit_status(5)
+    local code = a:wait_exit(5)
     local t1 = health.now()
     local read = require("helpers.agent").read
     assert.equal(0, code)
@@ -109,34 +109,34 @@ describe("SIGTERM", function()
   end)
 
   it("SIGINT follows the same sequence", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "300ms" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "300ms" }' }
     a:signal("INT")
     assert.truthy(a:wait_log("signal 2: /readyz now fails", 1))
-    assert.equal(0, a:exit_status(5))
+    assert.equal(0, a:wait_exit(5))
   end)
 
   it("a second signal exits at once", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "30s" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "30s" }' }
     a:signal("TERM")
     assert.truthy(a:wait_log("/readyz now fails", 1))
     local t0 = health.now()
     a:signal("TERM")
     -- ThreadSanitizer delivers signals at its next synchronisation point
     local limit = (os.getenv("HA_SANITIZE") or "") == "" and 0.5 or 2
-    assert.equal(1, a:exit_status(limit + 1))
+    assert.equal(1, a:wait_exit(limit + 1))
     local took = health.now() - t0
     assert.is_true(took < limit, "exited after " .. took .. " s")
     assert.truthy(a:log():find("second signal 15: exiting now", 1, true))
   end)
 
   it("exits 0 at once with shutdown_delay 0 and keeps connections from blocking the exit", function()
-    a = util.spawn { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
+    a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "0s" }' }
     -- idle keep-alive connections held open by wrk while the signal arrives
     os.execute(("(wrk -t1 -c4 -d3s http://127.0.0.1:%d/livez > /dev/null 2>&1 &)"):format(a.port))
     health.sleep(0.5)
     local t0 = health.now()
     a:signal("TERM")
-    assert.equal(0, a:exit_status(3))
+    assert.equal(0, a:wait_exit(3))
     assert.is_true(health.now() - t0 < 1.5)
     assert.is_nil(a:log():find("still open at exit", 1, true))
   end)

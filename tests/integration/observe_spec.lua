@@ -6,8 +6,7 @@
 -- with the trusted networks narrowed to 127.0.0.1/32) never see.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/observe_spec.lua
 local agent = require "helpers.agent"
-local util = require "helpers.lifecycle_util"
-local sh, quote, wait_for = agent.sh, agent.quote, util.wait_for
+local sh, quote, wait_until = agent.sh, agent.quote, agent.wait_until
 
 local UNTRUSTED = { interface = "127.0.0.6" }
 local NARROW = 'trusted_networks = { "127.0.0.1/32" }, shutdown_delay = "0s"'
@@ -18,7 +17,7 @@ local a, prom, tmp
 after_each(function()
   local log = a and a:stop()
   a = nil
-  if log then util.assert_clean(log) end
+  if log then agent.assert_clean(log) end
   if prom then
     sh("kill " .. prom .. " 2>/dev/null; sleep 0.2")
     prom = nil
@@ -89,9 +88,9 @@ end
 describe("/metrics", function()
   it("exposes every check in every state, promtool-clean, with counters that add up, and no outputs", function()
     tmp = agent.tmpdir()
-    a = util.spawn { scripts = scripts(tmp), config = "return { " .. NARROW .. " }" }
+    a = agent.start { scripts = scripts(tmp), config = "return { " .. NARROW .. " }" }
     -- a few refreshes of every interval check, plus probe traffic
-    assert.truthy(wait_for(function()
+    assert.truthy(wait_until(function()
       local st = a:get("/-/status").json
       for _, c in ipairs(st.check_states) do
         if c.name ~= "init" and c.name ~= "stale" and c.runs < 3 then return false end
@@ -179,7 +178,7 @@ describe("/metrics", function()
   end)
 
   it("stays promtool-clean across a failed and a successful reload, and counts both", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = { ["a.lua"] = 'health.check { name = "x", run = function() return true end }' },
       config = 'return { shutdown_delay = "0s", rescan_interval = "1h" }',
     }
@@ -189,7 +188,7 @@ describe("/metrics", function()
     assert.equal(0, sample(body, 'healthagent_scripts_reloads_total{result="failure"}'))
     agent.write(a.scripts .. "/a.lua", "health.check { name = ")
     reload()
-    assert.truthy(wait_for(function()
+    assert.truthy(wait_until(function()
       return sample(select(2, metrics()), "healthagent_scripts_last_reload_successful") == 0
     end, 5))
     body = select(2, metrics())
@@ -201,7 +200,7 @@ describe("/metrics", function()
     assert.equal("UP", states(body).x or "UP")
     agent.write(a.scripts .. "/a.lua", 'health.check { name = "y", run = function() return true end }')
     reload()
-    assert.truthy(wait_for(function()
+    assert.truthy(wait_until(function()
       return sample(select(2, metrics()), 'healthagent_scripts_reloads_total{result="success"}') == 1
     end, 5))
     body = select(2, metrics())
@@ -212,7 +211,7 @@ describe("/metrics", function()
   end)
 
   it("shows a stalled engine: stalled 1, liveness failing, still promtool-clean; the page says STALLED", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = { ["a.lua"] = [[
         health.check { name = "ok", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
         health.check { name = "stuck", timeout = "10s", ttl = "1h", initial_delay = "300ms", run = function()
@@ -223,7 +222,7 @@ describe("/metrics", function()
       config = 'return { shutdown_delay = "0s", watchdog = "500ms" }',
     }
     local page
-    local body = wait_for(function()
+    local body = wait_until(function()
       local b = a:get("/metrics").body
       page = a:get("/").body
       return sample(b, "healthagent_engine_stalled") == 1 and b
@@ -236,14 +235,14 @@ describe("/metrics", function()
     assert.truthy(page:find('id="engine"><b>engine</b><span class="v t-DOWN">STALLED for ', 1, true))
     assert.truthy(page:find('id="probe-liveness"><b>liveness</b><span class="v t-DOWN">DOWN</span>', 1, true))
     -- and back: the engine recovers, the gauges follow
-    assert.truthy(wait_for(function() return sample(a:get("/metrics").body, "healthagent_engine_stalled") == 0 end, 60))
-    assert.truthy(wait_for(function()
+    assert.truthy(wait_until(function() return sample(a:get("/metrics").body, "healthagent_engine_stalled") == 0 end, 60))
+    assert.truthy(wait_until(function()
       return a:get("/").body:find('id="engine"><b>engine</b><span class="v">running</span>', 1, true)
     end, 5))
   end)
 
   it("metrics = \"trusted\" answers 403 to others, \"off\" 404 to everyone", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = scripts("/nonexistent"),
       config = "return { metrics = 'trusted', token = 'tok-0123456789abcdef', " .. NARROW .. " }",
     }
@@ -255,7 +254,7 @@ describe("/metrics", function()
     assert.equal(200, r.status)
     assert.truthy(r.body:find("healthagent_check_status", 1, true))
     a:stop()
-    a = util.spawn {
+    a = agent.start {
       scripts = scripts("/nonexistent"),
       config = "return { metrics = 'off', status_page = 'off', token = 'tok-0123456789abcdef', " .. NARROW .. " }",
     }
@@ -296,7 +295,7 @@ describe("history", function()
   end
 
   it("keeps the last N results with time, status, duration and short output, bounded by history", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = { ["a.lua"] = [[
         health.check { name = "flip", interval = "100ms", run = function(ctx)
           if ctx.attempt % 2 == 0 then return false, ("x"):rep(200) .. " #" .. ctx.attempt end
@@ -305,7 +304,7 @@ describe("history", function()
       ]] },
       config = 'return { history = 5, shutdown_delay = "0s" }',
     }
-    assert.truthy(wait_for(function() return check("flip").runs >= 8 end, 10))
+    assert.truthy(wait_until(function() return check("flip").runs >= 8 end, 10))
     local c = check("flip")
     assert.equal(5, #c.history)
     assert.equal(5, a:get("/-/status").json.history_size)
@@ -331,22 +330,22 @@ describe("history", function()
   end)
 
   it("survives a reload for unchanged checks and starts over for changed ones", function()
-    a = util.spawn {
+    a = agent.start {
       scripts = {
         ["keep.lua"] = 'health.check { name = "keep", interval = "100ms", run = function() return true end }',
         ["change.lua"] = 'health.check { name = "change", interval = "100ms", run = function() return true end }',
       },
       config = 'return { shutdown_delay = "0s", rescan_interval = "1h" }',
     }
-    assert.truthy(wait_for(function() return check("keep").runs >= 5 and check("change").runs >= 5 end, 10))
+    assert.truthy(wait_until(function() return check("keep").runs >= 5 and check("change").runs >= 5 end, 10))
     local before, old = check("keep"), check("change")
     agent.write(a.scripts .. "/change.lua",
       'health.check { name = "change", interval = "100ms", run = function() return true, "v2" end }')
     a:request("/-/reload", { method = "POST" })
-    assert.truthy(wait_for(function() return a:get("/-/status").json.generation == 2 end, 5))
+    assert.truthy(wait_until(function() return a:get("/-/status").json.generation == 2 end, 5))
     -- the redefined check's first run of the new generation may still be ahead
     -- (interval checks start spread over their interval)
-    local changed = wait_for(function() local c = check("change") return #c.history > 0 and c end, 5)
+    local changed = wait_until(function() local c = check("change") return #c.history > 0 and c end, 5)
     assert.truthy(changed, "the changed check never ran in generation 2")
     local kept = check("keep")
     assert.is_true(#kept.history >= #before.history)
@@ -380,8 +379,8 @@ end
 describe("status page", function()
   it("renders every check with its status in words, escapes outputs, and shows them to trusted clients only", function()
     tmp = agent.tmpdir()
-    a = util.spawn { scripts = scripts(tmp), config = "return { " .. NARROW .. " }" }
-    assert.truthy(wait_for(function()
+    a = agent.start { scripts = scripts(tmp), config = "return { " .. NARROW .. " }" }
+    assert.truthy(wait_until(function()
       for _, c in ipairs(a:get("/-/status").json.check_states) do
         if c.name ~= "init" and c.name ~= "stale" and c.runs < 2 then return false end
       end
@@ -437,11 +436,11 @@ describe("status page", function()
 
   it("in Chromium from an untrusted address shows no output; status_page = \"trusted\" refuses it", function()
     -- nothing of loopback is trusted here, so Chromium itself is the untrusted client
-    a = util.spawn {
+    a = agent.start {
       scripts = scripts("/nonexistent"),
       config = 'return { trusted_networks = { "10.255.255.0/24" }, shutdown_delay = "0s" }',
     }
-    assert.truthy(wait_for(function() return a:get("/readyz").status == 503 end, 5))
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 503 end, 5))
     health.sleep(0.5)
     local dom = chromium(("http://127.0.0.1:%d/status"):format(a.port), "--dump-dom")
     assert.truthy(dom:find('id="check-up"', 1, true), dom:sub(1, 200))
@@ -450,7 +449,7 @@ describe("status page", function()
       assert.is_nil(dom:find(needle, 1, true), needle)
     end
     a:stop()
-    a = util.spawn { scripts = scripts("/nonexistent"), config = "return { status_page = 'trusted', " .. NARROW .. " }" }
+    a = agent.start { scripts = scripts("/nonexistent"), config = "return { status_page = 'trusted', " .. NARROW .. " }" }
     assert.equal(403, a:get("/", UNTRUSTED).status)
     assert.equal(200, a:get("/").status)
     assert.equal(405, a:request("/", { method = "POST" }).status)
@@ -471,7 +470,7 @@ describe("a real Prometheus server", function()
 
   it("scrapes the agent: up == 1, one state at 1 per check, a status change within two scrape intervals", function()
     tmp = agent.tmpdir()
-    a = util.spawn { scripts = scripts(tmp), config = "return { " .. NARROW .. " }" }
+    a = agent.start { scripts = scripts(tmp), config = "return { " .. NARROW .. " }" }
     local port = free_port()
     agent.write(tmp .. "/prometheus.yml", ([[
 global:
@@ -485,13 +484,13 @@ scrape_configs:
     prom = tonumber((sh(("prometheus --config.file=%s --storage.tsdb.path=%s --web.listen-address=127.0.0.1:%d " ..
       "--log.level=warn > %s 2>&1 & echo $!"):format(quote(tmp .. "/prometheus.yml"), quote(tmp .. "/data"), port,
       quote(tmp .. "/prometheus.log")))))
-    local up = wait_for(function()
+    local up = wait_until(function()
       local r = query(port, 'up{job="healthagent"}')
       return r and r[1] and r[1].value[2] == "1" and r
     end, 30)
     assert.truthy(up, agent.read(tmp .. "/prometheus.log"))
     -- one healthagent_check_status series at 1 per check, four per check in all
-    local r = wait_for(function()
+    local r = wait_until(function()
       local v = query(port, "healthagent_check_status == 1")
       return v and #v == 10 and v
     end, 10)
@@ -507,11 +506,11 @@ scrape_configs:
     assert.equal("0", query(port, 'healthagent_probe_status{probe="readiness"}')[1].value[2])
     -- flip the flag check; once the agent shows it, Prometheus has it within two intervals
     agent.write(tmp .. "/down.flag", "")
-    assert.truthy(wait_for(function()
+    assert.truthy(wait_until(function()
       return states(a:get("/metrics").body).flag == "DOWN"
     end, 5))
     local t0 = health.now()
-    local seen_down = wait_for(function()
+    local seen_down = wait_until(function()
       local v = query(port, 'healthagent_check_status{check="flag",status="DOWN"}')
       return v and v[1] and v[1].value[2] == "1"
     end, 10)

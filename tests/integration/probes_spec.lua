@@ -19,14 +19,7 @@ health.check { name = "broken", probes = { "liveness" }, ttl = "1h", run = funct
 ]],
 }
 
-local function wait_until(f, timeout)
-  local deadline = health.now() + (timeout or 5)
-  while health.now() < deadline do
-    if f() then return true end
-    health.sleep(0.02)
-  end
-  return false
-end
+local wait_until = agent.wait_until
 
 describe("probe endpoints", function()
   local a

@@ -3,7 +3,6 @@
 -- reach.
 --   HA_BIN=build/healthagent busted --lua=build/healthagent tests/integration/sandbox_spec.lua
 local agent = require "helpers.agent"
-local util = require "helpers.lifecycle_util"
 local quote, write = agent.quote, agent.write
 
 local TOKEN = "s3cret-token-0123456789abcdef"
@@ -139,7 +138,7 @@ end }
       config = 'return { shutdown_delay = 0 }',
     }
     local r
-    assert.is_true(util.wait_for(function()
+    assert.is_true(agent.wait_until(function()
       r = a:get("/readyz/crash")
       return r.json and r.json.status == "DOWN"
     end, 5), a:log())
@@ -262,7 +261,7 @@ health.check { name = "pid1", timeout = "5s", run = function()
   return me == "1" and #z == 0, "self=" .. me .. " zombies=" .. table.concat(z, ",")
 end }
 ]]):format(ready, ready))
-    local out, code = agent.sh(("unshare --pid --fork --mount-proc %s check --scripts %s 2>&1"):format(quote(util.BIN), quote(d)))
+    local out, code = agent.sh(("unshare --pid --fork --mount-proc %s check --scripts %s 2>&1"):format(quote(agent.BIN), quote(d)))
     assert.equal(0, code, out)
     assert.matches("UP%s+pid1.*self=1 zombies=\n", out)
     agent.sh("rm -rf " .. quote(d))

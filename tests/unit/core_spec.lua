@@ -290,7 +290,7 @@ health.check { name = "ctx", run = function(ctx) return true, ctx.name .. " " ..
     local r = g:run("up")
     assert.equal("UP", r.status)
     assert.equal("fine", r.output)
-    local d = require("helpers.agent").decode(r.details)
+    local d = require("helpers.spec").decode(r.details)
     assert.same({ n = 3, list = { 1, 2, 3 }, ok = true, s = 'a"b' }, d)
   end)
 

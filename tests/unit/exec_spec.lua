@@ -6,7 +6,7 @@
 local exec = require "health.exec"
 local testing = require "health.testing"
 local lfs = require "lfs"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local PLUGINS = "/usr/lib/nagios/plugins"
 
@@ -61,17 +61,17 @@ local function describe_procs(list)
   return table.concat(t, "; ")
 end
 
-local fd_count, eventually = H.fds, H.eventually
+local fd_count, wait_until = H.fds, H.wait_until
 
 local function nothing_left(marker)
   -- 0.5 s: our own reaping takes milliseconds; an init that reaps orphans
   -- in its own time (this sandbox: about 2 s) would not pass
-  return eventually(function() return #children() == 0 and (not marker or #marked(marker) == 0) end, 0.5)
+  return wait_until(function() return #children() == 0 and (not marker or #marked(marker) == 0) end, 0.5, 0.005)
 end
 
 after_each(function()
   collectgarbage()
-  assert.is_true(eventually(function() return testing.handles() == 0 end, 2), "handles left: " .. testing.handles())
+  assert.is_true(wait_until(function() return testing.handles() == 0 end, 2, 0.005), "handles left: " .. testing.handles())
   assert.is_true(nothing_left(), "children left: " .. describe_procs(children()))
 end)
 
@@ -184,7 +184,7 @@ describe("exec.run timeouts", function()
       return exec.run({ "sh", "-c", "sleep " .. marker .. " & sleep " .. marker }, { timeout = 1 })
     end)
     -- the child and the grandchild it forked are both running
-    assert.is_true(eventually(function() return #marked("sleep " .. marker) == 2 end, 0.9),
+    assert.is_true(wait_until(function() return #marked("sleep " .. marker) == 2 end, 0.9, 0.005),
                    describe_procs(marked("sleep " .. marker)))
     local ok, r, err = h:wait()
     assert.is_true(ok)
@@ -215,7 +215,7 @@ describe("exec.run timeouts", function()
     os.remove(ready)
     assert.equal(0, r.code)
     -- the grandchild left the group (setsid): it outlives the run, then exits
-    assert.is_true(eventually(function() return #marked("sleep " .. marker) == 1 end, 0.5),
+    assert.is_true(wait_until(function() return #marked("sleep " .. marker) == 1 end, 0.5, 0.005),
                    "children: " .. describe_procs(children()))
     health.sleep(0.35)
     assert.is_true(nothing_left(), "left: " .. describe_procs(children()))
@@ -248,7 +248,7 @@ describe("exec.run timeouts", function()
       end }
     ]]):format(marker, marker) }))
     local h = testing.spawn(function() return g:run("t") end)
-    assert.is_true(eventually(function() return #marked("sleep " .. marker) == 1 end, 2))
+    assert.is_true(wait_until(function() return #marked("sleep " .. marker) == 1 end, 2, 0.005))
     g:close()
     h:wait()
     assert.is_true(nothing_left("sleep " .. marker), describe_procs(marked("sleep " .. marker)))
@@ -271,7 +271,7 @@ describe("exec.run leaks", function()
         assert.is_nil((exec.run { "no-such-command-x" }))
       end
     end
-    assert.is_true(eventually(function() return testing.handles() == 0 end))
+    assert.is_true(wait_until(function() return testing.handles() == 0 end, 1, 0.005))
     assert.equal(fds, fd_count())
     assert.same({}, children())
   end)
@@ -285,7 +285,7 @@ describe("exec.run leaks", function()
       assert.equal("timeout", err)
     end
     assert.is_true(nothing_left("sleep " .. marker), describe_procs(marked("sleep " .. marker)))
-    assert.is_true(eventually(function() return testing.handles() == 0 end))
+    assert.is_true(wait_until(function() return testing.handles() == 0 end, 1, 0.005))
     assert.equal(fds, fd_count())
   end)
 

@@ -4,7 +4,7 @@
 local fs = require "health.fs"
 local testing = require "health.testing"
 local lfs = require "lfs"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local dir = os.tmpname() -- a fresh name; turned into a directory
 os.remove(dir)

@@ -5,7 +5,7 @@
 local grpc = require "health.grpc"
 local http = require "health.http"
 local testing = require "health.testing"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local env = H.env()
 local HOST = env.HA_HOST
@@ -21,7 +21,7 @@ local function set(service, status) control(("/grpc/set?service=%s&status=%s"):f
 
 local load = H.load
 
-local fds = H.fds_listed
+local fds = H.fds
 
 local function settle() health.sleep(0.01) end
 

@@ -4,7 +4,7 @@
 -- handle left open.
 local http = require "health.http"
 local testing = require "health.testing"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local env = H.env()
 local HOST = env.HA_HOST
@@ -16,7 +16,7 @@ local PLAIN = env.HA_HTTP_PORT
 local elapsed = H.elapsed
 local load = H.load
 
-local fds = H.fds_listed
+local fds = H.fds
 
 -- Lets close callbacks of just-closed handles run.
 local function settle() health.sleep(0.01) end

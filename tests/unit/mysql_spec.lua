@@ -3,7 +3,7 @@
 --   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/mysql_spec.lua
 local mysql = require "health.mysql"
 local testing = require "health.testing"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local env = H.env()
 local PW = env.HA_MARIADB_PASSWORD
@@ -78,11 +78,8 @@ describe("health.mysql", function()
     local v, err = c:query(("SELECT SLEEP(5) AS %s"):format(marker))
     assert.are.same({ nil, "timeout" }, { v, err })
     c:close()
-    local t0, n = health.now(), nil
-    repeat
-      n = assert(watcher:query(running))[1].n
-      if n > 0 then health.sleep(0.05) end
-    until n == 0 or health.now() - t0 > 2
+    local n
+    H.wait_until(function() n = assert(watcher:query(running))[1].n return n == 0 end, 2, 0.05)
     assert.are.equal(0, n, "the server still runs the query")
     watcher:close()
   end)

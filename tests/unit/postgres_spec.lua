@@ -4,7 +4,7 @@
 --   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/postgres_spec.lua
 local postgres = require "health.postgres"
 local testing = require "health.testing"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local env = H.env()
 local PW = env.HA_PG_PASSWORD
@@ -110,10 +110,7 @@ describe("health.postgres", function()
     assert.are.same({ nil, "timeout" }, { v, err })
     c:close()
     local t0, n = health.now(), nil
-    repeat
-      n = assert(watcher:query(running))[1].n
-      if n > 0 then health.sleep(0.05) end
-    until n == 0 or health.now() - t0 > 2
+    H.wait_until(function() n = assert(watcher:query(running))[1].n return n == 0 end, 2, 0.05)
     assert.are.equal(0, n, "the backend still runs the query")
     assert.is_true(health.now() - t0 < 2)
     watcher:close()

@@ -3,7 +3,7 @@
 --   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/redis_spec.lua
 local redis = require "health.redis"
 local testing = require "health.testing"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local env = H.env()
 local PW = env.HA_REDIS_PASSWORD

@@ -5,8 +5,7 @@
 -- yield like in a check; every call passes its own timeout.
 local testing = require "health.testing"
 local tcp = require "health.tcp"
-local probe = require "helpers.tcp_probe"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local env = H.env()
 local HOST = env.HA_HOST
@@ -47,15 +46,15 @@ setup(function()
 end)
 
 before_each(function()
-  probe.settle()
-  fds_before, list_before = probe.fds(), probe.fd_list()
+  H.settle()
+  fds_before, list_before = H.fds(), H.fd_list()
 end)
 
 after_each(function()
-  probe.settle()
+  H.settle()
   assert.equal(0, testing.handles())
-  local now = probe.fds()
-  assert.equal(fds_before, now, "file descriptors leaked:\n" .. list_before .. "\nnow:\n" .. probe.fd_list())
+  local now = H.fds()
+  assert.equal(fds_before, now, "file descriptors leaked:\n" .. list_before .. "\nnow:\n" .. H.fd_list())
 end)
 
 describe("tcp.connect", function()
@@ -299,12 +298,12 @@ health.check { name = "stuck", timeout = "300ms", run = function()
   return true
 end }
 ]]):format(HOST, env.HA_SILENT_PORT))
-    local fds = probe.fds()
+    local fds = H.fds()
     local r = g:run("stuck")
     assert.equal("DOWN", r.status)
     assert.equal("timeout after 300ms", r.output)
     within(r.duration_ms / 1000, 0.29, 0.45)
-    assert.equal(fds, probe.fds(), "the socket is closed without waiting for GC")
+    assert.equal(fds, H.fds(), "the socket is closed without waiting for GC")
     g:close()
   end)
 
@@ -427,9 +426,9 @@ health.check { name = "NAME", interval = "10ms", run = function()
   local s = assert(require("health.tcp").connect("%s", %d, { timeout = 1 }))
   return false, "never closed " .. tostring(s)
 end }]]):format(HOST, env.HA_HTTP_PORT))
-    local fds = probe.fds()
+    local fds = H.fds()
     local g = load({ ["load.lua"] = table.concat(src, "\n") }, { autorun = true })
-    local total, each = probe.wait_runs(g, names, 1000, 20)
+    local total, each = H.wait_runs(g, names, 1000, 20)
     local per = {}
     for name, n in pairs(each) do
       local kind = name:match("^%a+")
@@ -440,8 +439,8 @@ end }]]):format(HOST, env.HA_HTTP_PORT))
     for _, kind in ipairs({ "refused", "byname", "backlog", "silent", "killed", "forgot" }) do
       assert.is_true((per[kind] or 0) >= 20, kind .. " ran " .. tostring(per[kind]) .. " times")
     end
-    probe.settle()
+    H.settle()
     assert.equal(0, testing.handles())
-    assert.equal(fds, probe.fds(), "file descriptors leaked:\n" .. probe.fd_list())
+    assert.equal(fds, H.fds(), "file descriptors leaked:\n" .. H.fd_list())
   end)
 end)

@@ -4,7 +4,7 @@
 -- fields, factory options and per-call timeouts.
 --   HA_HARNESS_DIR=/tmp/ha-harness busted --lua=build/healthagent tests/unit/vocabulary_spec.lua
 local testing = require "health.testing"
-local H = require "helpers.harness"
+local H = require "helpers.spec"
 
 local env = H.env()
 local HOST = env.HA_HOST
