@@ -3,8 +3,8 @@
 -- (its exact exit status recorded), talk to it over HTTP with curl, probe it
 -- as kubelet does, read its log, stop it and fail on what its log says went
 -- wrong at exit; and run its one-shot commands. Builds on helpers.spec,
--- whose names (wait_until, sh, quote, read, write, tmpdir, decode, null) it
--- also exports, so that a spec needs one require.
+-- whose names (wait_until, wait_for, sh, quote, read, write, tmpdir, decode,
+-- null) it also exports, so that a spec needs one require.
 --
 --   local agent = require "helpers.agent"
 --   local a = agent.start { scripts = { ["a.lua"] = "health.check{...}" }, config = "return {...}" }
@@ -14,7 +14,7 @@
 local spec = require "helpers.spec"
 
 local M = {}
-for _, k in ipairs { "wait_until", "sh", "quote", "tmpdir", "write", "read", "decode", "null" } do M[k] = spec[k] end
+for _, k in ipairs { "wait_until", "wait_for", "sh", "quote", "tmpdir", "write", "read", "decode", "null" } do M[k] = spec[k] end
 local sh, quote, wait_until = spec.sh, spec.quote, spec.wait_until
 
 M.BIN = os.getenv("HA_BIN") or "build/healthagent"

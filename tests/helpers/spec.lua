@@ -27,6 +27,14 @@ function M.wait_until(f, timeout, step)
   return f()
 end
 
+-- wait_until(f, timeout) that raises "timed out waiting for <what>" (at the
+-- caller) when f never returns a true value; returns that value.
+function M.wait_for(f, timeout, what)
+  local v = M.wait_until(f, timeout)
+  if not v then error("timed out waiting for " .. (what or "a condition"), 2) end
+  return v
+end
+
 -- Collects garbage (closing forgotten objects), then lets the pending
 -- uv_close callbacks run.
 function M.settle()

@@ -5,15 +5,7 @@
 -- codes, checks in no probe, and load errors at file:line.
 local agent = require "helpers.agent"
 
-local function wait_for(f, seconds, what)
-  local deadline = health.now() + (seconds or 10)
-  while health.now() < deadline do
-    local v = f()
-    if v then return v end
-    health.sleep(0.05)
-  end
-  error("timed out waiting for " .. (what or "a condition"))
-end
+local wait_for = agent.wait_for
 
 local SCRIPTS = {
   ["a.lua"] = [[
