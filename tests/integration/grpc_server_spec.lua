@@ -521,7 +521,7 @@ describe("gRPC on a group's name", function()
         'health.group { name = "pair", include = { "flip", "steady" } }\n' ..
         'health.group { name = "either", include = { "flip", "steady" }, aggregate = health.aggregate.any }\n',
     }, config = "return { shutdown_delay = 0 }" }
-    assert.truthy(wait_for(function() return a:get("/groupz/pair").status == 200 end, 10), a:log())
+    assert.truthy(wait_until(function() return a:get("/groupz/pair").status == 200 end, 10), a:log())
     assert.equal("SERVING", check(a, "pair"))
     assert.equal("SERVING", check(a, "either"))
     local w = watch(a, "py", "pair", 30)
