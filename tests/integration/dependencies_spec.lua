@@ -6,18 +6,11 @@
 -- it covers within its own budget. Against the harness' real PostgreSQL,
 -- stopped with SIGSTOP (servers.sh pause pg).
 local agent = require "helpers.agent"
-local harness = require "helpers.harness"
+local harness = require "helpers.spec"
 
 local MARGIN = 1.0 -- scheduling noise of a loaded 2-core machine
 
-local function wait_until(f, timeout)
-  local deadline = health.now() + (timeout or 5)
-  while health.now() < deadline do
-    if f() then return true end
-    health.sleep(0.02)
-  end
-  return false
-end
+local wait_until = agent.wait_until
 
 local function start(opts)
   local a = agent.start(opts)

@@ -8,14 +8,7 @@ local agent = require "helpers.agent"
 local MARGIN = 0.6 -- scheduling noise of a loaded 2-core machine
 local TOKEN = agent.ADMIN_TOKEN
 
-local function wait_until(f, timeout)
-  local deadline = health.now() + (timeout or 5)
-  while health.now() < deadline do
-    if f() then return true end
-    health.sleep(0.02)
-  end
-  return false
-end
+local wait_until = agent.wait_until
 
 local function start(opts)
   local a = agent.start(opts)
