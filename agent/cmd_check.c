@@ -429,7 +429,7 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
         goto out;
     }
     /* each file alone, so that every broken file is reported ... */
-    size_t errors = 0, checks = 0;
+    size_t errors = 0, checks = 0, groups = 0;
     ha_script_set good = {calloc(set.n ? set.n : 1, sizeof *set.files), 0, set.hash, false};
     if (good.files == NULL) {
         engine_load_free(&set);
@@ -445,6 +445,7 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
         }
         good.files[good.n++] = set.files[i]; /* shares the buffers of set */
         checks += g->n;
+        groups += g->ngroups;
         engine_gen_close(g);
     }
     /* ... then the files that load alone, together: names must be unique
@@ -461,6 +462,8 @@ int cmd_lint(ha_config *cfg, int argc, char **argv)
     free(good.files);
     if (errors)
         fprintf(stderr, "%s: %zu error(s) in %zu file(s)\n", dir, errors, set.n);
+    else if (groups)
+        printf("%s: %zu file(s), %zu check(s), %zu group(s): ok\n", dir, set.n, checks, groups);
     else
         printf("%s: %zu file(s), %zu check(s): ok\n", dir, set.n, checks);
     engine_load_free(&set);

@@ -379,7 +379,7 @@ static long check_index(ha_gen *gen, const char *name)
  * the checks its pattern matches (string.find, so a pattern means what it
  * means in Lua), or its probe's checks; then clears its exclusions.
  * Returns 0 or -1 with err. */
-static int group_mark(ha_gen *gen, ha_group *g, unsigned char *in, char *err, size_t errlen)
+static int group_mark(ha_gen *gen, ha_group *g, bool partial, unsigned char *in, char *err, size_t errlen)
 {
     lua_State *L = gen->vm->L;
     if (g->probe >= 0)
@@ -387,6 +387,8 @@ static int group_mark(ha_gen *gen, ha_group *g, unsigned char *in, char *err, si
             in[i] = (gen->checks[i]->probes & ha_probe_mask(g->probe)) != 0;
     for (size_t k = 0; k < g->ninclude; k++) {
         long i = check_index(gen, g->include[k]);
+        if (i < 0 && partial && !engine__group_defined(gen, g->include[k]))
+            continue;
         if (i < 0) {
             snprintf(err, errlen, "%s: health.group: group '%s' includes '%s', which is %s", g->where, g->name,
                      g->include[k],
@@ -415,6 +417,8 @@ static int group_mark(ha_gen *gen, ha_group *g, unsigned char *in, char *err, si
     }
     for (size_t k = 0; k < g->nexclude; k++) {
         long i = check_index(gen, g->exclude[k]);
+        if (i < 0 && partial)
+            continue;
         if (i < 0) {
             snprintf(err, errlen, "%s: health.group: group '%s' excludes '%s', which is no check", g->where,
                      g->name, g->exclude[k]);
@@ -425,7 +429,7 @@ static int group_mark(ha_gen *gen, ha_group *g, unsigned char *in, char *err, si
     return 0;
 }
 
-int engine_group_resolve(ha_gen *gen, char *err, size_t errlen)
+int engine_group_resolve(ha_gen *gen, bool partial, char *err, size_t errlen)
 {
     if (gen->ngroups == 0)
         return 0;
@@ -440,7 +444,7 @@ int engine_group_resolve(ha_gen *gen, char *err, size_t errlen)
     for (size_t gi = 0; gi < gen->ngroups; gi++) {
         ha_group *g = gen->groups[gi];
         memset(in, 0, gen->n ? gen->n : 1);
-        if (group_mark(gen, g, in, err, errlen) != 0)
+        if (group_mark(gen, g, partial, in, err, errlen) != 0)
             goto done;
         uint32_t n = 0;
         for (size_t i = 0; i < gen->n; i++)

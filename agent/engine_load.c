@@ -302,7 +302,7 @@ ha_gen *engine_load_gen(ha_engine *eng, const char *dir, const ha_script_set *se
     gen->by_name = NULL;
     if (engine_gen_link(gen, set->partial, err, errlen) != 0)
         goto fail;
-    if (engine_group_resolve(gen, err, errlen) != 0)
+    if (engine_group_resolve(gen, set->partial, err, errlen) != 0)
         goto fail;
     lua_gc(L, LUA_GCCOLLECT);
     return gen;

@@ -248,6 +248,20 @@ describe("group load errors", function()
     end
   end)
 
+  it("lint: a group may include another file's checks; an unknown name is still found", function()
+    local d = agent.tmpdir()
+    agent.write(d .. "/a.lua", 'health.group { name = "g", include = { "b1", "b2" }, exclude = { "b2" } }\n')
+    agent.write(d .. "/b.lua", 'health.check { name = "b1", run = function() return true end }\n' ..
+      'health.check { name = "b2", run = function() return true end }\n')
+    local code, out = agent.run("lint " .. agent.quote(d))
+    assert.equal(0, code, out)
+    assert.truthy(out:find(": 2 file(s), 2 check(s), 1 group(s): ok", 1, true), out)
+    agent.write(d .. "/a.lua", 'health.group { name = "g", include = { "b1", "b3" } }\n')
+    code, out = agent.run("lint " .. agent.quote(d))
+    assert.equal(1, code, out)
+    assert.truthy(out:find("a.lua:1: health.group: group 'g' includes 'b3', which is no check", 1, true), out)
+  end)
+
   it("a failed reload keeps the old generation and its groups", function()
     local a = agent.start { scripts = {
       ["x.lua"] = CHECK .. 'health.group { name = "g", include = { "a" } }\n',
