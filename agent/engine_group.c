@@ -316,6 +316,7 @@ void engine_group_define(lua_State *L, int idx)
     gen->groups[gen->ngroups++] = g;
     g->gen = gen;
     g->agg_ref = LUA_NOREF;
+    g->results_ref = LUA_NOREF;
     g->match_ref = LUA_NOREF;
     g->probe = probe;
     g->status = HA_INIT;
@@ -488,9 +489,10 @@ done:
 
 /* The results a Lua aggregate gets: userdata views of the generation's
  * checks, read when a field is read (the engine runs one task at a time, so
- * a run that does not yield sees one state). Nothing is copied per run: an
- * array view, and an entry view per member the function looks at. Both die
- * with the VM, which the generation closes before its checks. */
+ * a run that does not yield sees one state). Nothing is copied per run: one
+ * array view per group, and an entry view per member the function has
+ * looked at, kept in the array view's user value for the next runs. Both
+ * die with the VM, which the generation closes before its checks. */
 #define RESULTS_MT "healthagent.results"
 #define ENTRY_MT "healthagent.result"
 
@@ -595,9 +597,15 @@ static int results_index(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
+    lua_getiuservalue(L, 1, 1);                    /* [results, i, cache] */
+    if (lua_rawgeti(L, -1, i) != LUA_TNIL)         /* [results, i, cache, entry] */
+        return 1;
+    lua_pop(L, 1);
     entry_box *e = lua_newuserdatauv(L, sizeof *e, 0);
     e->c = b->g->gen->checks[b->g->members[i - 1]];
     luaL_setmetatable(L, ENTRY_MT);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, -3, i);                         /* [results, i, cache, entry] */
     return 1;
 }
 
@@ -617,12 +625,11 @@ static int results_next(lua_State *L)
         lua_pushnil(L);
         return 1;
     }
+    lua_settop(L, 1);
+    lua_pushinteger(L, i);                         /* [results, i] */
+    results_index(L);                              /* [results, i, (cache,) entry] */
     lua_pushinteger(L, i);
-    lua_pushvalue(L, 1);
-    lua_pushinteger(L, i);
-    results_index(L);                              /* [.., i, results, i, entry] */
-    lua_remove(L, -2);
-    lua_remove(L, -2);                             /* [.., i, entry] */
+    lua_insert(L, -2);                             /* [.., i, entry] */
     return 2;
 }
 
@@ -656,13 +663,21 @@ static void results_register(lua_State *L)
     lua_pop(L, 1);
 }
 
-/* Pushes the results view of g: [-0, +1]. Raises only when out of memory,
- * as the checks' own run arguments do (start_run). */
-static void push_results(lua_State *L, const ha_group *g)
+/* Pushes the results view of g, made at its first run: [-0, +1]. Raises
+ * only when out of memory, as the checks' own run arguments do (start_run). */
+static void push_results(lua_State *L, ha_group *g)
 {
-    results_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    if (g->results_ref != LUA_NOREF) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, g->results_ref);
+        return;
+    }
+    results_box *b = lua_newuserdatauv(L, sizeof *b, 1);
     b->g = g;
     luaL_setmetatable(L, RESULTS_MT);
+    lua_createtable(L, (int)g->nmembers, 0);
+    lua_setiuservalue(L, -2, 1);                   /* the entry views */
+    lua_pushvalue(L, -1);
+    g->results_ref = luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
 static void group_run(ha_group *g);

@@ -30,6 +30,8 @@ struct ha_group {
     uint32_t min_up;          /* HA_AGG_QUORUM */
     double ratio;             /* HA_AGG_QUORUM, when min_up is 0 */
     int agg_ref;              /* HA_AGG_LUA: registry ref of the function */
+    int results_ref;          /* HA_AGG_LUA: registry ref of its results view, made at the first run
+                                 and handed to every run (its entry views are kept in it) */
     char *agg_where;          /* owned "file:line" of that function */
     uint64_t timeout_ns;      /* deadline of one aggregate run */
     uint64_t mem_limit;       /* bytes one run may hold */

@@ -65,7 +65,10 @@ health.group { name = "view", include = { "x", "y" }, aggregate = function(resul
     table.sort(fields)
     seen[#seen + 1] = i .. ":" .. r.name .. "=" .. r.status .. "/" .. tostring(r.critical) .. "/" .. table.concat(fields, ",")
   end
-  assert(#results == 2 and results[3] == nil)
+  assert(#results == 2 and results[3] == nil and results[0] == nil and results.x == nil)
+  local n = 0
+  for i, r in pairs(results) do n = n + 1; assert(r == results[i] and r.name) end
+  assert(n == 2, "pairs over the results")
   assert(not pcall(function() results[1] = 1 end))
   assert(not pcall(function() results[1].status = "UP" end))
   if results[1].status == "DOWN" then return health.warn("x is down") end
