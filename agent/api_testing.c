@@ -236,7 +236,7 @@ static void count_handle(uv_handle_t *h, void *arg)
 {
     ha_engine *eng = ((void **)arg)[0];
     int *n = ((void **)arg)[1];
-    if (h == (uv_handle_t *)&eng->idle || h == (uv_handle_t *)&eng->check ||
+    if (h == (uv_handle_t *)&eng->idle || h == (uv_handle_t *)&eng->check || h == (uv_handle_t *)&eng->prepare ||
         h == (uv_handle_t *)&eng->trim_timer || h == (uv_handle_t *)&eng->sigchld || uv_is_closing(h))
         return;
     (*n)++;

@@ -66,12 +66,6 @@ int bridge_send_seq(ha_bridge *b, ha_msg_type type, int arg, uint64_t seq, const
     return 0;
 }
 
-void bridge_ping(ha_bridge *b)
-{
-    if (b->engine_wakeup)
-        uv_async_send(b->engine_wakeup);
-}
-
 ha_msg *bridge_receive(ha_bridge *b)
 {
     uv_mutex_lock(&b->lock);

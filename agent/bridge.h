@@ -1,6 +1,7 @@
 /* bridge.h: the only channel between the engine thread and the front
  * thread. Engine -> front: the newest snapshot (an atomic pointer handed
- * over whole) and a heartbeat. Front -> engine: a mutex-protected queue of
+ * over whole) and a heartbeat (when the engine's current work began, or 0
+ * while it waits for work). Front -> engine: a mutex-protected queue of
  * small messages. Each side wakes the other with its uv_async_t. */
 #ifndef HA_BRIDGE_H
 #define HA_BRIDGE_H
@@ -39,8 +40,9 @@ typedef struct ha_msg {
 typedef struct ha_bridge ha_bridge;
 struct ha_bridge {
     _Atomic(ha_snapshot *) latest;  /* newest snapshot the front has not taken */
-    _Atomic uint64_t heartbeat_ns;  /* engine loop: last time it turned (uv_hrtime); an idle
-                                       engine turns when the front pings it */
+    _Atomic uint64_t heartbeat_ns;  /* engine loop: 0 while it waits in poll; otherwise when
+                                       it last left poll (uv_hrtime), i.e. how long its current
+                                       work has held it */
     uv_async_t *front_wakeup;       /* owned by the front loop */
     uv_async_t *engine_wakeup;      /* owned by the engine loop */
     uv_mutex_t lock;                /* guards head/tail */
@@ -59,9 +61,6 @@ ha_snapshot *bridge_take(ha_bridge *b);
 int bridge_send(ha_bridge *b, ha_msg_type type, int arg, const char *text, size_t len);
 /* Front: bridge_send with a sequence number (HA_MSG_REPORT). */
 int bridge_send_seq(ha_bridge *b, ha_msg_type type, int arg, uint64_t seq, const char *text, size_t len);
-/* Front: wakes the engine loop without a message, so that it turns and
- * refreshes the heartbeat (an idle loop does not turn by itself). */
-void bridge_ping(ha_bridge *b);
 /* Engine: takes every queued message, oldest first; free each with free(). */
 ha_msg *bridge_receive(ha_bridge *b);
 

@@ -30,6 +30,7 @@ struct ha_engine {
     ha_task *ready_tail;
     uv_idle_t idle;           /* active while ready tasks exist: keeps poll from blocking */
     uv_check_t check;         /* drains the ready queue after each poll; publishes */
+    uv_prepare_t prepare;     /* before each poll: publishes; the heartbeat reads "waiting" */
     uv_timer_t publish_timer; /* agent mode: publishes what the rate limit held back */
     uv_timer_t trim_timer;    /* returns freed heap to the system after a burst of runs */
     uv_signal_t sigchld;      /* reaps orphans handed to the agent (subreaper, PID 1): api_exec.c */

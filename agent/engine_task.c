@@ -622,9 +622,10 @@ int engine_task_handles(const ha_task *t) { return t ? t->open_handles : 0; }
  * handles that drive it: the idle handle keeps poll from blocking while
  * tasks are ready, the check handle drains the queue after every poll and
  * then publishes (engine.c) what changed, and the trim timer gives freed heap
- * back after a burst of runs. The watchdog's heartbeat is stored after every
- * loop turn too; the front's pings make an idle loop turn, so the engine
- * keeps no timer of its own for it. */
+ * back after a burst of runs. The watchdog's heartbeat is the time the loop
+ * left poll, stored when the check phase begins, and 0 from the prepare
+ * phase on (the engine waits for work): an idle engine is never woken for
+ * the watchdog, and a stuck resume is measured from when its turn began. */
 
 static void idle_cb(uv_idle_t *h) { sched_drain(h->data); }
 
@@ -666,15 +667,27 @@ static void sched_drain(ha_engine *eng)
         uv_idle_stop(&eng->idle);
 }
 
-/* After every poll: resume what became ready, then publish what changed. */
+/* After every poll: the heartbeat says the engine is at work since now
+ * (until the next poll: this turn's drain and closes, the next turn's
+ * timers); resume what became ready, then publish what changed. */
 static void on_check(uv_check_t *h)
 {
     ha_engine *eng = h->data;
-    sched_drain(eng);
-    if (eng->bridge) {
+    if (eng->bridge)
         atomic_store_explicit(&eng->bridge->heartbeat_ns, uv_hrtime(), memory_order_relaxed);
-        engine__publish_pending(eng);
-    }
+    sched_drain(eng);
+    engine__publish_pending(eng);
+}
+
+/* Before every poll: publishes what changed since the check phase (a timer
+ * callback's work: the poll may block for long, and nothing else would turn
+ * the loop), then the heartbeat says the engine waits for work. */
+static void on_prepare(uv_prepare_t *h)
+{
+    ha_engine *eng = h->data;
+    engine__publish_pending(eng);
+    if (eng->bridge)
+        atomic_store_explicit(&eng->bridge->heartbeat_ns, 0, memory_order_relaxed);
 }
 
 static void on_trim(uv_timer_t *h)
@@ -701,6 +714,10 @@ void engine__sched_init(ha_engine *eng)
     eng->check.data = eng;
     uv_check_start(&eng->check, on_check);
     uv_unref((uv_handle_t *)&eng->check); /* it alone must not keep the loop alive */
+    uv_prepare_init(loop, &eng->prepare);
+    eng->prepare.data = eng;
+    uv_prepare_start(&eng->prepare, on_prepare);
+    uv_unref((uv_handle_t *)&eng->prepare);
     uv_timer_init(loop, &eng->trim_timer);
     eng->trim_timer.data = eng;
     uv_unref((uv_handle_t *)&eng->trim_timer);
@@ -710,5 +727,6 @@ void engine__sched_close(ha_engine *eng)
 {
     uv_close((uv_handle_t *)&eng->idle, NULL);
     uv_close((uv_handle_t *)&eng->check, NULL);
+    uv_close((uv_handle_t *)&eng->prepare, NULL);
     uv_close((uv_handle_t *)&eng->trim_timer, NULL);
 }

@@ -33,7 +33,7 @@
 
 #define TICK_MS 50                       /* shutdown steps */
 #define WATCH_MIN_NS (50 * HA_NS_PER_MS)   /* the watchdog's look at the heartbeat: at least this often... */
-#define WATCH_MAX_NS HA_NS_PER_S           /* ...and at most once a second while the engine is well */
+#define WATCH_MAX_NS (2500 * HA_NS_PER_MS) /* ...and at most every 2.5 s while the engine is well */
 #define MAX_EXCLUDE 32
 #define REPORT_WAIT_MIN_NS (100 * HA_NS_PER_MS) /* a report waits for the engine at least this (max_wait 0) */
 
@@ -1434,11 +1434,20 @@ static void probe_statuses(ha_front *f, ha_status *st, bool *ok)
     }
 }
 
+/* How long the engine's current work has held it at now: 0 while it waits
+ * for work (an engine in poll is not stuck, however long it sleeps). */
+static uint64_t engine_busy_ns(const ha_front *f, uint64_t now, uint64_t *beat)
+{
+    *beat = atomic_load_explicit(&f->bridge->heartbeat_ns, memory_order_relaxed);
+    return *beat != 0 && now > *beat ? now - *beat : 0;
+}
+
+/* The engine's lag for the page and /metrics: how long its current work
+ * has held it, 0 while it waits for work. */
 static uint64_t engine_lag(ha_front *f)
 {
-    uint64_t now = uv_hrtime();
-    uint64_t beat = atomic_load_explicit(&f->bridge->heartbeat_ns, memory_order_relaxed);
-    return now > beat ? now - beat : 0;
+    uint64_t beat;
+    return engine_busy_ns(f, uv_hrtime(), &beat);
 }
 
 static void page_view_of(ha_front *f, bool full, ha_page_view *v)
@@ -1790,24 +1799,24 @@ static void close_listeners(ha_front *f)
             uv_close((uv_handle_t *)&f->listeners[i], NULL);
 }
 
-/* The watchdog's period: a quarter of the watchdog, within [WATCH_MIN_NS,
- * WATCH_MAX_NS]. An idle agent wakes each thread once per period. */
+/* The watchdog's period: half the watchdog, within [WATCH_MIN_NS,
+ * WATCH_MAX_NS]. An idle agent's front wakes once per period; its engine
+ * is not woken for the watchdog at all. Below the watchdog, so work that
+ * began after one look is seen at the next, before it can become a stall. */
 static uint64_t watch_period_ns(const ha_front *f)
 {
-    uint64_t p = f->cfg->watchdog_ns / 4;
+    uint64_t p = f->cfg->watchdog_ns / 2;
     return p < WATCH_MIN_NS ? WATCH_MIN_NS : p > WATCH_MAX_NS ? WATCH_MAX_NS : p;
 }
 
 /* Reads the engine's heartbeat at now: logs stall and recovery and ends the
- * waits a stalled engine cannot answer. An engine whose loop has not turned
- * for half a period is pinged (an idle loop only turns when woken), so a live
- * one refreshes the heartbeat before the next look. Returns when to look
- * next: a period on, or the moment the heartbeat becomes a stall, whichever
- * is sooner, so a stall is seen when it reaches the watchdog, not later. */
+ * waits a stalled engine cannot answer. Returns when to look next: a period
+ * on, or the moment the engine's current work becomes a stall, whichever is
+ * sooner, so a stall is seen when it reaches the watchdog, not later. */
 static uint64_t watch_engine(ha_front *f, uint64_t now)
 {
-    uint64_t beat = atomic_load_explicit(&f->bridge->heartbeat_ns, memory_order_relaxed);
-    uint64_t since = now > beat ? now - beat : 0;
+    uint64_t beat;
+    uint64_t since = engine_busy_ns(f, now, &beat);
     uint64_t period = watch_period_ns(f);
     bool was = f->stalled_ns != 0;
     f->stalled_ns = since > f->cfg->watchdog_ns ? since : 0;
@@ -1822,11 +1831,9 @@ static uint64_t watch_engine(ha_front *f, uint64_t now)
         grpc_changed(f); /* liveness follows the stall */
     if (f->stalled_ns)
         waits_end_all(f); /* nothing more comes from the engine for now */
-    if (since >= period / 2)
-        bridge_ping(f->bridge);
     uint64_t next = now + period;
     uint64_t trips = beat + f->cfg->watchdog_ns + HA_NS_PER_MS;
-    if (!f->stalled_ns && trips > now && trips < next)
+    if (beat != 0 && !f->stalled_ns && trips > now && trips < next)
         next = trips;
     return next;
 }

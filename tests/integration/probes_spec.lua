@@ -348,6 +348,34 @@ health.check { name = "stuck", timeout = "30s", initial_delay = "200ms", run = f
 end)
 
 describe("watchdog", function()
+  -- the engine thread's voluntary context switches: each one is a wake-up
+  -- that ended in a sleep (a thread asleep in poll has no other kind)
+  local function engine_switches(pid)
+    local p = io.popen("grep -l '^ha-engine$' /proc/" .. pid .. "/task/*/comm 2>/dev/null | sort -t/ -k5 -n | head -n 1")
+    local comm = p:read("l")
+    p:close()
+    local status = comm and agent.read((comm:gsub("comm$", "status"))) or ""
+    return tonumber(status:match("voluntary_ctxt_switches:%s*(%d+)"))
+  end
+
+  it("leaves an engine with nothing due asleep: the front's looks do not wake it", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[
+health.check { name = "ok", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
+]] },
+      config = [[return { shutdown_delay = 0, watchdog = "500ms" }]], -- the front looks every 250 ms
+    }
+    assert.equal(200, a:get("/livez").status)
+    health.sleep(0.3) -- the first run's publication and log are behind
+    local before = engine_switches(a.pid)
+    assert.is_not_nil(before, "no engine thread found")
+    health.sleep(2) -- eight looks of the watchdog
+    local after = engine_switches(a.pid)
+    assert.equal(0, after - before, "the engine woke " .. (after - before) .. " times with nothing to do")
+    assert.equal(200, a:get("/livez").status) -- and the watchdog did not mistake sleep for a stall
+    a:stop()
+  end)
+
   it("fails /livez while the engine is stuck inside C, keeps answering, and recovers", function()
     local a = agent.start {
       scripts = { ["a.lua"] = [[
