@@ -151,10 +151,12 @@ static bool fuzz_included(const ha_snap_check *c, const ha_render_req *r)
     return true;
 }
 
-/* What c adds to the aggregate before any overlay. */
-static ha_status fuzz_contrib(const ha_snap_check *c)
+/* What c adds to the aggregate of probe before any overlay: liveness reads
+ * an undecided (critical) check as passing. */
+static ha_status fuzz_contrib(const ha_snap_check *c, int probe)
 {
-    return !c->critical && c->status > HA_WARN ? HA_WARN : c->status;
+    ha_status st = !c->critical && c->status > HA_WARN ? HA_WARN : c->status;
+    return probe == HA_PI_LIVENESS && st == HA_INIT ? HA_UP : st;
 }
 
 /* Checks the verbose text: lines, control characters, verdict, privacy. */
@@ -196,6 +198,68 @@ static void fuzz_verbose(const ha_buf *b, const ha_render_req *r, const ha_rende
     size_t vlen = strlen(verdict);
     FUZZ_CHECK(b->len >= vlen && memcmp(b->data + b->len - vlen, verdict, vlen) == 0,
                "verbose verdict does not match the status");
+}
+
+/* When input is left: one group over s from it (members, aggregate and
+ * its parameters, a Lua verdict and message, codes), answered as
+ * /groupz/<name> in r's format, audience, overlays and exclusions, with and
+ * without one member: the answer's invariants (no oracle for the aggregate
+ * itself: test_render pins those). s owns the group afterwards. */
+static void fuzz_group(fuzz_in *in, ha_snapshot *s, ha_render_req *r, const ha_probe_conf *pc)
+{
+    static const char *const types[] = {"application/json", "application/health+json",
+                                        "text/plain; charset=utf-8"};
+    if (in->n == 0)
+        return;
+    uint8_t k = fuzz_u8(in), m = fuzz_u8(in);
+    ha_snap_group *g = calloc(1, sizeof *g);
+    if (g == NULL)
+        abort();
+    s->groups = g;
+    s->ngroups = 1;
+    g->name = fuzz_cstr(in, 16);
+    g->probe = -1;
+    g->kind = (ha_agg_kind)(k & 3);
+    g->min_up = k >> 2 & 1 ? 0 : fuzz_u8(in) % 8;
+    g->ratio = g->min_up ? 0 : (fuzz_u8(in) + 1) / 256.0;
+    g->lua_status = (ha_status)(k >> 3 & 3);
+    if (k & 0x20)
+        g->lua_output = fuzz_cstr(in, 200);
+    g->success_status = k & 0x40 ? 100 + fuzz_u16(in) % 500 : 0;
+    g->codes[m & 3] = m & 4 ? 100 + fuzz_u16(in) % 500 : 0;
+    g->members = calloc(s->n ? s->n : 1, sizeof *g->members);
+    if (g->members == NULL)
+        abort();
+    uint32_t bits = fuzz_u32(in);
+    for (size_t i = 0; i < s->n; i++)
+        if (bits >> (i % 32) & 1)
+            g->members[g->nmembers++] = (uint32_t)i;
+    ha_render_req q = *r;
+    q.probe = HA_PI_HEALTH;
+    q.group = (ha_str){g->name, strlen(g->name)};
+    q.only = m & 8 && s->n ? (ha_str){s->checks[m % s->n].name, strlen(s->checks[m % s->n].name)} : (ha_str){NULL, 0};
+    for (int pass = 0; pass < 2; pass++) {
+        ha_render_out out;
+        int rc = front_render(s, pass ? pc : NULL, &q, &out);
+        bool member = false;
+        for (uint32_t j = 0; q.only.p && j < g->nmembers; j++)
+            member |= fuzz_same(&q.only, s->checks[g->members[j]].name);
+        FUZZ_CHECK(rc == (q.only.p && !member ? -1 : 0), "group answer: 404 iff only is no member");
+        FUZZ_CHECK(front_render_status(s, &q) == out.status, "group status differs from front_render_status");
+        FUZZ_CHECK(strcmp(out.content_type, types[q.format]) == 0, "group content type");
+        if (rc == 0) {
+            FUZZ_CHECK(out.http_status == front_render_code(pass ? pc : NULL, g, out.status), "group HTTP code");
+            FUZZ_CHECK(fuzz_utf8_valid(out.body.data ? out.body.data : "", out.body.len), "group body UTF-8");
+            if (q.format == HA_FMT_VERBOSE)
+                FUZZ_CHECK(out.body.len > 0 && out.body.data[out.body.len - 1] == '\n', "group verbose line");
+            else {
+                const char *why = NULL;
+                size_t at = 0;
+                FUZZ_CHECK(fuzz_json_valid(out.body.data, out.body.len, &why, &at), "group body is not JSON");
+            }
+        }
+        buf_free(&out.body);
+    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -254,8 +318,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r.only.p != NULL ? (int)i != only : !fuzz_included(c, &r))
             continue;
         nchecks++;
-        if (fuzz_contrib(c) > floor)
-            floor = fuzz_contrib(c);
+        if (fuzz_contrib(c, r.probe) > floor)
+            floor = fuzz_contrib(c, r.probe);
     }
 
     int rc = front_render(s, &pc, &r, &out);
@@ -309,6 +373,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 done:
     buf_free(&out.body);
+    fuzz_group(&in, s, &r, &pc);
     snapshot_free(s);
     free(shutdown);
     return 0;
