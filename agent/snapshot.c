@@ -1,6 +1,7 @@
 /* snapshot.c: freeing and searching published snapshots (see snapshot.h). */
 #include "snapshot.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,15 +58,16 @@ static int snapshot_cmp(const char *name, size_t len, const char *other)
     return len < olen ? -1 : len > olen ? 1 : 0;
 }
 
-/* Binary search over the sorted checks. Returns the index or -1. */
-int snapshot_find(const ha_snapshot *s, const char *name, size_t len)
+/* Binary search for name[0..len) over n records of `size` bytes from base,
+ * each holding its NUL-terminated name (a char *) at byte `at`, sorted by
+ * snapshot_cmp's order. Returns the index or -1. */
+static int snapshot_bsearch(const void *base, size_t n, size_t size, size_t at, const char *name, size_t len)
 {
-    if (s == NULL || name == NULL)
-        return -1;
-    size_t lo = 0, hi = s->n;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        int c = snapshot_cmp(name, len, s->checks[mid].name);
+        const char *other = *(const char *const *)((const char *)base + mid * size + at);
+        int c = snapshot_cmp(name, len, other);
         if (c == 0)
             return (int)mid;
         if (c < 0)
@@ -76,22 +78,18 @@ int snapshot_find(const ha_snapshot *s, const char *name, size_t len)
     return -1;
 }
 
+int snapshot_find(const ha_snapshot *s, const char *name, size_t len)
+{
+    if (s == NULL || name == NULL)
+        return -1;
+    return snapshot_bsearch(s->checks, s->n, sizeof *s->checks, offsetof(ha_snap_check, name), name, len);
+}
+
 int snapshot_find_group(const ha_snapshot *s, const char *name, size_t len)
 {
     if (s == NULL || name == NULL)
         return -1;
-    size_t lo = 0, hi = s->ngroups;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = snapshot_cmp(name, len, s->groups[mid].name);
-        if (c == 0)
-            return (int)mid;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return -1;
+    return snapshot_bsearch(s->groups, s->ngroups, sizeof *s->groups, offsetof(ha_snap_group, name), name, len);
 }
 
 bool snapshot_group_has(const ha_snap_group *g, uint32_t i)
