@@ -150,7 +150,7 @@ int cmd_dial(const cmd_url *u, uint64_t deadline, char *err, size_t errlen)
             if (w == 0) {
                 snprintf(err, errlen, "connect: timeout");
                 close(fd);
-                fd = -1;
+                fd = -2;
                 break;
             }
             int soerr = 0;

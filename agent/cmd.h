@@ -50,7 +50,8 @@ int cmd_url_parse(const char *s, cmd_url *u);
  * replaced by loopback. */
 void cmd_default_url(const ha_config *cfg, const char *path, char *out, size_t len);
 /* Connects to the first address of u that answers before deadline. Returns
- * the socket (non-blocking), or -1 with a message in err. */
+ * the socket (non-blocking), or -1 with a message in err, or -2 when the
+ * deadline passed (err: "connect: timeout"). u->path is not read. */
 int cmd_dial(const cmd_url *u, uint64_t deadline, char *err, size_t errlen);
 /* Sends req[0..n) on fd and reads the response into buf (NUL-terminated,
  * at most cap - 1 bytes) until EOF, the end of the declared body, or

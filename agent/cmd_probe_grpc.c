@@ -7,7 +7,6 @@
  * failure (any grpc-status but OK, NOT_FOUND and UNIMPLEMENTED included, or
  * no answer in time), 4 an answer other than SERVING. */
 #include <errno.h>
-#include <netdb.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -71,49 +70,14 @@ static int pg_split(const char *addr, char *host, size_t hl, char *port, size_t 
     return 0;
 }
 
-/* Connects before deadline. Returns the socket or -1 with err. */
+/* Connects to host:port before deadline (cmd_dial). Returns the socket,
+ * -1 with err, or -2 when the deadline passed. */
 static int pg_dial(const char *host, const char *port, uint64_t deadline, char *err, size_t errlen)
 {
-    struct addrinfo hints = {0}, *res = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    int g = getaddrinfo(host, port, &hints, &res);
-    if (g != 0) {
-        snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(g));
-        return -1;
-    }
-    int fd = -1;
-    snprintf(err, errlen, "no address for %s", host);
-    for (struct addrinfo *a = res; a && fd < 0; a = a->ai_next) {
-        fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd < 0) {
-            snprintf(err, errlen, "socket: %s", strerror(errno));
-            continue;
-        }
-        int r = connect(fd, a->ai_addr, a->ai_addrlen);
-        if (r != 0 && errno == EINPROGRESS) {
-            int w = cmd_wait_fd(fd, POLLOUT, deadline);
-            int soerr = 0;
-            socklen_t sl = sizeof soerr;
-            if (w == 0) {
-                snprintf(err, errlen, "timeout");
-                close(fd);
-                fd = -1;
-                break;
-            }
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-            r = soerr ? -1 : 0;
-            errno = soerr;
-        }
-        if (r != 0) {
-            snprintf(err, errlen, "%s", errno == ECONNREFUSED ? "connection refused" : strerror(errno));
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(res);
-    return fd;
+    cmd_url u = {0};
+    snprintf(u.host, sizeof u.host, "%s", host);
+    snprintf(u.port, sizeof u.port, "%s", port);
+    return cmd_dial(&u, deadline, err, errlen);
 }
 
 static ssize_t pg_read_req(nghttp2_session *sess, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
@@ -334,7 +298,7 @@ int cmd__probe_grpc(const char *addr, const char *service, uint64_t timeout_ns)
     if (fd < 0) {
         char d[32];
         ha_duration_format(timeout_ns, d, sizeof d);
-        if (strcmp(err, "timeout") == 0)
+        if (fd == -2)
             fprintf(stderr, "timeout: failed to connect service \"%s\" within %s\n", addr, d);
         else
             fprintf(stderr, "error: failed to connect service at \"%s\": %s\n", addr, err);
