@@ -1,6 +1,7 @@
 /* api_conn.c: the connection object the database clients share (see
  * api_conn.h): its life cycle, the op slot, the box and its metatable, and
  * the poll watcher on a library's socket. */
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -50,19 +51,27 @@ void api_conn_succeed(api_conn *c)
 void api_conn_shutdown(api_conn *c)
 {
     api_conn_fail(c, "closed");
-    db_url_resolve_cancel(&c->res);
+    api_dns_cancel(&c->res);
     c->cls->shutdown(c);
 }
 
-static void on_resolved(db_url_resolve *r, int status, const char *ip)
+/* The libraries resolve synchronously: they get the first address, IPv4
+ * preferred, in numeric form. */
+static void on_resolved(api_dns_req *r, int status, struct addrinfo *res)
 {
     api_conn *c = r->req.data;
+    char ip[64];
+    if (status == 0)
+        status = api_dns_first_ip(res, ip, sizeof ip);
+    uv_freeaddrinfo(res);
     if (c->dead) {
         api_conn_maybe_free(c);
         return;
     }
     if (status != 0) {
-        api_conn_fail(c, db_url_resolve_message(r, status));
+        char msg[API_CONN_ERR_MAX];
+        api_dns_message(r, status, msg, sizeof msg);
+        api_conn_fail(c, msg);
         return;
     }
     c->cls->connect(c, ip);
@@ -70,9 +79,12 @@ static void on_resolved(db_url_resolve *r, int status, const char *ip)
 
 void api_conn_resolve(api_conn *c, const char *host)
 {
-    int rc = db_url_resolve_start(c->loop, &c->res, host, on_resolved);
-    if (rc != 0)
-        api_conn_fail(c, db_url_resolve_message(&c->res, rc));
+    int rc = api_dns_start(c->loop, &c->res, host, AF_UNSPEC, 0, on_resolved);
+    if (rc != 0) {
+        char msg[API_CONN_ERR_MAX];
+        api_dns_message(&c->res, rc, msg, sizeof msg);
+        api_conn_fail(c, msg);
+    }
 }
 
 /* --- operations --------------------------------------------------------- */
@@ -137,7 +149,7 @@ api_conn_op *api_conn_op_new(api_conn *c, int kind)
 int api_conn_finish(lua_State *L, ha_task *t, api_conn_op *op)
 {
     if (!op->done)
-        return engine_task_yield(L, t, &op->op, db_url_op_timeout(t, op->c->timeout_ns));
+        return engine_task_yield(L, t, &op->op, op->c->timeout_ns);
     int n = op_push(&op->op, L);
     op_close(&op->op);
     return n;

@@ -21,7 +21,7 @@
 #include <lua.h>
 #include <uv.h>
 
-#include "db_url.h"
+#include "api_dns.h"
 #include "engine.h"
 
 #define API_CONN_ERR_MAX 256
@@ -58,7 +58,7 @@ typedef struct api_conn_class {
 struct api_conn {
     const api_conn_class *cls;
     uv_loop_t *loop;          /* the engine loop */
-    db_url_resolve res;       /* host resolution, the first step of connect */
+    api_dns_req res;          /* host resolution, the first step of connect */
     api_conn_op *op;          /* the pending operation, or NULL */
     uint64_t timeout_ns;      /* per-operation timeout; 0 = the check's deadline */
     bool dead;                /* failed or closed: no more operations */

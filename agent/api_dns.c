@@ -1,4 +1,5 @@
-/* api_dns.c: health.dns, name resolution for check scripts.
+/* api_dns.c: name resolution: the resolver every module that connects uses
+ * (api_dns.h), and health.dns on top of it for check scripts.
  *
  *   local dns = require "health.dns"
  *   local addrs, err = dns.resolve(name, {family = "inet" | "inet6", timeout = })
@@ -9,10 +10,12 @@
  * the request is left to finish and frees itself in its callback. */
 #include <netdb.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "api_dns.h"
 #include "api_fail.h"
 #include "api_opt.h"
 #include "common.h"
@@ -20,27 +23,82 @@
 
 #define DNS_MAX_ADDRS 64 /* addresses returned at most */
 
+/* --- the resolver ---------------------------------------------------------- */
+
+static void on_getaddrinfo(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    api_dns_req *r = (api_dns_req *)req; /* req is r's first member */
+    r->busy = false;
+    if (status != 0) {
+        uv_freeaddrinfo(res);
+        res = NULL;
+    }
+    r->done(r, status, res);
+}
+
+int api_dns_start(uv_loop_t *loop, api_dns_req *r, const char *host, int family, int port, api_dns_cb done)
+{
+    struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = port > 0 ? AI_NUMERICSERV : 0};
+    char service[12];
+    if (port > 0)
+        snprintf(service, sizeof service, "%d", port);
+    r->done = done;
+    snprintf(r->host, sizeof r->host, "%s", host);
+    int rc = uv_getaddrinfo(loop, &r->req, on_getaddrinfo, host, port > 0 ? service : NULL, &hints);
+    r->busy = rc == 0;
+    return rc;
+}
+
+void api_dns_cancel(api_dns_req *r)
+{
+    if (r->busy)
+        uv_cancel((uv_req_t *)&r->req); /* succeeds only if not started; done runs either way */
+}
+
+void api_dns_message(const api_dns_req *r, int status, char *buf, size_t len)
+{
+    api_fail_resolve(buf, len, r->host, status);
+}
+
+int api_dns_first_ip(const struct addrinfo *res, char *ip, size_t len)
+{
+    const struct addrinfo *pick = NULL;
+    for (const struct addrinfo *a = res; a; a = a->ai_next) {
+        if (a->ai_family == AF_INET) {
+            pick = a;
+            break;
+        }
+        if (pick == NULL && a->ai_family == AF_INET6)
+            pick = a;
+    }
+    ip[0] = '\0';
+    if (pick == NULL)
+        return UV_EAI_NONAME;
+    if (pick->ai_family == AF_INET)
+        return uv_ip4_name((const struct sockaddr_in *)pick->ai_addr, ip, len);
+    return uv_ip6_name((const struct sockaddr_in6 *)pick->ai_addr, ip, len);
+}
+
+/* --- health.dns ------------------------------------------------------------ */
+
 typedef struct {
     ha_op op;                 /* first: the task's pending slot points here */
-    uv_getaddrinfo_t req;     /* data = this */
-    bool running;             /* req in flight: its callback frees the op */
+    api_dns_req r;            /* r.req.data = this; the name as given is r.host */
     bool detached;            /* op closed before the answer came */
     int status;               /* 0 or a libuv UV_EAI_* code */
     struct addrinfo *res;     /* owned until push or close */
-    char *name;               /* owned: as given, for messages */
 } dns_op;
 
 static void dns_free(dns_op *op)
 {
     uv_freeaddrinfo(op->res);
-    free(op->name);
     free(op);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void on_resolved(api_dns_req *r, int status, struct addrinfo *res)
 {
-    dns_op *op = req->data;
-    op->running = false;
+    dns_op *op = r->req.data;
     op->status = status;
     op->res = res;
     if (op->detached) {
@@ -56,7 +114,7 @@ static int dns_push(ha_op *o, lua_State *L)
     dns_op *op = (dns_op *)o;
     if (op->status < 0) {
         char msg[300];
-        api_fail_resolve(msg, sizeof msg, op->name, op->status);
+        api_dns_message(&op->r, op->status, msg, sizeof msg);
         lua_pushnil(L);
         lua_pushstring(L, msg);
         return 2;
@@ -83,7 +141,7 @@ static int dns_push(ha_op *o, lua_State *L)
     }
     if (n == 0) {
         char msg[300];
-        api_fail_resolve(msg, sizeof msg, op->name, 0);
+        api_dns_message(&op->r, 0, msg, sizeof msg);
         lua_pop(L, 1);
         lua_pushnil(L);
         lua_pushstring(L, msg);
@@ -95,12 +153,12 @@ static int dns_push(ha_op *o, lua_State *L)
 static void dns_close(ha_op *o)
 {
     dns_op *op = (dns_op *)o;
-    if (!op->running) {
+    if (!op->r.busy) {
         dns_free(op);
         return;
     }
     op->detached = true;
-    uv_cancel((uv_req_t *)&op->req); /* succeeds only if not started; the callback frees */
+    api_dns_cancel(&op->r); /* on_resolved frees */
 }
 
 /* dns.resolve(name [, opts]) -> {address, ...} | nil, err */
@@ -134,24 +192,20 @@ static int l_resolve(lua_State *L)
     }
     ha_task *t = engine_task_current(L, "health.dns.resolve");
     dns_op *op = calloc(1, sizeof *op);
-    if (op == NULL || (op->name = strdup(name)) == NULL) {
-        free(op);
+    if (op == NULL)
         return luaL_error(L, "not enough memory");
-    }
     op->op.push = dns_push;
     op->op.close = dns_close;
-    op->req.data = op;
-    struct addrinfo hints = {.ai_family = family, .ai_socktype = SOCK_STREAM};
-    int r = uv_getaddrinfo(engine_task_loop(t), &op->req, on_resolved, name, NULL, &hints);
+    op->r.req.data = op;
+    int r = api_dns_start(engine_task_loop(t), &op->r, name, family, 0, on_resolved);
     if (r != 0) {
         op->status = r;
         int n = dns_push(&op->op, L);
         dns_free(op);
         return n;
     }
-    op->running = true;
     uv_update_time(engine_task_loop(t)); /* the timeout counts from now, not from the loop's last poll */
-    return engine_task_yield(L, t, &op->op, engine_task_clamp(t, timeout));
+    return engine_task_yield(L, t, &op->op, timeout);
 }
 
 int api_dns_open(lua_State *L)

@@ -808,7 +808,7 @@ static int start(lua_State *L, const char *fn, bool nagios)
         maybe_free(o);
         return nret;
     }
-    return engine_task_yield(L, t, &o->op, engine_task_clamp(t, timeout_ns));
+    return engine_task_yield(L, t, &o->op, timeout_ns);
 }
 
 /* exec.run(argv [, opts]) -> {code=, signal=, stdout=, stderr=, truncated=} | nil, message */

@@ -362,7 +362,7 @@ static int start(lua_State *L, fs_kind kind, const char *fn, int opts_idx, size_
         op_free(o);
         return push_error(L, r, path);
     }
-    return engine_task_yield(L, t, &o->op, engine_task_clamp(t, timeout_ns));
+    return engine_task_yield(L, t, &o->op, timeout_ns);
 }
 
 /* fs.stat(path [, opts]) -> table | nil, message. */

@@ -841,10 +841,10 @@ static int start_request(lua_State *L, int idx, const char *fn)
         goto fail;
     if (curl_multi_add_handle(op->m->curlm, e) != CURLM_OK)
         goto fail; /* the timer callback asked for a first run already */
-    /* A timeout that would end with the task's deadline is left to the
-     * deadline: the check then reports "timeout after <its timeout>". */
-    uint64_t ns = o.timeout_ns < engine_task_remaining(t) ? o.timeout_ns : 0;
-    return engine_task_yield(L, t, &op->op, ns);
+    /* a timeout that would end with the task's deadline is left to the
+     * deadline (engine_task_yield): the check then reports "timeout after
+     * <its timeout>" */
+    return engine_task_yield(L, t, &op->op, o.timeout_ns);
 fail:
     curl_slist_free_all(hdrs);
     free(host);

@@ -9,7 +9,7 @@
  * events it waits for (MYSQL_WAIT_READ/WRITE/EXCEPT/TIMEOUT); we watch
  * mysql_get_socket with a uv_poll (stopped before every library call, which
  * may close the socket) and a timer for MYSQL_WAIT_TIMEOUT, and call _cont
- * with what happened. The host is resolved with uv_getaddrinfo first and
+ * with what happened. The host is resolved on the loop first (api_dns.h) and
  * given as a numeric address (the library would resolve it synchronously).
  * Results are read whole with mysql_store_result_start/_cont; fetching rows
  * from a stored result does no I/O, so push uses mysql_fetch_row.
@@ -38,6 +38,7 @@
 #include "api.h"
 #include "api_conn.h"
 #include "api_fail.h"
+#include "api_opt.h"
 #include "db_url.h"
 #include "engine.h"
 
@@ -266,7 +267,7 @@ static void wait_for(mconn *c, int st)
     if (events && fd >= 0) {
         int rc = api_conn_poll_watch(&c->poll, c->base.loop, fd, events, on_poll, c);
         if (rc != 0) {
-            conn_fail(c, db_url_uv_message(rc));
+            conn_fail(c, api_fail_uv(rc));
             return;
         }
     }
@@ -505,7 +506,7 @@ static int l_connect(lua_State *L)
     uint64_t timeout_ns = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        timeout_ns = db_url_opt_timeout(L, 2, "health.mysql.connect");
+        timeout_ns = api_opt_duration_field(L, 2, "health.mysql.connect", "timeout", 0, false);
     }
     ha_task *t = engine_task_current(L, "health.mysql.connect");
     db_url u;

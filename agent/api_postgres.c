@@ -6,7 +6,7 @@
  *   db:close()
  *
  * Connecting parses the conninfo with PQconninfoParse, resolves the host
- * with uv_getaddrinfo and hands libpq hostaddr= (libpq would resolve it
+ * on the loop (api_dns.h) and hands libpq hostaddr= (libpq would resolve it
  * synchronously), then runs PQconnectStartParams/PQconnectPoll. libpq may
  * close its socket and open another while connecting (SSL or GSS fallback,
  * another address), and closes it when a connection drops: the poll is
@@ -31,6 +31,7 @@
 #include "api.h"
 #include "api_conn.h"
 #include "api_fail.h"
+#include "api_opt.h"
 #include "db_url.h"
 #include "engine.h"
 
@@ -209,7 +210,7 @@ static int watch(pconn *c, int events)
     }
     int rc = api_conn_poll_watch(&c->poll, c->base.loop, fd, events, on_poll, c);
     if (rc != 0) {
-        conn_fail(c, db_url_uv_message(rc));
+        conn_fail(c, api_fail_uv(rc));
         return -1;
     }
     return 0;
@@ -453,7 +454,7 @@ static int l_connect(lua_State *L)
     uint64_t timeout_ns = 0;
     if (!lua_isnoneornil(L, 2)) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        timeout_ns = db_url_opt_timeout(L, 2, "health.postgres.connect");
+        timeout_ns = api_opt_duration_field(L, 2, "health.postgres.connect", "timeout", 0, false);
     }
     ha_task *t = engine_task_current(L, "health.postgres.connect");
     char *perr = NULL;

@@ -6,7 +6,7 @@
  *   c:command("PING")           -- "PONG"; errors: nil, "ERR ..."; I/O failure: nil, "timeout" | "closed" ...
  *   c:close()
  *
- * Connecting resolves the host with uv_getaddrinfo (hiredis would block on
+ * Connecting resolves the host on the loop (api_dns.h; hiredis would block on
  * it), connects to the numeric address, then sends AUTH and SELECT. A client
  * is C memory (rconn, an api_conn) that a Lua userdata points to; the
  * pending operation of a call is an api_conn_op. hiredis frees its context itself after a failed
@@ -24,6 +24,7 @@
 #include "api.h"
 #include "api_conn.h"
 #include "api_fail.h"
+#include "api_opt.h"
 #include "db_url.h"
 #include "engine.h"
 
@@ -423,7 +424,7 @@ static void parse_args(lua_State *L, rargs *a)
         const char *url = lua_tostring(L, 1);
         if (!lua_isnoneornil(L, 2)) {
             luaL_checktype(L, 2, LUA_TTABLE);
-            a->timeout_ns = db_url_opt_timeout(L, 2, "health.redis.connect");
+            a->timeout_ns = api_opt_duration_field(L, 2, "health.redis.connect", "timeout", 0, false);
         }
         if (strncmp(url, "unix://", 7) == 0) {
             a->path = url + 7;
@@ -464,7 +465,7 @@ static void parse_args(lua_State *L, rargs *a)
         a->password = NULL;
     a->port = opt_int(L, 1, "port", 6379, 1, 65535);
     a->db = opt_int(L, 1, "db", 0, 0, 1000000);
-    a->timeout_ns = db_url_opt_timeout(L, 1, "health.redis.connect");
+    a->timeout_ns = api_opt_duration_field(L, 1, "health.redis.connect", "timeout", 0, false);
     if (a->host == NULL)
         a->host = "127.0.0.1";
 }

@@ -7,7 +7,7 @@
  *   s:certificate()                 -> {subject=, issuer=, not_after=, days_left=} (TLS)
  *   s:settimeout(seconds), s:close()
  *
- * Names resolve with uv_getaddrinfo (numeric addresses skip it), then each
+ * Names resolve with the resolver of api_dns.h (numeric addresses skip it), then each
  * address is tried with uv_tcp_connect until one connects. TLS is OpenSSL
  * driven through two memory BIOs over the uv_tcp stream: bytes read from the
  * socket go into the read BIO, whatever OpenSSL writes to the write BIO is
@@ -39,6 +39,7 @@
 #include <openssl/x509v3.h>
 
 #include "api.h"
+#include "api_dns.h"
 #include "api_fail.h"
 #include "api_opt.h"
 #include "common.h"
@@ -56,13 +57,12 @@ typedef struct tcp_op tcp_op;
 
 typedef struct tcp_conn {
     uv_tcp_t tcp;               /* data = this; valid while handle_open */
-    uv_getaddrinfo_t gai;       /* data = this; in flight while gai_pending */
+    api_dns_req dns;            /* dns.req.data = this; in flight while dns.busy */
     uv_connect_t creq;          /* data = this */
     uv_loop_t *loop;            /* not owned */
     tcp_op *op;                 /* the pending op, or NULL */
     bool owned;                 /* an op or a userdata still refers to it */
     bool handle_open;           /* uv_tcp_init done, close_cb not yet run */
-    bool gai_pending;           /* resolver request in flight */
     bool retry;                 /* handle closing to try the next address */
     bool connected;             /* TCP connected */
     bool reading;               /* uv_read_start in force */
@@ -155,7 +155,7 @@ static void fail_verify(tcp_conn *c, long v)
 /* Frees c once nothing refers to it any more. */
 static void conn_maybe_free(tcp_conn *c)
 {
-    if (c->owned || c->op || c->handle_open || c->gai_pending)
+    if (c->owned || c->op || c->handle_open || c->dns.busy)
         return;
     if (c->ssl)
         SSL_free(c->ssl); /* frees the BIOs too */
@@ -187,8 +187,7 @@ static void conn_shutdown(tcp_conn *c)
         return;
     c->closed = true;
     conn_fail(c, "closed");
-    if (c->gai_pending)
-        uv_cancel((uv_req_t *)&c->gai); /* may fail once running: the callback sees closed */
+    api_dns_cancel(&c->dns); /* may fail once running: the callback sees closed */
     if (c->handle_open && !uv_is_closing((uv_handle_t *)&c->tcp))
         uv_close((uv_handle_t *)&c->tcp, on_handle_closed); /* closes the fd now */
     conn_progress(c);
@@ -598,10 +597,9 @@ static void conn_connect_next(tcp_conn *c)
     conn_progress(c);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+static void on_resolved(api_dns_req *r, int status, struct addrinfo *res)
 {
-    tcp_conn *c = req->data;
-    c->gai_pending = false;
+    tcp_conn *c = r->req.data;
     if (c->closed) {
         uv_freeaddrinfo(res);
         conn_maybe_free(c);
@@ -734,7 +732,7 @@ static int op_run(lua_State *L, ha_task *t, tcp_op *op, uint64_t timeout_ns)
         return n;
     }
     uv_update_time(c->loop); /* the timeout counts from now, not from the loop's last poll */
-    return engine_task_yield(L, t, &op->op, engine_task_clamp(t, timeout_ns));
+    return engine_task_yield(L, t, &op->op, timeout_ns);
 }
 
 /* --- Lua API ------------------------------------------------------------- */
@@ -853,16 +851,13 @@ static int l_connect(lua_State *L)
         c->naddrs = 1;
         conn_connect_next(c);
     } else {
-        char service[8];
-        snprintf(service, sizeof service, "%d", (int)port);
-        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                                 .ai_flags = AI_NUMERICSERV};
-        c->gai.data = c;
-        int r = uv_getaddrinfo(c->loop, &c->gai, on_resolved, host, service, &hints);
-        if (r == 0)
-            c->gai_pending = true;
-        else
-            conn_fail(c, "dns: %s", uv_strerror(r));
+        c->dns.req.data = c;
+        int r = api_dns_start(c->loop, &c->dns, host, AF_UNSPEC, (int)port, on_resolved);
+        if (r != 0) {
+            char msg[300];
+            api_fail_resolve(msg, sizeof msg, c->host, r);
+            conn_fail(c, "%s", msg);
+        }
     }
     return op_run(L, t, op, timeout);
 }

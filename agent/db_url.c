@@ -1,19 +1,15 @@
-/* db_url.c: URL parsing, password redaction, the timeout option and name
- * resolution shared by the database clients (see db_url.h). */
+/* db_url.c: the database clients' URLs and secrets: parsing
+ * "scheme://user:password@host:port/db", and keeping passwords out of every
+ * message (see db_url.h). */
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <lauxlib.h>
-
-#include "api_fail.h"
-#include "api_opt.h"
 #include "common.h"
 #include "db_url.h"
-#include "engine_task.h"
 
 /* --- parsing ------------------------------------------------------------ */
 
@@ -326,75 +322,4 @@ void db_url_message(char *out, size_t outlen, const char *msg, const char *secre
     memcpy(out, s, n);
     out[n] = '\0';
     free(r);
-}
-
-/* --- options ------------------------------------------------------------ */
-
-uint64_t db_url_opt_timeout(lua_State *L, int idx, const char *fn)
-{
-    return api_opt_duration_field(L, idx, fn, "timeout", 0, false);
-}
-
-uint64_t db_url_op_timeout(const struct ha_task *t, uint64_t ns)
-{
-    return ns ? engine_task_clamp(t, ns) : 0;
-}
-
-/* --- resolution --------------------------------------------------------- */
-
-static void resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-    db_url_resolve *r = (db_url_resolve *)req;
-    const struct addrinfo *pick = NULL;
-    for (const struct addrinfo *a = status == 0 ? res : NULL; a; a = a->ai_next) {
-        if (a->ai_family == AF_INET) {
-            pick = a;
-            break;
-        }
-        if (pick == NULL && a->ai_family == AF_INET6)
-            pick = a;
-    }
-    r->ip[0] = '\0';
-    if (status == 0 && pick == NULL)
-        status = UV_EAI_NONAME;
-    if (status == 0) {
-        if (pick->ai_family == AF_INET)
-            status = uv_ip4_name((const struct sockaddr_in *)pick->ai_addr, r->ip, sizeof r->ip);
-        else
-            status = uv_ip6_name((const struct sockaddr_in6 *)pick->ai_addr, r->ip, sizeof r->ip);
-    }
-    uv_freeaddrinfo(res);
-    r->busy = false;
-    r->done(r, status, status == 0 ? r->ip : NULL);
-}
-
-int db_url_resolve_start(uv_loop_t *loop, db_url_resolve *r, const char *host, db_url_resolve_cb done)
-{
-    struct addrinfo hints;
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    r->done = done;
-    snprintf(r->host, sizeof r->host, "%s", host);
-    int rc = uv_getaddrinfo(loop, &r->req, resolved, host, NULL, &hints);
-    r->busy = rc == 0;
-    return rc;
-}
-
-void db_url_resolve_cancel(db_url_resolve *r)
-{
-    if (r->busy)
-        uv_cancel((uv_req_t *)&r->req);
-}
-
-const char *db_url_uv_message(int uverr)
-{
-    return api_fail_uv(uverr);
-}
-
-const char *db_url_resolve_message(const db_url_resolve *r, int status)
-{
-    static char msg[320];
-    api_fail_resolve(msg, sizeof msg, r->host, status);
-    return msg;
 }

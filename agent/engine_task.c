@@ -587,14 +587,6 @@ uint64_t engine_task_remaining(const ha_task *t)
     return now >= d ? 0 : d - now;
 }
 
-uint64_t engine_task_clamp(const ha_task *t, uint64_t timeout_ns)
-{
-    uint64_t rem = engine_task_remaining(t);
-    if (timeout_ns == 0 || timeout_ns > rem)
-        return rem == UINT64_MAX ? 0 : rem;
-    return timeout_ns;
-}
-
 uv_loop_t *engine_task_loop(const ha_task *t) { return t->vm->eng->loop; }
 
 const char *engine_task_name(const ha_task *t) { return t->name; }

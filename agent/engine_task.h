@@ -82,10 +82,12 @@ void engine_task_kill(ha_task *t, ha_task_end how);
 ha_task *engine_task_current(lua_State *L, const char *fn);
 
 /* Parks the task on op until engine_task_complete(op), a timeout of
- * timeout_ns (0, or one that would end at or after the task's deadline: only
- * the deadline applies) or the task's death. Must be the
- * last call of a lua_CFunction: `return engine_task_yield(L, t, op, ns);`.
- * On timeout the Lua caller receives nil, "timeout". */
+ * timeout_ns or the task's death. This is the one place an operation's
+ * timeout meets the task's deadline: pass the timeout as requested; 0, or
+ * one that would end at or after the deadline, leaves only the deadline
+ * (the run then ends "timeout after <its timeout>"). Must be the last call
+ * of a lua_CFunction: `return engine_task_yield(L, t, op, ns);`. On timeout
+ * the Lua caller receives nil, "timeout". */
 int engine_task_yield(lua_State *L, ha_task *t, ha_op *op, uint64_t timeout_ns);
 
 /* Marks op complete; the task is resumed on the next scheduler pass.
@@ -108,11 +110,6 @@ const char *engine_task_last_failure(const ha_task *t);
 void engine_task_set_owner(ha_task *t, uint32_t owner);
 /* Sets the name used in logs (not copied: must outlive the task). */
 void engine_task_set_name(ha_task *t, const char *name);
-
-/* The timeout an operation should use: the smaller of timeout_ns (0 = none
- * requested) and the task's remaining time; 0 when neither bounds it (no
- * request and no deadline) or the deadline has passed. */
-uint64_t engine_task_clamp(const ha_task *t, uint64_t timeout_ns);
 
 /* Handles the task itself holds open (its deadline and op timers). */
 int engine_task_handles(const ha_task *t);

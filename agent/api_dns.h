@@ -1,0 +1,52 @@
+/* api_dns.h: name resolution on the engine loop, the one resolver of
+ * health.dns (api_dns.c), health.tcp (api_tcp.c) and the database clients
+ * (api_conn.c). health.http leaves resolution to libcurl's threaded
+ * resolver, which never blocks the loop either (api_http.c).
+ *
+ * A request runs uv_getaddrinfo on libuv's thread pool. One that is already
+ * running cannot be stopped: cancelling only asks, and done runs exactly
+ * once after every successful start. Failures read as api_fail_resolve
+ * writes them ("cannot resolve host 'x'[: reason]"). Engine thread. */
+#ifndef HA_API_DNS_H
+#define HA_API_DNS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <uv.h>
+
+struct addrinfo;
+
+typedef struct api_dns_req api_dns_req;
+/* Called once a started request ends: status 0 with the results in res
+ * (the callee owns them: uv_freeaddrinfo), or a negative libuv code
+ * (UV_EAI_*; UV_EAI_CANCELED after api_dns_cancel) with res NULL. */
+typedef void (*api_dns_cb)(api_dns_req *r, int status, struct addrinfo *res);
+
+struct api_dns_req {
+    uv_getaddrinfo_t req;     /* req.data is free for the owner */
+    api_dns_cb done;
+    bool busy;                /* between a successful start and done */
+    char host[256];           /* the name being resolved, for the failure message */
+};
+
+/* Starts resolving host for a TCP connection: family AF_UNSPEC, AF_INET or
+ * AF_INET6; port > 0 puts that port into the addresses (a numeric service),
+ * 0 leaves it 0. Returns 0 (done runs later, from the loop, even for a
+ * numeric host) or a negative libuv error (done is not called). */
+int api_dns_start(uv_loop_t *loop, api_dns_req *r, const char *host, int family, int port, api_dns_cb done);
+
+/* Asks a busy request to stop; done still runs once (UV_EAI_CANCELED when the
+ * request had not started, else with its result). No-op when not busy. */
+void api_dns_cancel(api_dns_req *r);
+
+/* The failure message of r for status (a libuv code; 0: the name has no
+ * usable address) into buf: api_fail_resolve of r->host. */
+void api_dns_message(const api_dns_req *r, int status, char *buf, size_t len);
+
+/* The numeric form of the first IPv4 address of res, else of its first
+ * IPv6 one, into ip. Returns 0, UV_EAI_NONAME when res has neither, or the
+ * error of formatting it. */
+int api_dns_first_ip(const struct addrinfo *res, char *ip, size_t len);
+
+#endif
