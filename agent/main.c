@@ -138,12 +138,13 @@ static int run_script(ha_config *cfg, int argc, char **argv, int first)
     ha_engine eng;
     char err[1024];
     uv_loop_t loop;
+    int code = 2;
     uv_loop_init(&loop);
     engine_init(&eng, cfg, &loop);
     ha_vm *vm = engine_vm_new(&eng, false, 0, cfg->lualib_dir, NULL, err, sizeof err);
     if (vm == NULL) {
         fprintf(stderr, "healthagent: %s\n", err);
-        return 2;
+        goto out;
     }
     lua_State *L = vm->L;
     lua_createtable(L, argc - first, first + 1); /* [arg] */
@@ -160,20 +161,19 @@ static int run_script(ha_config *cfg, int argc, char **argv, int first)
     lua_pop(L, 1);
     if (luaL_loadfile(L, argv[first]) != LUA_OK) { /* [chunk] */
         fprintf(stderr, "healthagent: %s\n", lua_tostring(L, -1));
-        engine_vm_close(vm);
-        engine_close(&eng);
-        uv_loop_close(&loop);
-        return 1;
+        code = 1;
+        goto out;
     }
     for (int i = first + 1; i < argc; i++)
         lua_pushstring(L, argv[i]);
     engine_task_start(vm, L, argc - first - 1, 0, 0, runner_done, &eng);
     uv_run(&loop, UV_RUN_DEFAULT);
-    int code = eng.exit_code;
+    code = eng.exit_code;
     fflush(stdout);
     api_testing_close_all();
+out:
     engine_vm_close(vm);
-    int left = engine_close(&eng);
+    int left = engine_close(&eng); /* closes the loop too */
     if (left) {
         fprintf(stderr, "healthagent: %d libuv handle(s) still open when the script ended\n", left);
         if (code == 0)
@@ -293,6 +293,11 @@ static int run_agent(ha_config *cfg)
 {
     char err[1024];
     ha_script_set set;
+    ha_engine eng;
+    ha_gen *gen = NULL;
+    ha_bridge bridge;
+    uv_loop_t loop;
+    ha_front *front = NULL;
     int code = 2;
     if (cfg->scripts_dir == NULL)
         cfg->scripts_dir = strdup(config_default_scripts());
@@ -303,36 +308,21 @@ static int run_agent(ha_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     front_admin_init(HA_GIT_COMMIT, HA_BUILD_DATE);
 
-    ha_engine eng;
     int r = engine_init(&eng, cfg, NULL);
     if (r != 0)
         return fail("engine: %s%s", uv_strerror(r), "");
-    if (engine_load_read(cfg->scripts_dir, &set, err, sizeof err) != 0) {
-        engine_close(&eng);
-        free(eng.loop);
-        return fail("%s%s", err, "");
-    }
-    ha_gen *gen = engine_load_gen(&eng, cfg->scripts_dir, &set, err, sizeof err);
+    if (engine_load_read(cfg->scripts_dir, &set, err, sizeof err) != 0)
+        goto fail_load;
+    gen = engine_load_gen(&eng, cfg->scripts_dir, &set, err, sizeof err);
     engine_load_free(&set);
-    if (gen == NULL) {
-        engine_close(&eng);
-        free(eng.loop);
-        return fail("%s%s", err, "");
-    }
+    if (gen == NULL)
+        goto fail_load;
 
-    ha_bridge bridge;
     bridge_init(&bridge);
-    uv_loop_t loop;
     uv_loop_init(&loop);
-    ha_front *front = front_new(&loop, cfg, &bridge, err, sizeof err);
-    if (front == NULL) {
-        engine_gen_close(gen);
-        engine_close(&eng);
-        free(eng.loop);
-        uv_loop_close(&loop);
-        bridge_dispose(&bridge);
-        return fail("%s%s", err, "");
-    }
+    front = front_new(&loop, cfg, &bridge, err, sizeof err);
+    if (front == NULL)
+        goto fail_front;
     size_t nchecks = gen->n; /* gen belongs to the engine thread from here: a reload may free it */
     if ((r = engine_start_thread(&eng, gen, &bridge)) != 0) {
         fail("engine thread: %s%s", uv_strerror(r), "");
@@ -364,6 +354,17 @@ out:
     bridge_dispose(&bridge);
     log_event(LOG_INFO, NULL, "exit %d", code);
     return code;
+
+    /* start-up failed before the engine thread: what was made so far, newest
+     * first, then the one line that says why */
+fail_front:
+    uv_loop_close(&loop);
+    bridge_dispose(&bridge);
+fail_load:
+    engine_gen_close(gen);
+    engine_close(&eng);
+    free(eng.loop);
+    return fail("%s%s", err, "");
 }
 
 /* --- commands ------------------------------------------------------------ */
