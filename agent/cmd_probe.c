@@ -72,7 +72,6 @@ typedef struct {
 
 typedef struct {
     char reason[256];         /* top-level "reason" or "error", or a one-check answer's "output" */
-    bool components;          /* a probe answer (not one check) */
     probe_check failing[PROBE_MAX_LISTED];
     int nfailing;             /* listed */
     int more;                 /* failing but not listed */
@@ -238,7 +237,6 @@ static int parse_answer(const char *body, size_t len, probe_answer *a)
             (strcmp(key, "output") == 0 && a->reason[0] == '\0')) {
             r = pj_string(&j, a->reason, sizeof a->reason);
         } else if (strcmp(key, "components") == 0) {
-            a->components = true;
             if (!pj_eat(&j, '{'))
                 return -1;
             if (pj_eat(&j, '}'))

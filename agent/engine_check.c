@@ -1421,7 +1421,6 @@ void engine_check_snap(const ha_check *c, ha_snap_check *o)
     o->not_before_ns = c->not_before_ns;
     o->timeout_ns = c->timeout_ns;
     o->runs = c->runs;
-    o->running_since_ns = c->task ? c->started_ns : 0;
     o->ttl_ns = c->ttl_ns;
     o->interval_ns = c->interval_ns;
     o->failure_threshold = c->failure_threshold;

@@ -74,7 +74,6 @@ typedef struct {
     uint64_t not_before_ns;   /* monotonic: no run before this (initial_delay) */
     uint64_t timeout_ns;      /* hard deadline of one run */
     uint64_t runs;            /* completed runs so far: grows by one per result */
-    uint64_t running_since_ns;/* monotonic start of the run in flight, 0 if none */
     uint64_t ttl_ns;          /* a result is served this long */
     uint64_t interval_ns;     /* background refresh, 0 = on demand */
     int failure_threshold, success_threshold;

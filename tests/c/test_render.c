@@ -473,7 +473,6 @@ static void test_stall(void)
     cs[1] = result(ck("orders-db", HA_PROBE_LIVENESS | HA_PROBE_READINESS, HA_UP), "ok",
                    "{\"rows\":3}", 3);
     cs[1].running = true;
-    cs[1].running_since_ns = NOW_NS - 8 * HA_NS_PER_S;
     ha_snapshot s = snap(cs, 2);
 
     ha_render_req r = req(HA_PI_LIVENESS, HA_FMT_JSON, false);

@@ -96,7 +96,6 @@ static ha_snapshot *fuzz_snapshot(fuzz_in *in, uint8_t flags)
         c->timeout_ns = g & 0x40 ? fuzz_u64(in) : (uint64_t)fuzz_u16(in) * HA_NS_PER_MS;
         c->max_age_ns = c->timeout_ns;
         c->runs = fuzz_u8(in);
-        c->running_since_ns = c->running ? c->expires_ns / 2 : 0;
     }
     qsort(s->checks, n, sizeof *s->checks, fuzz_name_cmp);
     for (size_t i = 0; i < n; i++) { /* drop repeated names */
