@@ -1,5 +1,6 @@
-/* config.c: defaults, the Lua configuration file, environment overrides and
- * listen/token helpers, validated into one ha_config (see config.h).
+/* config.c: defaults (the install paths of lualib/ and scripts/ too), the Lua
+ * configuration file, environment overrides and listen/token helpers,
+ * validated into one ha_config (see config.h).
  *
  * The configuration file is Lua 5.4 run in a state of its own: base, string,
  * table and math only (no io, os, package; dofile, loadfile and load are

@@ -1,7 +1,9 @@
-/* engine.h: the engine: one libuv loop that owns every Lua state (ha_vm) and
- * runs every check as a coroutine task. In agent mode it runs on its own
- * thread and talks to the front only through the bridge; in script-runner
- * mode (`healthagent file.lua`) it runs on the main thread with no front. */
+/* engine.h: the engine (engine.c): one libuv loop that owns every Lua state
+ * (ha_vm, engine_vm.h) and runs every check as a coroutine task
+ * (engine_task.h). In agent mode it runs on its own thread and talks to the
+ * front only through the bridge; in script-runner mode (`healthagent
+ * file.lua`) it runs on the main thread with no front. The names engine
+ * files share among themselves are in engine_int.h. */
 #ifndef HA_ENGINE_H
 #define HA_ENGINE_H
 

@@ -1,13 +1,15 @@
 /* engine_reload.h: hot reload of the scripts directory, driven from the
- * engine thread, built on a loader thread. Triggers: events on the directory (one uv_fs_event on the
- * directory itself, never on single files), debounced into one reload; a
- * periodic rescan by content hash (cfg->rescan_ns); and explicit requests
- * (SIGHUP, POST /-/reload) that arrive as HA_MSG_RELOAD.
+ * engine thread, built on a loader thread. Triggers: events on the
+ * directory (one uv_fs_event on the directory itself, never on single
+ * files), debounced into one reload; a periodic rescan by content hash
+ * (cfg->rescan_ns); and explicit requests (SIGHUP, POST /-/reload) that
+ * arrive as HA_MSG_RELOAD.
  *
  * A reload reads the directory (engine_load_read: names beginning with '.'
  * skipped, symlinks followed, a dangling link skipped), and when the content
  * hash (scripts and lib/ modules) differs from the served generation's, a
- * loader thread builds a whole new generation in its own Lua state. On success the new one is activated (unchanged checks keep their state) and
+ * loader thread builds a whole new generation in its own Lua state. On
+ * success the new one is activated (unchanged checks keep their state) and
  * the old one closed (its runs cancelled); on failure the old one keeps
  * serving and eng->load_error says why. Kubernetes ConfigMap volumes work as
  * they are: the rename of ..data over the old link is one directory event. */

@@ -1,6 +1,7 @@
-/* engine_vm.c: Lua states for the engine: the limited allocator, the check
- * script sandbox, text-only loading, and the coroutine library wrapped so
- * that an API yield inside a user coroutine passes through to the scheduler. */
+/* engine_vm.c: Lua states for the engine (see engine_vm.h): the limited
+ * allocator, the C-stack guard, the check script sandbox and its file
+ * policy, text-only loading, and the coroutine library wrapped so that an
+ * API yield inside a user coroutine passes through to the scheduler. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
