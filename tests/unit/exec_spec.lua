@@ -10,13 +10,7 @@ local H = require "helpers.spec"
 
 local PLUGINS = "/usr/lib/nagios/plugins"
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = H.read
 
 local SELF = tonumber(read_file("/proc/self/stat"):match("^(%d+)"))
 
