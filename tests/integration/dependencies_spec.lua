@@ -108,6 +108,44 @@ end }
   end)
 end)
 
+describe("a dependency that is not decided yet (INIT)", function()
+  it("holds the dependent back without failing it: not run, INIT, then run at once when the dependency decides", function()
+    local a = start {
+      scripts = { ["a.lua"] = [[
+health.check { name = "db", initial_delay = "4s", ttl = "1h", run = function() return true, "db up" end }
+local n = 0
+health.check { name = "app", depends_on = { "db" }, interval = "100ms", run = function()
+  n = n + 1
+  return true, "runs=" .. n
+end }
+]] },
+      config = [[return { shutdown_delay = 0 }]],
+    }
+    local t0 = health.now()
+    -- within db's initial delay: app waits, INIT, with no result and no
+    -- run; a probe waits for it (db may decide within the budget) no
+    -- longer than max_wait
+    health.sleep(0.6)
+    local app, r = component(a, "app")
+    assert.equal("INIT", app.status)
+    assert.is_nil(app.output)
+    assert.is_nil(app.details)
+    assert.is_true(r.time < 0.5 + MARGIN, r.time)
+    r = a:get("/readyz")
+    assert.equal(503, r.status)
+    assert.is_true(r.time < 0.5 + MARGIN, r.time)
+    assert.is_true(health.now() - t0 < 3.5, "the test outran db's initial delay: the machine is too slow")
+    assert.is_true(wait_until(function() return component(a, "db").status == "UP" end, 6))
+    assert.is_true(health.now() - t0 >= 3.9)
+    -- db decided: app runs at once (its interval goes on from there)
+    assert.is_true(wait_until(function() return component(a, "app").status == "UP" end, 0.1 + MARGIN),
+      a:get("/healthz").body)
+    assert.matches("^runs=%d+$", component(a, "app").output)
+    assert.equal(200, a:get("/readyz").status)
+    a:stop()
+  end)
+end)
+
 describe("the dependency graph at load time", function()
   local GOOD = [[
 health.check { name = "db", ttl = "1h", run = function() return true end }
@@ -203,6 +241,7 @@ health.check { name = "app", depends_on = { "dep" }, ttl = "1h", run = function(
   m = m + 1
   return true, "runs=" .. m
 end }
+health.group { name = "g", include = { "app" } }
 ]]):format(flag) },
       config = [[return { shutdown_delay = 0, max_wait = "2s" }]],
     }
@@ -226,12 +265,22 @@ end }
     assert.equal("UP", r.json.components.app.status)
     assert.matches("^runs=%d+$", r.json.components.app.output)
     assert.is_true(r.time < 2 + MARGIN, r.time)
-    -- a single check's path gets the same refresh
+    -- a single check's path and a group get the same refresh
     agent.write(flag, "x")
     health.sleep(0.5)
     r = a:get("/readyz/app")
     assert.equal(503, r.status, r.body)
     assert.equal("dependency dep is DOWN", r.json.output)
+    os.remove(flag)
+    health.sleep(0.5)
+    r = a:get("/groupz/g")
+    assert.equal(200, r.status, r.body)
+    assert.equal("UP", r.json.components.app.status)
+    agent.write(flag, "x")
+    health.sleep(0.5)
+    r = a:get("/groupz/g")
+    assert.equal(503, r.status, r.body)
+    assert.equal("dependency dep is DOWN", r.json.components.app.output)
     a:stop()
   end)
 end)
