@@ -813,7 +813,8 @@ static int config_size(config_ctx *ctx, lua_State *L, int idx, const char *field
     return 0;
 }
 
-/* Reads an HTTP status code 100..599. */
+/* Reads an HTTP status code 200..599 (a 1xx is interim: a client would wait
+ * for the final answer). */
 static int config_http_status(config_ctx *ctx, lua_State *L, int idx, const char *field, int *out)
 {
     int exact;
@@ -821,8 +822,8 @@ static int config_http_status(config_ctx *ctx, lua_State *L, int idx, const char
         return config_field_err(ctx, field, "expected an HTTP status code, got %s",
                                 luaL_typename(L, idx));
     lua_Integer i = lua_tointegerx(L, idx, &exact);
-    if (!exact || i < 100 || i > 599)
-        return config_field_err(ctx, field, "must be an HTTP status 100..599, got %s",
+    if (!exact || i < 200 || i > 599)
+        return config_field_err(ctx, field, "must be an HTTP status 200..599, got %s",
                                 lua_tostring(L, idx));
     *out = (int)i;
     return 0;

@@ -120,13 +120,14 @@ static void field_names(lua_State *L, int idx, const char *key, char ***out, siz
     lua_pop(L, 1);
 }
 
-/* An HTTP code field at the top of the stack; raises naming field. */
+/* An HTTP code field at the top of the stack, 200..599 (a 1xx is interim);
+ * raises naming field. */
 static int http_code(lua_State *L, const char *field)
 {
     int exact = 0;
     lua_Integer i = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &exact) : 0;
-    if (!exact || i < 100 || i > 599)
-        group_error(L, "field '%s' must be an HTTP status 100..599, got %s", field,
+    if (!exact || i < 200 || i > 599)
+        group_error(L, "field '%s' must be an HTTP status 200..599, got %s", field,
                     lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
     return (int)i;
 }

@@ -341,7 +341,10 @@ static void test_bad_values(void)
               in_dir("p1.lua: field 'probes.readiness.paths': path 'ready' must start with '/'"));
     CHECK_STR(load_err("p2.lua", "return { probes = { readiness = { success_status = 99 } } }"),
               in_dir("p2.lua: field 'probes.readiness.success_status': must be an HTTP status "
-                     "100..599, got 99"));
+                     "200..599, got 99"));
+    CHECK_STR(load_err("p2b.lua", "return { probes = { readiness = { success_status = 101 } } }"),
+              in_dir("p2b.lua: field 'probes.readiness.success_status': must be an HTTP status "
+                     "200..599, got 101"));
     CHECK_STR(load_err("p3.lua", "return { probes = { liveness = { failure_status = '503' } } }"),
               in_dir("p3.lua: field 'probes.liveness.failure_status': expected an HTTP status "
                      "code, got string"));

@@ -11,7 +11,7 @@
  *   - on success, the configuration is valid: 1..16 distinct listen
  *     addresses, at most 32 trusted networks with clean host bits, every
  *     probe with 1..8 distinct paths starting with '/' (not /-/, no blank,
- *     '?' or '#'), no path shared by two probes, status codes 100..599,
+ *     '?' or '#'), no path shared by two probes, status codes 200..599,
  *     durations in (0, 1 year] (shutdown_delay may be 0), sizes > 0, a
  *     known log level, a token without control characters;
  *   - either way config_free releases everything (LeakSanitizer). */
@@ -101,8 +101,8 @@ static void fuzz_valid_config(const ha_config *cfg)
     for (int a = 0; a < HA_NPROBES; a++) {
         const ha_probe_conf *pc = &cfg->probes[a];
         FUZZ_CHECK(pc->npaths >= 1 && pc->npaths <= HA_MAX_PATHS, "path count");
-        FUZZ_CHECK(pc->success_status >= 100 && pc->success_status <= 599, "success_status");
-        FUZZ_CHECK(pc->failure_status >= 100 && pc->failure_status <= 599, "failure_status");
+        FUZZ_CHECK(pc->success_status >= 200 && pc->success_status <= 599, "success_status");
+        FUZZ_CHECK(pc->failure_status >= 200 && pc->failure_status <= 599, "failure_status");
         for (int i = 0; i < pc->npaths && i < HA_MAX_PATHS; i++) {
             FUZZ_CHECK(fuzz_path_ok(pc->paths[i]), pc->paths[i]);
             for (int b = 0; b < HA_NPROBES && pc->paths[i] != NULL; b++)

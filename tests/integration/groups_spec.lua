@@ -206,7 +206,12 @@ health.group { name = "readiness", aggregate = health.aggregate.quorum { min_up 
     agent.write(d .. "/agent.lua", "return { probes = { readiness = { status_codes = { UP = 700 } } } }")
     local code, out = agent.run("lint --config " .. agent.quote(d .. "/agent.lua") .. " " .. agent.quote(d))
     assert.equal(2, code)
-    assert.truthy(out:find("field 'probes.readiness.status_codes.UP': must be an HTTP status 100..599, got 700", 1, true), out)
+    assert.truthy(out:find("field 'probes.readiness.status_codes.UP': must be an HTTP status 200..599, got 700", 1, true), out)
+    -- a 1xx is an interim answer, never a final one: kubelet and curl would wait for the real answer
+    agent.write(d .. "/agent.lua", "return { probes = { readiness = { status_codes = { DOWN = 100 } } } }")
+    code, out = agent.run("lint --config " .. agent.quote(d .. "/agent.lua") .. " " .. agent.quote(d))
+    assert.equal(2, code)
+    assert.truthy(out:find("field 'probes.readiness.status_codes.DOWN': must be an HTTP status 200..599, got 100", 1, true), out)
     agent.write(d .. "/agent.lua", "return { probes = { readiness = { status_codes = { UPP = 200 } } } }")
     code, out = agent.run("lint --config " .. agent.quote(d .. "/agent.lua") .. " " .. agent.quote(d))
     assert.equal(2, code)
@@ -231,7 +236,9 @@ describe("group load errors", function()
       { CHECK .. 'health.group { name = "g", include = { "a" }, exclude = { "zz" } }', "x.lua:2: health.group: group 'g' excludes 'zz', which is no check" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, bogus = 1 }', "x.lua:2: health.group: unknown field 'bogus'" },
       { CHECK .. 'health.group { name = "g", match = "[a" }', "x.lua:2: health.group: field 'match': " },
-      { CHECK .. 'health.group { name = "g", include = { "a" }, status_codes = { UP = 99 } }', "x.lua:2: health.group: field 'status_codes.UP' must be an HTTP status 100..599, got 99" },
+      { CHECK .. 'health.group { name = "g", include = { "a" }, status_codes = { UP = 99 } }', "x.lua:2: health.group: field 'status_codes.UP' must be an HTTP status 200..599, got 99" },
+      { CHECK .. 'health.group { name = "g", include = { "a" }, status_codes = { UP = 101 } }', "x.lua:2: health.group: field 'status_codes.UP' must be an HTTP status 200..599, got 101" },
+      { CHECK .. 'health.group { name = "g", include = { "a" }, failure_status = 199 }', "x.lua:2: health.group: field 'failure_status' must be an HTTP status 200..599, got 199" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, aggregate = 3 }', "x.lua:2: health.group: field 'aggregate' must be a function or a health.aggregate built-in" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/readyz" }', "x.lua:2: health.group: field 'path': path '/readyz' is reserved for probe readiness" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/readyz/x" }', "x.lua:2: health.group: field 'path': path '/readyz/x' is below /readyz" },
