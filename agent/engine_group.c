@@ -182,12 +182,18 @@ static const char *field_path(lua_State *L, int idx, const ha_gen *gen, const ha
     return p; /* still referenced by the table at idx */
 }
 
+static int l_quorum(lua_State *L);
+
 /* The aggregate field into g (kind, params, function ref). */
 static void field_aggregate(lua_State *L, int idx, ha_group *g)
 {
     int t = lua_getfield(L, idx, "aggregate");
     if (t == LUA_TNIL) {
         g->kind = HA_AGG_WORST;
+    } else if (lua_tocfunction(L, -1) == l_quorum) {
+        /* the factory itself would run as a Lua aggregate and fail each run */
+        group_error(L, "field 'aggregate': call health.aggregate.quorum { min_up = n } or "
+                       "{ ratio = r }");
     } else if (t == LUA_TFUNCTION) {
         lua_Debug ar;
         lua_pushvalue(L, -1);
