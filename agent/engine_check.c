@@ -179,7 +179,8 @@ static void check_paths_free(lua_State *L, const ha_config *cfg, const char *nam
 
 bool engine__name_valid(const char *s, size_t n)
 {
-    if (n == 0 || n > 128)
+    /* "." and "..": dot segments, resolved away from /healthz/<name> */
+    if (n == 0 || n > 128 || (n <= 2 && strspn(s, ".") == n))
         return false;
     for (size_t i = 0; i < n; i++)
         if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
@@ -368,7 +369,7 @@ static void define(lua_State *L, int idx, bool pushed)
     lua_getfield(L, idx, "name");
     const char *name = lua_tolstring(L, -1, &nlen);
     if (lua_type(L, -1) != LUA_TSTRING || !engine__name_valid(name, nlen))
-        define_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-]");
+        define_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or ..");
     bool dup_group;
     const char *dup = engine__name_defined(gen, name, &dup_group);
     if (dup != NULL)

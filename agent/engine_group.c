@@ -240,7 +240,7 @@ void engine_group_define(lua_State *L, int idx)
     lua_getfield(L, idx, "name");
     const char *name = lua_tolstring(L, -1, &nlen);
     if (lua_type(L, -1) != LUA_TSTRING || !engine__name_valid(name, nlen))
-        group_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-]");
+        group_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or ..");
     lua_pop(L, 1); /* the table keeps the string alive */
     int probe = -1;
     for (int pi = 0; pi < HA_PI_HEALTH; pi++)

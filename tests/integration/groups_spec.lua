@@ -247,6 +247,7 @@ describe("group load errors", function()
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/p" }\nhealth.group { name = "h", include = { "a" }, path = "/p" }', "x.lua:3: health.group: field 'path': '/p' is the path of group 'g'" },
       { CHECK .. 'health.group { name = "readiness", include = { "a" } }', "x.lua:2: health.group: field 'include': the members of group 'readiness' are the checks of that probe" },
       { CHECK .. 'health.group { name = "health", include = { "a" } }', "x.lua:2: health.group: the name 'health' is reserved" },
+      { CHECK .. 'health.group { name = "..", include = { "a" } }', "x.lua:2: health.group: field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or .." },
       { CHECK .. 'health.group { name = "g", include = { "a" }, aggregate = health.aggregate.quorum { min_up = 0 } }', "x.lua:2: bad argument #1 to 'quorum' (field 'min_up' must be a whole number from 1)" },
     }
     for _, c in ipairs(cases) do

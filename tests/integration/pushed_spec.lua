@@ -212,6 +212,8 @@ describe("a bad report", function()
       { "report app-worker", 2, "healthagent report: expected NAME and STATUS (see --help)\n" },
       { "report app-worker DOWN " .. ("x"):rep(1025), 2, "healthagent report: MESSAGE is longer than 1024 bytes\n" },
       { "report 'bad name' DOWN", 2, "is not a check name" },
+      { "report '' DOWN", 2, "healthagent report: NAME '' is not a check name" },
+      { "report .. DOWN", 2, "healthagent report: NAME '..' is not a check name" },
       { "report app-worker DOWN --url http://127.0.0.1:1", 3, "healthagent report: connect: connection refused\n" },
     } do
       local code, out = agent.run(case[1], env)
@@ -234,6 +236,8 @@ describe("a bad report", function()
       { 'health.push { name = "p" }\n', "a.lua:1: health.push: field 'ttl' is required" },
       { 'health.push { name = "p", ttl = 1, run = function() end }\n', "a.lua:1: health.push: unknown field 'run'" },
       { 'health.push { name = "p", ttl = 1, depends_on = { "x" } }\n', "a.lua:1: health.push: unknown field 'depends_on'" },
+      -- PUT /-/checks/.. would be resolved to /-/ before it reached the handler
+      { 'health.push { name = "..", ttl = 1 }\n', "a.lua:1: health.push: field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or .." },
       { 'health.check { name = "p", run = function() return true end }\nhealth.push { name = "p", ttl = 1 }\n',
         "a.lua:2: health.push: duplicate check name 'p'" },
     } do

@@ -740,6 +740,9 @@ describe("definitions", function()
       "^d.lua:1: health.check: field 'timeout': bad duration '2 s'" },
     { [[health.check { name = "x", ttl = {}, run = function() end }]], "field 'ttl': bad duration" },
     { [[health.check { name = "bad name!", run = function() end }]], "field 'name' must be" },
+    -- a dot segment: clients and h2o resolve /healthz/.. to /, so the check could never be served
+    { [[health.check { name = "..", run = function() end }]], "field 'name' must be 1 to 128 characters of %[A%-Za%-z0%-9_.%-%], not . or .." },
+    { [[health.check { name = ".", run = function() end }]], "field 'name' must be" },
     { [[health.check { name = "x", probes = { "alive" }, run = function() end }]], "field 'probes'" },
     { [[health.check { name = "x" }]], "field 'run' must be a function" },
     { [[health.check { name = "x", failure_threshold = 0, run = function() end }]], "failure_threshold" },
