@@ -114,8 +114,10 @@ function M.start(opts)
   error("no free port found")
 end
 
--- True until the agent has exited (its exit status is recorded).
+-- True until the agent has exited (its exit status is recorded), and
+-- false once stop() has run (it removes the directory the status is in).
 function Agent:alive()
+  if self.stopped then return false end
   return spec.read(self.dir .. "/rc") == nil
 end
 
@@ -225,6 +227,7 @@ function Agent:stop()
     if not self:wait_exit(15) then self:kill() end
   end
   self.saved_log = self:log()
+  self.stopped = true
   sh("rm -rf " .. quote(self.dir))
   M.assert_clean(self.saved_log, 2)
   if self.saved_log:find("loop not empty at exit", 1, true) then
