@@ -259,3 +259,15 @@ void *ha_module_open(const char *file, char *err, size_t errlen)
         err[0] = '\0';
     return NULL;
 }
+
+char *ha_put_u64(char *p, uint64_t v)
+{
+    char t[HA_U64_DIGITS];
+    int i = sizeof t;
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(p, t + i, sizeof t - (size_t)i);
+    return p + (sizeof t - (size_t)i);
+}

@@ -52,6 +52,10 @@ int ha_probe_covers(unsigned probes, int pi);
 int ha_duration_parse(const char *s, uint64_t *ns);
 /* Formats a duration in the shortest exact unit ("2s", "250ms") into buf. */
 void ha_duration_format(uint64_t ns, char *buf, size_t len);
+/* Writes the decimal digits of v at p (at most HA_U64_DIGITS bytes, no
+ * NUL); returns the end. For renderers that write into room they sized. */
+#define HA_U64_DIGITS 20
+char *ha_put_u64(char *p, uint64_t v);
 /* Parses a size: "64MiB", "512KiB", "1GiB", "65536". Returns 0 or -1. */
 int ha_size_parse(const char *s, uint64_t *bytes);
 

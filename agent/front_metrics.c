@@ -26,13 +26,8 @@ static const char *const metrics_probe[HA_NPROBES] = {"liveness", "readiness", "
 
 static void metrics_u64(ha_buf *b, uint64_t v)
 {
-    char t[24];
-    int i = sizeof t;
-    do {
-        t[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    buf_add(b, t + i, sizeof t - (size_t)i);
+    char t[HA_U64_DIGITS];
+    buf_add(b, t, (size_t)(ha_put_u64(t, v) - t));
 }
 
 /* v / 10^digits with exactly that many decimals: seconds from ms or us. */
@@ -116,22 +111,12 @@ static char *metrics_put(char *p, const char *s, size_t n)
 
 #define PUT_LIT(p, lit) metrics_put((p), (lit), sizeof(lit) - 1)
 
-static char *metrics_put_u64(char *p, uint64_t v)
-{
-    char t[20];
-    int i = sizeof t;
-    do {
-        t[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    return metrics_put(p, t + i, sizeof t - (size_t)i);
-}
 
 /* v / 10^digits with exactly that many decimals (v >= 0). */
 static char *metrics_put_fixed(char *p, uint64_t v, int digits)
 {
     static const uint64_t scale[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
-    p = metrics_put_u64(p, v / scale[digits]);
+    p = ha_put_u64(p, v / scale[digits]);
     *p++ = '.';
     uint64_t frac = v % scale[digits];
     for (int i = digits - 1; i >= 0; i--) {
@@ -199,7 +184,7 @@ static void metrics_checks(const ha_snapshot *s, const unsigned char *age, const
             p = PUT_LIT(p, ",result=\"");
             p = metrics_put(p, metrics_result[r], strlen(metrics_result[r]));
             p = PUT_LIT(p, "\"} ");
-            p = metrics_put_u64(p, h->runs_by[r]);
+            p = ha_put_u64(p, h->runs_by[r]);
             *p++ = '\n';
         }
         metrics_end(b, p);
@@ -217,12 +202,12 @@ static void metrics_checks(const ha_snapshot *s, const unsigned char *age, const
             p = PUT_LIT(p, ",le=\"");
             p = metrics_put(p, metrics_le[k], strlen(metrics_le[k]));
             p = PUT_LIT(p, "\"} ");
-            p = metrics_put_u64(p, cum);
+            p = ha_put_u64(p, cum);
             *p++ = '\n';
         }
         p = metrics_open(p, M_BUCKET, M_LEN(M_BUCKET), &lab[i]);
         p = PUT_LIT(p, ",le=\"+Inf\"} ");
-        p = metrics_put_u64(p, total);
+        p = ha_put_u64(p, total);
         *p++ = '\n';
         p = metrics_open(p, M_SUM, M_LEN(M_SUM), &lab[i]);
         p = PUT_LIT(p, "} ");
@@ -230,7 +215,7 @@ static void metrics_checks(const ha_snapshot *s, const unsigned char *age, const
         *p++ = '\n';
         p = metrics_open(p, M_COUNT, M_LEN(M_COUNT), &lab[i]);
         p = PUT_LIT(p, "} ");
-        p = metrics_put_u64(p, total);
+        p = ha_put_u64(p, total);
         *p++ = '\n';
         metrics_end(b, p);
     }
@@ -258,7 +243,7 @@ static void metrics_checks(const ha_snapshot *s, const unsigned char *age, const
         p = metrics_begin(b, &lab[i], 1);
         p = metrics_open(p, M_TRANS, M_LEN(M_TRANS), &lab[i]);
         p = PUT_LIT(p, "} ");
-        p = metrics_put_u64(p, metrics_hist(&s->checks[i])->transitions);
+        p = ha_put_u64(p, metrics_hist(&s->checks[i])->transitions);
         *p++ = '\n';
         metrics_end(b, p);
     }

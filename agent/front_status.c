@@ -104,34 +104,23 @@ static char *status_put_clock(char *o, int64_t ms)
     return o + 8;
 }
 
-static char *status_put_u(char *o, uint64_t v)
-{
-    char t[20];
-    int i = sizeof t;
-    do {
-        t[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    memcpy(o, t + i, sizeof t - (size_t)i);
-    return o + (sizeof t - (size_t)i);
-}
 
 /* Writes "0.4 ms", "12 ms" or "1.25 s" at o (at most 26 bytes); returns the end. */
 static char *status_put_duration(char *o, uint64_t us)
 {
     if (us < 10000) {
-        o = status_put_u(o, us / 1000);
+        o = ha_put_u64(o, us / 1000);
         *o++ = '.';
         *o++ = (char)('0' + us / 100 % 10);
         memcpy(o, " ms", 3);
         return o + 3;
     }
     if (us < 1000000) {
-        o = status_put_u(o, us / 1000);
+        o = ha_put_u64(o, us / 1000);
         memcpy(o, " ms", 3);
         return o + 3;
     }
-    o = status_put_u(o, us / 1000000);
+    o = ha_put_u64(o, us / 1000000);
     *o++ = '.';
     *o++ = (char)('0' + us / 100000 % 10);
     *o++ = (char)('0' + us / 10000 % 10);
