@@ -284,48 +284,46 @@ static bool eat_word(json_in *in, const char *w)
     return false;
 }
 
-/* Parses the override body. Returns NULL, or a message for a 400. */
-static const char *parse_ready(h2o_iovec_t body, int *ready, ha_buf *reason, bool *has_reason)
+/* Reads one value of an admin body's object: in points at it; key is the
+ * index of its name in the walk's key list. Returns NULL or a message. */
+typedef const char *(*json_field_fn)(json_in *in, int key, void *ud);
+
+/* An admin body's object: its accepted member names (NULL-terminated, at
+ * most 8), the message naming each one given twice, and the 400 messages
+ * for a body that is no object (shape) and for any other name (unknown). */
+typedef struct {
+    const char *const *keys;
+    const char *const *twice;
+    const char *shape, *unknown;
+} json_object_spec;
+
+/* Walks the flat JSON object of an admin body: each member's name must be
+ * one of o->keys, at most once; fn reads its value. Returns NULL, or a
+ * message for a 400. */
+static const char *json_object_walk(h2o_iovec_t body, const json_object_spec *o, json_field_fn fn, void *ud)
 {
     json_in in = {body.base, body.base ? body.base + body.len : NULL}; /* no body: NULL + 0 is UB */
-    *ready = -1;
-    *has_reason = false;
+    unsigned seen = 0;
     if (body.base == NULL || !eat(&in, '{'))
-        return "expected a JSON object like {\"ready\":false,\"reason\":\"maintenance\"}";
+        return o->shape;
     if (!eat(&in, '}')) {
         for (;;) {
-            ha_buf key = HA_BUF_INIT;
-            int r = read_string(&in, &key);
-            bool is_ready = r == 0 && key.len == 5 && memcmp(key.data, "ready", 5) == 0;
-            bool is_reason = r == 0 && key.len == 6 && memcmp(key.data, "reason", 6) == 0;
-            buf_free(&key);
+            ha_buf name = HA_BUF_INIT;
+            int r = read_string(&in, &name), key = -1;
+            for (int k = 0; r == 0 && o->keys[k]; k++)
+                if (strlen(o->keys[k]) == name.len && memcmp(name.data, o->keys[k], name.len) == 0)
+                    key = k;
+            buf_free(&name);
             if (r != 0 || !eat(&in, ':'))
                 return "malformed JSON";
-            if (is_ready) {
-                if (eat_word(&in, "true"))
-                    *ready = 1;
-                else if (eat_word(&in, "false"))
-                    *ready = 0;
-                else
-                    return "\"ready\" must be true or false";
-            } else if (is_reason) {
-                skip_ws(&in);
-                if (eat_word(&in, "null")) {
-                    buf_reset(reason);
-                    *has_reason = false;
-                } else {
-                    buf_reset(reason);
-                    if (read_string(&in, reason) != 0)
-                        return "\"reason\" must be a string";
-                    *has_reason = true;
-                    if (reason->len > REASON_MAX)
-                        return "\"reason\" is longer than 256 bytes";
-                    if (memchr(buf_cstr(reason), '\0', reason->len))
-                        return "\"reason\" contains a NUL character";
-                }
-            } else {
-                return "unknown field: only \"ready\" and \"reason\" are accepted";
-            }
+            if (key < 0)
+                return o->unknown;
+            if (seen & (1u << key))
+                return o->twice[key];
+            seen |= 1u << key;
+            const char *bad = fn(&in, key, ud);
+            if (bad)
+                return bad;
             if (eat(&in, '}'))
                 break;
             if (!eat(&in, ','))
@@ -333,11 +331,57 @@ static const char *parse_ready(h2o_iovec_t body, int *ready, ha_buf *reason, boo
         }
     }
     skip_ws(&in);
-    if (in.p != in.end)
-        return "trailing data after the JSON object";
-    if (*ready < 0)
-        return "missing field \"ready\"";
+    return in.p != in.end ? "trailing data after the JSON object" : NULL;
+}
+
+typedef struct {
+    int ready;           /* -1 until given */
+    ha_buf *reason;
+    bool has_reason;
+} ready_body;
+
+static const char *ready_field(json_in *in, int key, void *ud)
+{
+    ready_body *b = ud;
+    if (key == 0) {
+        if (eat_word(in, "true"))
+            b->ready = 1;
+        else if (eat_word(in, "false"))
+            b->ready = 0;
+        else
+            return "\"ready\" must be true or false";
+        return NULL;
+    }
+    skip_ws(in);
+    buf_reset(b->reason);
+    b->has_reason = false;
+    if (eat_word(in, "null"))
+        return NULL;
+    if (read_string(in, b->reason) != 0)
+        return "\"reason\" must be a string";
+    b->has_reason = true;
+    if (b->reason->len > REASON_MAX)
+        return "\"reason\" is longer than 256 bytes";
+    if (memchr(buf_cstr(b->reason), '\0', b->reason->len))
+        return "\"reason\" contains a NUL character";
     return NULL;
+}
+
+/* Parses the override body. Returns NULL, or a message for a 400. */
+static const char *parse_ready(h2o_iovec_t body, int *ready, ha_buf *reason, bool *has_reason)
+{
+    static const char *const keys[] = {"ready", "reason", NULL};
+    static const char *const twice[] = {"\"ready\" is given twice", "\"reason\" is given twice"};
+    static const json_object_spec o = {keys, twice,
+                                       "expected a JSON object like {\"ready\":false,\"reason\":\"maintenance\"}",
+                                       "unknown field: only \"ready\" and \"reason\" are accepted"};
+    ready_body b = {-1, reason, false};
+    const char *bad = json_object_walk(body, &o, ready_field, &b);
+    *ready = b.ready;
+    *has_reason = b.has_reason;
+    if (bad == NULL && b.ready < 0)
+        bad = "missing field \"ready\"";
+    return bad;
 }
 
 /* Queues the override for the engine and answers with what was asked for. */
@@ -389,66 +433,57 @@ static void ready(h2o_req_t *req, const ha_admin_ctx *ctx)
 
 /* --- PUT /-/checks/<name>: {"status": "UP"|"WARN"|"DOWN" [, "output": string]} --- */
 
+typedef struct {
+    ha_status *status;
+    bool has_status;
+    ha_buf *output;
+    bool *too_long;
+} report_body;
+
+static const char *report_field(json_in *in, int key, void *ud)
+{
+    report_body *b = ud;
+    if (key == 0) {
+        static const ha_status st[] = {HA_UP, HA_WARN, HA_DOWN};
+        static const char *const names[] = {"UP", "WARN", "DOWN"};
+        ha_buf v = HA_BUF_INIT;
+        int r = read_string(in, &v);
+        for (int k = 0; r == 0 && k < 3; k++)
+            if (strcmp(buf_cstr(&v), names[k]) == 0) {
+                *b->status = st[k];
+                b->has_status = true;
+            }
+        buf_free(&v);
+        return b->has_status ? NULL : "\"status\" must be \"UP\", \"WARN\" or \"DOWN\"";
+    }
+    buf_reset(b->output);
+    skip_ws(in);
+    if (!eat_word(in, "null") && read_string(in, b->output) != 0)
+        return "\"output\" must be a string";
+    if (b->output->len > HA_REPORT_OUTPUT_MAX) {
+        *b->too_long = true;
+        return "\"output\" is longer than 1024 bytes";
+    }
+    if (b->output->len && memchr(buf_cstr(b->output), '\0', b->output->len))
+        return "\"output\" contains a NUL character";
+    return NULL;
+}
+
 /* Parses a report body. Returns NULL, or a message for a 400 (*too_long:
  * the output is over HA_REPORT_OUTPUT_MAX bytes, a 413). */
 static const char *parse_report(h2o_iovec_t body, ha_status *status, ha_buf *output, bool *too_long)
 {
-    json_in in = {body.base, body.base ? body.base + body.len : NULL};
-    bool has_status = false;
+    static const char *const keys[] = {"status", "output", NULL};
+    static const char *const twice[] = {"\"status\" is given twice", "\"output\" is given twice"};
+    static const json_object_spec o = {keys, twice,
+                                       "expected a JSON object like {\"status\":\"UP\",\"output\":\"queue drained\"}",
+                                       "unknown field: only \"status\" and \"output\" are accepted"};
+    report_body b = {status, false, output, too_long};
     *too_long = false;
-    if (body.base == NULL || !eat(&in, '{'))
-        return "expected a JSON object like {\"status\":\"UP\",\"output\":\"queue drained\"}";
-    if (!eat(&in, '}')) {
-        for (;;) {
-            ha_buf key = HA_BUF_INIT;
-            int r = read_string(&in, &key);
-            bool is_status = r == 0 && key.len == 6 && memcmp(key.data, "status", 6) == 0;
-            bool is_output = r == 0 && key.len == 6 && memcmp(key.data, "output", 6) == 0;
-            buf_free(&key);
-            if (r != 0 || !eat(&in, ':'))
-                return "malformed JSON";
-            if (is_status) {
-                ha_buf v = HA_BUF_INIT;
-                r = read_string(&in, &v);
-                const char *t = buf_cstr(&v);
-                has_status = r == 0;
-                if (r == 0 && strcmp(t, "UP") == 0)
-                    *status = HA_UP;
-                else if (r == 0 && strcmp(t, "WARN") == 0)
-                    *status = HA_WARN;
-                else if (r == 0 && strcmp(t, "DOWN") == 0)
-                    *status = HA_DOWN;
-                else
-                    has_status = false;
-                buf_free(&v);
-                if (!has_status)
-                    return "\"status\" must be \"UP\", \"WARN\" or \"DOWN\"";
-            } else if (is_output) {
-                buf_reset(output);
-                skip_ws(&in);
-                if (!eat_word(&in, "null") && read_string(&in, output) != 0)
-                    return "\"output\" must be a string";
-                if (output->len > HA_REPORT_OUTPUT_MAX) {
-                    *too_long = true;
-                    return "\"output\" is longer than 1024 bytes";
-                }
-                if (output->len && memchr(buf_cstr(output), '\0', output->len))
-                    return "\"output\" contains a NUL character";
-            } else {
-                return "unknown field: only \"status\" and \"output\" are accepted";
-            }
-            if (eat(&in, '}'))
-                break;
-            if (!eat(&in, ','))
-                return "malformed JSON";
-        }
-    }
-    skip_ws(&in);
-    if (in.p != in.end)
-        return "trailing data after the JSON object";
-    if (!has_status)
-        return "missing field \"status\"";
-    return NULL;
+    const char *bad = json_object_walk(body, &o, report_field, &b);
+    if (bad == NULL && !b.has_status)
+        bad = "missing field \"status\"";
+    return bad;
 }
 
 /* A report waiting for the engine: lives in the request's pool. */

@@ -161,6 +161,7 @@ describe("readiness overrides", function()
       ['{"reason":"x"}'] = 'missing field "ready"',
       ['{"ready":false,"why":"x"}'] = "unknown field",
       ['{"ready":false} x'] = "trailing data",
+      ['{"ready":true,"ready":false}'] = '"ready" is given twice',
       ['{"ready":false,"reason":"' .. ("r"):rep(300) .. '"}'] = "longer than 256 bytes",
     } do
       local r = a:request("/-/ready", { method = "PUT", body = body })

@@ -181,6 +181,7 @@ describe("a bad report", function()
       { "app-worker", '{"status":"DOWN","extra":1}', {}, 400, 'unknown field: only "status" and "output" are accepted' },
       { "app-worker", '{"status":"DOWN","output":7}', {}, 400, '"output" must be a string' },
       { "app-worker", '{"status":"DOWN"} x', {}, 400, "trailing data after the JSON object" },
+      { "app-worker", '{"status":"UP","status":"DOWN"}', {}, 400, '"status" is given twice' },
       { "app-worker", '{"status":"DOWN"}', { token = false }, 401, nil },
       { "app-worker", '{"status":"DOWN"}', { headers = { Authorization = "Bearer wrong-token-0123456789" } }, 401, nil },
       { "app-worker", '{"status":"DOWN"}', { method = "POST" }, 405, "method not allowed" },
