@@ -457,6 +457,21 @@ static int resume_values(ha_task *t)
     }
 }
 
+/* Pushes msg prefixed with the file:line of co's innermost Lua frame (the
+ * code that raised or yielded), or msg alone when co has none: [-0, +1]. */
+static void push_at_raiser(lua_State *co, const char *msg)
+{
+    lua_Debug ar;
+    int line = -1;
+    for (int lv = 0; line <= 0 && lua_getstack(co, lv, &ar); lv++)
+        if (lua_getinfo(co, "Sl", &ar))
+            line = ar.currentline;
+    if (line > 0)
+        lua_pushfstring(co, "%s:%d: %s", ar.short_src, line, msg);
+    else
+        lua_pushstring(co, msg);
+}
+
 /* Resumes t once, delivering its completed op's results. */
 static void task_resume(ha_task *t)
 {
@@ -504,7 +519,9 @@ static void task_resume(ha_task *t)
             sched_ready(eng, t); /* preempted: back of the queue */
             return;
         }
-        lua_pushliteral(co, "attempt to yield from outside a coroutine");
+        /* a bare yield of the task's own thread (coroutine.yield raises
+         * there, see engine_vm.c; this is a C library's yield) */
+        push_at_raiser(co, "attempt to yield from outside a coroutine");
         task_end(t, HA_TASK_ERROR, 0);
         return;
     }
@@ -517,16 +534,8 @@ static void task_resume(ha_task *t)
     } else {
         if (lua_type(co, -1) != LUA_TSTRING) {
             /* a non-string error: describe it and add where it was raised */
-            const char *tn = luaL_typename(co, -1);
-            lua_Debug ar;
-            int line = -1;
-            for (int lv = 0; line <= 0 && lua_getstack(co, lv, &ar); lv++)
-                if (lua_getinfo(co, "Sl", &ar))
-                    line = ar.currentline; /* the first Lua frame: who raised */
-            if (line > 0)
-                lua_pushfstring(co, "%s:%d: error object is a %s value", ar.short_src, line, tn);
-            else
-                lua_pushfstring(co, "error object is a %s value", tn);
+            lua_pushfstring(co, "error object is a %s value", luaL_typename(co, -1));
+            push_at_raiser(co, lua_tostring(co, -1));
         }
         task_end(t, HA_TASK_ERROR, 0);
     }

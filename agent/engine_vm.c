@@ -279,6 +279,44 @@ static int co_wrap_call(lua_State *L)
     return co_drive(L, lua_gettop(L) - 1, 1);
 }
 
+/* True when co is nothing a script can yield from: a task's own thread (a
+ * check run, a Lua aggregate, health.spawn: only the scheduler resumes it)
+ * or a thread that cannot yield at all (a script loading). */
+static bool co_outside(lua_State *L, lua_State *co, int idx)
+{
+    return !lua_isyieldable(co) || engine__task_owns_thread(L, idx);
+}
+
+/* coroutine.yield(...): the original inside a script's own coroutine.
+ * Outside one it raises "attempt to yield from outside a coroutine" at the
+ * caller's file:line (so pcall sees it, and a run or an aggregate that does
+ * not catch it ends with that line): a bare yield there would reach the
+ * scheduler, which can only end the run without saying where. */
+static int co_yield(lua_State *L)
+{
+    lua_pushthread(L);                             /* [args..., self] */
+    bool outside = co_outside(L, L, -1);
+    lua_pop(L, 1);                                 /* [args...] */
+    if (outside)
+        return luaL_error(L, "attempt to yield from outside a coroutine");
+    return lua_yield(L, lua_gettop(L));
+}
+
+/* coroutine.isyieldable([co]): false where co_yield would raise. */
+static int co_isyieldable(lua_State *L)
+{
+    lua_State *co = L;
+    if (!lua_isnoneornil(L, 1)) {
+        luaL_checktype(L, 1, LUA_TTHREAD);
+        co = lua_tothread(L, 1);
+    } else {
+        lua_settop(L, 0);
+        lua_pushthread(L);                         /* [self] */
+    }
+    lua_pushboolean(L, !co_outside(L, co, 1));
+    return 1;
+}
+
 /* coroutine.close(co): the original, under the C-stack guard; an error of
  * a __close handler that must unwind (deadline, guard) is raised again
  * instead of being returned as false, message. */
@@ -1030,6 +1068,10 @@ static int vm_setup(lua_State *L)
     lua_setfield(L, -2, "resume");
     lua_pushcfunction(L, co_wrap);
     lua_setfield(L, -2, "wrap");
+    lua_pushcfunction(L, co_yield);
+    lua_setfield(L, -2, "yield");
+    lua_pushcfunction(L, co_isyieldable);
+    lua_setfield(L, -2, "isyieldable");
     lua_getfield(L, -1, "close");
     lua_pushcclosure(L, co_close, 1);
     lua_setfield(L, -2, "close");

@@ -110,7 +110,7 @@ describe("a group's answers", function()
 end)
 
 describe("Lua aggregates", function()
-  it("run on the engine when a member changes; errors and timeouts read DOWN with file:line", function()
+  it("run on the engine when a member changes; errors, yields and timeouts read DOWN with file:line", function()
     local dir = agent.tmpdir()
     local a = agent.start { scripts = {
       ["g.lua"] = [[
@@ -135,6 +135,9 @@ end }
 health.group { name = "spins", include = { "m2" }, timeout = "200ms", aggregate = function(results)
   while true do end
 end }
+health.group { name = "yields", include = { "m2" }, aggregate = function(results)
+  return coroutine.yield(true)
+end }
 ]] }, config = "return { shutdown_delay = 0 }" }
     local r = wait_for(function()
       local r = a:get("/groupz/count")
@@ -154,6 +157,13 @@ end }
     end, 10, "the spinning aggregate")
     assert.equal(503, t.status)
     assert.matches("^aggregate timeout after 200ms %(.*/g%.lua:19%)$", t.json.output)
+    local y = wait_for(function()
+      local r = a:get("/groupz/yields")
+      return r.json and r.json.output and r
+    end, 10, "the yielding aggregate")
+    assert.equal(503, y.status)
+    assert.equal("DOWN", y.json.status)
+    assert.matches("^aggregate error: .*/g%.lua:23: attempt to yield from outside a coroutine$", y.json.output)
     -- the agent still answers everything else
     assert.equal(200, a:get("/livez").status)
     a:stop()

@@ -98,6 +98,28 @@ end }
     assert.matches("^early.lua:1: health.sleep: called outside a check run", err)
   end)
 
+  it("coroutine.yield outside the script's own coroutines raises at its file:line", function()
+    local g = load([[
+health.check { name = "bare", run = function()
+  coroutine.yield()
+end }
+health.check { name = "caught", run = function()
+  local ok, err = pcall(coroutine.yield, 1)
+  local inner = coroutine.wrap(function() return coroutine.isyieldable() end)()
+  return not ok and inner and not coroutine.isyieldable(), tostring(err)
+end }
+]], "yields.lua")
+    local r = g:run("bare")
+    assert.equal("DOWN", r.status)
+    assert.equal("yields.lua:2: attempt to yield from outside a coroutine", r.output)
+    r = g:run("caught")
+    assert.equal("UP", r.status, r.output)
+    assert.equal("attempt to yield from outside a coroutine", r.output)
+    g:close()
+    assert.matches("^early.lua:2: attempt to yield from outside a coroutine",
+      load_err("local x = 1\ncoroutine.yield()", "early.lua"))
+  end)
+
   it("cannot yield from inside a metamethod called by C", function()
     local g = load [[
       health.check { name = "sorted", run = function()

@@ -99,6 +99,9 @@ health.check { name = "x", run = function() return true end }
 health.group { name = "none", include = { "x" }, aggregate = function() return 42 end }
 health.group { name = "boom", include = { "x" }, aggregate = function() local t = nil; return t.field end }
 health.group { name = "slow", include = { "x" }, timeout = "50ms", aggregate = function() health.sleep(5) end }
+health.group { name = "yields", include = { "x" }, aggregate = function(results)
+  coroutine.yield(results)
+end }
 ]] }, { autorun = false }))
     local s = settle(g, "none", 1)
     assert.equal("DOWN", s.status)
@@ -109,6 +112,9 @@ health.group { name = "slow", include = { "x" }, timeout = "50ms", aggregate = f
     s = settle(g, "slow", 1)
     assert.equal("DOWN", s.status)
     assert.equal("aggregate timeout after 50ms (a.lua:4)", s.output)
+    s = settle(g, "yields", 1)
+    assert.equal("DOWN", s.status)
+    assert.equal("aggregate error: a.lua:6: attempt to yield from outside a coroutine", s.output)
     g:close()
   end)
 end)
