@@ -467,6 +467,12 @@ int engine_group_resolve(ha_gen *gen, bool partial, char *err, size_t errlen)
                 g->members[g->nmembers++] = (uint32_t)i;
                 nlua[i] += g->kind == HA_AGG_LUA;
             }
+        if (!partial && g->kind == HA_AGG_QUORUM && g->min_up > g->nmembers) {
+            /* it could never pass: say so now, not with a group DOWN forever */
+            snprintf(err, errlen, "%s: health.group: group '%s' needs %u members up (quorum min_up) but has %u",
+                     g->where, g->name, (unsigned)g->min_up, (unsigned)g->nmembers);
+            goto done;
+        }
     }
     /* each check learns the Lua-aggregate groups it is a member of */
     for (size_t i = 0; i < gen->n; i++) {

@@ -59,8 +59,9 @@ void engine_group_define(lua_State *L, int idx);
 /* Resolves every group's members once all scripts of gen have loaded and
  * its checks are sorted: include, match, exclude, or the probe's checks.
  * Returns 0, or -1 with "file:line: health.group: ..." in err (an unknown
- * name, unless partial: one file of several, as lint loads them, where the
- * name may be another file's). Sorts the groups by name. */
+ * name or a quorum's min_up above its member count, unless partial: one
+ * file of several, as lint loads them, where the name may be another
+ * file's). Sorts the groups by name. */
 int engine_group_resolve(ha_gen *gen, bool partial, char *err, size_t errlen);
 
 /* Starts gen's groups: a Lua aggregate keeps the last verdict of the group

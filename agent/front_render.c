@@ -156,14 +156,18 @@ static void render_list_name(char *buf, size_t cap, size_t *len, const char *nam
 }
 
 /* The built-in aggregates and the Lua one's fallback over the covered
- * checks: fills sum->status and, for quorum and the fallback, sum->message. */
+ * checks: fills sum->status and, for quorum, any and the fallback,
+ * sum->message. No covered check (every member excluded, or a group of
+ * none) reads UP under every aggregate, as a probe with no checks. A
+ * quorum not met reads INIT while its undecided members could still make
+ * it, else DOWN. */
 static void render_aggregate(const ha_snapshot *s, const ha_render_req *r, render_summary *sum)
 {
     const ha_snap_group *g = sum->agg;
     ha_agg_kind kind = g ? g->kind : HA_AGG_WORST;
     render_iter it;
     render_view v;
-    size_t i, n = 0, pass = 0, flen = 0;
+    size_t i, n = 0, pass = 0, undecided = 0, flen = 0;
     ha_status worst = HA_UP, worst_pass = HA_UP, worst_fail = HA_INIT;
     int expired = -1;
     char failing[160] = "";
@@ -183,6 +187,8 @@ static void render_aggregate(const ha_snapshot *s, const ha_render_req *r, rende
         } else {
             if (v.contrib == HA_DOWN)
                 worst_fail = HA_DOWN;
+            else
+                undecided++;
             render_list_name(failing, sizeof failing, &flen, v.c->name);
         }
         if (expired < 0 && r->age != NULL && v.c->time_ms != 0 && r->age[i] == HA_AGE_EXPIRED)
@@ -207,6 +213,14 @@ static void render_aggregate(const ha_snapshot *s, const ha_render_req *r, rende
     }
     if (kind != HA_AGG_QUORUM && kind != HA_AGG_ANY)
         return;
+    if (n == 0) {
+        /* nothing to judge passes, whatever the rule, as a probe with
+         * every check excluded (or none) does: UP from worst above */
+        snprintf(sum->message_buf, sizeof sum->message_buf, "%s",
+                 r->nexclude ? "every member excluded" : "no members");
+        sum->message = sum->message_buf;
+        return;
+    }
     size_t need = kind == HA_AGG_ANY ? 1 : g->min_up;
     if (kind == HA_AGG_QUORUM && g->min_up == 0) {
         double x = g->ratio * (double)n;
@@ -224,7 +238,9 @@ static void render_aggregate(const ha_snapshot *s, const ha_render_req *r, rende
         else
             snprintf(sum->message_buf, sizeof sum->message_buf, "%zu of %zu up (%zu needed)", pass, n, need);
     } else {
-        sum->status = worst_fail;
+        /* INIT while the undecided members could still make the quorum;
+         * DOWN once a member is DOWN or too few are left to make it */
+        sum->status = pass + undecided >= need ? worst_fail : HA_DOWN;
         snprintf(sum->message_buf, sizeof sum->message_buf, "%zu of %zu up, %zu needed%s%s", pass, n, need,
                  flen ? "; failing: " : "", failing);
     }

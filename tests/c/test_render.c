@@ -912,7 +912,7 @@ static void test_groups(void)
     cs[3] = result(ck("d", HA_PROBE_LIVENESS, HA_DOWN), "gone", NULL, 1);
     ha_snapshot s = snap(cs, 4);
     uint32_t all[3] = {0, 1, 2}, ab[2] = {0, 1};
-    ha_snap_group gs[4];
+    ha_snap_group gs[5];
     memset(gs, 0, sizeof gs);
     gs[0] = (ha_snap_group){.name = (char *)"any", .members = ab, .nmembers = 2, .probe = -1, .kind = HA_AGG_ANY};
     gs[1] = (ha_snap_group){.name = (char *)"lua", .members = all, .nmembers = 3, .probe = -1, .kind = HA_AGG_LUA,
@@ -966,6 +966,52 @@ static void test_groups(void)
     a = run(&s, &r);
     CHECK(a.status == HA_UP); /* worst of a and c */
     CHECK(strstr(a.body, "partial view") != NULL);
+
+    /* every member excluded: UP under every aggregate, as a probe with
+     * every check excluded; a group of no members likewise */
+    ha_str every[3] = {{"a", 1}, {"b", 1}, {"c", 1}};
+    r.exclude = every;
+    r.nexclude = 3;
+    static const char *const all_out[] = {"any", "lua", "q"};
+    for (int k = 0; k < 3; k++) {
+        r.group = (ha_str){all_out[k], strlen(all_out[k])};
+        a = run(&s, &r);
+        CHECK(a.status == HA_UP);
+        CHECK_INT(a.code, k == 2 ? 207 : 200);
+        CHECK(strstr(a.body, "\"components\":{}") != NULL);
+        CHECK(k == 1 || strstr(a.body, "\"output\":\"every member excluded\"") != NULL);
+    }
+    r.group = (ha_str){"zz", 2};
+    gs[4] = (ha_snap_group){.name = (char *)"zz", .members = all, .nmembers = 3, .probe = -1};
+    s.ngroups = 5;
+    a = run(&s, &r);
+    CHECK(a.status == HA_UP);
+    CHECK_INT(a.code, 200);
+    r.nexclude = 0;
+    gs[4].nmembers = 0;
+    gs[4].kind = HA_AGG_QUORUM;
+    gs[4].ratio = 0.5;
+    a = run(&s, &r);
+    CHECK(a.status == HA_UP);
+    CHECK(strstr(a.body, "\"output\":\"no members\"") != NULL);
+    /* too few left to make the quorum: DOWN, not INIT; INIT while the
+     * undecided could still make it */
+    r.group = (ha_str){"q", 1};
+    r.exclude = every + 1;
+    r.nexclude = 2; /* a alone, UP: 1 of 1, 2 needed */
+    a = run(&s, &r);
+    CHECK(a.status == HA_DOWN);
+    CHECK(strstr(a.body, "\"output\":\"1 of 1 up, 2 needed\"") != NULL);
+    r.exclude = every + 2;
+    r.nexclude = 1;
+    cs[1].status = HA_INIT; /* a UP, b undecided: 1 of 2, 2 needed */
+    CHECK(run(&s, &r).status == HA_INIT);
+    cs[0].status = HA_DOWN; /* a DOWN: DOWN whatever b says */
+    CHECK(run(&s, &r).status == HA_DOWN);
+    cs[0].status = HA_UP;
+    cs[1].status = HA_DOWN;
+    s.ngroups = 4;
+    r.group = (ha_str){"lua", 3};
     r.exclude = NULL;
     r.nexclude = 0;
 

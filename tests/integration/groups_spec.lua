@@ -90,6 +90,26 @@ describe("a group's answers", function()
       some.body)
   end)
 
+  it("an ?exclude of every member reads UP under every aggregate, as a probe with every check excluded", function()
+    local every = "?exclude=a&exclude=b&exclude=c"
+    local probe = a:get("/healthz" .. every)
+    assert.equal(200, probe.status)
+    assert.equal("UP", probe.json.status)
+    for g, code in pairs { db = 200, q2 = 200, half = 200, some = 207 } do
+      local r = a:get("/groupz/" .. g .. every)
+      assert.equal(code, r.status, g)
+      assert.equal("UP", r.json.status, g)
+      assert.same({}, r.json.components, g)
+      if g ~= "db" then assert.equal("every member excluded", r.json.output, g) end
+      assert.equal("group " .. g .. " check passed\n", a:get("/groupz/" .. g .. every .. "&verbose").body:match("group .*$"))
+    end
+    -- too few left to make the quorum: DOWN, not INIT
+    local q = a:get("/groupz/q2?exclude=b&exclude=c")
+    assert.equal(503, q.status)
+    assert.equal("DOWN", q.json.status)
+    assert.equal("1 of 1 up, 2 needed", q.json.output)
+  end)
+
   it("per-status codes replace only what they name", function()
     assert.equal(429, a:get("/groupz/codes").status)
   end)
@@ -259,6 +279,7 @@ describe("group load errors", function()
       { CHECK .. 'health.group { name = "health", include = { "a" } }', "x.lua:2: health.group: the name 'health' is reserved" },
       { CHECK .. 'health.group { name = "..", include = { "a" } }', "x.lua:2: health.group: field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or .." },
       { CHECK .. 'health.group { name = "g", include = { "a" }, aggregate = health.aggregate.quorum { min_up = 0 } }', "x.lua:2: bad argument #1 to 'quorum' (field 'min_up' must be a whole number from 1)" },
+      { CHECK .. 'health.group { name = "g", match = "^a", aggregate = health.aggregate.quorum { min_up = 2 } }', "x.lua:2: health.group: group 'g' needs 2 members up (quorum min_up) but has 1" },
     }
     for _, c in ipairs(cases) do
       local code, out = lint(c[1])
