@@ -554,8 +554,17 @@ int front_render_code(const ha_probe_conf *pc, const ha_snap_group *g, ha_status
 /* The aggregate front_render would answer; HA_DOWN when r->only is invalid. */
 ha_status front_render_status(const ha_snapshot *s, const ha_render_req *r)
 {
+    return front_render_verdict(s, r, NULL, 0);
+}
+
+ha_status front_render_verdict(const ha_snapshot *s, const ha_render_req *r, char *msg, size_t cap)
+{
     render_summary sum;
+    if (cap)
+        msg[0] = '\0';
     if (render_summarize(s, r, &sum) < 0)
         return HA_DOWN;
+    if (cap && sum.message != NULL)
+        snprintf(msg, cap, "%s", sum.message);
     return sum.status;
 }

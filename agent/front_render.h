@@ -66,6 +66,11 @@ int front_render(const ha_snapshot *s, const ha_probe_conf *pc, const ha_render_
 /* The aggregate status of a probe or group as front_render computes it. */
 ha_status front_render_status(const ha_snapshot *s, const ha_render_req *r);
 
+/* The same, and the aggregate's message (quorum's count, a Lua verdict's
+ * output, a fallback's reason) copied into msg[0..cap), cut to fit; "" when
+ * there is none. cap 0: no message (msg may be NULL). */
+ha_status front_render_verdict(const ha_snapshot *s, const ha_render_req *r, char *msg, size_t cap);
+
 /* The HTTP code of status st under pc (NULL: defaults) and the group g
  * (NULL: none): g's code for st, pc's, then g's or pc's success or failure
  * code (200 for UP and WARN, 503 for INIT and DOWN). */

@@ -1,5 +1,5 @@
-/* front_status.c: the HTML status page and the checks part of /-/status
- * (see front_status.h). */
+/* front_status.c: the HTML status page and the checks and groups part of
+ * /-/status (see front_status.h). */
 #include "front_status.h"
 
 #include <stdio.h>
@@ -347,9 +347,117 @@ static void status_row(ha_buf *b, const ha_snap_check *c, unsigned char age, con
     buf_adds(b, "</tr>");
 }
 
+/* --- groups (both forms) ---------------------------------------------------- */
+
+/* The status and message of group g as its answer (/groupz/<name>, or the
+ * probe's for a probe's own group) reads now: [msg, cap) gets the message. */
+static ha_status status_group_verdict(const ha_snapshot *s, const ha_snap_group *g, const ha_page_view *v,
+                                      char *msg, size_t cap)
+{
+    ha_render_req rr = {0};
+    rr.probe = g->probe >= 0 && g->probe < HA_NPROBES ? g->probe : HA_PI_HEALTH;
+    if (g->probe < 0)
+        rr.group = (ha_str){g->name, strlen(g->name)};
+    rr.age = v->age;
+    rr.stalled_ns = v->stalled_ns;
+    ha_status st = front_render_verdict(s, &rr, msg, cap);
+    return g->probe >= 0 && g->probe < HA_NPROBES ? v->probe_status[g->probe] : st; /* with its overlays */
+}
+
+/* "worst", "any", "quorum: 2 up", "quorum: 50% up" or "lua" into a[0..cap). */
+static void status_group_rule(const ha_snap_group *g, char *a, size_t cap)
+{
+    if (g->kind == HA_AGG_QUORUM && g->min_up)
+        snprintf(a, cap, "quorum: %u up", (unsigned)g->min_up);
+    else if (g->kind == HA_AGG_QUORUM)
+        snprintf(a, cap, "quorum: %g%% up", g->ratio * 100);
+    else
+        snprintf(a, cap, "%s", g->kind == HA_AGG_ANY ? "any" : g->kind == HA_AGG_LUA ? "lua" : "worst");
+}
+
+/* How many member names each group lists (the rest are counted): an even
+ * share of HA_PAGE_MEMBER_BUDGET, at least HA_PAGE_MEMBERS_MIN. */
+static uint32_t status_members_keep(const ha_snapshot *s)
+{
+    size_t keep = s->ngroups ? HA_PAGE_MEMBER_BUDGET / s->ngroups : HA_PAGE_MEMBER_BUDGET;
+    return (uint32_t)(keep < HA_PAGE_MEMBERS_MIN ? HA_PAGE_MEMBERS_MIN : keep);
+}
+
+#define STATUS_MSG_CAP 1280 /* an aggregate's message: a Lua verdict's output is at most 1 KiB */
+
+/* One row of the groups table: name, status, rule, where it answers, its
+ * Lua verdict's time, members (each a link to its check's row, coloured by
+ * its status; past keep, a count) and, for full views, the message. */
+static void status_group_row(ha_buf *b, const ha_snapshot *s, const ha_snap_group *g, const ha_page_view *v,
+                             uint32_t keep)
+{
+    char msg[STATUS_MSG_CAP], rule[48];
+    ha_status st = status_group_verdict(s, g, v, msg, sizeof msg);
+    status_group_rule(g, rule, sizeof rule);
+    buf_adds(b, "<tr class=\"group\" id=\"group-");
+    status_esc(b, g->name);
+    buf_adds(b, "\"><td class=\"name\" data-l=\"group\">");
+    status_esc(b, g->name);
+    buf_printf(b, "</td><td data-l=\"status\" class=\"t-%s\"><b>%s</b></td><td class=\"nw\" data-l=\"aggregate\">%s"
+                  "</td><td data-l=\"path\">",
+               ha_status_name(st), ha_status_name(st), rule);
+    if (g->probe >= 0 && g->probe < HA_NPROBES) {
+        buf_adds(b, "probe ");
+        buf_adds(b, status_probe[g->probe]);
+    } else {
+        buf_adds(b, "/groupz/");
+        status_esc(b, g->name);
+        if (g->path) {
+            buf_adds(b, "<br>");
+            status_esc(b, g->path);
+        }
+    }
+    buf_adds(b, "</td><td class=\"nw\" data-l=\"last run\">");
+    if (g->kind == HA_AGG_LUA)
+        status_when(b, g->lua_time_ms, v->now_ms);
+    else
+        buf_adds(b, "<span class=\"muted\">per answer</span>");
+    buf_printf(b, "</td><td data-l=\"members\"><span class=\"muted\">%u:</span>", (unsigned)g->nmembers);
+    for (uint32_t k = 0; k < g->nmembers && k < keep; k++) {
+        if (g->members[k] >= s->n)
+            continue;
+        const ha_snap_check *c = &s->checks[g->members[k]];
+        buf_printf(b, " <a class=\"t-%s\" href=\"#check-", ha_status_name(c->status));
+        status_esc(b, c->name);
+        buf_adds(b, "\">");
+        status_esc(b, c->name);
+        buf_adds(b, "</a>");
+    }
+    if (g->nmembers > keep)
+        buf_printf(b, " <span class=\"muted\">and %u more</span>", (unsigned)(g->nmembers - keep));
+    buf_adds(b, "</td>");
+    if (v->full) {
+        buf_adds(b, "<td class=\"out\" data-l=\"output\">");
+        status_esc(b, msg);
+        buf_adds(b, "</td>");
+    }
+    buf_adds(b, "</tr>");
+}
+
+/* The groups table, when the scripts define groups. */
+static void status_groups(ha_buf *b, const ha_snapshot *s, const ha_page_view *v)
+{
+    if (s == NULL || s->ngroups == 0)
+        return;
+    buf_printf(b, "<h2>Groups <span class=\"muted\" id=\"groups-summary\">%zu</span></h2>", s->ngroups);
+    buf_adds(b, "<table><thead><tr><th>group</th><th>status</th><th>aggregate</th><th>answers at</th>"
+                "<th>last run</th><th>members</th>");
+    buf_adds(b, v->full ? "<th>output</th></tr></thead><tbody>" : "</tr></thead><tbody>");
+    uint32_t keep = status_members_keep(s);
+    for (size_t i = 0; i < s->ngroups; i++)
+        status_group_row(b, s, &s->groups[i], v, keep);
+    buf_adds(b, "</tbody></table>");
+}
+
 void front_status_html(const ha_snapshot *s, const ha_page_view *v, ha_buf *b)
 {
     status_header(b, s, v);
+    status_groups(b, s, v);
     size_t count[4] = {0};
     for (size_t i = 0; s && i < s->n; i++)
         count[s->checks[i].status]++;
@@ -435,6 +543,44 @@ static void status_json_check(ha_buf *b, const ha_snap_check *c)
     buf_adds(b, "]}");
 }
 
+/* One entry of "groups": what the page's row shows, as JSON. */
+static void status_json_group(ha_buf *b, const ha_snapshot *s, const ha_snap_group *g, const ha_page_view *v,
+                              uint32_t keep)
+{
+    char msg[STATUS_MSG_CAP];
+    ha_status st = status_group_verdict(s, g, v, msg, sizeof msg);
+    static const char *const kinds[] = {"worst", "quorum", "any", "lua"};
+    buf_adds(b, "{\"name\":");
+    status_json_str(b, g->name);
+    buf_printf(b, ",\"status\":\"%s\",\"aggregate\":\"%s\"", ha_status_name(st),
+               kinds[(unsigned)g->kind < 4 ? g->kind : 0]);
+    if (g->kind == HA_AGG_QUORUM && g->min_up)
+        buf_printf(b, ",\"min_up\":%u", (unsigned)g->min_up);
+    else if (g->kind == HA_AGG_QUORUM)
+        buf_printf(b, ",\"ratio\":%g", g->ratio);
+    buf_adds(b, ",\"probe\":");
+    if (g->probe >= 0 && g->probe < HA_NPROBES)
+        buf_printf(b, "\"%s\"", status_probe[g->probe]);
+    else
+        buf_adds(b, "null");
+    buf_adds(b, ",\"path\":");
+    status_json_str(b, g->path);
+    buf_adds(b, ",\"output\":");
+    status_json_str(b, msg[0] ? msg : NULL);
+    buf_adds(b, ",\"last_run\":");
+    status_json_time(b, g->kind == HA_AGG_LUA ? g->lua_time_ms : 0);
+    buf_printf(b, ",\"member_count\":%u,\"members\":[", (unsigned)g->nmembers);
+    const char *sep = "";
+    for (uint32_t k = 0; k < g->nmembers && k < keep; k++) {
+        if (g->members[k] >= s->n)
+            continue;
+        buf_adds(b, sep);
+        status_json_str(b, s->checks[g->members[k]].name);
+        sep = ",";
+    }
+    buf_printf(b, "],\"members_truncated\":%s}", g->nmembers > keep ? "true" : "false");
+}
+
 void front_status_json(const ha_snapshot *s, const ha_page_view *v, ha_buf *b)
 {
     buf_adds(b, ",\"probes\":{");
@@ -447,6 +593,13 @@ void front_status_json(const ha_snapshot *s, const ha_page_view *v, ha_buf *b)
         if (i)
             buf_addc(b, ',');
         status_json_check(b, &s->checks[i]);
+    }
+    buf_adds(b, "],\"groups\":[");
+    uint32_t keep = s ? status_members_keep(s) : 0;
+    for (size_t i = 0; s && i < s->ngroups; i++) {
+        if (i)
+            buf_addc(b, ',');
+        status_json_group(b, s, &s->groups[i], v, keep);
     }
     buf_addc(b, ']');
 }

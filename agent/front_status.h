@@ -1,7 +1,7 @@
 /* front_status.h: the status page for people (GET / and /status: one HTML
  * document with inline CSS, no script, no external asset, refreshing itself
- * every few seconds) and the same facts as JSON for tools (the checks part
- * of GET /-/status). Pure functions of the snapshot and the view below,
+ * every few seconds) and the same facts as JSON for tools (the checks and
+ * groups part of GET /-/status). Pure functions of the snapshot and the view below,
  * front thread only. The front renders each once per snapshot change and
  * audience and caches the result; everything that comes from scripts is
  * HTML- or JSON-escaped here. */
@@ -20,6 +20,10 @@
 #define HA_PAGE_STRIP_BUDGET 60000   /* history entries the page shows over all checks: each
                                         check's strip has its last min(history, budget / checks)
                                         (at least 5), so a page of 10,000 checks stays bounded */
+#define HA_PAGE_MEMBER_BUDGET 20000  /* member names the page (and /-/status) lists over all groups:
+                                        each group its first max(budget / groups, HA_PAGE_MEMBERS_MIN),
+                                        then a count */
+#define HA_PAGE_MEMBERS_MIN 20
 
 /* What the page shows beside the snapshot. */
 typedef struct {
@@ -38,9 +42,10 @@ typedef struct {
 /* Appends the HTML page to b. s may be NULL (no snapshot yet). */
 void front_status_html(const ha_snapshot *s, const ha_page_view *v, ha_buf *b);
 
-/* Appends the JSON members `,"probes":{...},"engine":{...},"history_size":N,"check_states":[...]`
- * (leading comma included) that GET /-/status adds to its object. Outputs
- * are included: /-/status is for trusted and token clients only. */
+/* Appends the JSON members `,"probes":{...},"engine":{...},"history_size":N,"check_states":[...],
+ * "groups":[...]` (leading comma included) that GET /-/status adds to its
+ * object. Outputs are included: /-/status is for trusted and token clients
+ * only. */
 void front_status_json(const ha_snapshot *s, const ha_page_view *v, ha_buf *b);
 
 /* Appends s[0..n) HTML-escaped (& < > " '), control characters as spaces,

@@ -200,6 +200,88 @@ static void test_page_audiences(void)
     config_free(&cfg);
 }
 
+/* Groups on the page and in /-/status: status as /groupz answers it, the
+ * rule, where it answers, the Lua verdict's time, members escaped and cut
+ * to the page's share, the message to full views only. */
+static void test_page_groups(void)
+{
+    ha_config cfg;
+    config_defaults(&cfg);
+    ha_snapshot s = {0};
+    s.n = 3;
+    s.checks = calloc(3, sizeof *s.checks);
+    check_init(&s.checks[0], "a", HA_UP);
+    check_init(&s.checks[1], "b", HA_DOWN);
+    check_init(&s.checks[2], "c", HA_UP);
+    for (int i = 0; i < 3; i++)
+        s.checks[i].time_ms = T_MS;
+    enum { NG = 1002 };
+    s.ngroups = NG;
+    s.groups = calloc(NG, sizeof *s.groups);
+    uint32_t many[25];
+    for (int k = 0; k < 25; k++)
+        many[k] = (uint32_t)(k % 3);
+    for (int i = 0; i < NG; i++) {
+        ha_snap_group *g = &s.groups[i];
+        char name[16];
+        snprintf(name, sizeof name, i == 0 ? "lua" : i == 1 ? "q" : "z%04d", i);
+        g->name = strdup(name);
+        g->probe = -1;
+        g->members = malloc(sizeof many);
+        memcpy(g->members, many, sizeof many);
+        g->nmembers = i == 1 ? 3 : i == 2 ? 25 : 2;
+    }
+    s.groups[0].kind = HA_AGG_LUA;
+    s.groups[0].lua_status = HA_WARN;
+    s.groups[0].lua_output = strdup("<script>x</script> \"half\"");
+    s.groups[0].lua_time_ms = T_MS;
+    s.groups[0].path = strdup("/health/<db>");
+    s.groups[1].kind = HA_AGG_QUORUM;
+    s.groups[1].min_up = 2;
+    ha_page_view v = {0};
+    v.cfg = &cfg;
+    v.now_ms = T_MS;
+    ha_buf full = HA_BUF_INIT, names = HA_BUF_INIT, json = HA_BUF_INIT;
+    v.full = true;
+    front_status_html(&s, &v, &full);
+    v.full = false;
+    front_status_html(&s, &v, &names);
+    front_status_json(&s, &v, &json);
+    CHECK(has(&full, "<span class=\"muted\" id=\"groups-summary\">1002</span>"));
+    CHECK(has(&full, "<tr class=\"group\" id=\"group-lua\"><td class=\"name\" data-l=\"group\">lua</td>"
+                     "<td data-l=\"status\" class=\"t-WARN\"><b>WARN</b></td>"
+                     "<td class=\"nw\" data-l=\"aggregate\">lua</td><td data-l=\"path\">/groupz/lua<br>"
+                     "/health/&lt;db&gt;</td><td class=\"nw\" data-l=\"last run\"><time title=\"2026-11-22T10:00:00.000Z\">"
+                     "10:00:00Z</time></td><td data-l=\"members\"><span class=\"muted\">2:</span> "
+                     "<a class=\"t-UP\" href=\"#check-a\">a</a> <a class=\"t-DOWN\" href=\"#check-b\">b</a></td>"
+                     "<td class=\"out\" data-l=\"output\">&lt;script&gt;x&lt;/script&gt; &quot;half&quot;</td></tr>"));
+    CHECK(has(&full, "id=\"group-q\"><td class=\"name\" data-l=\"group\">q</td><td data-l=\"status\" "
+                     "class=\"t-UP\"><b>UP</b></td><td class=\"nw\" data-l=\"aggregate\">quorum: 2 up</td>"));
+    CHECK(has(&full, "2 of 3 up (2 needed); failing: b</td></tr>"));
+    CHECK(has(&full, "<span class=\"muted\">per answer</span>"));
+    CHECK(!has(&full, "<script"));
+    /* 1002 groups share the budget: 19 names each, raised to 20, then a count */
+    CHECK(has(&full, "<span class=\"muted\">25:</span>"));
+    CHECK(has(&full, "<span class=\"muted\">and 5 more</span>"));
+    CHECK(!has(&names, "half"));
+    CHECK(!has(&names, "needed"));
+    CHECK(has(&names, "id=\"group-lua\""));
+    CHECK(has(&json, "\"groups\":[{\"name\":\"lua\",\"status\":\"WARN\",\"aggregate\":\"lua\",\"probe\":null,"
+                     "\"path\":\"/health/<db>\",\"output\":\"<script>x</script> \\\"half\\\"\","
+                     "\"last_run\":\"2026-11-22T10:00:00.000Z\",\"member_count\":2,\"members\":[\"a\",\"b\"],"
+                     "\"members_truncated\":false},{\"name\":\"q\",\"status\":\"UP\",\"aggregate\":\"quorum\","
+                     "\"min_up\":2,\"probe\":null,\"path\":null,\"output\":\"2 of 3 up (2 needed); failing: b\","
+                     "\"last_run\":null,\"member_count\":3,\"members\":[\"a\",\"b\",\"c\"],\"members_truncated\":false}"));
+    CHECK(has(&json, "\"member_count\":25,\"members\":[\"a\",\"b\",\"c\",\"a\""));
+    CHECK(has(&json, "\"members_truncated\":true}"));
+    CHECK(json.data[json.len - 1] == ']');
+    buf_free(&full);
+    buf_free(&names);
+    buf_free(&json);
+    snapshot_free(heap_copy(&s));
+    config_free(&cfg);
+}
+
 static double now_ms(void)
 {
     struct timespec ts;
@@ -267,6 +349,7 @@ int main(void)
     test_one_check_lines();
     test_hostile_names();
     test_page_audiences();
+    test_page_groups();
     test_render_cost(1000);
     test_render_cost(10000);
     return testlib_report();

@@ -264,6 +264,48 @@ describe("/-/status and /info", function()
     assert.equal(s2.scripts_hash, j2.scripts.hash)
   end)
 
+  it("lists every group: aggregate, status as its answer reads, message, members, Lua verdict time", function()
+    a = agent.start { scripts = { ["g.lua"] = [[
+      health.check { name = "a", ttl = "1h", run = function() return true end }
+      health.check { name = "b", ttl = "1h", run = function() return false, "broken" end }
+      health.check { name = "c", ttl = "1h", probes = {}, run = function() return true end }
+      health.group { name = "q", match = "^[abc]$", path = "/health/q", aggregate = health.aggregate.quorum { min_up = 2 } }
+      health.group { name = "v", include = { "a", "b" }, aggregate = function(results)
+        return "WARN", "<b>" .. #results .. " seen</b>"
+      end }
+      health.group { name = "readiness", aggregate = health.aggregate.any }
+    ]] }, config = 'return { shutdown_delay = "0s" }' }
+    local s = wait_until(function()
+      local x = a:get("/-/status").json
+      return x.groups and x.groups[3] and x.groups[3].last_run ~= agent.null and x.groups[1].status == "UP" and x
+    end, 10)
+    assert.truthy(s, a:log())
+    local q, r, v = s.groups[1], s.groups[2], s.groups[3]
+    assert.same({ name = "q", status = "UP", aggregate = "quorum", min_up = 2, probe = agent.null, path = "/health/q",
+                  output = "2 of 3 up (2 needed); failing: b", last_run = agent.null, member_count = 3,
+                  members = { "a", "b", "c" }, members_truncated = false }, q)
+    assert.equal(a:get("/groupz/q").json.status, q.status)
+    assert.same({ "readiness", "readiness", "any", "UP", agent.null },
+      { r.name, r.probe, r.aggregate, r.status, r.path })
+    assert.same({ "a", "b" }, r.members)
+    assert.equal(a:get("/readyz").json.status, r.status)
+    assert.same({ "v", "lua", "WARN", "<b>2 seen</b>" }, { v.name, v.aggregate, v.status, v.output })
+    assert.matches("^%d+%-%d+%-%d+T%d+:%d+:%d+%.%d+Z$", v.last_run)
+    -- a reload: the groups of the new generation, their status as they now answer
+    agent.write(a.scripts .. "/g.lua", [[
+      health.check { name = "a", ttl = "1h", run = function() return false end }
+      health.check { name = "b", ttl = "1h", run = function() return false, "broken" end }
+      health.check { name = "c", ttl = "1h", run = function() return true end }
+      health.group { name = "q", match = "^[abc]$", aggregate = health.aggregate.quorum { min_up = 2 } }
+    ]])
+    local s2 = wait_until(function()
+      local x = a:get("/-/status").json
+      return x.generation == 2 and #x.groups == 1 and x.groups[1].status == "DOWN" and x
+    end, 10)
+    assert.truthy(s2, a:log())
+    assert.equal("1 of 3 up, 2 needed; failing: a, b", s2.groups[1].output)
+  end)
+
   it("health.info from a run updates /info", function()
     a = agent.start {
       scripts = {

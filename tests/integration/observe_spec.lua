@@ -434,6 +434,38 @@ describe("status page", function()
     assert.is_nil(other.body:find("refused", 1, true))
   end)
 
+  it("shows each group: status as its answer reads, aggregate, paths, members linked to their rows, escaped message", function()
+    a = agent.start { scripts = { ["g.lua"] = ([[
+      health.check { name = "a", ttl = "1h", run = function() return true end }
+      health.check { name = "b", ttl = "1h", run = function() return false, "broken" end }
+      health.group { name = "q", include = { "a", "b" }, path = "/health/q", aggregate = health.aggregate.quorum { min_up = 1 } }
+      health.group { name = "lua", include = { "a", "b" }, aggregate = function() return health.warn(%q) end }
+    ]]):format(HOSTILE_OUT) }, config = "return { " .. NARROW .. " }" }
+    assert.truthy(wait_until(function()
+      local g = a:get("/-/status").json.groups
+      return g and g[1] and g[1].status == "WARN"
+    end, 10), a:log())
+    local dom = chromium(("http://127.0.0.1:%d/"):format(a.port), "--dump-dom")
+    local rows = {}
+    for id, row in dom:gmatch('<tr class="group" id="group%-([^"]+)">(.-)</tr>') do rows[id] = row end
+    assert.truthy(rows.q, dom:sub(1, 400))
+    assert.truthy(rows.q:find('<b>UP</b>', 1, true), rows.q)
+    assert.truthy(rows.q:find('quorum: 1 up', 1, true), rows.q)
+    assert.truthy(rows.q:find('/groupz/q<br>/health/q', 1, true), rows.q)
+    assert.truthy(rows.q:find('<a class="t-UP" href="#check-a">a</a> <a class="t-DOWN" href="#check-b">b</a>', 1, true),
+      rows.q)
+    assert.truthy(rows.q:find("1 of 2 up (1 needed); failing: b", 1, true), rows.q)
+    assert.truthy(rows.lua:find('<b>WARN</b>', 1, true), rows.lua)
+    assert.truthy(rows.lua:find("&lt;script&gt;alert(\"x\")&lt;/script&gt; &amp; 'quoted'", 1, true), rows.lua)
+    assert.truthy(rows.lua:find("<time ", 1, true), rows.lua) -- the verdict's time
+    assert.is_nil(dom:find("<script", 1, true))
+    local html = a:get("/", UNTRUSTED).body
+    assert.truthy(html:find('id="group-lua"', 1, true))
+    for _, needle in ipairs { "alert", "quoted", "needed" } do
+      assert.is_nil(html:find(needle, 1, true), needle)
+    end
+  end)
+
   it("in Chromium from an untrusted address shows no output; status_page = \"trusted\" refuses it", function()
     -- nothing of loopback is trusted here, so Chromium itself is the untrusted client
     a = agent.start {
