@@ -8,11 +8,13 @@
  * never blocks. A getaddrinfo call that is already running cannot be
  * stopped: when the op is cancelled (timeout, deadline) before the answer,
  * the request is left to finish and frees itself in its callback. */
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "api.h"
 #include "api_dns.h"
@@ -25,10 +27,21 @@
 
 /* --- the resolver ---------------------------------------------------------- */
 
+/* What health.testing sees of this thread's lookups (api_dns.h). */
+static _Thread_local api_dns_stats stats;
+static _Thread_local struct {
+    char name[256];
+    char addr[INET6_ADDRSTRLEN];
+} test_hosts[API_DNS_TEST_HOSTS];
+static _Thread_local int n_test_hosts;
+
 static void on_getaddrinfo(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     api_dns_req *r = (api_dns_req *)req; /* req is r's first member */
     r->busy = false;
+    stats.in_flight--;
+    if (status == UV_EAI_CANCELED)
+        stats.cancelled++;
     if (status != 0) {
         uv_freeaddrinfo(res);
         res = NULL;
@@ -45,8 +58,16 @@ int api_dns_start(uv_loop_t *loop, api_dns_req *r, const char *host, int family,
         snprintf(service, sizeof service, "%d", port);
     r->done = done;
     snprintf(r->host, sizeof r->host, "%s", host);
-    int rc = uv_getaddrinfo(loop, &r->req, on_getaddrinfo, host, port > 0 ? service : NULL, &hints);
+    const char *node = host;
+    for (int i = 0; i < n_test_hosts; i++)
+        if (strcasecmp(test_hosts[i].name, host) == 0)
+            node = test_hosts[i].addr;
+    int rc = uv_getaddrinfo(loop, &r->req, on_getaddrinfo, node, port > 0 ? service : NULL, &hints);
     r->busy = rc == 0;
+    if (rc == 0) {
+        stats.started++;
+        stats.in_flight++;
+    }
     return rc;
 }
 
@@ -59,6 +80,26 @@ void api_dns_cancel(api_dns_req *r)
 void api_dns_message(const api_dns_req *r, int status, char *buf, size_t len)
 {
     api_fail_resolve(buf, len, r->host, status);
+}
+
+void api_dns_stats_get(api_dns_stats *s) { *s = stats; }
+
+int api_dns_test_host(const char *name, const char *addr)
+{
+    if (name == NULL) {
+        n_test_hosts = 0;
+        return 0;
+    }
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (strlen(name) == 0 || strlen(name) >= sizeof test_hosts[0].name ||
+        (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1))
+        return UV_EINVAL;
+    if (n_test_hosts == API_DNS_TEST_HOSTS)
+        return UV_ENOSPC;
+    snprintf(test_hosts[n_test_hosts].name, sizeof test_hosts[0].name, "%s", name);
+    snprintf(test_hosts[n_test_hosts].addr, sizeof test_hosts[0].addr, "%s", addr);
+    n_test_hosts++;
+    return 0;
 }
 
 int api_dns_first_ip(const struct addrinfo *res, char *ip, size_t len)

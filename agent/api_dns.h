@@ -1,17 +1,21 @@
-/* api_dns.h: name resolution on the engine loop, the one resolver of
- * health.dns (api_dns.c), health.tcp (api_tcp.c) and the database clients
- * (api_conn.c). health.http leaves resolution to libcurl's threaded
- * resolver, which never blocks the loop either (api_http.c).
+/* api_dns.h: name resolution on the engine loop, the one resolver of every
+ * module that connects: health.dns (api_dns.c), health.tcp (api_tcp.c),
+ * health.http and health.grpc (api_http.c: each request and each redirect
+ * it follows is resolved here, then pinned for libcurl, which never
+ * resolves itself) and the database clients (api_conn.c).
  *
  * A request runs uv_getaddrinfo on libuv's thread pool. One that is already
  * running cannot be stopped: cancelling only asks, and done runs exactly
  * once after every successful start. Failures read as api_fail_resolve
- * writes them ("cannot resolve host 'x'[: reason]"). Engine thread. */
+ * writes them ("cannot resolve host 'x'[: reason]"). A numeric host goes
+ * through the pool like a name (callers that connect skip the resolver for
+ * one). Engine thread. */
 #ifndef HA_API_DNS_H
 #define HA_API_DNS_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <uv.h>
 
@@ -48,5 +52,25 @@ void api_dns_message(const api_dns_req *r, int status, char *buf, size_t len);
  * IPv6 one, into ip. Returns 0, UV_EAI_NONAME when res has neither, or the
  * error of formatting it. */
 int api_dns_first_ip(const struct addrinfo *res, char *ip, size_t len);
+
+/* What health.testing (runner mode) sees of the calling thread's lookups:
+ * they are the evidence that a module resolved through here. */
+typedef struct {
+    uint64_t started;         /* successful api_dns_start calls */
+    uint64_t cancelled;       /* of those, ended UV_EAI_CANCELED */
+    int in_flight;            /* started, done not yet run */
+} api_dns_stats;
+
+void api_dns_stats_get(api_dns_stats *s);
+
+#define API_DNS_TEST_HOSTS 8  /* test host entries at most */
+
+/* For health.testing only: from now on this thread's lookups of name
+ * (case-insensitive) resolve addr (a numeric address) instead, through the
+ * pool as always; failure messages still name name. A name only this
+ * resolver knows proves that a module resolved through it. name NULL
+ * removes every entry. Returns 0, UV_EINVAL (bad name or address) or
+ * UV_ENOSPC (API_DNS_TEST_HOSTS entries already). */
+int api_dns_test_host(const char *name, const char *addr);
 
 #endif

@@ -7,15 +7,20 @@
  *   g:state("name"), g:names(), g:memory(), g:tasks(), g:close()
  *   g:group("name")           -- {status=, output=, runs=, kind=, members={...}}: a group's Lua verdict
  *   testing.handles()         -- libuv handles open on the loop, besides the engine's own
+ *   testing.dns_stats()       -- {started=, cancelled=, in_flight=}: lookups of the shared resolver
+ *   testing.dns_hosts{[name] = "addr", ...}  -- names only the shared resolver knows ({} removes them)
+ *   testing.hold_threadpool(seconds)  -- keeps libuv's threads busy, as a slow DNS server would
  *   local h = testing.spawn(fn, ...)  -- health.spawn: fn as a concurrent task; h:wait() -> true, results | false, err
  *
  * An API yield inside coroutine.wrap suspends the whole calling task (as in
  * OpenResty), so concurrency in specs comes from spawn, not from coroutines.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
+#include "api_dns.h"
 #include "engine_check.h"
 #include "engine_group.h"
 #include "engine_load.h"
@@ -254,6 +259,72 @@ static int l_handles(lua_State *L)
     return 1;
 }
 
+/* testing.dns_stats() -> {started=, cancelled=, in_flight=} of this
+ * thread's lookups through the shared resolver (api_dns.h). */
+static int l_dns_stats(lua_State *L)
+{
+    api_dns_stats st;
+    api_dns_stats_get(&st);
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)st.started);
+    lua_setfield(L, -2, "started");
+    lua_pushinteger(L, (lua_Integer)st.cancelled);
+    lua_setfield(L, -2, "cancelled");
+    lua_pushinteger(L, st.in_flight);
+    lua_setfield(L, -2, "in_flight");
+    return 1;
+}
+
+/* testing.dns_hosts{[name] = "numeric address", ...}: replaces the names
+ * only the shared resolver knows (api_dns_test_host). Raises on misuse. */
+static int l_dns_hosts(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    api_dns_test_host(NULL, NULL);
+    lua_pushnil(L);
+    while (lua_next(L, 1)) { /* [t, name, addr] */
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+            return luaL_error(L, "health.testing.dns_hosts: expected {[name] = \"address\"}");
+        int rc = api_dns_test_host(lua_tostring(L, -2), lua_tostring(L, -1));
+        if (rc != 0)
+            return luaL_error(L, "health.testing.dns_hosts: %s -> %s: %s", lua_tostring(L, -2), lua_tostring(L, -1),
+                              rc == UV_ENOSPC ? "too many names" : "not a name and a numeric address");
+        lua_pop(L, 1); /* pop addr */
+    }
+    return 0;
+}
+
+static void hold_work(uv_work_t *w) { uv_sleep((unsigned)(uintptr_t)w->data); }
+
+static void hold_done(uv_work_t *w, int status)
+{
+    (void)status;
+    free(w);
+}
+
+/* testing.hold_threadpool(seconds): occupies every thread of libuv's pool
+ * (UV_THREADPOOL_SIZE, default 4) for seconds, without blocking the loop;
+ * work queued meanwhile (lookups, file-system calls) waits, as behind a slow
+ * DNS server. Raises on misuse. */
+static int l_hold_threadpool(lua_State *L)
+{
+    lua_Number s = luaL_checknumber(L, 1);
+    luaL_argcheck(L, s > 0 && s <= 10, 1, "expected seconds in (0, 10]");
+    const char *env = getenv("UV_THREADPOOL_SIZE");
+    int n = env && atoi(env) > 0 ? atoi(env) : 4;
+    for (int i = 0; i < n && i < 1024; i++) {
+        uv_work_t *w = calloc(1, sizeof *w);
+        if (w == NULL)
+            return luaL_error(L, "not enough memory");
+        w->data = (void *)(uintptr_t)(s * 1000);
+        if (uv_queue_work(engine_vm_of(L)->eng->loop, w, hold_work, hold_done) != 0) {
+            free(w);
+            return luaL_error(L, "health.testing.hold_threadpool: cannot queue work");
+        }
+    }
+    return 0;
+}
+
 int api_testing_open(lua_State *L)
 {
     static const luaL_Reg methods[] = {
@@ -266,7 +337,11 @@ int api_testing_open(lua_State *L)
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
-    static const luaL_Reg funcs[] = {{"load", l_load}, {"handles", l_handles}, {"spawn", api_health_spawn}, {NULL, NULL}};
+    static const luaL_Reg funcs[] = {
+        {"load", l_load}, {"handles", l_handles}, {"spawn", api_health_spawn},
+        {"dns_stats", l_dns_stats}, {"dns_hosts", l_dns_hosts}, {"hold_threadpool", l_hold_threadpool},
+        {NULL, NULL},
+    };
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -82,4 +82,19 @@ function testing.spawn(fn, ...) end
 ---@return integer
 function testing.handles() end
 
+---@class health.testing.dns_stats
+---@field started integer lookups started through the agent's resolver (this thread)
+---@field cancelled integer of those, cut short before they ran
+---@field in_flight integer started, not yet ended
+
+---Lookups of the agent's one resolver (health.dns, health.tcp, health.http, the database clients).
+---@return health.testing.dns_stats
+function testing.dns_stats() end
+
+---Replaces the names only the agent's resolver knows: `{ ["svc.test"] = "127.0.0.1" }`
+---(numeric addresses; at most 8; `{}` removes them). A request to such a name works only
+---if the module resolved through the agent's resolver.
+---@param hosts table<string, string>
+function testing.dns_hosts(hosts) end
+
 return testing
