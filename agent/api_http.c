@@ -21,17 +21,26 @@
  * empty at exit. Connections are never reused (CURLOPT_FORBID_REUSE): a
  * health check measures a fresh connection and leaves no socket behind.
  *
- * Name resolution: Debian's libcurl4 is built with the threaded resolver
- * (curl_version_info: CURL_VERSION_ASYNCHDNS), which resolves on a helper
- * thread and never blocks the loop. api_http_open checks the flag; a
- * libcurl without it is refused rather than allowed to block.
+ * Name resolution is the agent's, never libcurl's: each request, and each
+ * redirect it follows, first resolves the host it will connect to (the
+ * URL's, or connect_to's target) with the shared resolver (api_dns.h) on the
+ * loop, then pins the addresses with CURLOPT_RESOLVE; an IP literal needs no
+ * lookup and a Unix socket no name at all. CURLOPT_RESOLVER_START_FUNCTION
+ * refuses every lookup curl would start itself (its threaded resolver never
+ * runs; should a pin ever miss, the request fails "cannot resolve host"
+ * instead of resolving behind the loop's back). So that redirect targets are
+ * resolved the same way, redirects are followed here, not by
+ * CURLOPT_FOLLOWLOCATION: hop_next mirrors what libcurl 7.88's follow does
+ * (method, body, credentials and headers per hop).
  *
  * The ops follow engine_task.h: callbacks only record outcomes in C; push
  * builds the Lua values; close removes the easy handle from the multi
  * (curl then reports CURL_POLL_REMOVE for its sockets, which closes their
  * polls) and frees everything. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +50,7 @@
 #include <openssl/x509.h>
 
 #include "api.h"
+#include "api_dns.h"
 #include "api_fail.h"
 #include "api_opt.h"
 #include "buf.h"
@@ -52,6 +62,7 @@
 #define HTTP_TIMEOUT_NS (30 * HA_NS_PER_S)      /* default per-request timeout */
 #define HTTP_REDIRECTS 10                       /* default max_redirects with follow */
 #define HTTP_HEADERS_MAX (256 * 1024)           /* response header bytes kept */
+#define HTTP_PIN_ADDRS 16                       /* addresses pinned per hop at most */
 
 typedef struct http_multi http_multi;
 
@@ -72,24 +83,53 @@ typedef struct {
     http_multi *m;
 } http_sock;
 
-/* One request: the pending op of its task. */
+/* The request line a hop sends, as libcurl's state.httpreq tracks it. */
+typedef enum {
+    REQ_GET,                  /* GET, or a custom method without a body */
+    REQ_POST,                 /* with the body (POST or a custom method) */
+    REQ_HEAD,                 /* CURLOPT_NOBODY */
+} http_req_kind;
+
+/* One request: the pending op of its task. A hop is one transfer: the
+ * request, or a redirect it follows. */
 typedef struct {
     ha_op op;                 /* first: the task's pending slot points here */
+    api_dns_req dns;          /* dns.req.data = this; busy while a hop's name resolves */
     http_multi *m;            /* the loop's multi; one transfer reference */
-    CURL *easy;               /* owned; attached to m->curlm until done */
+    CURL *easy;               /* owned; attached to m->curlm while attached */
+    bool attached;            /* easy is in m->curlm */
+    bool closed;              /* http_close ran while dns was busy: on_resolved frees */
     struct curl_slist *req_headers; /* owned; curl does not copy the list */
-    struct curl_slist *connect_to;  /* owned; likewise */
+    struct curl_slist *cross_headers; /* owned: req_headers for another origin, or NULL */
+    struct curl_slist *connect_to;  /* owned; "HOST:PORT:CONNECT-TO-HOST:CONNECT-TO-PORT" */
+    struct curl_slist *pin;   /* owned: the hop's CURLOPT_RESOLVE line, or NULL */
+    bool unix_socket;         /* connects to a Unix socket: no name to resolve */
     char *secret;             /* owned: the URL's password, masked in messages */
-    char *host;               /* owned: the URL's host, for messages */
+    char *user;               /* owned: the URL's user name, or NULL */
+    char *host;               /* owned: the hop URL's host, for messages */
+    char *url;                /* owned: the hop's URL */
+    /* the first hop's origin: credentials and sensitive headers stay with it */
+    char *origin_host;        /* owned, lower-case comparison */
+    int origin_port;
+    bool origin_https;
+    /* redirects */
+    bool follow;
+    bool redirecting;         /* the hop's response is a redirect to follow */
+    long max_redirects;
+    long redirects;           /* redirects followed */
+    http_req_kind kind;
     ha_buf body;              /* response body, at most max_body bytes */
     ha_buf headers;           /* "name\0value\0" pairs, names lower-cased */
     size_t max_body;
     bool truncated;           /* body exceeded max_body: transfer stopped there */
-    bool done;                /* curl finished; results below are valid */
+    bool done;                /* finished; results below are valid */
+    bool curl_resolves;       /* curl asked to resolve a name itself (refused) */
+    char target[256];         /* the hop's connect host, without brackets */
+    int target_port;          /* and its port */
     long status;              /* HTTP status code */
     long version;             /* CURL_HTTP_VERSION_* actually used */
-    long redirects;           /* redirects followed */
-    curl_off_t time_us;       /* total time */
+    uint64_t t0;              /* uv_hrtime at the start */
+    curl_off_t time_us;       /* total time: resolution, redirects, transfers */
     char err[256];            /* failure message, "" on success */
     char errbuf[CURL_ERROR_SIZE]; /* curl's detail for the last failure */
 } http_op;
@@ -270,8 +310,12 @@ static void describe_failure(http_op *op, CURLcode rc)
         else
             snprintf(e, cap, "connect failed: %s", detail(op, rc));
         break;
-    case CURLE_COULDNT_RESOLVE_HOST:
-        api_fail_resolve(e, cap, op->host ? op->host : "", 0);
+    case CURLE_COULDNT_RESOLVE_HOST: /* curl wanted a name no pin answers (on_curl_resolve refused) */
+        api_fail_resolve(e, cap, op->target, 0);
+        if (op->curl_resolves) {
+            size_t n = strlen(e);
+            snprintf(e + n, cap - n, ": not resolved by the agent");
+        }
         break;
     case CURLE_PEER_FAILED_VERIFICATION:
         curl_easy_getinfo(op->easy, CURLINFO_SSL_VERIFYRESULT, &verify);
@@ -328,21 +372,176 @@ static void describe_failure(http_op *op, CURLcode rc)
     mask_secret(e, cap, op->secret);
 }
 
+/* --- names: what a hop connects to --------------------------------------- */
+
+/* True for an IPv4 or IPv6 address literal (no brackets): curl converts
+ * one in place, no resolver involved. */
+static bool is_ip_literal(const char *s)
+{
+    unsigned char a[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+}
+
+/* The parts of a URL a hop needs. */
+typedef struct {
+    char *host;               /* curl_free: as written, for messages */
+    char *ahost;              /* curl_free: in punycode, as curl connects (IPv6 in brackets) */
+    int port;                 /* the scheme's default when absent */
+    bool https;
+} url_parts;
+
+static void url_parts_free(url_parts *p)
+{
+    curl_free(p->host);
+    curl_free(p->ahost);
+    p->host = p->ahost = NULL;
+}
+
+/* Reads u's host, port and scheme into p (freed by url_parts_free, also on
+ * failure). Returns CURLUE_OK or the URL API's error. */
+static CURLUcode url_parts_of(CURLU *u, url_parts *p)
+{
+    char *port = NULL, *scheme = NULL;
+    memset(p, 0, sizeof *p);
+    CURLUcode rc = curl_url_get(u, CURLUPART_HOST, &p->host, 0);
+    if (rc == CURLUE_OK && curl_url_get(u, CURLUPART_HOST, &p->ahost, CURLU_PUNYCODE) != CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_HOST, &p->ahost, 0); /* a libcurl without IDN: as written */
+    if (rc == CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT);
+    if (rc == CURLUE_OK)
+        rc = curl_url_get(u, CURLUPART_SCHEME, &scheme, 0);
+    if (rc == CURLUE_OK) {
+        p->port = atoi(port);
+        p->https = strcmp(scheme, "https") == 0;
+    }
+    curl_free(port);
+    curl_free(scheme);
+    return rc;
+}
+
+/* Copies host (n bytes; an IPv6 literal in brackets loses them and its zone
+ * id, as curl keeps those apart) into out. */
+static void bare_host(char *out, size_t cap, const char *host, size_t n)
+{
+    if (n >= 2 && host[0] == '[') {
+        host++;
+        n--;
+        const char *end = memchr(host, ']', n);
+        if (end)
+            n = (size_t)(end - host);
+        const char *zone = memchr(host, '%', n);
+        if (zone)
+            n = (size_t)(zone - host);
+    }
+    snprintf(out, cap, "%.*s", (int)(n < cap ? n : cap - 1), host);
+}
+
+/* The host (into op->target) and port the hop to u connects to, as curl
+ * 7.88 chooses them: connect_to's target when its HOST and PORT match the
+ * URL's (empty ones match anything; an empty target host or port keeps the
+ * URL's), else the URL's own. */
+static int connect_target(http_op *op, const url_parts *u)
+{
+    int port = u->port;
+    bare_host(op->target, sizeof op->target, u->ahost, strlen(u->ahost));
+    if (op->connect_to == NULL)
+        return port;
+    const char *p = op->connect_to->data;
+    size_t hl = strlen(u->ahost);
+    if (*p == ':')
+        p++;
+    else if (strncasecmp(p, u->ahost, hl) == 0 && p[hl] == ':')
+        p += hl + 1;
+    else
+        return port;
+    if (*p == ':') {
+        p++;
+    } else {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (*end != ':' || v != u->port)
+            return port;
+        p = end + 1;
+    }
+    const char *colon = *p == '[' ? strchr(p, ']') : p;
+    colon = colon ? strchr(colon, ':') : NULL;
+    size_t n = colon ? (size_t)(colon - p) : strlen(p);
+    if (n > 0)
+        bare_host(op->target, sizeof op->target, p, n);
+    if (colon && colon[1])
+        port = atoi(colon + 1);
+    return port;
+}
+
+/* Sets the hop's CURLOPT_RESOLVE pin "target:port:addr,[addr6],..." from
+ * the resolver's answer. Returns 0, UV_EAI_NONAME when res holds no usable
+ * address, or UV_ENOMEM. */
+static int pin_addresses(http_op *op, int port, const struct addrinfo *res)
+{
+    char line[sizeof op->target + 8 + HTTP_PIN_ADDRS * (INET6_ADDRSTRLEN + 3)];
+    int len = snprintf(line, sizeof line, "%s:%d:", op->target, port), n = 0;
+    for (const struct addrinfo *a = res; a && n < HTTP_PIN_ADDRS; a = a->ai_next) {
+        char ip[INET6_ADDRSTRLEN];
+        if (a->ai_family == AF_INET)
+            uv_ip4_name((const struct sockaddr_in *)a->ai_addr, ip, sizeof ip);
+        else if (a->ai_family == AF_INET6)
+            uv_ip6_name((const struct sockaddr_in6 *)a->ai_addr, ip, sizeof ip);
+        else
+            continue;
+        bool v6 = a->ai_family == AF_INET6;
+        len += snprintf(line + len, sizeof line - (size_t)len, "%s%s%s%s", n ? "," : "", v6 ? "[" : "", ip,
+                        v6 ? "]" : "");
+        n++;
+    }
+    if (n == 0)
+        return UV_EAI_NONAME;
+    curl_slist_free_all(op->pin);
+    op->pin = curl_slist_append(NULL, line);
+    if (op->pin == NULL)
+        return UV_ENOMEM;
+    curl_easy_setopt(op->easy, CURLOPT_RESOLVE, op->pin);
+    return 0;
+}
+
 /* --- transfer callbacks ------------------------------------------------- */
+
+/* The value of the first header called name (lower-case) of the hop's
+ * last response, or NULL. */
+static const char *first_header(const http_op *op, const char *name)
+{
+    for (size_t i = 0; i < op->headers.len;) {
+        const char *n = op->headers.data + i, *v = n + strlen(n) + 1;
+        if (strcmp(n, name) == 0)
+            return v;
+        i = (size_t)(v - op->headers.data) + strlen(v) + 1;
+    }
+    return NULL;
+}
 
 /* CURLOPT_HEADERFUNCTION: one header line at a time; a status line starts a
  * new response (a redirect or a 100 Continue came before). After the body,
- * HTTP/2 trailers arrive here too and join the headers (gRPC's status). */
+ * HTTP/2 trailers arrive here too and join the headers (gRPC's status). The
+ * empty line ending a 3xx response with a Location makes it a redirect to
+ * follow when follow is on (libcurl 7.88 follows any 3xx with a non-empty
+ * Location). */
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
 {
     http_op *op = ud;
     size_t len = size * n, end = len;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         buf_reset(&op->headers);
+        op->redirecting = false;
         return len;
     }
     while (end > 0 && (p[end - 1] == '\r' || p[end - 1] == '\n' || p[end - 1] == ' ' || p[end - 1] == '\t'))
         end--;
+    if (end == 0 && op->follow) {
+        long code = 0;
+        const char *loc = first_header(op, "location");
+        curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &code);
+        op->redirecting = code >= 300 && code < 400 && loc && *loc;
+        return len;
+    }
     const char *colon = memchr(p, ':', end);
     if (colon == NULL || colon == p || op->headers.len + end + 2 > HTTP_HEADERS_MAX)
         return len;
@@ -359,10 +558,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
 }
 
 /* CURLOPT_WRITEFUNCTION: keeps max_body bytes, then stops the transfer
- * (CURL_WRITEFUNC_ERROR; the done handler knows it was on purpose). */
+ * (CURL_WRITEFUNC_ERROR; the done handler knows it was on purpose). The
+ * body of a redirect being followed is not read at all: the connection is
+ * never reused, so stopping costs nothing. */
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     http_op *op = ud;
+    if (op->redirecting)
+        return CURL_WRITEFUNC_ERROR;
     size_t len = size * n, room = op->max_body - op->body.len;
     if (len > room) {
         buf_add(&op->body, p, room);
@@ -373,8 +576,247 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
-/* Completes the ops whose transfers curl reports done. Called after every
- * curl_multi_socket_action, outside curl's callbacks. */
+/* CURLOPT_RESOLVER_START_FUNCTION: curl found no pin for the name it is
+ * about to connect to and would start its own resolver. It never may: an
+ * IP literal is converted in place, anything else fails the transfer. */
+static int on_curl_resolve(void *resolver_state, void *reserved, void *ud)
+{
+    (void)resolver_state;
+    (void)reserved;
+    http_op *op = ud;
+    if (is_ip_literal(op->target))
+        return 0;
+    op->curl_resolves = true;
+    return 1;
+}
+
+/* --- hops ---------------------------------------------------------------- */
+
+static void hop_done(http_op *op, CURLcode rc);
+
+/* Ends the request (op->err says how) and completes the op; before the
+ * task yields (a hop failing at once), start_request sees op->done. */
+static void op_finish(http_op *op)
+{
+    op->time_us = (curl_off_t)((uv_hrtime() - op->t0) / 1000);
+    op->done = true;
+    engine_task_complete(&op->op);
+}
+
+/* Hands the hop's transfer to the multi; curl's timer callback asks for a
+ * first run on the next loop turn. */
+static void hop_attach(http_op *op)
+{
+    if (curl_multi_add_handle(op->m->curlm, op->easy) != CURLM_OK) {
+        snprintf(op->err, sizeof op->err, "not enough memory");
+        op_finish(op);
+        return;
+    }
+    op->attached = true;
+}
+
+/* api_dns_cb of a hop's lookup: pins the answer and attaches, or fails the
+ * request with the resolver's message; frees an op closed meanwhile. */
+static void on_resolved(api_dns_req *r, int status, struct addrinfo *res)
+{
+    http_op *op = r->req.data;
+    if (op->closed) {
+        uv_freeaddrinfo(res);
+        free(op);
+        return;
+    }
+    if (status == 0)
+        status = pin_addresses(op, op->target_port, res);
+    uv_freeaddrinfo(res);
+    if (status != 0) {
+        api_dns_message(r, status, op->err, sizeof op->err);
+        op_finish(op);
+        return;
+    }
+    hop_attach(op);
+}
+
+/* Starts the transfer of op->url: resolves the host it connects to with the
+ * shared resolver, unless that is an IP literal or a Unix socket, then
+ * attaches. Failing at once, it finishes the op. */
+static void hop_start(http_op *op)
+{
+    CURLU *u = curl_url();
+    url_parts up = {0};
+    int rc = u ? 0 : UV_ENOMEM;
+    if (rc == 0 && (curl_url_set(u, CURLUPART_URL, op->url, 0) != CURLUE_OK || url_parts_of(u, &up) != CURLUE_OK))
+        rc = UV_EINVAL; /* checked before: only memory can fail here */
+    if (rc == 0) {
+        free(op->host);
+        op->host = strdup(up.host);
+        if (op->origin_host == NULL) { /* the first hop */
+            op->origin_host = strdup(up.ahost);
+            op->origin_port = up.port;
+            op->origin_https = up.https;
+        }
+        if (op->host == NULL || op->origin_host == NULL)
+            rc = UV_ENOMEM;
+        op->target_port = connect_target(op, &up);
+    }
+    url_parts_free(&up);
+    curl_url_cleanup(u);
+    if (rc != 0) {
+        snprintf(op->err, sizeof op->err, "not enough memory");
+        op_finish(op);
+        return;
+    }
+    curl_easy_setopt(op->easy, CURLOPT_URL, op->url);
+    curl_easy_setopt(op->easy, CURLOPT_RESOLVE, NULL); /* the last hop's pin, if any, is not this one's */
+    curl_slist_free_all(op->pin);
+    op->pin = NULL;
+    if (op->unix_socket || is_ip_literal(op->target)) {
+        hop_attach(op);
+        return;
+    }
+    rc = api_dns_start(op->m->loop, &op->dns, op->target, AF_UNSPEC, 0, on_resolved);
+    if (rc != 0) {
+        api_dns_message(&op->dns, rc, op->err, sizeof op->err);
+        op_finish(op);
+    }
+}
+
+/* True when the header line (curl's "Name: value" or "Name;") is called
+ * name (case-insensitive). */
+static bool header_is(const char *line, const char *name)
+{
+    size_t n = strlen(name);
+    return strncasecmp(line, name, n) == 0 && (line[n] == ':' || line[n] == ';');
+}
+
+/* Sets the request headers of a hop to another origin than the first
+ * request's: libcurl 7.88 drops Authorization and Cookie there, and Host
+ * too when the host differs. Returns false on memory exhaustion. */
+static bool cross_origin_headers(http_op *op, bool other_host)
+{
+    struct curl_slist *l = NULL;
+    for (struct curl_slist *h = op->req_headers; h; h = h->next) {
+        if (header_is(h->data, "authorization") || header_is(h->data, "cookie") ||
+            (other_host && header_is(h->data, "host")))
+            continue;
+        struct curl_slist *n = curl_slist_append(l, h->data);
+        if (n == NULL) {
+            curl_slist_free_all(l);
+            return false;
+        }
+        l = n;
+    }
+    curl_easy_setopt(op->easy, CURLOPT_HTTPHEADER, l);
+    curl_slist_free_all(op->cross_headers); /* no transfer runs: curl holds no pointer into it */
+    op->cross_headers = l;
+    return true;
+}
+
+/* The absolute URL of the redirect at location, relative to op->url, as
+ * libcurl 7.88's follow builds it (URL-encoding spaces and the like), into
+ * *next (curl_free); credentials stay with the first request's origin.
+ * Sets the hop's request headers. Returns false with op->err set. */
+static bool redirect_url(http_op *op, const char *location, char **next)
+{
+    CURLU *u = curl_url();
+    url_parts up = {0};
+    char *scheme = NULL;
+    bool ok = false;
+    CURLUcode rc = u ? curl_url_set(u, CURLUPART_URL, op->url, 0) : CURLUE_OUT_OF_MEMORY;
+    if (rc == CURLUE_OK)
+        rc = curl_url_set(u, CURLUPART_URL, location, CURLU_URLENCODE | CURLU_ALLOW_SPACE);
+    if (rc != CURLUE_OK) {
+        snprintf(op->err, sizeof op->err, "the redirect target URL could not be parsed: %s", curl_url_strerror(rc));
+        goto done;
+    }
+    if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0)) { /* CURLOPT_REDIR_PROTOCOLS_STR's words */
+        snprintf(op->err, sizeof op->err, "unsupported protocol: Protocol \"%s\" not supported or disabled in libcurl",
+                 scheme ? scheme : "");
+        goto done;
+    }
+    if (url_parts_of(u, &up) != CURLUE_OK)
+        goto oom;
+    bool other_host = strcasecmp(up.ahost, op->origin_host) != 0;
+    bool same_origin = !other_host && up.port == op->origin_port && up.https == op->origin_https;
+    if (same_origin ? op->user || op->secret : true) { /* the first URL's credentials, or none */
+        if (curl_url_set(u, CURLUPART_USER, same_origin ? op->user : NULL, 0) != CURLUE_OK ||
+            curl_url_set(u, CURLUPART_PASSWORD, same_origin ? op->secret : NULL, 0) != CURLUE_OK)
+            goto oom;
+    }
+    if (same_origin)
+        curl_easy_setopt(op->easy, CURLOPT_HTTPHEADER, op->req_headers);
+    else if (!cross_origin_headers(op, other_host))
+        goto oom;
+    if (curl_url_get(u, CURLUPART_URL, next, 0) != CURLUE_OK)
+        goto oom;
+    ok = true;
+    goto done;
+oom:
+    snprintf(op->err, sizeof op->err, "not enough memory");
+done:
+    url_parts_free(&up);
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+/* Follows the redirect the hop just received, as CURLOPT_FOLLOWLOCATION
+ * would: past max_redirects the request fails; 301 and 302 turn a POST
+ * into a GET, 303 anything but HEAD (a custom method name stays, as in
+ * libcurl); 307 and 308 repeat the request. */
+static void hop_redirect(http_op *op)
+{
+    long code = 0;
+    char *next = NULL;
+    curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &code);
+    if (op->redirects >= op->max_redirects) {
+        snprintf(op->err, sizeof op->err, "too many redirects");
+        op_finish(op);
+        return;
+    }
+    if (!redirect_url(op, first_header(op, "location"), &next)) {
+        op_finish(op);
+        return;
+    }
+    if (op->kind == REQ_POST && (code == 301 || code == 302 || code == 303)) {
+        curl_easy_setopt(op->easy, CURLOPT_HTTPGET, 1L);
+        op->kind = REQ_GET;
+    }
+    op->redirects++;
+    free(op->url);
+    op->url = strdup(next);
+    curl_free(next);
+    if (op->url == NULL) {
+        snprintf(op->err, sizeof op->err, "not enough memory");
+        op_finish(op);
+        return;
+    }
+    op->redirecting = false;
+    buf_reset(&op->headers);
+    buf_reset(&op->body);
+    hop_start(op);
+}
+
+/* A hop's transfer ended with rc (the easy handle is detached): a redirect
+ * to follow starts the next hop, anything else ends the request. */
+static void hop_done(http_op *op, CURLcode rc)
+{
+    if (rc == CURLE_WRITE_ERROR && (op->truncated || op->redirecting))
+        rc = CURLE_OK; /* on_body stopped it on purpose */
+    if (rc == CURLE_OK && op->redirecting) {
+        hop_redirect(op);
+        return;
+    }
+    curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &op->status);
+    curl_easy_getinfo(op->easy, CURLINFO_HTTP_VERSION, &op->version);
+    if (rc != CURLE_OK)
+        describe_failure(op, rc);
+    op_finish(op);
+}
+
+/* Ends the hops whose transfers curl reports done. Called after every
+ * curl_multi_socket_action, outside curl's callbacks (a hop may attach the
+ * next one from here). */
 static void multi_collect(http_multi *m)
 {
     CURLMsg *msg;
@@ -385,17 +827,9 @@ static void multi_collect(http_multi *m)
         http_op *op = NULL;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&op);
         CURLcode rc = msg->data.result;
-        if (rc == CURLE_WRITE_ERROR && op->truncated)
-            rc = CURLE_OK;
-        curl_easy_getinfo(op->easy, CURLINFO_RESPONSE_CODE, &op->status);
-        curl_easy_getinfo(op->easy, CURLINFO_HTTP_VERSION, &op->version);
-        curl_easy_getinfo(op->easy, CURLINFO_REDIRECT_COUNT, &op->redirects);
-        curl_easy_getinfo(op->easy, CURLINFO_TOTAL_TIME_T, &op->time_us);
-        if (rc != CURLE_OK)
-            describe_failure(op, rc);
         curl_multi_remove_handle(m->curlm, op->easy); /* msg is invalid from here */
-        op->done = true;
-        engine_task_complete(&op->op);
+        op->attached = false;
+        hop_done(op, rc);
     }
 }
 
@@ -457,23 +891,37 @@ static int http_push(ha_op *base, lua_State *L)
 
 /* Stops the transfer if it still runs and frees everything. Handles: the
  * easy handle's sockets are closed by curl_multi_remove_handle through
- * CURL_POLL_REMOVE; the multi's timer goes with the last transfer. */
+ * CURL_POLL_REMOVE; the multi's timer goes with the last transfer. A lookup
+ * in flight cannot be stopped (api_dns.h): it is asked to, and on_resolved
+ * frees the op when it ends, touching nothing else. */
 static void http_close(ha_op *base)
 {
     http_op *op = (http_op *)base;
     if (op->easy) {
-        if (!op->done)
+        if (op->attached)
             curl_multi_remove_handle(op->m->curlm, op->easy);
         curl_easy_cleanup(op->easy);
+        op->easy = NULL;
     }
     if (op->m)
         multi_put(op->m);
+    op->m = NULL;
     curl_slist_free_all(op->req_headers);
+    curl_slist_free_all(op->cross_headers);
     curl_slist_free_all(op->connect_to);
+    curl_slist_free_all(op->pin);
     free(op->secret);
+    free(op->user);
     free(op->host);
+    free(op->url);
+    free(op->origin_host);
     buf_free(&op->body);
     buf_free(&op->headers);
+    if (op->dns.busy) {
+        op->closed = true;
+        api_dns_cancel(&op->dns);
+        return;
+    }
     free(op);
 }
 
@@ -737,9 +1185,11 @@ static bool build_headers(lua_State *L, const http_opts *o, struct curl_slist **
     return ok;
 }
 
-/* Parses the URL: checks the scheme and keeps its host and password (for
- * messages). Raises on a malformed URL; the message never contains it. */
-static void check_url(lua_State *L, const char *fn, const char *url, char **host, char **secret)
+/* Parses the URL: checks the scheme and keeps its user name and password
+ * (the password for masking messages; both for redirects to the same
+ * origin), as written (URL-encoded). Raises on a malformed URL; the message
+ * never contains it. */
+static void check_url(lua_State *L, const char *fn, const char *url, char **user, char **secret)
 {
     CURLU *u = curl_url();
     char *scheme = NULL;
@@ -754,12 +1204,12 @@ static void check_url(lua_State *L, const char *fn, const char *url, char **host
         curl_url_cleanup(u);
         luaL_error(L, "%s: option 'url' must be an http:// or https:// URL", fn);
     }
-    char *h = NULL, *pw = NULL;
-    curl_url_get(u, CURLUPART_HOST, &h, 0);
+    char *us = NULL, *pw = NULL;
+    curl_url_get(u, CURLUPART_USER, &us, 0);
     curl_url_get(u, CURLUPART_PASSWORD, &pw, 0);
-    *host = h ? strdup(h) : NULL;
+    *user = us ? strdup(us) : NULL;
     *secret = pw ? strdup(pw) : NULL;
-    curl_free(h);
+    curl_free(us);
     curl_free(pw);
     curl_url_cleanup(u);
 }
@@ -771,8 +1221,8 @@ static int start_request(lua_State *L, int idx, const char *fn)
     http_opts o;
     read_opts(L, idx, fn, &o);                /* raises on misuse */
     ha_task *t = engine_task_current(L, fn);  /* raises outside a check */
-    char *host = NULL, *secret = NULL;
-    check_url(L, fn, o.url, &host, &secret);  /* raises before it allocates */
+    char *user = NULL, *secret = NULL;
+    check_url(L, fn, o.url, &user, &secret);  /* raises before it allocates */
     /* nothing below raises until the op holds everything */
     struct curl_slist *hdrs = NULL;
     bool ok = build_headers(L, &o, &hdrs);
@@ -781,12 +1231,19 @@ static int start_request(lua_State *L, int idx, const char *fn)
         goto fail;
     op->op.push = http_push;
     op->op.close = http_close;
+    op->dns.req.data = op;
+    op->t0 = uv_hrtime();
     op->req_headers = hdrs;
     hdrs = NULL;
-    op->host = host;
+    op->user = user;
     op->secret = secret;
-    host = secret = NULL;
+    user = secret = NULL;
     op->max_body = o.max_body;
+    op->follow = o.follow;
+    op->max_redirects = o.max_redirects;
+    op->unix_socket = o.unix_socket != NULL;
+    if ((op->url = strdup(o.url)) == NULL)
+        goto fail;
     if (o.connect_to) {
         char line[600];
         /* "host:port": any host and port -> there; curl's four fields as given */
@@ -800,12 +1257,12 @@ static int start_request(lua_State *L, int idx, const char *fn)
         goto fail;
     CURL *e = op->easy;
     curl_easy_setopt(e, CURLOPT_PRIVATE, op);
-    curl_easy_setopt(e, CURLOPT_URL, o.url);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(e, CURLOPT_PROXY, "");          /* ignore *_proxy environment variables */
+    curl_easy_setopt(e, CURLOPT_RESOLVER_START_FUNCTION, on_curl_resolve);
+    curl_easy_setopt(e, CURLOPT_RESOLVER_START_DATA, op);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "healthagent/" HA_VERSION);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, op->errbuf);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
@@ -821,10 +1278,6 @@ static int start_request(lua_State *L, int idx, const char *fn)
         curl_easy_setopt(e, CURLOPT_UNIX_SOCKET_PATH, o.unix_socket);
     if (op->connect_to)
         curl_easy_setopt(e, CURLOPT_CONNECT_TO, op->connect_to);
-    if (o.follow) {
-        curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-        curl_easy_setopt(e, CURLOPT_MAXREDIRS, o.max_redirects);
-    }
     if (op->req_headers)
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, op->req_headers);
     if (o.body) {
@@ -832,22 +1285,29 @@ static int start_request(lua_State *L, int idx, const char *fn)
         curl_easy_setopt(e, CURLOPT_COPYPOSTFIELDS, o.body);
     }
     const char *method = o.method ? o.method : (o.body ? "POST" : "GET");
-    if (strcmp(method, "HEAD") == 0)
+    op->kind = o.body ? REQ_POST : REQ_GET;
+    if (strcmp(method, "HEAD") == 0) {
         curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    else if (strcmp(method, o.body ? "POST" : "GET") != 0)
+        op->kind = REQ_HEAD;
+    } else if (strcmp(method, o.body ? "POST" : "GET") != 0) {
         curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+    }
     op->m = multi_get(engine_task_loop(t));
     if (op->m == NULL)
         goto fail;
-    if (curl_multi_add_handle(op->m->curlm, e) != CURLM_OK)
-        goto fail; /* the timer callback asked for a first run already */
+    hop_start(op); /* the first hop: a lookup, or attached at once */
+    if (op->done) { /* failed before any I/O */
+        int n = http_push(&op->op, L);
+        http_close(&op->op);
+        return n;
+    }
     /* a timeout that would end with the task's deadline is left to the
      * deadline (engine_task_yield): the check then reports "timeout after
-     * <its timeout>" */
+     * <its timeout>". It covers the lookups, every hop and every transfer. */
     return engine_task_yield(L, t, &op->op, o.timeout_ns);
 fail:
     curl_slist_free_all(hdrs);
-    free(host);
+    free(user);
     free(secret);
     if (op)
         http_close(&op->op);
@@ -895,17 +1355,14 @@ static void curl_init_once(void)
     curl_ready = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 1 : -1;
 }
 
-/* require "health.http": [-0, +1] the module. Raises when libcurl cannot be
- * used without blocking the loop (no asynchronous resolver). */
+/* require "health.http": [-0, +1] the module. Raises when libcurl fails to
+ * initialise. */
 int api_http_open(lua_State *L)
 {
     uv_once(&curl_once, curl_init_once);
     if (curl_ready < 0)
         return luaL_error(L, "health.http: libcurl failed to initialise");
     const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
-    if (!(v->features & CURL_VERSION_ASYNCHDNS))
-        return luaL_error(L, "health.http: libcurl %s resolves names synchronously; it would block the engine",
-                          v->version);
     static const luaL_Reg funcs[] = {{"request", l_request}, {"get", l_get}, {NULL, NULL}};
     luaL_newlib(L, funcs);
     lua_pushinteger(L, HTTP_BODY_MAX);

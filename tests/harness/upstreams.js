@@ -20,7 +20,8 @@
 //   /slow?ms=N          200 "slow" after N milliseconds (default 1000)
 //   /big                200 with a 10 MiB body of 'x'
 //   /chunked            200, chunked on HTTP/1.1: "chunk 0\n" .. "chunk 4\n"
-//   /redirect           302 to /ok
+//   /redirect           302 to /ok; ?code=N (300..308) another status, ?to=URL another
+//                       target, ?hops=K first K more redirects to itself (hops=K-1)
 //   /echo               200 JSON {method, url, path, query, httpVersion, headers, body}
 //   /grpc/set?service=S&status=SERVING|NOT_SERVING|UNKNOWN|SERVICE_UNKNOWN
 //                       switch a gRPC health status (SERVICE_UNKNOWN removes S)
@@ -121,7 +122,18 @@ function handle(req, res) {
     return undefined;
   }
 
-  if (p === '/redirect') return send(res, 302, 'redirect', { location: '/ok' });
+  if (p === '/redirect') {
+    const code = Number(u.searchParams.get('code') || 302);
+    const hops = Number(u.searchParams.get('hops') || 0);
+    if (!(code >= 300 && code <= 308) || !(hops >= 0)) return send(res, 400, 'bad code or hops');
+    let location = u.searchParams.get('to') || '/ok';
+    if (hops > 0) {
+      u.searchParams.set('hops', String(hops - 1));
+      location = `/redirect?${u.searchParams}`;
+    }
+    req.resume(); /* a request body is not read, but must not stall the socket */
+    return send(res, code, 'redirect', { location });
+  }
 
   if (p === '/echo') {
     const chunks = [];

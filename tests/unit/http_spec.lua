@@ -414,3 +414,203 @@ describe("http.request connect_to", function()
     end
   end)
 end)
+
+-- Redirects are followed by health.http itself (so that every hop resolves
+-- through the shared resolver); these pin that they behave as libcurl's
+-- CURLOPT_FOLLOWLOCATION did: status, count, methods, credentials.
+describe("http.request follow", function()
+  local function echo(r) return H.decode(r.body) end
+
+  it("counts hops against max_redirects and reports the final response", function()
+    local r = assert(http.get(url(PLAIN, "/redirect?hops=2"), { follow = true }))
+    assert.equal(200, r.status)
+    assert.equal("ok", r.body)
+    assert.equal(3, r.redirects)
+    r = assert(http.get(url(PLAIN, "/redirect?hops=2"), { follow = true, max_redirects = 3 }))
+    assert.equal(3, r.redirects)
+    local _, err = http.get(url(PLAIN, "/redirect?hops=2"), { follow = true, max_redirects = 2 })
+    assert.equal("too many redirects", err)
+    r = assert(http.get(url(PLAIN, "/redirect?code=307&to=/slow%3Fms%3D100"), { follow = true }))
+    assert.equal("slow", r.body)
+    assert.is_true(r.time_ms >= 95, "time_ms " .. r.time_ms) -- every hop counts
+  end)
+
+  it("turns a POST into a GET on 301, 302 and 303, repeats it on 307 and 308", function()
+    for _, code in ipairs { 301, 302, 303, 307, 308 } do
+      local r = assert(http.request {
+        url = url(PLAIN, "/redirect?to=/echo&code=" .. code), body = "payload", follow = true,
+      })
+      local e = echo(r)
+      local repeated = code == 307 or code == 308
+      assert.equal(repeated and "POST" or "GET", e.method, code)
+      assert.equal(repeated and "payload" or "", e.body, code)
+      assert.equal(1, r.redirects, code)
+    end
+    -- 303 keeps HEAD; a custom method name stays on every hop, as libcurl keeps it
+    local r = assert(http.request { url = url(PLAIN, "/redirect?to=/echo&code=303"), method = "HEAD", follow = true })
+    assert.equal(200, r.status)
+    assert.equal("", r.body)
+    r = assert(http.request {
+      url = url(PLAIN, "/redirect?to=/echo&code=303"), method = "PUT", body = "x", follow = true,
+    })
+    assert.same({ "PUT", "" }, { echo(r).method, echo(r).body })
+    r = assert(http.request {
+      url = url(PLAIN, "/redirect?to=/echo&code=307"), method = "PUT", body = "x", follow = true,
+    })
+    assert.same({ "PUT", "x" }, { echo(r).method, echo(r).body })
+  end)
+
+  it("sends credentials and Authorization/Cookie headers only to the first origin", function()
+    local hdrs = { Authorization = "Bearer t0ken", Cookie = "c=1", ["X-Other"] = "kept" }
+    local base = ("http://alice:s3cr3t@%s:%d"):format(HOST, PLAIN)
+    local r = assert(http.get(base .. "/redirect?to=/echo", { follow = true, headers = hdrs }))
+    local h = echo(r).headers
+    assert.equal("Bearer t0ken", h.authorization) -- the header wins over the URL's basic auth
+    assert.equal("c=1", h.cookie)
+    r = assert(http.get(base .. "/redirect?to=/echo", { follow = true }))
+    assert.matches("^Basic ", echo(r).headers.authorization)
+    -- another host; the same host on another port and scheme
+    for _, other in ipairs { ("http://localhost:%d/echo"):format(PLAIN), surl(env.HA_HTTPS_PORT, "/echo") } do
+      r = assert(http.get(base .. "/redirect?to=" .. other, { follow = true, headers = hdrs, ca_file = env.HA_CA_FILE }))
+      h = echo(r).headers
+      assert.is_nil(h.authorization, other)
+      assert.is_nil(h.cookie, other)
+      assert.equal("kept", h["x-other"], other)
+    end
+  end)
+
+  it("refuses a redirect to another scheme, as before", function()
+    local _, err = http.get(url(PLAIN, "/redirect?to=ftp://127.0.0.1/x"), { follow = true })
+    assert.equal('unsupported protocol: Protocol "ftp" not supported or disabled in libcurl', err)
+  end)
+end)
+
+-- Every name health.http connects to goes through the shared resolver
+-- (api_dns.c) and is pinned for libcurl; testing.dns_stats counts its
+-- lookups, and testing.dns_hosts adds names only it knows (no system
+-- resolver does: a request to one works only if curl used our answer).
+describe("http.request name resolution", function()
+  local ONLY_OURS = "only-ours.test"
+  local function lookups() return testing.dns_stats().started end
+  local function echo(r) return H.decode(r.body) end
+
+  before_each(function() testing.dns_hosts { [ONLY_OURS] = "127.0.0.1" } end)
+  after_each(function() testing.dns_hosts {} end)
+
+  it("resolves the URL's host with the shared resolver, and curl uses its answer", function()
+    local n = lookups()
+    local r = assert(http.get(("http://localhost:%d/ok"):format(PLAIN)))
+    assert.equal(200, r.status)
+    assert.equal(n + 1, lookups()) -- libcurl answers localhost itself: this lookup was ours
+    r = assert(http.get(("http://%s:%d/echo"):format(ONLY_OURS, PLAIN)))
+    assert.equal(ONLY_OURS .. ":" .. PLAIN, echo(r).headers.host)
+    assert.equal(n + 2, lookups())
+  end)
+
+  it("IP literals and Unix sockets need no lookup", function()
+    local n = lookups()
+    assert(http.get(url(PLAIN, "/ok")))
+    assert.same({ nil, "connection refused" }, { http.get("http://[::1]:" .. env.HA_REFUSED_PORT .. "/") })
+    local _, err = http.get(("http://%s/ok"):format(ONLY_OURS), { unix_socket = "/nonexistent/http.sock" })
+    assert.equal("connect failed: No such file or directory", err)
+    assert.equal(n, lookups())
+  end)
+
+  it("an unknown name reads as health.tcp and the database clients say it", function()
+    local n = lookups()
+    local _, err = http.get("http://no-such-host.invalid:8080/ok", { timeout = 5 })
+    assert.equal("cannot resolve host 'no-such-host.invalid'", err)
+    assert.equal(n + 1, lookups())
+    local _, tcp_err = require("health.tcp").connect("no-such-host.invalid", 8080, { timeout = 5 })
+    assert.equal(tcp_err, err)
+    _, err = http.get(url(PLAIN, "/redirect?to=http://no-such-host.invalid/ok"), { follow = true, timeout = 5 })
+    assert.equal("cannot resolve host 'no-such-host.invalid'", err)
+  end)
+
+  it("resolves each redirect's host the same way", function()
+    local n = lookups()
+    local r = assert(http.get(url(PLAIN, ("/redirect?to=http://localhost:%d/ok"):format(PLAIN)), { follow = true }))
+    assert.same({ 200, "ok", 1 }, { r.status, r.body, r.redirects })
+    assert.equal(n + 1, lookups())
+    r = assert(http.get(url(PLAIN, ("/redirect?to=http://%s:%d/echo"):format(ONLY_OURS, PLAIN)), { follow = true }))
+    assert.equal(ONLY_OURS .. ":" .. PLAIN, echo(r).headers.host)
+    -- and back to a literal: no lookup for that hop
+    r = assert(http.get(("http://%s:%d/redirect?to=%s"):format(ONLY_OURS, PLAIN, url(PLAIN, "/ok")), { follow = true }))
+    assert.equal("ok", r.body)
+    assert.equal(n + 3, lookups())
+  end)
+
+  it("resolves connect_to's target, never the URL's host it replaces", function()
+    local n = lookups()
+    for _, ct in ipairs { "unknown.invalid:80:" .. ONLY_OURS .. ":" .. PLAIN, ONLY_OURS .. ":" .. PLAIN } do
+      local r, err = http.get("http://unknown.invalid/echo", { connect_to = ct, timeout = 2 })
+      assert.is_nil(err, ct)
+      assert.equal("unknown.invalid", echo(r).headers.host, ct)
+    end
+    -- an empty target host keeps the URL's, which is then what resolves
+    local r = assert(http.get(("http://%s/ok"):format(ONLY_OURS), { connect_to = ":::" .. PLAIN }))
+    assert.equal(200, r.status)
+    -- a rule for another host leaves the URL's host to resolve
+    r = assert(http.get(("http://%s:%d/ok"):format(ONLY_OURS, PLAIN), { connect_to = "other.test:80:nowhere.invalid:1" }))
+    assert.equal(200, r.status)
+    assert.equal(n + 4, lookups())
+    local _, err = http.get("http://unknown.invalid/ok", { connect_to = "nowhere.invalid:" .. PLAIN, timeout = 5 })
+    assert.equal("cannot resolve host 'nowhere.invalid'", err)
+  end)
+
+  it("a request cut during its lookup cancels it and leaves nothing behind", function()
+    local before, st = fds(), testing.dns_stats()
+    local g = load(([[
+local http = require "health.http"
+for i = 1, 200 do -- odd: cut by the check's deadline, even: by the request's timeout
+  health.check { name = "c" .. i, timeout = i %% 2 == 1 and "20ms" or 5, run = function()
+    local r, err = http.get(i %% 4 < 2 and "http://localhost:%d/ok" or "http://%s:%d/ok", { timeout = i %% 2 == 0 and 0.02 or nil })
+    return r ~= nil, err
+  end }
+end
+]]):format(PLAIN, ONLY_OURS, PLAIN))
+    -- the resolver's threads are busy for 300 ms, as behind a slow DNS
+    -- server: every lookup waits in libuv's queue when its request is closed
+    testing.hold_threadpool(0.3)
+    local hs = {}
+    for i = 1, 200 do hs[i] = testing.spawn(function() return g:run("c" .. i) end) end
+    for i = 1, 200 do
+      local ok, r = hs[i]:wait()
+      assert.is_true(ok, r)
+      assert.equal(i % 2 == 1 and "timeout after 20ms" or "timeout", r.output)
+    end
+    g:close()
+    local now = testing.dns_stats()
+    assert.equal(200, now.started - st.started)
+    assert.equal(200, now.cancelled - st.cancelled) -- each one's done ran, and freed its request
+    assert.equal(st.in_flight, now.in_flight)
+    settle()
+    assert.equal(0, testing.handles())
+    assert.equal(before, fds())
+  end)
+
+  it("a deadline at any point of the lookup or the transfer leaves nothing behind", function()
+    local st, before = testing.dns_stats(), fds()
+    local g = load(([[
+local http = require "health.http"
+health.check { name = "c", timeout = "20ms", run = function()
+  return http.get("http://localhost:%d/ok") ~= nil
+end }
+]]):format(PLAIN))
+    -- the lookup waits from 0 to 40 ms: the deadline falls before it
+    -- runs, around its answer, or during the transfer
+    local seen = {}
+    for i = 0, 40 do
+      testing.hold_threadpool(0.0001 + i * 0.001)
+      local out = g:run("c").output or "UP"
+      assert.is_true(out == "UP" or out == "timeout after 20ms", out)
+      seen[out] = true
+    end
+    assert.is_true(seen.UP and seen["timeout after 20ms"])
+    g:close()
+    assert.truthy(H.wait_until(function() return testing.dns_stats().in_flight == st.in_flight end, 5))
+    settle()
+    assert.equal(0, testing.handles())
+    assert.equal(before, fds())
+  end)
+end)
