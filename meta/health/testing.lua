@@ -97,4 +97,9 @@ function testing.dns_stats() end
 ---@param hosts table<string, string>
 function testing.dns_hosts(hosts) end
 
+---Keeps every thread of libuv's pool busy for `seconds` (0 .. 10) without blocking the loop:
+---lookups and file-system calls queued meanwhile wait, as behind a slow DNS server.
+---@param seconds number
+function testing.hold_threadpool(seconds) end
+
 return testing
