@@ -1,6 +1,7 @@
 /* api_fs.c: health.fs, file-system facts for checks without blocking the
  * engine loop: every system call runs on libuv's threadpool (uv_fs_* with a
- * callback) while only the calling check waits.
+ * callback; fs.read's reads and close as one job) while only the calling
+ * check waits.
  *
  *   fs.stat(path [, {follow=true, timeout=}])  -> {size=, mtime=, mode=, type=, uid=, gid=}
  *   fs.exists(path [, opts])                   -> true | false
@@ -16,12 +17,14 @@
  * still queued); the callback, which libuv always calls, sees the mark,
  * closes a file the op may have opened and frees the op. Nothing touches the
  * task after close. */
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "api.h"
 #include "api_opt.h"
@@ -35,12 +38,15 @@
 
 typedef enum { FS_STAT, FS_EXISTS, FS_AGE, FS_READ, FS_DISK } fs_kind;
 
-/* The request an op has in flight (or last had). */
+/* The request an op has in flight (or last had). STEP_READ is one job that
+ * reads to the end or the cap and closes the file: two threadpool trips per
+ * fs.read (open, then that), not one per read and one more for the close. */
 typedef enum { STEP_STAT, STEP_STATFS, STEP_OPEN, STEP_READ, STEP_CLOSE } fs_step;
 
 typedef struct {
     ha_op op;            /* first: the task's pending slot points here */
     uv_fs_t req;         /* the one request in flight; reused step by step */
+    uv_work_t work;      /* STEP_READ's job; it owns fd, data, len and cap while busy */
     uv_loop_t *loop;     /* for the steps after the task is gone */
     ha_vm *vm;           /* the file policy's; used only while not closed */
     fs_kind kind;
@@ -49,6 +55,7 @@ typedef struct {
     bool busy;           /* req is queued or running in the threadpool */
     bool closed;         /* close ran: the next callback frees the op */
     int err;             /* 0 or the libuv error of the failed step */
+    int read_err;        /* STEP_READ's job: 0 or the libuv error of its read */
     uv_file fd;          /* fs.read's open file, -1 when none */
     uv_stat_t st;        /* stat result (FS_STAT, FS_EXISTS, FS_AGE) */
     uv_statfs_t sfs;     /* statfs result (FS_DISK) */
@@ -88,6 +95,41 @@ static int push_error(lua_State *L, int err, const char *path)
 /* --- the request chain -------------------------------------------------- */
 
 static void on_fs(uv_fs_t *req);
+static void on_read_done(uv_work_t *w, int status);
+
+/* STEP_READ's job, on a threadpool worker: reads fd until the end of file
+ * or o->max bytes, growing o->data by FS_READ_CHUNK at most a step, then
+ * closes fd. Touches only what the op gave the job. */
+static void read_job(uv_work_t *w)
+{
+    fs_op *o = w->data;
+    while (o->len < o->max) {
+        size_t want = o->max - o->len;
+        if (want > FS_READ_CHUNK)
+            want = FS_READ_CHUNK;
+        if (o->cap - o->len < want) {
+            char *p = realloc(o->data, o->len + want);
+            if (p == NULL) {
+                o->read_err = UV_ENOMEM;
+                break;
+            }
+            o->data = p;
+            o->cap = o->len + want;
+        }
+        ssize_t n = read(o->fd, o->data + o->len, want);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            o->read_err = -errno; /* libuv's errors are negated errno values here */
+            break;
+        }
+        if (n == 0)
+            break;
+        o->len += (size_t)n;
+    }
+    close(o->fd);
+    o->fd = -1;
+}
 
 static void op_free(fs_op *o)
 {
@@ -114,21 +156,10 @@ static int submit(fs_op *o, fs_step step)
          * holding a threadpool worker forever; regular files ignore it */
         r = uv_fs_open(o->loop, &o->req, o->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC, 0, on_fs);
         break;
-    case STEP_READ: {
-        size_t want = o->max - o->len;
-        if (want > FS_READ_CHUNK)
-            want = FS_READ_CHUNK;
-        if (o->cap - o->len < want) {
-            char *p = realloc(o->data, o->len + want);
-            if (p == NULL)
-                return UV_ENOMEM;
-            o->data = p;
-            o->cap = o->len + want;
-        }
-        uv_buf_t b = uv_buf_init(o->data + o->len, (unsigned)want);
-        r = uv_fs_read(o->loop, &o->req, o->fd, &b, 1, -1, on_fs);
+    case STEP_READ:
+        o->work.data = o;
+        r = uv_queue_work(o->loop, &o->work, read_job, on_read_done);
         break;
-    }
     case STEP_CLOSE:
         r = uv_fs_close(o->loop, &o->req, o->fd, on_fs);
         o->fd = -1; /* closed either way: never retried */
@@ -180,23 +211,28 @@ static void on_fs(uv_fs_t *req)
         finish(o);
         return;
     }
-    int e = 0;
-    if (o->step == STEP_OPEN || o->step == STEP_READ) {
-        if (o->step == STEP_READ)
-            o->len += (size_t)r;
-        bool eof = o->step == STEP_READ && r == 0;
-        if (!eof && o->len < o->max)
-            e = submit(o, STEP_READ);
-        else
-            e = submit(o, STEP_CLOSE);
-    } else {
+    if (o->step != STEP_OPEN) {
         engine_task_complete(&o->op);
         return;
     }
+    int e = submit(o, STEP_READ);
     if (e != 0) {
         o->err = e;
         finish(o);
     }
+}
+
+/* STEP_READ's job ended (status UV_ECANCELED when it never ran: the file is
+ * still open, and finish closes it). */
+static void on_read_done(uv_work_t *w, int status)
+{
+    fs_op *o = w->data;
+    o->busy = false;
+    if (status < 0 && o->err == 0)
+        o->err = status;
+    else if (o->read_err && o->err == 0)
+        o->err = o->read_err;
+    finish(o);
 }
 
 /* --- results ------------------------------------------------------------ */
@@ -292,8 +328,10 @@ static void fs_close(ha_op *op)
     o->closed = true;
     if (o->busy) {
         /* a queued close must run: cancelling it would leak the file */
-        if (o->step != STEP_CLOSE)
-            uv_cancel((uv_req_t *)&o->req); /* fails harmlessly when running */
+        if (o->step == STEP_READ)
+            uv_cancel((uv_req_t *)&o->work); /* fails harmlessly when running */
+        else if (o->step != STEP_CLOSE)
+            uv_cancel((uv_req_t *)&o->req);
         return;                             /* on_fs frees */
     }
     if (o->fd >= 0 && submit(o, STEP_CLOSE) == 0)

@@ -25,10 +25,10 @@ void bridge_dispose(ha_bridge *b)
     uv_mutex_destroy(&b->lock);
 }
 
-void bridge_publish(ha_bridge *b, ha_snapshot *s)
+void bridge_publish(ha_bridge *b, ha_snapshot *s, bool wake)
 {
     snapshot_free(atomic_exchange_explicit(&b->latest, s, memory_order_acq_rel));
-    if (b->front_wakeup)
+    if (wake && b->front_wakeup)
         uv_async_send(b->front_wakeup);
 }
 

@@ -7,6 +7,7 @@
 #define HA_BRIDGE_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,9 +53,10 @@ struct ha_bridge {
 void bridge_init(ha_bridge *b);
 /* Frees queued messages and the untaken snapshot. Both loops must be gone. */
 void bridge_dispose(ha_bridge *b);
-/* Engine: hands s over (ownership moves) and wakes the front. A snapshot the
- * front has not taken yet is replaced and freed. */
-void bridge_publish(ha_bridge *b, ha_snapshot *s);
+/* Engine: hands s over (ownership moves) and, when wake, wakes the front;
+ * otherwise the front takes it at its next wake-up. A snapshot the front has
+ * not taken yet is replaced and freed. */
+void bridge_publish(ha_bridge *b, ha_snapshot *s, bool wake);
 /* Front: takes the newest snapshot, or NULL if none arrived. Caller owns it. */
 ha_snapshot *bridge_take(ha_bridge *b);
 /* Front: queues a message for the engine and wakes it. Returns 0 or -1 (OOM). */

@@ -951,8 +951,7 @@ static int config_k_size(config_ctx *ctx, lua_State *L, int idx, const char *fie
 
 /* The smallest value that works, for the durations that have one: below it
  * HTTP/1 serves nothing (request_timeout rounds to 0 ms) or liveness flaps
- * (a busy engine's loop may take tens of milliseconds to turn, and the front
- * looks at the heartbeat every half of the watchdog). */
+ * (a busy engine's loop may take tens of milliseconds to turn). */
 static const struct {
     const char *key;
     uint64_t min_ns;
@@ -961,7 +960,7 @@ static const struct {
     {"request_timeout", 100 * HA_NS_PER_MS, "100ms"},
     {"idle_timeout", 100 * HA_NS_PER_MS, "100ms"},
     {"send_timeout", HA_NS_PER_S, "1s"},
-    {"watchdog", 500 * HA_NS_PER_MS, "500ms"}, /* looked at every 250 ms */
+    {"watchdog", 500 * HA_NS_PER_MS, "500ms"},
 };
 
 static int config_k_duration(config_ctx *ctx, lua_State *L, int idx, const char *field, size_t off)

@@ -27,15 +27,15 @@ static void publish(ha_engine *eng);
 static void on_publish_timer(uv_timer_t *h)
 {
     ha_engine *eng = h->data;
-    if (eng->dirty && !eng->stopping)
+    if ((eng->dirty || eng->started) && !eng->stopping)
         publish(eng);
 }
 
-/* Publishes now if anything changed and the last snapshot is older than the
- * gap; otherwise makes sure the publish timer will. */
+/* Publishes now if anything changed (or a run began) and the last snapshot
+ * is older than the gap; otherwise makes sure the publish timer will. */
 void engine__publish_pending(ha_engine *eng)
 {
-    if (!eng->dirty || eng->bridge == NULL || eng->stopping)
+    if (!(eng->dirty || eng->started) || eng->bridge == NULL || eng->stopping)
         return;
     uint64_t now = uv_hrtime();
     if (now - eng->published_ns >= PUBLISH_GAP_NS) {
@@ -82,10 +82,16 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
 
 void engine_mark_dirty(ha_engine *eng) { eng->dirty = true; }
 
-/* Builds a snapshot of the generation and hands it to the front. */
+void engine_mark_started(ha_engine *eng) { eng->started = true; }
+
+/* Builds a snapshot of the generation and hands it to the front: waking it
+ * when something changed, quietly when runs only began (the front takes it
+ * at its next wake-up, a watchdog look at the latest). */
 static void publish(ha_engine *eng)
 {
+    bool wake = eng->dirty;
     eng->dirty = false;
+    eng->started = false;
     eng->published_ns = uv_hrtime();
     if (uv_is_active((uv_handle_t *)&eng->publish_timer))
         uv_timer_stop(&eng->publish_timer);
@@ -120,7 +126,7 @@ static void publish(ha_engine *eng)
             return;
         }
     }
-    bridge_publish(eng->bridge, s);
+    bridge_publish(eng->bridge, s, wake);
 }
 
 void engine__serve(ha_engine *eng, ha_gen *g)

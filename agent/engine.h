@@ -44,6 +44,7 @@ struct ha_engine {
     uint64_t held_ns;         /* ns resumes held the engine beyond a slice (engine_task.c): not
                                  charged to the deadlines of the tasks that waited */
     bool dirty;               /* a check changed since the last publication */
+    bool started;             /* a run began since then: published without waking the front */
     bool stopping;            /* shutdown under way: no new runs */
     uint64_t seq;             /* publications so far */
     uv_thread_t thread;       /* agent mode */
@@ -95,6 +96,11 @@ void engine_set_ready(ha_engine *eng, bool ready, const char *reason);
 /* Marks the status picture changed: published at the end of this loop turn,
  * or PUBLISH_GAP_NS after the last snapshot when that is later. */
 void engine_mark_dirty(ha_engine *eng);
+/* A run began: the next snapshot shows it running, but is handed over
+ * without waking the front (engine.c), so a run costs the front one wake-up
+ * (its result), not two; a stall, a status page and a watchdog look still
+ * see it running. */
+void engine_mark_started(ha_engine *eng);
 /* Re-encodes the health.info values of the served generation (the table at
  * HA_INFO_KEY in its registry) into eng->info_json and marks the engine
  * dirty. L is any thread of the VM that may be used for stack work (the

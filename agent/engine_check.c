@@ -992,7 +992,7 @@ static void start_run(ha_check *c)
     c->task = engine_task_start(gen->vm, L, 1, c->timeout_ns, c->mem_limit, on_run_done, c);
     engine_task_set_name(c->task, c->name);
     engine_task_set_owner(c->task, c->mem_owner);
-    engine_mark_dirty(gen->eng);
+    engine_mark_started(gen->eng);
 }
 
 void engine_check_request(ha_check *c, bool force)

@@ -31,8 +31,6 @@
 #include "log.h"
 
 #define TICK_MS 50                       /* shutdown steps */
-#define WATCH_MIN_NS (50 * HA_NS_PER_MS)   /* the watchdog's look at the heartbeat: at least this often... */
-#define WATCH_MAX_NS (2500 * HA_NS_PER_MS) /* ...and at most every 2.5 s while the engine is well */
 #define MAX_EXCLUDE 32
 #define REPORT_WAIT_MIN_NS (100 * HA_NS_PER_MS) /* a report waits for the engine at least this (max_wait 0) */
 
@@ -529,9 +527,10 @@ static int front_set_ready(void *fp, bool ready, const char *reason, size_t len)
 
 static uint64_t watch_engine(ha_front *f, uint64_t now);
 
-static void on_wakeup(uv_async_t *h)
+/* Takes the engine's newest snapshot, if one came, as f->snap. Only at the
+ * top of a loop callback: the old one is freed. */
+static void take_snapshot(ha_front *f)
 {
-    ha_front *f = h->data;
     ha_snapshot *s = bridge_take(f->bridge);
     if (s == NULL)
         return;
@@ -547,6 +546,8 @@ static void on_wakeup(uv_async_t *h)
     snapshot_free(old);
     waits_recheck(f);
 }
+
+static void on_wakeup(uv_async_t *h) { take_snapshot(h->data); }
 
 /* --- answering ------------------------------------------------------------- */
 
@@ -1798,15 +1799,12 @@ static void close_listeners(ha_front *f)
             uv_close((uv_handle_t *)&f->listeners[i], NULL);
 }
 
-/* The watchdog's period: half the watchdog, within [WATCH_MIN_NS,
- * WATCH_MAX_NS]. An idle agent's front wakes once per period; its engine
- * is not woken for the watchdog at all. Below the watchdog, so work that
- * began after one look is seen at the next, before it can become a stall. */
-static uint64_t watch_period_ns(const ha_front *f)
-{
-    uint64_t p = f->cfg->watchdog_ns / 2;
-    return p < WATCH_MIN_NS ? WATCH_MIN_NS : p > WATCH_MAX_NS ? WATCH_MAX_NS : p;
-}
+/* How often the watchdog looks at the heartbeat: once a watchdog. That is
+ * enough for the exact trip: work that began after a look is seen at the next
+ * one, at most a watchdog later and so before it can reach the watchdog, and
+ * that look schedules the next for the moment it would (watch_engine). An
+ * idle agent's front wakes once a watchdog; its engine is not woken for it. */
+static uint64_t watch_period_ns(const ha_front *f) { return f->cfg->watchdog_ns; }
 
 /* Reads the engine's heartbeat at now: logs stall and recovery and ends the
  * waits a stalled engine cannot answer. Returns when to look next: a period
@@ -1853,6 +1851,7 @@ static void tick_arm(ha_front *f, uint64_t at, uint64_t now)
 static void on_tick(uv_timer_t *h)
 {
     ha_front *f = h->data;
+    take_snapshot(f); /* one handed over quietly: which runs are in flight */
     uint64_t now = uv_hrtime();
     uint64_t next = watch_engine(f, now);
     if (now >= f->sweep_at_ns) {

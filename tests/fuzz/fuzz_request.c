@@ -122,7 +122,7 @@ static int server_start(void)
     add_check(s, "cache", HA_PROBE_READINESS, HA_DOWN, SECRET " cache");
     add_check(s, "db", HA_PROBE_READINESS | HA_PROBE_LIVENESS, HA_UP, SECRET " db");
     add_check(s, "x y", HA_PROBE_STARTUP, HA_WARN, SECRET " xy");
-    bridge_publish(&srv.bridge, s);
+    bridge_publish(&srv.bridge, s, true);
     uv_run(&srv.loop, UV_RUN_NOWAIT); /* the front takes it */
     return 0;
 }

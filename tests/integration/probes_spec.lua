@@ -363,16 +363,61 @@ describe("watchdog", function()
       scripts = { ["a.lua"] = [[
 health.check { name = "ok", probes = { "liveness", "readiness" }, ttl = "1h", run = function() return true end }
 ]] },
-      config = [[return { shutdown_delay = 0, watchdog = "500ms" }]], -- the front looks every 250 ms
+      config = [[return { shutdown_delay = 0, watchdog = "500ms" }]], -- the front looks every 500 ms
     }
     assert.equal(200, a:get("/livez").status)
     health.sleep(0.3) -- the first run's publication and log are behind
     local before = engine_switches(a.pid)
     assert.is_not_nil(before, "no engine thread found")
-    health.sleep(2) -- eight looks of the watchdog
+    health.sleep(2) -- four looks of the watchdog
     local after = engine_switches(a.pid)
     assert.equal(0, after - before, "the engine woke " .. (after - before) .. " times with nothing to do")
     assert.equal(200, a:get("/livez").status) -- and the watchdog did not mistake sleep for a stall
+    a:stop()
+  end)
+
+  -- the front thread is the process's first: its wake-ups are snapshots,
+  -- the watchdog's looks and requests
+  local function front_switches(pid)
+    local status = agent.read("/proc/" .. pid .. "/task/" .. pid .. "/status") or ""
+    return tonumber(status:match("voluntary_ctxt_switches:%s*(%d+)"))
+  end
+
+  it("wakes the front once for a short run, and shows a long one running", function()
+    local a = agent.start {
+      scripts = { ["a.lua"] = [[
+local n = 0
+health.check { name = "short", probes = { "liveness" }, interval = "100ms", run = function()
+  n = n + 1
+  health.sleep(0.01) -- as the bundled engine check does
+  return true, tostring(n)
+end }
+health.check { name = "long", probes = {}, interval = "1h", timeout = "10s", initial_delay = "2500ms", run = function()
+  health.sleep(1)
+  return true, "long done"
+end }
+]] },
+      config = [[return { shutdown_delay = 0, watchdog = "500ms" }]],
+    }
+    assert.equal(200, a:get("/livez").status)
+    local function runs() return tonumber(a:get("/healthz/short").json.output) end
+    local r0, before = runs(), front_switches(a.pid)
+    health.sleep(2)
+    local r1, after = runs(), front_switches(a.pid)
+    local woke, ran = after - before, r1 - r0
+    assert.is_true(ran >= 10, "only " .. ran .. " runs in 2 s")
+    -- one snapshot per run (its result), four looks of the watchdog, the
+    -- two requests above; a publication at each start as well would be 2 x ran
+    assert.is_true(woke <= ran + 4 + 2 + 5, ("the front woke %d times for %d runs"):format(woke, ran))
+    local long
+    assert.is_true(wait_until(function()
+      for _, c in ipairs(a:get("/-/status").json.check_states) do
+        if c.name == "long" then long = c end
+      end
+      return long.running
+    end, 5), "the long run was never shown running")
+    assert.equal("INIT", long.status)
+    assert.is_true(wait_until(function() return a:get("/healthz/long").json.output == "long done" end, 5))
     a:stop()
   end)
 
