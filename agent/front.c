@@ -4,8 +4,10 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <dlfcn.h>
 #include <stdio.h>
 #include <sys/mman.h>
@@ -109,8 +111,16 @@ typedef struct {
     uint32_t n;                       /* connections open from it; 0: the slot is free */
 } addr_slot;
 
+/* A listening socket of the HTTP front: its own, polled, so that a probe
+ * answered at accept costs accept4, recv, writev and close, and no handle. */
+typedef struct {
+    uv_poll_t poll;
+    int fd;                           /* -1 once closed */
+    struct ha_front *front;
+} front_listener;
+
 /* Why connections are ended or refused: counted between two log lines. */
-enum { END_CAP_TOTAL, END_CAP_ADDR, END_SEND_TIMEOUT, END_NO_PROGRESS, END_HEADER_BLOCK, END_REASONS };
+enum { END_CAP_TOTAL, END_CAP_ADDR, END_SEND_TIMEOUT, END_NO_PROGRESS, END_HEADER_BLOCK, END_NO_FDS, END_REASONS };
 
 /* front_conn.h2: HTTP/2 framing as conn_track follows it. */
 enum {
@@ -126,8 +136,9 @@ struct ha_front {
     h2o_globalconf_t globalconf;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept_ctx;
-    uv_tcp_t listeners[HA_MAX_LISTEN];
+    front_listener listeners[HA_MAX_LISTEN];
     int nlisteners;
+    int spare_fd;                     /* /dev/null, given up to accept-and-close when descriptors run out */
     uv_async_t wakeup;                /* a snapshot arrived */
     uv_timer_t tick;                  /* watchdog, shutdown steps */
     uv_timer_t deadline;              /* one shot: next wait deadline or age boundary */
@@ -1121,7 +1132,7 @@ static void conn_report(ha_front *f, int reason, const uint8_t *addr)
     static const char *const what[END_REASONS] = {
         "refused: max_connections reached", "refused: max_connections_per_address reached",
         "closed: send_timeout (output made no progress)", "closed: frames without requests",
-        "closed: HTTP/2 header block larger than 32 KiB"};
+        "closed: HTTP/2 header block larger than 32 KiB", "refused: out of file descriptors"};
     uint64_t now = uv_now(f->loop);
     f->ended[reason]++;
     if (f->ended_log_ms[reason] && now - f->ended_log_ms[reason] < REFUSE_LOG_MS)
@@ -1333,18 +1344,24 @@ static void conns_log(const ha_front *f)
                   f->max_conns, (unsigned long long)f->fd_limit);
 }
 
-/* Admits the connection against both caps. Returns -1 or an END_* reason. */
-static int conn_admit(ha_front *f, front_conn *c)
+/* Whether a connection from addr would pass both caps: -1 when it would,
+ * else the END_* reason. Counts nothing. */
+static int conn_refused(ha_front *f, const uint8_t *addr)
 {
-    addr_slot *s = addr_slot_of(f, c->addr);
+    addr_slot *s = addr_slot_of(f, addr);
     if ((int)s->n >= f->max_per_addr)
         return END_CAP_ADDR;
     if (f->nconns >= f->max_conns + (s->n < CONN_FEW ? f->reserve : 0))
         return END_CAP_TOTAL;
-    s->n++;
+    return -1;
+}
+
+/* Counts c against its address and the total; conn_refused said it may. */
+static void conn_count(ha_front *f, front_conn *c)
+{
+    addr_slot_of(f, c->addr)->n++;
     f->nconns++;
     c->counted = true;
-    return -1;
 }
 
 /* Answers a request the connection may not have: RST_STREAM on HTTP/2,
@@ -1573,10 +1590,9 @@ static const view_entry *status_extra(ha_front *f)
 int front__conn_admit(ha_front *f, const struct sockaddr_storage *ss, uint8_t key[16])
 {
     addr_key(ss, key);
-    addr_slot *s = addr_slot_of(f, key);
-    if ((int)s->n >= f->max_per_addr || f->nconns >= f->max_conns + (s->n < CONN_FEW ? f->reserve : 0))
+    if (conn_refused(f, key) >= 0)
         return -1;
-    s->n++;
+    addr_slot_of(f, key)->n++;
     f->nconns++;
     return 0;
 }
@@ -1794,9 +1810,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 static void close_listeners(ha_front *f)
 {
-    for (int i = 0; i < f->nlisteners; i++)
-        if (!uv_is_closing((uv_handle_t *)&f->listeners[i]))
-            uv_close((uv_handle_t *)&f->listeners[i], NULL);
+    for (int i = 0; i < f->nlisteners; i++) {
+        front_listener *l = &f->listeners[i];
+        if (l->fd >= 0) {
+            uv_close((uv_handle_t *)&l->poll, NULL); /* stops polling fd at once */
+            close(l->fd);
+            l->fd = -1;
+        }
+    }
 }
 
 /* How often the watchdog looks at the heartbeat: once a watchdog. That is
@@ -1968,18 +1989,14 @@ static const char *fast_date(void)
 }
 
 /* The connection-per-probe fast path (front_fast.h), on a connection just
- * accepted: reads what the client has sent so far into buf. Returns 1 when
- * the request was answered from the cache and the connection is closing;
- * 0 to go on with h2o, which must first be given the *nread bytes read;
- * -1 when the peer closed or failed (the caller closes). peer: the address
- * read at accept. */
-static int fast_serve(ha_front *f, front_conn *c, const struct sockaddr *peer, char *buf, size_t cap,
-                      size_t *nread)
+ * accepted, before any handle exists for it: reads what the client has sent
+ * so far into buf. Returns 1 when the request was answered from the cache
+ * (the caller closes fd); 0 to go on with h2o, which must first be given the
+ * *nread bytes read; -1 when the peer closed or failed (the caller closes).
+ * peer: the address accept4 gave. */
+static int fast_serve(ha_front *f, int fd, const struct sockaddr *peer, char *buf, size_t cap, size_t *nread)
 {
-    uv_os_fd_t fd;
     *nread = 0;
-    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
-        return 0;
     ssize_t n = recv(fd, buf, cap, 0);
     if (n < 0)
         return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
@@ -2007,49 +2024,42 @@ static int fast_serve(ha_front *f, front_conn *c, const struct sockaddr *peer, c
      * any connection failure would */
     if (writev(fd, iov, 2) < 0)
         log_event(LOG_DEBUG, NULL, "fast path: write failed: %s", strerror(errno));
-    uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
     return 1;
 }
 
-static void on_accept(uv_stream_t *listener, int status)
+/* Closes fd as a reset: the linger of 0 frees what the kernel holds for it
+ * at once, and the client learns at once that it was refused. */
+static void close_reset(int fd)
 {
-    ha_front *f = listener->data;
-    if (status != 0)
-        return;
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(fd);
+}
+
+/* Hands an accepted connection that the fast path did not answer to h2o:
+ * its handle, its place in the caps, and the nread bytes already read. */
+static void conn_start(ha_front *f, int fd, const uint8_t *addr, const struct sockaddr_storage *ss,
+                       socklen_t sslen, const char *first, size_t nread)
+{
     front_conn *conn = calloc(1, sizeof *conn);
-    if (conn == NULL)
+    if (conn == NULL) {
+        close_reset(fd);
         return;
+    }
     uv_tcp_init(f->loop, &conn->tcp);
     conn->front = f;
     conn->next = f->conns;
     if (f->conns)
         f->conns->prev = conn;
     f->conns = conn;
-    struct sockaddr_storage ss;
-    int sslen = sizeof ss;
-    if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 ||
-        uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&ss, &sslen) != 0) {
+    memcpy(conn->addr, addr, 16);
+    if (uv_tcp_open(&conn->tcp, fd) != 0) {
+        close_reset(fd);
         uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
         return;
     }
-    addr_key(&ss, conn->addr);
-    int refused = conn_admit(f, conn);
-    if (refused >= 0) {
-        /* accepted and reset at once: left in the backlog, it would hold
-         * the queue that kubelet's connection waits in */
-        conn_abort(conn, refused);
-        uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
-        return;
-    }
-    char first[HA_FAST_MAX_REQUEST + 1]; /* one more: a larger request is h2o's */
-    size_t nread;
-    int fr = fast_serve(f, conn, (const struct sockaddr *)&ss, first, sizeof first, &nread);
-    if (fr != 0) {
-        if (fr < 0)
-            uv_close((uv_handle_t *)&conn->tcp, on_conn_closed);
-        return;
-    }
-    /* TCP_NODELAY is inherited from the listener (front_new) */
+    conn_count(f, conn);
+    /* TCP_NODELAY is inherited from the listener (listener_open) */
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&conn->tcp, on_conn_closed);
     if (nread > 0) {
         /* what the fast path read is the start of h2o's input */
@@ -2058,13 +2068,129 @@ static void on_accept(uv_stream_t *listener, int status)
         sock->input->size += nread;
         conn_track(conn, (const uint8_t *)first, nread); /* within one frame: cannot pass the bound */
     }
-    h2o_socket_setpeername(sock, (struct sockaddr *)&ss, (socklen_t)sslen); /* h2o asks per request */
+    h2o_socket_setpeername(sock, (struct sockaddr *)ss, sslen); /* h2o asks per request */
     sock->on_close.cb = conn_on_sock_disposed;
     sock->on_close.data = conn;
     conn->sock = sock;
     conn->progress_ms = uv_now(f->loop);
     h2o_accept(&f->accept_ctx, sock);
     conn_wrap_read(conn);
+    /* the tick of an idle front sleeps a watchdog: wake it for the sweep */
+    if (uv_timer_get_due_in(&f->tick) > SWEEP_NS / HA_NS_PER_MS) {
+        uint64_t now = uv_hrtime();
+        if (f->sweep_at_ns <= now || f->sweep_at_ns > now + SWEEP_NS)
+            f->sweep_at_ns = now + SWEEP_NS;
+        tick_arm(f, f->sweep_at_ns, now);
+    }
+}
+
+/* One connection accept4 just gave: refused over a cap (reset at once: left
+ * in the backlog it would hold the queue that kubelet's connection waits
+ * in), answered and closed by the fast path, or handed to h2o. */
+static void accepted(ha_front *f, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+{
+    uint8_t addr[16];
+    addr_key(ss, addr);
+    int refused = conn_refused(f, addr);
+    if (refused >= 0) {
+        close_reset(fd);
+        conn_report(f, refused, addr);
+        return;
+    }
+    char first[HA_FAST_MAX_REQUEST + 1]; /* one more: a larger request is h2o's */
+    size_t nread;
+    int fr = fast_serve(f, fd, (const struct sockaddr *)ss, first, sizeof first, &nread);
+    if (fr != 0) {
+        close(fd);
+        return;
+    }
+    conn_start(f, fd, addr, ss, sslen, first, nread);
+}
+
+#define ACCEPT_BATCH 64 /* connections taken per readiness of a listener, then other work runs */
+
+/* Out of descriptors: takes the pending connections off the queue with the
+ * spare descriptor and resets them, so the clients learn now rather than at
+ * their timeout and the listener stops reading as ready; the caps keep this
+ * rare (conns_init leaves a quarter of the descriptors). */
+static void accept_shed(ha_front *f, int lfd)
+{
+    if (f->spare_fd < 0)
+        return;
+    close(f->spare_fd);
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        int fd = accept4(lfd, (struct sockaddr *)&ss, &sslen, SOCK_CLOEXEC);
+        if (fd < 0)
+            break;
+        close_reset(fd);
+        uint8_t addr[16];
+        addr_key(&ss, addr);
+        conn_report(f, END_NO_FDS, addr);
+    }
+    f->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    front_listener *l = h->data;
+    ha_front *f = l->front;
+    (void)events;
+    if (status != 0)
+        return;
+    for (int i = 0; i < ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+            accepted(f, fd, &ss, sslen);
+            continue;
+        }
+        if (errno == EINTR || errno == ECONNABORTED)
+            continue;
+        if (errno == EMFILE || errno == ENFILE)
+            accept_shed(f, l->fd);
+        break; /* EAGAIN: the queue is empty */
+    }
+}
+
+/* Opens a listening socket on ss, polled for accept: SO_REUSEADDR, both
+ * families on an IPv6 address, and TCP_NODELAY, which its connections
+ * inherit on Linux (no setsockopt per connection). No TCP_DEFER_ACCEPT: it
+ * let the fast path find every request at accept, but it held each
+ * connection until its data came, and a kubelet-like client (connect, GET,
+ * read, close, one after another) made 23 % fewer probes a second with it,
+ * its p99 twice as long (tests/bench/conn_close.sh); a request not there yet
+ * at accept goes to h2o. Returns 0 or a libuv error (nothing left open). */
+static int listener_open(ha_front *f, front_listener *l, const struct sockaddr_storage *ss)
+{
+    int on = 1, off = 0, r = 0;
+    socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+    l->front = f;
+    l->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0)
+        return uv_translate_sys_error(errno);
+    if (setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+        (ss->ss_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof off) != 0) ||
+        setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0 ||
+        bind(l->fd, (const struct sockaddr *)ss, len) != 0 || listen(l->fd, 1024) != 0)
+        r = uv_translate_sys_error(errno);
+    if (r == 0)
+        r = uv_poll_init_socket(f->loop, &l->poll, l->fd);
+    if (r != 0) {
+        close(l->fd);
+        l->fd = -1;
+        return r;
+    }
+    l->poll.data = l;
+    r = uv_poll_start(&l->poll, UV_READABLE, on_accept);
+    if (r != 0) {
+        uv_close((uv_handle_t *)&l->poll, NULL);
+        close(l->fd);
+        l->fd = -1;
+    }
+    return r;
 }
 
 /* Start-up lines on who may do what: admin off without a token, and any
@@ -2114,18 +2240,6 @@ static int parse_addr(const char *s, struct sockaddr_storage *ss)
     return uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss);
 }
 
-/* Socket options of a bound listener that its connections inherit:
- * TCP_NODELAY (inherited on Linux: no setsockopt per connection). No
- * TCP_DEFER_ACCEPT: it let the fast path find every request at accept, but
- * it held each connection until its data came, and a kubelet-like client
- * (connect, GET, read, close, one after another) made 23 % fewer probes a
- * second with it, its p99 twice as long (tests/bench/conn_close.sh); a
- * request not there yet at accept goes to h2o. Returns 0 or a libuv error. */
-static int listen_tuned(uv_tcp_t *l)
-{
-    return uv_tcp_nodelay(l, 1);
-}
-
 ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, char *err, size_t errlen)
 {
     ha_front *f = calloc(1, sizeof *f);
@@ -2134,6 +2248,7 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
         return NULL;
     }
     f->loop = loop;
+    f->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     f->cfg = cfg;
     f->bridge = bridge;
     h2o_config_init(&f->globalconf);
@@ -2160,17 +2275,8 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     for (int i = 0; i < cfg->nlisten; i++) {
         struct sockaddr_storage ss;
         int r = parse_addr(cfg->listen[i], &ss);
-        uv_tcp_t *l = &f->listeners[f->nlisteners];
-        if (r == 0) {
-            uv_tcp_init(loop, l);
-            l->data = f;
+        if (r == 0 && (r = listener_open(f, &f->listeners[f->nlisteners], &ss)) == 0)
             f->nlisteners++;
-            r = uv_tcp_bind(l, (struct sockaddr *)&ss, 0);
-            if (r == 0)
-                r = listen_tuned(l);
-            if (r == 0)
-                r = uv_listen((uv_stream_t *)l, 1024, on_accept);
-        }
         if (r != 0) {
             snprintf(err, errlen, "listen %s: %s", cfg->listen[i],
                      r == UV_EADDRINUSE ? "address already in use" : uv_strerror(r));
@@ -2241,6 +2347,8 @@ void front_free(ha_front *f)
     if (f == NULL)
         return;
     close_listeners(f);
+    if (f->spare_fd >= 0)
+        close(f->spare_fd);
     if (f->grpc)
         f->grpc_mod->free(f->grpc); /* cancels its waits first */
     f->grpc = NULL;

@@ -656,6 +656,46 @@ def ulimit_256():
     a.stop()
 
 
+def cpu_seconds(a):
+    with open("/proc/%d/stat" % a.proc.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def out_of_descriptors():
+    """The descriptor limit of the running agent drops to what it holds
+    (prlimit): each new connection is reset at once, with the spare
+    descriptor, not left in the backlog until the client's timeout and not
+    spinning the loop on a listener that stays readable; the log says why;
+    with the limit back, probes are answered again."""
+    a = Agent()
+    pid = str(a.proc.pid)
+    old = subprocess.run(["prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    fds = sorted(int(x) for x in os.listdir("/proc/%s/fd" % pid))
+    # the lowest free number is the next descriptor: a limit there leaves none
+    free = next(i for i in range(len(fds) + 1) if i >= len(fds) or fds[i] != i)
+    subprocess.check_call(["prlimit", "--pid", pid, "--nofile=%d:%s" % (free, old[1])])
+    cpu0 = cpu_seconds(a)
+    reset = 0
+    for _ in range(50):
+        status, _, secs = a.probe("/livez", src="127.0.0.1", timeout=2.0)
+        if status == 0 and secs < 1.0:
+            reset += 1
+    time.sleep(0.5)
+    cpu = cpu_seconds(a) - cpu0
+    subprocess.check_call(["prlimit", "--pid", pid, "--nofile=%s:%s" % (old[0], old[1])])
+    print("out of descriptors: %d of 50 reset at once, %.2f s CPU" % (reset, cpu))
+    if reset != 50:
+        fail("%d of 50 connections were reset at once without descriptors\n%s" % (reset, a.log()[-2000:]))
+    if cpu > 1.0:
+        fail("the agent spun without descriptors: %.2f s CPU" % cpu)
+    if "refused: out of file descriptors" not in a.log():
+        fail("no log line says why:\n" + a.log()[-2000:])
+    a.assert_probes("descriptors back")
+    a.stop()
+
+
 def admin_mesh():
     """Issue 8 item 4: with the default configuration and no token, a client
     from 127.0.0.6 can neither change state nor read outputs; with a token, the
@@ -692,7 +732,7 @@ def admin_mesh():
 
 SCENARIOS = dict((f.__name__, f) for f in (hpack_window0, continuation_amplification, h2_refusals, held_h2_window0, held_h1_pipeline,
                                             frames_without_progress, rapid_reset, slowloris, conn_caps, ulimit_256,
-                                            admin_mesh))
+                                            out_of_descriptors, admin_mesh))
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in SCENARIOS:
