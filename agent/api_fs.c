@@ -19,6 +19,7 @@
  * task after close. */
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +55,7 @@ typedef struct {
     bool follow;         /* stat follows symbolic links */
     bool busy;           /* req is queued or running in the threadpool */
     bool closed;         /* close ran: the next callback frees the op */
+    atomic_bool abandoned; /* closed, for STEP_READ's job: it stops at its next chunk */
     int err;             /* 0 or the libuv error of the failed step */
     int read_err;        /* STEP_READ's job: 0 or the libuv error of its read */
     uv_file fd;          /* fs.read's open file, -1 when none */
@@ -99,11 +101,12 @@ static void on_read_done(uv_work_t *w, int status);
 
 /* STEP_READ's job, on a threadpool worker: reads fd until the end of file
  * or o->max bytes, growing o->data by FS_READ_CHUNK at most a step, then
- * closes fd. Touches only what the op gave the job. */
+ * closes fd; an op closed meanwhile stops it at the next chunk. Touches only
+ * what the op gave the job. */
 static void read_job(uv_work_t *w)
 {
     fs_op *o = w->data;
-    while (o->len < o->max) {
+    while (o->len < o->max && !atomic_load_explicit(&o->abandoned, memory_order_relaxed)) {
         size_t want = o->max - o->len;
         if (want > FS_READ_CHUNK)
             want = FS_READ_CHUNK;
@@ -326,6 +329,7 @@ static void fs_close(ha_op *op)
 {
     fs_op *o = (fs_op *)op;
     o->closed = true;
+    atomic_store_explicit(&o->abandoned, true, memory_order_relaxed);
     if (o->busy) {
         /* a queued close must run: cancelling it would leak the file */
         if (o->step == STEP_READ)
@@ -385,6 +389,7 @@ static int start(lua_State *L, fs_kind kind, const char *fn, int opts_idx, size_
     fs_op *o = calloc(1, sizeof *o + len + 1);
     if (o == NULL)
         return luaL_error(L, "not enough memory");
+    atomic_init(&o->abandoned, false);
     o->op.push = fs_push;
     o->op.close = fs_close;
     o->loop = engine_task_loop(t);
