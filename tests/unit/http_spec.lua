@@ -558,6 +558,43 @@ describe("http.request name resolution", function()
     assert.equal("cannot resolve host 'nowhere.invalid'", err)
   end)
 
+  it("libcurl starts no resolver thread of its own", function()
+    -- a child agent with pthread_create counted (LD_PRELOAD): 20 lookups
+    -- may only use libuv's pool (2 threads here); libcurl's threaded
+    -- resolver would start one thread per lookup
+    local dir = H.tmpdir()
+    H.write(dir .. "/count.c", [[
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+static int created;
+int pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*f)(void *), void *arg)
+{
+    int (*real)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *) =
+        (int (*)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *))dlsym(RTLD_NEXT, "pthread_create");
+    __atomic_add_fetch(&created, 1, __ATOMIC_SEQ_CST);
+    return real(t, a, f, arg);
+}
+__attribute__((destructor)) static void report(void) { fprintf(stderr, "THREADS_CREATED %d\n", created); }
+]])
+    H.write(dir .. "/req.lua", [[
+local http = require "health.http"
+for _ = 1, 20 do
+  local _, err = http.get("http://no-such-host.invalid:8080/ok", { timeout = 5 })
+  assert(err == "cannot resolve host 'no-such-host.invalid'", err)
+end
+]])
+    local _, code = H.sh(("cc -shared -fPIC -o %s/count.so %s/count.c -ldl 2>&1"):format(dir, dir))
+    assert.equal(0, code, "cc failed")
+    local out = H.sh(("UV_THREADPOOL_SIZE=2 ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0 LD_PRELOAD=%s/count.so %s %s/req.lua 2>&1")
+      :format(dir, H.quote(os.getenv("HA_BIN")), dir))
+    H.sh("rm -rf " .. H.quote(dir))
+    local n = tonumber(out:match("THREADS_CREATED (%d+)"))
+    assert(n, out)
+    assert.is_true(n <= 2, ("%d threads started for 20 lookups: %s"):format(n, out))
+  end)
+
   it("a request cut during its lookup cancels it and leaves nothing behind", function()
     local before, st = fds(), testing.dns_stats()
     local g = load(([[
