@@ -399,6 +399,7 @@ end }
 ]] },
       config = [[return { shutdown_delay = 0, watchdog = "500ms" }]],
     }
+    finally(function() a:stop() end)
     assert.equal(200, a:get("/livez").status)
     local function runs() return tonumber(a:get("/healthz/short").json.output) end
     local r0, before = runs(), front_switches(a.pid)
@@ -418,7 +419,6 @@ end }
     end, 5), "the long run was never shown running")
     assert.equal("INIT", long.status)
     assert.is_true(wait_until(function() return a:get("/healthz/long").json.output == "long done" end, 5))
-    a:stop()
   end)
 
   it("fails /livez while the engine is stuck inside C, keeps answering, and recovers", function()
