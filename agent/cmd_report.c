@@ -88,14 +88,10 @@ int cmd_report(ha_config *cfg, int argc, char **argv)
         return report_fail(2, "STATUS must be UP, WARN or DOWN, not '%s'", status);
     if (msg && strlen(msg) > REPORT_MESSAGE_MAX)
         return report_fail(2, "MESSAGE is longer than %s bytes", "1024");
-    /* empty, "." or "..": the URL would resolve to another path */
-    bool bad = name[0] == '\0' || strcmp(name, ".") == 0 || strcmp(name, "..") == 0;
-    for (const char *p = name; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '_' ||
-              *p == '.' || *p == '-'))
-            bad = true;
-    if (bad)
-        return report_fail(2, "NAME '%s' is not a check name ([A-Za-z0-9_.-])", name);
+    /* empty, "." or "..": the URL would resolve to another path; longer
+     * than a name: the URL would be cut to another name */
+    if (!ha_name_valid(name, strlen(name)))
+        return report_fail(2, "NAME '%s' is not a check name (1 to 128 of [A-Za-z0-9_.-], not . or ..)", name);
     char err[1024];
     if (config_load(cfg, config, err, sizeof err) != 0)
         return report_fail(2, "%s", err);

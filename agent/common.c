@@ -271,3 +271,16 @@ char *ha_put_u64(char *p, uint64_t v)
     memcpy(p, t + i, sizeof t - (size_t)i);
     return p + (sizeof t - (size_t)i);
 }
+
+int ha_name_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > HA_NAME_MAX || (n <= 2 && strspn(s, ".") == n))
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}

@@ -79,6 +79,13 @@ void *ha_module_open(const char *file, char *err, size_t errlen);
 
 #define HA_COMPONENT_TYPE_MAX 32 /* bytes of a check's component_type */
 
+#define HA_NAME_MAX 128 /* bytes of a check, pushed check or group name */
+/* True when s[0..n) is a name a check, pushed check or group may have: 1 to
+ * HA_NAME_MAX characters of [A-Za-z0-9_.-], not "." or ".." (dot segments,
+ * which paths like /healthz/<name> would resolve away). The one rule of the
+ * scripts, the admin endpoints and healthagent report. */
+int ha_name_valid(const char *s, size_t n);
+
 #define HA_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

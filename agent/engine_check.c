@@ -177,17 +177,6 @@ static void check_paths_free(lua_State *L, const ha_config *cfg, const char *nam
     }
 }
 
-bool engine__name_valid(const char *s, size_t n)
-{
-    /* "." and "..": dot segments, resolved away from /healthz/<name> */
-    if (n == 0 || n > 128 || (n <= 2 && strspn(s, ".") == n))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '.' && s[i] != '-')
-            return false;
-    return true;
-}
-
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *s = p;
@@ -300,7 +289,7 @@ static int field_depends(lua_State *L, int idx, const char *self)
             lua_pushvalue(L, -1);
         size_t len;
         const char *d = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        if (d == NULL || !engine__name_valid(d, len))
+        if (d == NULL || !ha_name_valid(d, len))
             define_error(L, "field 'depends_on': entry %d is not a check name", i);
         if (strcmp(d, self) == 0)
             define_error(L, "dependency cycle: %s -> %s", self, self);
@@ -368,7 +357,7 @@ static void define(lua_State *L, int idx, bool pushed)
     size_t nlen;
     lua_getfield(L, idx, "name");
     const char *name = lua_tolstring(L, -1, &nlen);
-    if (lua_type(L, -1) != LUA_TSTRING || !engine__name_valid(name, nlen))
+    if (lua_type(L, -1) != LUA_TSTRING || !ha_name_valid(name, nlen))
         define_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or ..");
     bool dup_group;
     const char *dup = engine__name_defined(gen, name, &dup_group);
@@ -382,7 +371,7 @@ static void define(lua_State *L, int idx, bool pushed)
     uint64_t ttl = 0, interval = 0, delay = 0, max_age = 0, mem = cfg ? cfg->check_memory_limit : 0;
     int fthr = 1, sthr = 1;
     field_duration(L, idx, "timeout", &timeout, true);
-    field_duration(L, idx, "ttl", &ttl, false);
+    field_duration(L, idx, "ttl", &ttl, pushed); /* a pushed check's 0 would expire every report at once */
     field_duration(L, idx, "interval", &interval, true);
     field_duration(L, idx, "initial_delay", &delay, false);
     field_duration(L, idx, "max_age", &max_age, true);
@@ -404,7 +393,7 @@ static void define(lua_State *L, int idx, bool pushed)
     if (lua_getfield(L, idx, "component_type") != LUA_TNIL) {
         size_t tl;
         const char *t = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &tl) : NULL;
-        if (t == NULL || tl > HA_COMPONENT_TYPE_MAX || !engine__name_valid(t, tl))
+        if (t == NULL || tl > HA_COMPONENT_TYPE_MAX || !ha_name_valid(t, tl))
             define_error(L, "field 'component_type' must be 1 to %d characters of [A-Za-z0-9_.-] "
                             "(\"component\", \"datastore\", \"system\")", HA_COMPONENT_TYPE_MAX);
         memcpy(ctype, t, tl + 1);
@@ -1094,6 +1083,11 @@ int engine_gen_link(ha_gen *gen, bool partial, char *err, size_t errlen)
         for (uint32_t j = 0; c->dep_names[j]; j++) {
             const char *dn = c->dep_names[j];
             ha_check *d = engine_gen_find(gen, dn, strlen(dn));
+            if (d == NULL && engine__group_defined(gen, dn)) {
+                snprintf(err, errlen, "%s: health.check: '%s' depends on '%s', which is a group: depends_on "
+                                      "names checks (list the group's members instead)", c->where, c->name, dn);
+                return -1;
+            }
             if (d == NULL) {
                 if (partial)
                     continue;

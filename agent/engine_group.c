@@ -86,7 +86,7 @@ static void field_names_check(lua_State *L, int idx, const char *key)
         size_t len;
         lua_rawgeti(L, -1, i);
         const char *s = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
-        if (s == NULL || !engine__name_valid(s, len))
+        if (s == NULL || !ha_name_valid(s, len))
             group_error(L, "field '%s': entry %d is not a check name", key, (int)i);
         lua_pop(L, 1);
     }
@@ -239,7 +239,7 @@ void engine_group_define(lua_State *L, int idx)
     size_t nlen;
     lua_getfield(L, idx, "name");
     const char *name = lua_tolstring(L, -1, &nlen);
-    if (lua_type(L, -1) != LUA_TSTRING || !engine__name_valid(name, nlen))
+    if (lua_type(L, -1) != LUA_TSTRING || !ha_name_valid(name, nlen))
         group_error(L, "field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or ..");
     lua_pop(L, 1); /* the table keeps the string alive */
     int probe = -1;

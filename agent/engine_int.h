@@ -59,9 +59,6 @@ bool engine__task_owns_thread(lua_State *L, int idx);
  * or group of that name, or NULL. *is_group tells which. The one place
  * that decides whether a name is taken (checks and groups share names). */
 const char *engine__name_defined(const ha_gen *gen, const char *name, bool *is_group);
-/* True when s[0..n) is a valid check or group name: 1 to 128 characters
- * of [A-Za-z0-9_.-]. */
-bool engine__name_valid(const char *s, size_t n);
 /* The "file:line" of the group called name while gen loads, or NULL
  * (engine_group.c). */
 const char *engine__group_defined(const ha_gen *gen, const char *name);

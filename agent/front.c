@@ -35,6 +35,8 @@
 #define TICK_MS 50                       /* shutdown steps */
 #define MAX_EXCLUDE 32
 #define REPORT_WAIT_MIN_NS (100 * HA_NS_PER_MS) /* a report waits for the engine at least this (max_wait 0) */
+#define ADMIN_PENDING_MAX 256 /* reports and overrides sent that the engine has not applied: no more queue
+                                 (each holds up to 1 KiB on the bridge while the engine is stalled or busy) */
 
 /* What one client connection may hold (see README "Limits"). */
 #define MAX_INFLIGHT 32                  /* requests in flight per connection (h2load -m10 needs 10) */
@@ -516,11 +518,22 @@ static int absorb_snapshot(ha_front *f, const ha_snapshot *old)
 
 static void waits_recheck(ha_front *f);
 
+/* True when ADMIN_PENDING_MAX reports and overrides wait for the engine. */
+static bool admin_queue_full(const ha_front *f)
+{
+    uint64_t reports = f->snap ? f->snap->report_seq : 0, overrides = f->snap ? f->snap->override_seq : 0;
+    uint64_t n = (f->report_sent > reports ? f->report_sent - reports : 0) +
+                 (f->override_sent > overrides ? f->override_sent - overrides : 0);
+    return n >= ADMIN_PENDING_MAX;
+}
+
 /* ha_admin_ctx.set_ready: see front_admin.h. */
 static int front_set_ready(void *fp, bool ready, const char *reason, size_t len)
 {
     ha_front *f = fp;
     char *copy = NULL;
+    if (admin_queue_full(f))
+        return -2;
     if (reason && (copy = strndup(reason, len)) == NULL)
         return -1;
     if (bridge_send(f->bridge, HA_MSG_READY, (int)((f->override_sent + 1) << 1 | ready), reason, len) != 0) {
@@ -973,6 +986,8 @@ int front__report(ha_front *f, front_wait *w, const char *name, size_t nlen, ha_
                   size_t olen, front_wait_cb cb, void *data, uint64_t *seq)
 {
     memset(w, 0, sizeof *w);
+    if (admin_queue_full(f))
+        return -2;
     char *text = malloc(nlen + 1 + olen);
     if (text == NULL)
         return -1;

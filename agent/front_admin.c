@@ -9,8 +9,11 @@
 #include "front_int.h"
 #include "log.h"
 
+/* The 503 of a report or override refused because the engine is behind. */
+#define QUEUE_FULL "256 reports and overrides are waiting for the engine (stalled or busy): " \
+                   "this one was not queued; try again later"
+
 #define REASON_MAX 256 /* bytes of an override reason */
-#define CHECK_NAME_MAX 128 /* bytes of a check name (engine_check.c valid_name) */
 
 static const char *admin_commit = "unknown";
 static const char *admin_build_date = "unknown";
@@ -388,8 +391,9 @@ static const char *parse_ready(h2o_iovec_t body, int *ready, ha_buf *reason, boo
 static void set_override(h2o_req_t *req, const ha_admin_ctx *ctx, bool ready, const char *reason)
 {
     size_t rl = ready || reason == NULL ? 0 : strlen(reason);
-    if (ctx->set_ready(ctx->front, ready, rl ? reason : NULL, rl) != 0) {
-        admin_error(req, 503, "not enough memory");
+    int rc = ctx->set_ready(ctx->front, ready, rl ? reason : NULL, rl);
+    if (rc != 0) {
+        admin_error(req, 503, rc == -2 ? QUEUE_FULL : "not enough memory");
         return;
     }
     log_event(LOG_INFO, NULL, "admin: %.*s %.*s: %s%s%s", (int)req->method.len, req->method.base,
@@ -494,7 +498,7 @@ typedef struct {
     uint64_t seq;                 /* the report's number (front__report) */
     ha_status status;             /* what was reported */
     size_t nlen;
-    char name[CHECK_NAME_MAX + 1];
+    char name[HA_NAME_MAX + 1];
 } report_wait;
 
 /* Pool dispose: the client left or the response completed. */
@@ -540,7 +544,7 @@ static void report(h2o_req_t *req, const ha_admin_ctx *ctx, h2o_iovec_t name)
     if (!allow(req, "PUT", NULL, "PUT"))
         return;
     const ha_snapshot *s = ctx->snap;
-    int k = s && name.len <= CHECK_NAME_MAX ? snapshot_find(s, name.base, name.len) : -1;
+    int k = s && name.len <= HA_NAME_MAX ? snapshot_find(s, name.base, name.len) : -1;
     if (k < 0) {
         ha_buf m = HA_BUF_INIT;
         buf_adds(&m, "no check named '");
@@ -580,7 +584,7 @@ static void report(h2o_req_t *req, const ha_admin_ctx *ctx, h2o_iovec_t name)
                           &rw->seq);
     buf_free(&out);
     if (r < 0)
-        admin_error(req, 503, "not enough memory");
+        admin_error(req, 503, r == -2 ? QUEUE_FULL : "not enough memory");
     else if (r == 0)
         admin_error(req, 503, "the engine is stalled: the report is queued and applies when it turns again");
 }

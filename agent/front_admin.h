@@ -26,7 +26,8 @@ typedef struct {
     bool token_ok;            /* the request carries the configured bearer token */
     bool shutting_down;       /* SIGTERM received */
     /* applies a readiness override: the front shows it at once and queues it
-     * for the engine. Returns 0 or -1 (out of memory). */
+     * for the engine. Returns 0, -1 (out of memory) or -2 (256 reports and
+     * overrides already wait for the engine); nothing changes on either. */
     int (*set_ready)(void *front, bool ready, const char *reason, size_t len);
     void *front;              /* the ha_front: set_ready's argument, and front__report's */
     bool not_ready;           /* the readiness override in force (one not yet applied

@@ -78,7 +78,8 @@ int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t bu
  * when w is waiting (cb(data) is called once, later, as for front__wait;
  * then front__report_applied says whether the engine processed it), 0 when
  * the report was sent but nothing is waited for (engine stalled), -1 when
- * out of memory (nothing sent). */
+ * out of memory, -2 when 256 reports and overrides already wait for the
+ * engine (nothing sent either way). */
 int front__report(ha_front *f, front_wait *w, const char *name, size_t nlen, ha_status status, const char *out,
                   size_t olen, front_wait_cb cb, void *data, uint64_t *seq);
 /* True when the newest snapshot shows the engine processed report seq. */

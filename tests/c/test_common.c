@@ -87,6 +87,16 @@ static void test_names(void)
     CHECK(ha_probe_mask(HA_PI_STARTUP) == HA_PROBE_STARTUP);
     CHECK(ha_probe_mask(HA_PI_HEALTH) == HA_PROBE_ALL);
     CHECK(HA_DOWN > HA_INIT && HA_INIT > HA_WARN && HA_WARN > HA_UP);
+    /* the one name rule: scripts, admin endpoints, healthagent report */
+    char longest[HA_NAME_MAX + 2];
+    memset(longest, 'n', sizeof longest);
+    CHECK(ha_name_valid("orders-db_1.x", 13));
+    CHECK(ha_name_valid(longest, HA_NAME_MAX));
+    CHECK(!ha_name_valid(longest, HA_NAME_MAX + 1));
+    CHECK(ha_name_valid("...", 3) && ha_name_valid(".a", 2));
+    CHECK(!ha_name_valid("", 0) && !ha_name_valid(".", 1) && !ha_name_valid("..", 2));
+    CHECK(!ha_name_valid("a b", 3) && !ha_name_valid("a/b", 3) && !ha_name_valid("a\0b", 3));
+    CHECK(!ha_name_valid("caf\xc3\xa9", 5)); /* ASCII only, whatever the locale */
 }
 
 static void test_duration_parse(void)

@@ -152,7 +152,7 @@ health.check { name = "db", ttl = "1h", run = function() return true end }
 health.check { name = "app", depends_on = { "db" }, ttl = "1h", run = function() return true, "app ok" end }
 ]]
 
-  it("a cycle or an unknown name fails the reload at file:line and keeps the old generation", function()
+  it("a cycle, an unknown name or a group fails the reload at file:line and keeps the old generation", function()
     local a = start { scripts = { ["a.lua"] = GOOD }, config = [[return { shutdown_delay = 0 }]] }
     assert.is_true(wait_until(function() return a:get("/readyz").status == 200 end), a:log())
     local gen = a:get("/-/status").json.generation
@@ -172,6 +172,11 @@ health.check { name = "app", run = function() return true end,
       { [[
 health.check { name = "self", depends_on = { "self" }, run = function() return true end }
 ]], "/a.lua:1: health.check: dependency cycle: self -> self" },
+      { [[
+health.check { name = "db", ttl = "1h", run = function() return true end }
+health.group { name = "dbs", include = { "db" } }
+health.check { name = "app", depends_on = { "dbs" }, run = function() return true end }
+]], "/a.lua:3: health.check: 'app' depends on 'dbs', which is a group: depends_on names checks (list the group's members instead)" },
     } do
       agent.write(a.scripts .. "/a.lua", case[1])
       assert.equal(202, a:request("/-/reload", { method = "POST" }).status)

@@ -162,6 +162,42 @@ end }
   end)
 end)
 
+describe("reports and overrides the engine is behind on", function()
+  it("queue 256 at most: the next get a 503 saying nothing was queued, and nothing changes", function()
+    local a = start {
+      scripts = { ["a.lua"] = LONG["a.lua"] .. [[
+health.check { name = "spin", probes = { "startup" }, ttl = 0, timeout = "60s", run = function(ctx)
+  if ctx.attempt > 1 then ("a"):rep(1200):find(".-.-b") end
+  return true
+end }
+]] },
+      config = [[return { shutdown_delay = 0, max_wait = "100ms" }]],
+    }
+    assert.equal(200, put(a, "app-worker", '{"status":"UP","output":"before"}').status)
+    a:get("/startupz/spin") -- answered after max_wait; the engine now spins
+    local out = agent.sh(("curl -s --parallel --parallel-max 40 --max-time 20 -X PUT -H %s --data-binary %s -w '\\n' %s")
+      :format(agent.quote("Authorization: Bearer " .. TOKEN), agent.quote('{"status":"DOWN","output":"flood"}'),
+        agent.quote(("http://127.0.0.1:%d/-/checks/app-worker?n=[1-300]"):format(a.port))))
+    local _, waited = out:gsub("has not applied the report within max_wait", "")
+    local _, stalled = out:gsub("the engine is stalled: the report is queued", "")
+    local _, refused = out:gsub("256 reports and overrides are waiting for the engine %(stalled or busy%): this one was not queued", "")
+    assert.equal(256, waited + stalled, out:sub(1, 400))
+    assert.equal(44, refused, out:sub(1, 400))
+    local r = a:request("/-/ready", { method = "PUT", body = '{"ready":false,"reason":"x"}' })
+    assert.equal(503, r.status, r.body)
+    assert.truthy(r.json.error:find("this one was not queued", 1, true), r.body)
+    assert.equal("before", shown(a).output) -- none applied yet
+    -- the engine turns: the queued reports apply, and the queue takes reports again
+    assert.is_true(wait_until(function() return shown(a).output == "flood" end, 60), a:get("/readyz").body)
+    assert.is_true(wait_until(function()
+      return put(a, "app-worker", '{"status":"UP","output":"after"}').status == 200
+    end, 10))
+    assert.equal("after", shown(a).output)
+    assert.equal(200, a:request("/-/ready", { method = "PUT", body = '{"ready":true}' }).status)
+    a:stop()
+  end)
+end)
+
 describe("a bad report", function()
   it("is answered 4xx with a one-line message and changes nothing; `healthagent report`: refused reports exit 1, bad usage 2, no agent 3", function()
     local a = start { scripts = LONG, config = [[return { shutdown_delay = 0 }]] }
@@ -215,6 +251,7 @@ describe("a bad report", function()
       { "report 'bad name' DOWN", 2, "is not a check name" },
       { "report '' DOWN", 2, "healthagent report: NAME '' is not a check name" },
       { "report .. DOWN", 2, "healthagent report: NAME '..' is not a check name" },
+      { "report " .. ("n"):rep(129) .. " DOWN", 2, "healthagent report: NAME '" .. ("n"):rep(129) .. "' is not a check name" },
       { "report app-worker DOWN --url http://127.0.0.1:1", 3, "healthagent report: connect: connection refused\n" },
     } do
       local code, out = agent.run(case[1], env)
@@ -232,9 +269,10 @@ describe("a bad report", function()
     a:stop()
   end)
 
-  it("at load time: health.push refuses run, a missing ttl and unknown fields at file:line", function()
+  it("at load time: health.push refuses run, a missing or zero ttl and unknown fields at file:line", function()
     for _, case in ipairs {
       { 'health.push { name = "p" }\n', "a.lua:1: health.push: field 'ttl' is required" },
+      { 'health.push { name = "p", ttl = "0s" }\n', "a.lua:1: health.push: field 'ttl' must be greater than zero" },
       { 'health.push { name = "p", ttl = 1, run = function() end }\n', "a.lua:1: health.push: unknown field 'run'" },
       { 'health.push { name = "p", ttl = 1, depends_on = { "x" } }\n', "a.lua:1: health.push: unknown field 'depends_on'" },
       -- PUT /-/checks/.. would be resolved to /-/ before it reached the handler
