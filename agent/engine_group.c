@@ -160,6 +160,14 @@ static void field_codes(lua_State *L, int idx, int *codes)
     lua_pop(L, 1);
 }
 
+/* True when child is parent plus one more segment ("/a/b" of "/a"). */
+static bool path_child(const char *parent, const char *child)
+{
+    size_t n = strlen(parent);
+    return strncmp(parent, child, n) == 0 && child[n] == '/' && child[n + 1] != '\0' &&
+           strchr(child + n + 1, '/') == NULL;
+}
+
 /* The path field: a path the front can route to that nothing else owns
  * (config_path_invalid) and no other group has. NULL when absent. */
 static const char *field_path(lua_State *L, int idx, const ha_gen *gen, const ha_config *cfg)
@@ -174,10 +182,20 @@ static const char *field_path(lua_State *L, int idx, const ha_gen *gen, const ha
         group_error(L, "field 'path' must be a string like \"/health/db\"");
     if (config_path_invalid(cfg, p, why, sizeof why))
         group_error(L, "field 'path': %s", why);
-    for (size_t i = 0; i < gen->ngroups; i++)
-        if (gen->groups[i]->path && strcmp(gen->groups[i]->path, p) == 0)
-            group_error(L, "field 'path': '%s' is the path of group '%s' (%s)", p, gen->groups[i]->name,
-                        gen->groups[i]->where);
+    for (size_t i = 0; i < gen->ngroups; i++) {
+        const ha_group *o = gen->groups[i];
+        if (o->path && strcmp(o->path, p) == 0)
+            group_error(L, "field 'path': '%s' is the path of group '%s' (%s)", p, o->name, o->where);
+        /* <path>/<check> is a member's answer: one segment below another
+         * group's path would be served as that group's member, or never */
+        if (o->path && path_child(o->path, p))
+            group_error(L, "field 'path': '%s' is below '%s', the path of group '%s' (%s): it would answer "
+                           "as that group's member '%s'", p, o->path, o->name, o->where, p + strlen(o->path) + 1);
+        if (o->path && path_child(p, o->path))
+            group_error(L, "field 'path': '%s' is above '%s', the path of group '%s' (%s), which would "
+                           "answer as this group's member '%s'", p, o->path, o->name, o->where,
+                        o->path + strlen(p) + 1);
+    }
     lua_pop(L, 1);
     return p; /* still referenced by the table at idx */
 }

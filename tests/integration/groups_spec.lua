@@ -275,6 +275,8 @@ describe("group load errors", function()
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/readyz/x" }', "x.lua:2: health.group: field 'path': path '/readyz/x' is below /readyz" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/groupz/x" }', "x.lua:2: health.group: field 'path': path '/groupz/x' is reserved for the groups" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/p" }\nhealth.group { name = "h", include = { "a" }, path = "/p" }', "x.lua:3: health.group: field 'path': '/p' is the path of group 'g'" },
+      { CHECK .. 'health.group { name = "h", include = { "a" }, path = "/p/a" }\nhealth.group { name = "g", include = { "a" }, path = "/p" }', "x.lua:3: health.group: field 'path': '/p' is above '/p/a', the path of group 'h' (" },
+      { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/p" }\nhealth.group { name = "h", include = { "a" }, path = "/p/x" }', "x.lua:3: health.group: field 'path': '/p/x' is below '/p', the path of group 'g' (" },
       { CHECK .. 'health.group { name = "readiness", include = { "a" } }', "x.lua:2: health.group: field 'include': the members of group 'readiness' are the checks of that probe" },
       { CHECK .. 'health.group { name = "health", include = { "a" } }', "x.lua:2: health.group: the name 'health' is reserved" },
       { CHECK .. 'health.group { name = "..", include = { "a" } }', "x.lua:2: health.group: field 'name' must be 1 to 128 characters of [A-Za-z0-9_.-], not . or .." },
