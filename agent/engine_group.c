@@ -208,10 +208,6 @@ static void field_aggregate(lua_State *L, int idx, ha_group *g)
     int t = lua_getfield(L, idx, "aggregate");
     if (t == LUA_TNIL) {
         g->kind = HA_AGG_WORST;
-    } else if (lua_tocfunction(L, -1) == l_quorum) {
-        /* the factory itself would run as a Lua aggregate and fail each run */
-        group_error(L, "field 'aggregate': call health.aggregate.quorum { min_up = n } or "
-                       "{ ratio = r }");
     } else if (t == LUA_TFUNCTION) {
         lua_Debug ar;
         lua_pushvalue(L, -1);
@@ -321,6 +317,13 @@ void engine_group_define(lua_State *L, int idx)
     t = lua_getfield(L, idx, "aggregate");
     if (t != LUA_TNIL && t != LUA_TFUNCTION && luaL_testudata(L, -1, AGG_MT) == NULL)
         group_error(L, "field 'aggregate' must be a function or a health.aggregate built-in");
+    /* a library function would run with the results view and fail each
+     * run with no line of the script (the quorum factory among them) */
+    if (lua_tocfunction(L, -1) == l_quorum)
+        group_error(L, "field 'aggregate': call health.aggregate.quorum { min_up = n } or { ratio = r }");
+    if (lua_iscfunction(L, -1))
+        group_error(L, "field 'aggregate' must be a script's function(results) or a health.aggregate built-in, "
+                       "not a library function");
     lua_pop(L, 1);
     lua_Debug here;
     int line = lua_getstack(L, 1, &here) && lua_getinfo(L, "Sl", &here) ? here.currentline : 0;

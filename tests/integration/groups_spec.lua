@@ -271,6 +271,7 @@ describe("group load errors", function()
       { CHECK .. 'health.group { name = "g", include = { "a" }, failure_status = 199 }', "x.lua:2: health.group: field 'failure_status' must be an HTTP status 200..599, got 199" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, aggregate = 3 }', "x.lua:2: health.group: field 'aggregate' must be a function or a health.aggregate built-in" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, aggregate = health.aggregate.quorum }', "x.lua:2: health.group: field 'aggregate': call health.aggregate.quorum { min_up = n } or { ratio = r }" },
+      { CHECK .. 'health.group { name = "g", include = { "a" }, aggregate = health.warn }', "x.lua:2: health.group: field 'aggregate' must be a script's function(results) or a health.aggregate built-in, not a library function" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/readyz" }', "x.lua:2: health.group: field 'path': path '/readyz' is reserved for probe readiness" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/readyz/x" }', "x.lua:2: health.group: field 'path': path '/readyz/x' is below /readyz" },
       { CHECK .. 'health.group { name = "g", include = { "a" }, path = "/groupz/x" }', "x.lua:2: health.group: field 'path': path '/groupz/x' is reserved for the groups" },
