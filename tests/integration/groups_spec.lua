@@ -7,6 +7,13 @@ local agent = require "helpers.agent"
 
 local wait_for = agent.wait_for
 
+-- agent.start, stopped however the test ends (a failed assertion included)
+local function start(opts)
+  local a = agent.start(opts)
+  finally(function() if a:alive() then a:kill() end end)
+  return a
+end
+
 local SCRIPTS = {
   ["a.lua"] = [[
 health.check { name = "a", ttl = "1h", run = function() return true, "fine" end }
@@ -132,7 +139,7 @@ end)
 describe("Lua aggregates", function()
   it("run on the engine when a member changes; errors, yields and timeouts read DOWN with file:line", function()
     local dir = agent.tmpdir()
-    local a = agent.start { scripts = {
+    local a = start { scripts = {
       ["g.lua"] = [[
 local flip = false
 health.check { name = "m1", interval = "100ms", run = function() flip = not flip; return flip, "flip" end }
@@ -193,7 +200,7 @@ end)
 
 describe("probes are groups", function()
   it("a script sets readiness' aggregate and codes; the config sets per-status codes", function()
-    local a = agent.start { scripts = {
+    local a = start { scripts = {
       ["p.lua"] = [[
 health.check { name = "r1", ttl = "1h", run = function() return true end }
 health.check { name = "r2", ttl = "1h", run = function() return false, "r2 down" end }
@@ -224,7 +231,7 @@ health.group { name = "readiness", aggregate = health.aggregate.quorum { min_up 
   end)
 
   it("liveness answers success for INIT unless told otherwise", function()
-    local a = agent.start { scripts = {
+    local a = start { scripts = {
       ["p.lua"] = [[health.check { name = "l1", probes = { "liveness" }, initial_delay = "1h", run = function() return true end }]],
     }, config = "return { shutdown_delay = 0 }" }
     assert.equal(200, a:get("/livez").status)
@@ -306,7 +313,7 @@ describe("group load errors", function()
   end)
 
   it("a failed reload keeps the old generation and its groups", function()
-    local a = agent.start { scripts = {
+    local a = start { scripts = {
       ["x.lua"] = CHECK .. 'health.group { name = "g", include = { "a" } }\n',
     }, config = "return { shutdown_delay = 0, rescan_interval = '200ms' }" }
     wait_for(function() return a:get("/groupz/g").status == 200 end, 10, "the group")
@@ -351,7 +358,7 @@ describe("quorum over three real TCP upstreams", function()
         :format(n, ports[i])
     end
     src[#src + 1] = 'health.group { name = "upstreams", match = "^up%-", aggregate = health.aggregate.quorum { min_up = 2 } }'
-    local a = agent.start { scripts = { ["u.lua"] = table.concat(src, "\n") }, config = "return { shutdown_delay = 0 }" }
+    local a = start { scripts = { ["u.lua"] = table.concat(src, "\n") }, config = "return { shutdown_delay = 0 }" }
     local ok, err = pcall(function()
       local r = wait_for(function()
         local r = a:get("/groupz/upstreams")
@@ -383,7 +390,7 @@ end)
 
 describe("groups in /metrics", function()
   it("one healthagent_group_status and _members series per group, promtool-clean", function()
-    local a = agent.start { scripts = SCRIPTS, config = "return { shutdown_delay = 0 }" }
+    local a = start { scripts = SCRIPTS, config = "return { shutdown_delay = 0 }" }
     decided(a)
     local body = a:get("/metrics").body
     assert.truthy(body:find('healthagent_group_status{group="db"} 0\n', 1, true), body)
@@ -403,7 +410,7 @@ end)
 
 describe("a Lua aggregate whose member has expired", function()
   it("falls back to worst-of over what is known and says so; the requests refresh stale members once", function()
-    local a = agent.start { scripts = {
+    local a = start { scripts = {
       ["e.lua"] = [[
 local runs = 0
 health.check { name = "slow", ttl = "100ms", max_age = "300ms", timeout = "60s", run = function()
