@@ -8,8 +8,8 @@
  * running cannot be stopped: cancelling only asks, and done runs exactly
  * once after every successful start. Failures read as api_fail_resolve
  * writes them ("cannot resolve host 'x'[: reason]"). A numeric host goes
- * through the pool like a name (callers that connect skip the resolver for
- * one). Engine thread. */
+ * through the pool like a name: health.tcp and health.http skip the
+ * resolver for one, the database clients do not. Engine thread. */
 #ifndef HA_API_DNS_H
 #define HA_API_DNS_H
 

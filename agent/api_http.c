@@ -30,13 +30,15 @@
  * runs; should a pin ever miss, the request fails "cannot resolve host"
  * instead of resolving behind the loop's back). So that redirect targets are
  * resolved the same way, redirects are followed here, not by
- * CURLOPT_FOLLOWLOCATION: hop_next mirrors what libcurl 7.88's follow does
- * (method, body, credentials and headers per hop).
+ * CURLOPT_FOLLOWLOCATION: hop_redirect mirrors what libcurl 7.88's follow
+ * does (method, body, credentials and headers per hop), and every hop
+ * reuses the easy handle with its options.
  *
  * The ops follow engine_task.h: callbacks only record outcomes in C; push
  * builds the Lua values; close removes the easy handle from the multi
  * (curl then reports CURL_POLL_REMOVE for its sockets, which closes their
- * polls) and frees everything. */
+ * polls) and frees everything, but for an op whose lookup is still in
+ * flight: that one is freed by the lookup's callback (api_dns.h). */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -336,9 +338,6 @@ static void describe_failure(http_op *op, CURLcode rc)
     case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
     case CURLE_SSL_INVALIDCERTSTATUS:
         snprintf(e, cap, "tls: %s", detail(op, rc));
-        break;
-    case CURLE_TOO_MANY_REDIRECTS:
-        snprintf(e, cap, "too many redirects");
         break;
     case CURLE_GOT_NOTHING:
         snprintf(e, cap, API_FAIL_CLOSED);
