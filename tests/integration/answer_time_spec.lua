@@ -99,8 +99,8 @@ describe("a slow first run", function()
   it("readiness and startup answer 503 INIT within max_wait while it runs; liveness 200", function()
     local a = start {
       scripts = { ["a.lua"] = [[
-health.check { name = "warmup", probes = { "startup", "readiness" }, timeout = "8s", run = function()
-  health.sleep(6) return true, "warm" end }
+health.check { name = "warmup", probes = { "startup", "readiness" }, timeout = "12s", run = function()
+  health.sleep(9) return true, "warm" end }
 health.check { name = "alive", probes = { "liveness" }, ttl = "1h", run = function() return true end }
 ]] },
       config = [[return { shutdown_delay = 0 }]],
@@ -108,7 +108,7 @@ health.check { name = "alive", probes = { "liveness" }, ttl = "1h", run = functi
     local t0 = health.now()
     local res = agent.probe { port = a.port, label = "slow first run", seconds = 2,
                              paths = { "/readyz", "/startupz", "/livez" } }
-    assert.is_true(health.now() - t0 < 5, "the prober ran past the first run: the case proves nothing")
+    assert.is_true(health.now() - t0 < 8, "the prober ran past the first run: the case proves nothing")
     for _, path in ipairs { "/readyz", "/startupz" } do
       local r = res[path]
       assert_bounded(r, path)
@@ -120,7 +120,7 @@ health.check { name = "alive", probes = { "liveness" }, ttl = "1h", run = functi
     end
     assert_bounded(res["/livez"], "/livez", 0.1)
     assert.equal(res["/livez"].n, res["/livez"].codes[200], agent.describe_probe(res["/livez"]))
-    assert.is_true(wait_until(function() return a:get("/startupz").status == 200 end, 10))
+    assert.is_true(wait_until(function() return a:get("/startupz").status == 200 end, 15))
     a:stop()
   end)
 end)

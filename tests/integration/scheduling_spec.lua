@@ -122,7 +122,9 @@ describe("scheduling without herds", function()
     end
     print(("    %d probes of /readyz over 12 s: slowest %.0f ms"):format(#rs, worst * 1000))
     assert.truthy(#rs >= 50, "the prober ran " .. #rs .. " probes")
-    assert.is_true(worst < 0.25, ("a probe waited %.0f ms: a gap between background results"):format(worst * 1000))
+    -- a probe that found a gap would wait for the run, up to max_wait (500 ms);
+    -- the count below is the exact test, this bound leaves a loaded host room
+    assert.is_true(worst < 0.45, ("a probe waited %.0f ms: a gap between background results"):format(worst * 1000))
     assert.equal(asked, count(a:log(), "run requested by a probe"), "probes had to ask for runs")
   end)
 end)
