@@ -2034,13 +2034,10 @@ static int fast_serve(ha_front *f, int fd, const struct sockaddr *peer, char *bu
                         &e->fast_date_at);
     memcpy(e->fast_head.data + e->fast_date_at, fast_date(), HA_FAST_DATE_LEN);
     struct iovec iov[2] = {{e->fast_head.data, e->fast_head.len}, {e->body, q.head ? 0 : e->len}};
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
     /* a new connection's empty send buffer takes a probe answer whole; a
      * short or failed write leaves the client with a truncated answer, as
-     * any connection failure would. MSG_MORE holds the answer for the close
-     * that follows, which sends it with the FIN in one segment: one packet
-     * (and one ACK) less per probe than a write that goes out on its own */
-    if (sendmsg(fd, &m, MSG_MORE | MSG_NOSIGNAL) < 0)
+     * any connection failure would */
+    if (writev(fd, iov, 2) < 0)
         log_event(LOG_DEBUG, NULL, "fast path: write failed: %s", strerror(errno));
     return 1;
 }
