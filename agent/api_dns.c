@@ -102,6 +102,16 @@ int api_dns_test_host(const char *name, const char *addr)
     return 0;
 }
 
+int api_dns_ip_text(const struct addrinfo *a, char *ip, size_t len)
+{
+    ip[0] = '\0';
+    if (a->ai_family == AF_INET)
+        return uv_ip4_name((const struct sockaddr_in *)a->ai_addr, ip, len);
+    if (a->ai_family == AF_INET6)
+        return uv_ip6_name((const struct sockaddr_in6 *)a->ai_addr, ip, len);
+    return UV_EAI_FAMILY;
+}
+
 int api_dns_first_ip(const struct addrinfo *res, char *ip, size_t len)
 {
     const struct addrinfo *pick = NULL;
@@ -114,11 +124,7 @@ int api_dns_first_ip(const struct addrinfo *res, char *ip, size_t len)
             pick = a;
     }
     ip[0] = '\0';
-    if (pick == NULL)
-        return UV_EAI_NONAME;
-    if (pick->ai_family == AF_INET)
-        return uv_ip4_name((const struct sockaddr_in *)pick->ai_addr, ip, len);
-    return uv_ip6_name((const struct sockaddr_in6 *)pick->ai_addr, ip, len);
+    return pick == NULL ? UV_EAI_NONAME : api_dns_ip_text(pick, ip, len);
 }
 
 /* --- health.dns ------------------------------------------------------------ */
@@ -165,11 +171,7 @@ static int dns_push(ha_op *o, lua_State *L)
     lua_createtable(L, 2, 0); /* [list] */
     for (struct addrinfo *ai = op->res; ai && n < DNS_MAX_ADDRS; ai = ai->ai_next) {
         char ip[INET6_ADDRSTRLEN];
-        if (ai->ai_family == AF_INET)
-            uv_ip4_name((const struct sockaddr_in *)ai->ai_addr, ip, sizeof ip);
-        else if (ai->ai_family == AF_INET6)
-            uv_ip6_name((const struct sockaddr_in6 *)ai->ai_addr, ip, sizeof ip);
-        else
+        if (api_dns_ip_text(ai, ip, sizeof ip) != 0)
             continue;
         bool dup = false;
         for (int i = 0; i < n && !dup; i++)

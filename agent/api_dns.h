@@ -48,6 +48,11 @@ void api_dns_cancel(api_dns_req *r);
  * usable address) into buf: api_fail_resolve of r->host. */
 void api_dns_message(const api_dns_req *r, int status, char *buf, size_t len);
 
+/* The numeric form of the address a (IPv4 or IPv6) into ip. Returns 0,
+ * UV_EAI_FAMILY for another family (ip is ""), or the error of formatting
+ * it. */
+int api_dns_ip_text(const struct addrinfo *a, char *ip, size_t len);
+
 /* The numeric form of the first IPv4 address of res, else of its first
  * IPv6 one, into ip. Returns 0, UV_EAI_NONAME when res has neither, or the
  * error of formatting it. */

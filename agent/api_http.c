@@ -481,11 +481,7 @@ static int pin_addresses(http_op *op, int port, const struct addrinfo *res)
     int len = snprintf(line, sizeof line, "%s:%d:", op->target, port), n = 0;
     for (const struct addrinfo *a = res; a && n < HTTP_PIN_ADDRS; a = a->ai_next) {
         char ip[INET6_ADDRSTRLEN];
-        if (a->ai_family == AF_INET)
-            uv_ip4_name((const struct sockaddr_in *)a->ai_addr, ip, sizeof ip);
-        else if (a->ai_family == AF_INET6)
-            uv_ip6_name((const struct sockaddr_in6 *)a->ai_addr, ip, sizeof ip);
-        else
+        if (api_dns_ip_text(a, ip, sizeof ip) != 0)
             continue;
         bool v6 = a->ai_family == AF_INET6;
         len += snprintf(line + len, sizeof line - (size_t)len, "%s%s%s%s", n ? "," : "", v6 ? "[" : "", ip,
