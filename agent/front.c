@@ -33,6 +33,7 @@
 #include "log.h"
 
 #define TICK_MS 50                       /* shutdown steps */
+#define ACCEPT_PAUSE_NS HA_NS_PER_S      /* a listener with no descriptor to accept with rests this long */
 #define MAX_EXCLUDE 32
 #define REPORT_WAIT_MIN_NS (100 * HA_NS_PER_MS) /* a report waits for the engine at least this (max_wait 0) */
 #define ADMIN_PENDING_MAX 256 /* reports and overrides sent that the engine has not applied: no more queue
@@ -118,6 +119,7 @@ typedef struct {
 typedef struct {
     uv_poll_t poll;
     int fd;                           /* -1 once closed */
+    bool paused;                      /* out of descriptors with no spare: not polled until resume_at_ns */
     struct ha_front *front;
 } front_listener;
 
@@ -141,6 +143,7 @@ struct ha_front {
     front_listener listeners[HA_MAX_LISTEN];
     int nlisteners;
     int spare_fd;                     /* /dev/null, given up to accept-and-close when descriptors run out */
+    uint64_t resume_at_ns;            /* monotonic: when paused listeners poll again; 0: none paused */
     uv_async_t wakeup;                /* a snapshot arrived */
     uv_timer_t tick;                  /* watchdog, shutdown steps */
     uv_timer_t deadline;              /* one shot: next wait deadline or age boundary */
@@ -1823,6 +1826,20 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 
 /* --- watchdog, deadlines, shutdown ---------------------------------------- */
 
+static void on_accept(uv_poll_t *h, int status, int events);
+
+/* Polls the listeners listener_pause stopped again. */
+static void listeners_resume(ha_front *f)
+{
+    f->resume_at_ns = 0;
+    for (int i = 0; i < f->nlisteners; i++) {
+        front_listener *l = &f->listeners[i];
+        if (l->paused && l->fd >= 0)
+            uv_poll_start(&l->poll, UV_READABLE, on_accept);
+        l->paused = false;
+    }
+}
+
 static void close_listeners(ha_front *f)
 {
     for (int i = 0; i < f->nlisteners; i++) {
@@ -1898,6 +1915,10 @@ static void on_tick(uv_timer_t *h)
      * back, so an idle agent does not wake for it */
     if ((f->conns != NULL || f->closed_since_trim) && f->sweep_at_ns < next)
         next = f->sweep_at_ns;
+    if (f->resume_at_ns && now >= f->resume_at_ns)
+        listeners_resume(f);
+    if (f->resume_at_ns && f->resume_at_ns < next)
+        next = f->resume_at_ns;
     if (f->shutdown_phase == 1 && now >= f->shutdown_at_ns) {
         log_event(LOG_INFO, NULL, "shutdown: closing listeners, finishing requests in flight");
         close_listeners(f);
@@ -2127,11 +2148,13 @@ static void accepted(ha_front *f, int fd, const struct sockaddr_storage *ss, soc
 /* Out of descriptors: takes the pending connections off the queue with the
  * spare descriptor and resets them, so the clients learn now rather than at
  * their timeout and the listener stops reading as ready; the caps keep this
- * rare (conns_init leaves a quarter of the descriptors). */
-static void accept_shed(ha_front *f, int lfd)
+ * rare (conns_init leaves a quarter of the descriptors). Returns false when
+ * there is no spare to do it with (the limit fell below it, or another
+ * thread took its number while it was given up). */
+static bool accept_shed(ha_front *f, int lfd)
 {
-    if (f->spare_fd < 0)
-        return;
+    if (f->spare_fd < 0 && (f->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+        return false;
     close(f->spare_fd);
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         struct sockaddr_storage ss;
@@ -2145,6 +2168,24 @@ static void accept_shed(ha_front *f, int lfd)
         conn_report(f, END_NO_FDS, addr);
     }
     f->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return true;
+}
+
+/* No descriptor to accept or shed with: stops polling l for
+ * ACCEPT_PAUSE_NS (the tick resumes it), where a listener that stays
+ * readable would spin the loop. Its clients wait in the backlog. */
+static void listener_pause(ha_front *f, front_listener *l)
+{
+    uint64_t now = uv_hrtime();
+    uv_poll_stop(&l->poll);
+    l->paused = true;
+    if (f->resume_at_ns == 0) {
+        f->resume_at_ns = now + ACCEPT_PAUSE_NS;
+        log_event(LOG_WARN, NULL, "out of file descriptors and none spare: not accepting for %ds",
+                  (int)(ACCEPT_PAUSE_NS / HA_NS_PER_S));
+    }
+    if (uv_timer_get_due_in(&f->tick) > ACCEPT_PAUSE_NS / HA_NS_PER_MS)
+        tick_arm(f, f->resume_at_ns, now);
 }
 
 static void on_accept(uv_poll_t *h, int status, int events)
@@ -2164,8 +2205,8 @@ static void on_accept(uv_poll_t *h, int status, int events)
         }
         if (errno == EINTR || errno == ECONNABORTED)
             continue;
-        if (errno == EMFILE || errno == ENFILE)
-            accept_shed(f, l->fd);
+        if ((errno == EMFILE || errno == ENFILE) && !accept_shed(f, l->fd))
+            listener_pause(f, l);
         break; /* EAGAIN: the queue is empty */
     }
 }

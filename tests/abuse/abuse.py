@@ -696,6 +696,51 @@ def out_of_descriptors():
     a.stop()
 
 
+def out_of_descriptors_no_spare():
+    """The descriptor limit of the running agent drops below its spare
+    descriptor too (prlimit), so pending connections cannot even be reset:
+    the front stops polling its listener for a second at a time instead of
+    spinning on it, says so, and serves the clients that waited once the
+    limit is back."""
+    a = Agent()
+    pid = str(a.proc.pid)
+    old = subprocess.run(["prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    fds = sorted(int(x) for x in os.listdir("/proc/%s/fd" % pid))
+    free = next(i for i in range(len(fds) + 1) if i >= len(fds) or fds[i] != i)
+    nulls = [n for n in fds if n > 2 and os.readlink("/proc/%s/fd/%d" % (pid, n)) == "/dev/null"]
+    if not nulls:
+        fail("no spare descriptor (/dev/null) found among %r" % fds)
+    subprocess.check_call(["prlimit", "--pid", pid, "--nofile=%d:%s" % (min(free, min(nulls)), old[1])])
+    cpu0 = cpu_seconds(a)
+    waiting = []
+    for _ in range(10):
+        s = a.connect()
+        s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        waiting.append(s)
+    time.sleep(2.5)
+    cpu = cpu_seconds(a) - cpu0
+    subprocess.check_call(["prlimit", "--pid", pid, "--nofile=%s:%s" % (old[0], old[1])])
+    print("out of descriptors, no spare: %.2f s CPU in 2.5 s" % cpu)
+    if cpu > 0.5:
+        fail("the agent spun without descriptors: %.2f s CPU in 2.5 s" % cpu)
+    if "out of file descriptors and none spare: not accepting for 1s" not in a.log():
+        fail("no log line says why:\n" + a.log()[-2000:])
+    served = 0
+    for s in waiting:
+        s.settimeout(5)
+        try:
+            if s.recv(4096).startswith(b"HTTP/1.1 200"):
+                served += 1
+        except OSError:
+            pass
+        s.close()
+    if served != 10:
+        fail("%d of the 10 clients that waited were served once the limit was back\n%s" % (served, a.log()[-2000:]))
+    a.assert_probes("descriptors back")
+    a.stop()
+
+
 def admin_mesh():
     """Issue 8 item 4: with the default configuration and no token, a client
     from 127.0.0.6 can neither change state nor read outputs; with a token, the
@@ -732,7 +777,7 @@ def admin_mesh():
 
 SCENARIOS = dict((f.__name__, f) for f in (hpack_window0, continuation_amplification, h2_refusals, held_h2_window0, held_h1_pipeline,
                                             frames_without_progress, rapid_reset, slowloris, conn_caps, ulimit_256,
-                                            out_of_descriptors, admin_mesh))
+                                            out_of_descriptors, out_of_descriptors_no_spare, admin_mesh))
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in SCENARIOS:
