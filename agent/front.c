@@ -10,6 +10,7 @@
 #include <netinet/tcp.h>
 #include <dlfcn.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -34,6 +35,8 @@
 
 #define TICK_MS 50                       /* shutdown steps */
 #define ACCEPT_PAUSE_NS HA_NS_PER_S      /* a listener with no descriptor to accept with rests this long */
+#define ACCEPT_BATCH 64                  /* connections taken per readiness of a listener (or of the early
+                                            set), then other work runs */
 #define MAX_EXCLUDE 32
 #define REPORT_WAIT_MIN_NS (100 * HA_NS_PER_MS) /* a report waits for the engine at least this (max_wait 0) */
 #define ADMIN_PENDING_MAX 256 /* reports and overrides sent that the engine has not applied: no more queue
@@ -123,6 +126,23 @@ typedef struct {
     struct ha_front *front;
 } front_listener;
 
+/* A connection whose request was not there yet at accept (under wrk and the
+ * kubelet-like client most are: the handshake completes before the client
+ * writes): its descriptor waits in the front's own epoll set, which one poll
+ * handle watches, for its first bytes, which then take the fast path, or go
+ * to h2o with those bytes. Counted in the caps from its accept; closed once
+ * it has sent nothing for request_timeout. */
+typedef struct front_early {
+    struct front_early *next, *prev;  /* front->early, oldest first; or the free list (next) */
+    int fd;
+    socklen_t sslen;
+    uint64_t since_ms;                /* loop time of the accept */
+    uint8_t addr[16];                 /* as front_conn.addr */
+    struct sockaddr_storage ss;       /* the peer, as accept4 gave it */
+} front_early;
+
+#define EARLY_FREE_MAX 64             /* free entries kept for reuse (no allocation per connection) */
+
 /* Why connections are ended or refused: counted between two log lines. */
 enum { END_CAP_TOTAL, END_CAP_ADDR, END_SEND_TIMEOUT, END_NO_PROGRESS, END_HEADER_BLOCK, END_NO_FDS, END_REASONS };
 
@@ -143,6 +163,11 @@ struct ha_front {
     front_listener listeners[HA_MAX_LISTEN];
     int nlisteners;
     int spare_fd;                     /* /dev/null, given up to accept-and-close when descriptors run out */
+    int early_epfd;                   /* the epoll set of early connections; -1: none (they go to h2o) */
+    uv_poll_t early_poll;             /* watches early_epfd */
+    front_early *early, *early_tail;  /* waiting for their first bytes, oldest first */
+    front_early *early_free;          /* entries kept for reuse */
+    int nearly_free;
     uint64_t resume_at_ns;            /* monotonic: when paused listeners poll again; 0: none paused */
     uv_async_t wakeup;                /* a snapshot arrived */
     uv_timer_t tick;                  /* watchdog, shutdown steps */
@@ -1287,13 +1312,52 @@ static void conn_req_done(void *p)
     c->progress_ms = uv_now(c->front->loop);
 }
 
+/* Forgets e, which no longer holds a descriptor: takes it off front->early,
+ * out of the caps, and keeps it for reuse (or frees it). */
+static void early_drop(ha_front *f, front_early *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        f->early = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        f->early_tail = e->prev;
+    addr_release(f, e->addr);
+    f->nconns--;
+    if (f->nearly_free < EARLY_FREE_MAX) {
+        e->next = f->early_free;
+        f->early_free = e;
+        f->nearly_free++;
+    } else {
+        free(e);
+        f->closed_since_trim = true;
+    }
+}
+
+/* Ends an early connection that is still in the epoll set (it timed out, or
+ * the agent is shutting down): out of the set first, as a child between fork
+ * and exec may hold the descriptor past the close. */
+static void early_close(ha_front *f, front_early *e)
+{
+    epoll_ctl(f->early_epfd, EPOLL_CTL_DEL, e->fd, NULL);
+    close(e->fd);
+    e->fd = -1;
+    early_drop(f, e);
+}
+
 /* Once a second: re-wraps reads, and ends connections that owe output (a
  * request in flight or bytes queued) and made no progress (no request
- * arrived or completed, nothing more written) for send_timeout. */
+ * arrived or completed, nothing more written) for send_timeout; and early
+ * connections that sent nothing for request_timeout. */
 static void conns_sweep(ha_front *f)
 {
     uint64_t now = uv_now(f->loop);
     uint64_t limit = f->cfg->send_timeout_ns / HA_NS_PER_MS;
+    uint64_t quiet = f->cfg->request_timeout_ns / HA_NS_PER_MS;
+    while (f->early && now - f->early->since_ms >= quiet)
+        early_close(f, f->early);
     for (front_conn *c = f->conns; c; c = c->next) {
         if (c->sock == NULL || c->aborted)
             continue;
@@ -1913,7 +1977,7 @@ static void on_tick(uv_timer_t *h)
     }
     /* the sweep runs while there are connections to watch or memory to hand
      * back, so an idle agent does not wake for it */
-    if ((f->conns != NULL || f->closed_since_trim) && f->sweep_at_ns < next)
+    if ((f->conns != NULL || f->early != NULL || f->closed_since_trim) && f->sweep_at_ns < next)
         next = f->sweep_at_ns;
     if (f->resume_at_ns && now >= f->resume_at_ns)
         listeners_resume(f);
@@ -1938,6 +2002,8 @@ static void on_tick(uv_timer_t *h)
             if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
                 shutdown(fd, SHUT_RD);
         }
+        while (f->early) /* no request came on them: nothing to finish */
+            early_close(f, f->early);
         f->shutdown_phase = 3;
         if (f->shutdown_at_ns > now + HA_NS_PER_S)
             f->shutdown_at_ns = now + HA_NS_PER_S;
@@ -2072,6 +2138,18 @@ static void close_reset(int fd)
     close(fd);
 }
 
+/* The tick of an idle front sleeps a watchdog: wakes it for the sweep, now
+ * that there is a connection to watch. */
+static void sweep_soon(ha_front *f)
+{
+    if (uv_timer_get_due_in(&f->tick) > SWEEP_NS / HA_NS_PER_MS) {
+        uint64_t now = uv_hrtime();
+        if (f->sweep_at_ns <= now || f->sweep_at_ns > now + SWEEP_NS)
+            f->sweep_at_ns = now + SWEEP_NS;
+        tick_arm(f, f->sweep_at_ns, now);
+    }
+}
+
 /* Hands an accepted connection that the fast path did not answer to h2o:
  * its handle, its place in the caps, and the nread bytes already read. */
 static void conn_start(ha_front *f, int fd, const uint8_t *addr, const struct sockaddr_storage *ss,
@@ -2111,12 +2189,122 @@ static void conn_start(ha_front *f, int fd, const uint8_t *addr, const struct so
     conn->progress_ms = uv_now(f->loop);
     h2o_accept(&f->accept_ctx, sock);
     conn_wrap_read(conn);
-    /* the tick of an idle front sleeps a watchdog: wake it for the sweep */
-    if (uv_timer_get_due_in(&f->tick) > SWEEP_NS / HA_NS_PER_MS) {
-        uint64_t now = uv_hrtime();
-        if (f->sweep_at_ns <= now || f->sweep_at_ns > now + SWEEP_NS)
-            f->sweep_at_ns = now + SWEEP_NS;
-        tick_arm(f, f->sweep_at_ns, now);
+    sweep_soon(f);
+}
+
+/* Parks the connection accept4 gave, whose request has not come yet, until
+ * its first bytes do (on_early). Counts it in the caps (conn_refused said it
+ * may). Returns false when it cannot be parked (no epoll set, no memory):
+ * then it is h2o's to wait for. */
+static bool early_park(ha_front *f, int fd, const uint8_t *addr, const struct sockaddr_storage *ss,
+                       socklen_t sslen)
+{
+    if (f->early_epfd < 0)
+        return false;
+    front_early *e = f->early_free;
+    if (e) {
+        f->early_free = e->next;
+        f->nearly_free--;
+    } else if ((e = malloc(sizeof *e)) == NULL) {
+        return false;
+    }
+    /* one shot: once it has fired the entry is ours alone, and a closed
+     * descriptor that a forked child still holds reports nothing more */
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = e};
+    if (epoll_ctl(f->early_epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        e->next = f->early_free;
+        f->early_free = e;
+        f->nearly_free++;
+        return false;
+    }
+    e->fd = fd;
+    e->sslen = sslen;
+    e->since_ms = uv_now(f->loop);
+    memcpy(e->addr, addr, sizeof e->addr);
+    memcpy(&e->ss, ss, sslen);
+    e->next = NULL;
+    e->prev = f->early_tail;
+    if (f->early_tail)
+        f->early_tail->next = e;
+    else
+        f->early = e;
+    f->early_tail = e;
+    addr_slot_of(f, addr)->n++;
+    f->nconns++;
+    sweep_soon(f);
+    return true;
+}
+
+/* An early connection's descriptor fired: its request (or its end) came.
+ * Answered by the fast path and closed, handed to h2o with what was read, or,
+ * when nothing was there after all, armed again. */
+static void early_ready(ha_front *f, front_early *e)
+{
+    char first[HA_FAST_MAX_REQUEST + 1];
+    size_t nread;
+    int fr = fast_serve(f, e->fd, (const struct sockaddr *)&e->ss, first, sizeof first, &nread);
+    if (fr == 0 && nread == 0) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = e};
+        if (epoll_ctl(f->early_epfd, EPOLL_CTL_MOD, e->fd, &ev) == 0)
+            return;
+    }
+    int fd = e->fd;
+    uint8_t addr[16];
+    struct sockaddr_storage ss;
+    socklen_t sslen = e->sslen;
+    memcpy(addr, e->addr, sizeof addr);
+    memcpy(&ss, &e->ss, sslen);
+    early_drop(f, e); /* conn_start counts it again */
+    if (fr != 0)
+        close(fd);
+    else
+        conn_start(f, fd, addr, &ss, sslen, first, nread);
+}
+
+/* The epoll set of early connections is readable: takes what fired. */
+static void on_early(uv_poll_t *h, int status, int events)
+{
+    ha_front *f = h->data;
+    (void)events;
+    if (status != 0)
+        return;
+    struct epoll_event ev[ACCEPT_BATCH];
+    int n = epoll_wait(f->early_epfd, ev, ACCEPT_BATCH, 0);
+    for (int i = 0; i < n; i++)
+        early_ready(f, ev[i].data.ptr);
+}
+
+/* Opens the epoll set of early connections, watched by the loop. Without it
+ * (no descriptor) they go to h2o. */
+static void early_open(ha_front *f)
+{
+    f->early_epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (f->early_epfd < 0)
+        return;
+    if (uv_poll_init(f->loop, &f->early_poll, f->early_epfd) != 0) {
+        close(f->early_epfd);
+        f->early_epfd = -1;
+        return;
+    }
+    f->early_poll.data = f;
+    uv_poll_start(&f->early_poll, UV_READABLE, on_early);
+}
+
+/* Closes every early connection and their epoll set (front_free). */
+static void early_close_all(ha_front *f)
+{
+    while (f->early)
+        early_close(f, f->early);
+    while (f->early_free) {
+        front_early *e = f->early_free;
+        f->early_free = e->next;
+        free(e);
+    }
+    f->nearly_free = 0;
+    if (f->early_epfd >= 0) {
+        uv_close((uv_handle_t *)&f->early_poll, NULL);
+        close(f->early_epfd);
+        f->early_epfd = -1;
     }
 }
 
@@ -2140,10 +2328,10 @@ static void accepted(ha_front *f, int fd, const struct sockaddr_storage *ss, soc
         close(fd);
         return;
     }
+    if (nread == 0 && early_park(f, fd, addr, ss, sslen))
+        return;
     conn_start(f, fd, addr, ss, sslen, first, nread);
 }
-
-#define ACCEPT_BATCH 64 /* connections taken per readiness of a listener, then other work runs */
 
 /* Out of descriptors: takes the pending connections off the queue with the
  * spare descriptor and resets them, so the clients learn now rather than at
@@ -2305,6 +2493,7 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     }
     f->loop = loop;
     f->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    f->early_epfd = -1;
     f->cfg = cfg;
     f->bridge = bridge;
     h2o_config_init(&f->globalconf);
@@ -2349,6 +2538,7 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
             return NULL;
         }
     }
+    early_open(f);
     uv_async_init(loop, &f->wakeup, on_wakeup);
     f->wakeup.data = f;
     bridge->front_wakeup = &f->wakeup;
@@ -2403,6 +2593,7 @@ void front_free(ha_front *f)
     if (f == NULL)
         return;
     close_listeners(f);
+    early_close_all(f);
     if (f->spare_fd >= 0)
         close(f->spare_fd);
     if (f->grpc)

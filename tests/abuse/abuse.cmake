@@ -6,7 +6,7 @@ if(NOT HA_PYTHON3)
   message(FATAL_ERROR "/usr/bin/python3 not found: apt-get install python3 (tests/harness/install.sh does)")
 endif()
 set(HA_ABUSE_SCENARIOS hpack_window0 continuation_amplification h2_refusals held_h2_window0 held_h1_pipeline frames_without_progress
-    rapid_reset slowloris conn_caps ulimit_256 out_of_descriptors out_of_descriptors_no_spare admin_mesh)
+    rapid_reset slowloris silent_connections conn_caps ulimit_256 out_of_descriptors out_of_descriptors_no_spare admin_mesh)
 foreach(s ${HA_ABUSE_SCENARIOS})
   add_test(NAME abuse/${s} COMMAND ${HA_PYTHON3} ${CMAKE_SOURCE_DIR}/tests/abuse/abuse.py ${s})
   set_tests_properties(abuse/${s} PROPERTIES LABELS abuse TIMEOUT 180

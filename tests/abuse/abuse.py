@@ -591,6 +591,78 @@ def slowloris():
     a.stop()
 
 
+def read_answer(s, timeout=3.0):
+    """What the agent sends on s until it closes: (status, whole answer)."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    try:
+        return int(data.split(b" ")[1]), data
+    except (IndexError, ValueError):
+        return 0, data
+
+
+def silent_connections():
+    """300 connections from three addresses that send nothing after the
+    handshake (they wait in the front's set of early connections, not in
+    h2o): the agent ends every one after request_timeout (2 s here), not
+    before, and not later than its sweep a second after; meanwhile probes are
+    answered, a probe sent 1 s after its connect is answered, and so is one
+    whose request comes in two parts. Descriptors go back to the baseline."""
+    a = Agent('request_timeout = "2s"')
+    base_rss, base_fds = a.rss_mib(), a.fds()
+    w = Watch(a)
+    t0 = time.time()
+    socks = [a.connect(src) for src in ("127.0.0.1", "127.0.0.3", "127.0.0.4") for _ in range(100)]
+    late = a.connect("127.0.0.5")
+    split = a.connect("127.0.0.6")
+    if not wait_until(lambda: a.fds() >= base_fds + 302, 2):
+        fail("the agent holds %d descriptors, want %d + 302" % (a.fds(), base_fds))
+    a.assert_probes("silent connections")
+    split.sendall(b"GET /readyz HTTP/1.1\r\nHo")
+    time.sleep(1.0)
+    late.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    status, data = read_answer(late)
+    if status != 200 or b'"status":"UP"' not in data:
+        fail("a request sent 1 s after its connect: %r" % data[:300])
+    split.sendall(b"st: x\r\nConnection: close\r\n\r\n")
+    status, data = read_answer(split)
+    if status != 200 or b'"status":"UP"' not in data:
+        fail("a request in two parts: %r" % data[:300])
+    ended = []
+    for s_ in socks:
+        if closed_by_peer(s_, max(0.05, t0 + 4.5 - time.time())):
+            ended.append(time.time() - t0)
+    print("silent connections: %d of %d ended, between %.1fs and %.1fs after connect (request_timeout 2s)"
+          % (len(ended), len(socks), min(ended or [0]), max(ended or [0])))
+    if len(ended) != len(socks):
+        fail("%d of %d silent connections still open after 4.5 s" % (len(socks) - len(ended), len(socks)))
+    if min(ended) < 1.9:
+        fail("a silent connection was ended after %.2fs, before request_timeout" % min(ended))
+    for s_ in socks + [late, split]:
+        s_.close()
+    if not wait_until(lambda: a.fds() <= base_fds, 2):
+        fail("descriptors: %d, baseline %d" % (a.fds(), base_fds))
+    w.done()
+    a.assert_probes("silent connections ended")
+    check_bounds(a, w, base_rss, base_fds, 32, 16, "silent connections")
+    # at shutdown, silent connections do not hold the agent up
+    held = [a.connect() for _ in range(20)]
+    t1 = time.time()
+    a.stop()
+    if time.time() - t1 > 3:
+        fail("shutdown with 20 silent connections took %.1fs" % (time.time() - t1))
+    for s_ in held:
+        s_.close()
+
+
 def hold_many(a, n, src="127.0.0.1"):
     socks = []
     for _ in range(n):
@@ -776,7 +848,7 @@ def admin_mesh():
 
 
 SCENARIOS = dict((f.__name__, f) for f in (hpack_window0, continuation_amplification, h2_refusals, held_h2_window0, held_h1_pipeline,
-                                            frames_without_progress, rapid_reset, slowloris, conn_caps, ulimit_256,
+                                            silent_connections, frames_without_progress, rapid_reset, slowloris, conn_caps, ulimit_256,
                                             out_of_descriptors, out_of_descriptors_no_spare, admin_mesh))
 
 if __name__ == "__main__":
