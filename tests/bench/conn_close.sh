@@ -5,11 +5,23 @@
 # (the h2o 2.2.5 server with one thread, nginx with one worker, Go net/http with
 # GOMAXPROCS=1), all measured in this run, servers on CPU 0 and clients on CPU 1.
 #
-# Two clients, each in $ROUNDS (default 3) interleaved rounds, median reported:
-#   wrk -t1 -c50 -H 'Connection: close' -d$DUR      (50 connections at a time)
-#   peers/kubelet_client.go for $KDUR (default 3 s) (one probe after another,
-#                                                    as kubelet's prober does)
+# Two clients, each in interleaved rounds (every server once per round), median reported:
+#   wrk -t1 -c50 -H 'Connection: close' -d$DUR      $ROUNDS (default 3) rounds
+#                                                   (50 connections at a time)
+#   peers/kubelet_client.go for $KDUR (default 5 s)  $KROUNDS (default 5) rounds
+#                                                   (one probe after another, as
+#                                                   kubelet's prober does)
+# The kubelet-like client waits on each answer, so its figure is a latency, and
+# this host's latency drifts by tens of percent within seconds: in each round
+# one client probes every server in turn (one probe each, then again; the
+# first server changes from round to round), so all are measured in the same
+# moments, and its probes/s for a server are per second spent probing it.
 # Target: agent >= 1.05 x the best of the h2o server, nginx and Go net/http.
+# Also shown, with no target: each server's own CPU time per probe (user + system
+# of its process tree over the run, divided by the probes it answered), and how
+# busy the client's CPU was during wrk: at or near 100 %, the wrk figures are
+# bound by the client and the kernel's loopback TCP work on the client's CPU,
+# and say little about the server.
 # Peers that are not installed are left out (apt-get install h2o nginx-light
 # golang-go brings them); the reference server and the Go client are built here.
 set -u -o pipefail
@@ -17,7 +29,8 @@ set -u -o pipefail
 bench_require_tools curl wrk go
 
 rounds=${ROUNDS:-3}
-kdur=${KDUR:-3}
+krounds=${KROUNDS:-5}
+kdur=${KDUR:-5}
 bench_go_build ha_kubelet_client kubelet_client.go; kubelet=$GO_BIN
 bench_go_build ha_nethttp_server nethttp_server.go; nethttp=$GO_BIN
 
@@ -61,30 +74,69 @@ for k in "${!names[@]}"; do
     "${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s -H 'Connection: close' "${urls[$k]}" >/dev/null 2>&1
 done
 
-declare -A wrk_runs kube_runs kube_p99
-# kubelet_run NAME URL: one kubelet-like run; appends its probes/s and p99 (us)
-kubelet_run() {
-    local out
-    out=$("${BENCH_LOAD_CPU[@]}" "$kubelet" "$2" "$kdur" 2>&1)
-    local rc=$?
-    bench_log "kubelet-like client $1 $2: $out"
+declare -A wrk_runs kube_runs kube_p99 wrk_cpu kube_cpu
+tck=$(getconf CLK_TCK)
+client_busy='' # the load CPU's busy share during each wrk run, in %
+# cpu_per_probe TICKS PROBES: microseconds of CPU per probe
+cpu_per_probe() { awk -v t="$1" -v n="$2" -v hz="$tck" 'BEGIN { if (n + 0 > 0) printf "%.1f", t * 1e6 / hz / n; else print 0 }'; }
+# kubelet_round R: one kubelet-like run over every server in turn, the first
+# being server R mod n; appends each one's probes/s, p99 (us) and CPU per probe (us)
+kubelet_round() {
+    local n=${#names[@]} i k list='' out line rc
+    local -a order t0
+    for i in $(seq 0 $((n - 1))); do order+=($(((i + $1) % n))); done
+    for k in "${order[@]}"; do
+        list="$list${list:+,}${urls[$k]}"
+        t0[$k]=$(bench_cpu_ticks "${pids[$k]}")
+    done
+    out=$("${BENCH_LOAD_CPU[@]}" "$kubelet" "$list" "$kdur" 2>&1)
+    rc=$?
+    for k in "${order[@]}"; do
+        local t1 name=${names[$k]}
+        t1=$(bench_cpu_ticks "${pids[$k]}")
+        line=$(printf '%s\n' "$out" | grep -F "url=${urls[$k]} ")
+        bench_log "kubelet-like client $name (round $1): ${line#url=* }"
+        kube_runs[$name]="${kube_runs[$name]:-} $(printf '%s\n' "$line" | sed -n 's/.*rps=\([0-9.]*\).*/\1/p')"
+        kube_p99[$name]="${kube_p99[$name]:-} $(printf '%s\n' "$line" | sed -n 's/.*p99_us=\([0-9]*\).*/\1/p')"
+        kube_cpu[$name]="${kube_cpu[$name]:-} $(cpu_per_probe $((t1 - t0[k])) "$(printf '%s\n' "$line" | sed -n 's/.* probes=\([0-9]*\).*/\1/p')")"
+    done
     if [ "$rc" -ne 0 ]; then
-        bench_fail "kubelet-like client against $1: failed probes ($out)"
+        bench_fail "kubelet-like client (round $1): failed probes ($(printf '%s\n' "$out" | grep -v '^url=' | head -3))"
         return 1
     fi
-    kube_runs[$1]="${kube_runs[$1]:-} $(printf '%s\n' "$out" | sed -n 's/.*rps=\([0-9.]*\).*/\1/p')"
-    kube_p99[$1]="${kube_p99[$1]:-} $(printf '%s\n' "$out" | sed -n 's/.*p99_us=\([0-9]*\).*/\1/p')"
+}
+# wrk_run NAME#ROUND URL PID: one wrk run, with the server's CPU per request and
+# the load CPU's busy share
+wrk_run() {
+    local t0 t1 c0 c1 w0 w1 n=${1%#*}
+    t0=$(bench_cpu_ticks "$3")
+    [ ${#BENCH_LOAD_CPU[@]} -eq 0 ] || c0=$(bench_cpu_busy_ticks 1)
+    w0=$(date +%s%N)
+    bench_wrk "$1" "$2" "${DUR:-5s}" "Connection: close"
+    w1=$(date +%s%N)
+    t1=$(bench_cpu_ticks "$3")
+    wrk_runs[$n]="${wrk_runs[$n]:-} $WRK_RPS"
+    wrk_cpu[$n]="${wrk_cpu[$n]:-} $(cpu_per_probe $((t1 - t0)) "${WRK_REQUESTS:-0}")"
+    if [ ${#BENCH_LOAD_CPU[@]} -gt 0 ]; then
+        c1=$(bench_cpu_busy_ticks 1)
+        client_busy="$client_busy $(awk -v c=$((c1 - c0)) -v w=$((w1 - w0)) -v hz="$tck" 'BEGIN { printf "%.0f", c * 100 / (w / 1e9 * hz) }')"
+    fi
 }
 for round in $(seq 1 "$rounds"); do
     for k in "${!names[@]}"; do
-        bench_wrk "${names[$k]}#$round" "${urls[$k]}" "${DUR:-5s}" "Connection: close"
-        wrk_runs[${names[$k]}]="${wrk_runs[${names[$k]}]:-} $WRK_RPS"
-        kubelet_run "${names[$k]}" "${urls[$k]}"
+        wrk_run "${names[$k]}#$round" "${urls[$k]}" "${pids[$k]}"
     done
 done
+for round in $(seq 1 "$krounds"); do
+    kubelet_round "$round"
+done
 
-declare -A wrk_med kube_med kube_p99_med
+declare -A wrk_med kube_med kube_p99_med wrk_cpu_med kube_cpu_med
 for n in "${names[@]}"; do
+    # shellcheck disable=SC2086  # the runs are a word list
+    wrk_cpu_med[$n]=$(bench_median ${wrk_cpu[$n]:-0})
+    # shellcheck disable=SC2086
+    kube_cpu_med[$n]=$(bench_median ${kube_cpu[$n]:-0})
     # shellcheck disable=SC2086  # the runs are a word list
     wrk_med[$n]=$(bench_median ${wrk_runs[$n]})
     # shellcheck disable=SC2086
@@ -104,7 +156,7 @@ for n in "${names[@]}"; do
     fi
 done
 
-bench_table_begin "connection per probe, GET /readyz (median of $rounds; wrk -t1 -c50 -H 'Connection: close' -d${DUR:-5s}; kubelet-like client ${kdur}s)"
+bench_table_begin "connection per probe, GET /readyz (medians: wrk -t1 -c50 -H 'Connection: close' -d${DUR:-5s}, $rounds rounds; kubelet-like client over all in turn ${kdur}s, $krounds rounds)"
 for n in "${names[@]}"; do
     [ "$n" = agent ] && continue
     bench_row "wrk close req/s vs $n" "" "${wrk_med[agent]}" "${wrk_med[$n]}" info
@@ -116,6 +168,23 @@ for n in "${names[@]}"; do
 done
 bench_row "kubelet vs best ($best_kube_name)" "" "${kube_med[agent]}" "$best_kube" ratio_ge 1.05
 bench_row "kubelet p99 vs ref" us "${kube_p99_med[agent]}" "${kube_p99_med[ref]}" info
+for n in "${names[@]}"; do
+    [ "$n" = agent ] && continue
+    bench_row "server CPU/probe, wrk, vs $n" us "${wrk_cpu_med[agent]}" "${wrk_cpu_med[$n]}" info
+done
+for n in "${names[@]}"; do
+    [ "$n" = agent ] && continue
+    bench_row "server CPU/probe, kubelet, vs $n" us "${kube_cpu_med[agent]}" "${kube_cpu_med[$n]}" info
+done
+if [ -n "$client_busy" ]; then
+    # shellcheck disable=SC2086  # the runs are a word list
+    busy=$(bench_median $client_busy)
+    echo "the client's CPU (1) was ${busy}% busy during wrk (median of the runs: $client_busy)"
+    if [ "$busy" -ge 90 ]; then
+        echo "note: at ${busy}% the wrk req/s are bound by the client's CPU (wrk and the loopback TCP work it"
+        echo "      drives), not by the servers; the servers' own cost is the CPU per probe above"
+    fi
+fi
 
 stop_args=()
 for k in "${!names[@]}"; do stop_args+=("${pids[$k]}" "${names[$k]}"); done

@@ -282,6 +282,7 @@ bench_wrk() {
     out=$BENCH_TMP/wrk.$name.$RANDOM.txt
     "${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d"$dur" --latency "${hdr[@]}" "$url" >"$out" 2>&1
     WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    WRK_REQUESTS=$(awk '/ requests in / { print $1 }' "$out")
     WRK_P99_MS=$(awk '$1 == "99%" {
         v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
         if (u == "us") v /= 1000; else if (u == "s") v *= 1000; else if (u == "m") v *= 60000
@@ -345,6 +346,27 @@ bench_h2load() {
 bench_median() {
     printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
         if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# bench_cpu_ticks PID: CPU time (user + system, in clock ticks) used so far by PID,
+# every thread of it, and every process under it (nginx's worker, the h2o server's
+# children). Prints one number; 0 for a PID that is gone.
+bench_cpu_ticks() {
+    local p kids t=0 k
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        # fields 14 and 15 of stat, counted after the ")" that ends the command name
+        t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+        kids=$(cat /proc/"$p"/task/*/children 2>/dev/null)
+        # shellcheck disable=SC2086  # the children are a word list
+        [ -z "$kids" ] || { k=$(bench_cpu_ticks $kids); t=$((t + k)); }
+    done
+    echo "$t"
+}
+
+# bench_cpu_busy_ticks N: busy (not idle, not iowait) clock ticks of CPU N so far.
+bench_cpu_busy_ticks() {
+    awk -v c="cpu$1" '$1 == c { print $2 + $3 + $4 + $7 + $8 }' /proc/stat
 }
 
 # bench_go_build NAME SOURCE: builds a Go program of tests/bench/peers (standard library
