@@ -1028,7 +1028,9 @@ int front__report(ha_front *f, front_wait *w, const char *name, size_t nlen, ha_
     if (r != 0)
         return -1;
     *seq = ++f->report_sent;
-    if (f->stalled_ns || f->shutdown_phase >= 2)
+    if (f->shutdown_phase >= 2)
+        return 2;
+    if (f->stalled_ns)
         return 0;
     uint64_t budget = f->cfg->max_wait_ns > REPORT_WAIT_MIN_NS ? f->cfg->max_wait_ns : REPORT_WAIT_MIN_NS;
     w->report_seq = *seq;

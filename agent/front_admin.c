@@ -587,6 +587,8 @@ static void report(h2o_req_t *req, const ha_admin_ctx *ctx, h2o_iovec_t name)
         admin_error(req, 503, r == -2 ? QUEUE_FULL : "not enough memory");
     else if (r == 0)
         admin_error(req, 503, "the engine is stalled: the report is queued and applies when it turns again");
+    else if (r == 2)
+        admin_error(req, 503, "the agent is shutting down: the report is queued and may not apply before it exits");
 }
 
 /* --- dispatch ------------------------------------------------------------- */

@@ -77,7 +77,8 @@ int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t bu
  * an engine stall or shutdown. Sets *seq to the report's number. Returns 1
  * when w is waiting (cb(data) is called once, later, as for front__wait;
  * then front__report_applied says whether the engine processed it), 0 when
- * the report was sent but nothing is waited for (engine stalled), -1 when
+ * the report was sent but nothing is waited for (engine stalled), 2 when it
+ * was sent but the agent is shutting down (past its drain), -1 when
  * out of memory, -2 when 256 reports and overrides already wait for the
  * engine (nothing sent either way). */
 int front__report(ha_front *f, front_wait *w, const char *name, size_t nlen, ha_status status, const char *out,

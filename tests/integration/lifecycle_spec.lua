@@ -108,6 +108,49 @@ describe("SIGTERM", function()
     assert.is_true(t1 - t0 < 3, "exited after " .. (t1 - t0) .. " s")
   end)
 
+  it("answers a report that comes while requests in flight finish 503, saying the agent is shutting down", function()
+    local scripts = { ["a.lua"] = SCRIPTS["a.lua"] .. '\nhealth.push { name = "worker", ttl = "1m" }\n' }
+    a = agent.start { scripts = scripts,
+                     config = 'return { shutdown_delay = "0s", shutdown_timeout = "3s", max_wait = "5s" }' }
+    local out = a.dir .. "/late"
+    -- /startupz waits for the slow check (1.2 s) and so holds the shutdown
+    -- in "finishing requests in flight"; a keep-alive connection opened
+    -- before the signal sends a report during it (listeners are closed)
+    local py = ([[
+import socket, sys, time
+s = socket.create_connection(("127.0.0.1", %d))
+s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
+first = s.recv(65536)
+open("%s.ready", "w").close()
+time.sleep(0.6)
+body = b'{"status":"UP"}'
+s.sendall(b"PUT /-/checks/worker HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+          b"Content-Length: %%d\r\n\r\n" %% len(body) + body)
+s.settimeout(3)
+data = b""
+while b"\r\n\r\n" not in data or not data.endswith(b"}\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    data += chunk
+open("%s.answer", "wb").write(data)
+]]):format(a.port, out, agent.ADMIN_TOKEN, out)
+    local f = assert(io.open(out .. ".py", "w"))
+    f:write(py)
+    f:close()
+    os.execute(("(curl -s -o /dev/null --max-time 5 http://127.0.0.1:%d/startupz &)"):format(a.port))
+    os.execute(("(python3 %s.py > %s.log 2>&1 &)"):format(out, out))
+    local read = require("helpers.agent").read
+    assert.truthy(wait_until(function() return read(out .. ".ready") ~= nil end, 3))
+    health.sleep(0.2)
+    a:signal("TERM")
+    assert.truthy(a:wait_log("finishing requests in flight", 2))
+    assert.equal(0, a:wait_exit(5))
+    local answer = read(out .. ".answer") or ""
+    assert.truthy(answer:find("^HTTP/1.1 503"), answer .. (read(out .. ".log") or ""))
+    assert.truthy(answer:find("the agent is shutting down", 1, true), answer)
+  end)
+
   it("SIGINT follows the same sequence", function()
     a = agent.start { scripts = SCRIPTS, config = 'return { shutdown_delay = "300ms" }' }
     a:signal("INT")
