@@ -109,20 +109,28 @@ describe("SIGTERM", function()
   end)
 
   it("answers a report that comes while requests in flight finish 503, saying the agent is shutting down", function()
-    local scripts = { ["a.lua"] = SCRIPTS["a.lua"] .. '\nhealth.push { name = "worker", ttl = "1m" }\n' }
+    local scripts = { ["a.lua"] = [[
+      health.check { name = "ok", probes = { "readiness", "liveness" }, run = function() return true end }
+      health.check { name = "slower", probes = "startup", ttl = 0, timeout = "6s",
+                     run = function() health.sleep(3) return true, "slower done" end }
+      health.push { name = "worker", ttl = "1m" }
+    ]] }
     a = agent.start { scripts = scripts,
-                     config = 'return { shutdown_delay = "0s", shutdown_timeout = "3s", max_wait = "5s" }' }
+                     config = 'return { shutdown_delay = "0s", shutdown_timeout = "5s", max_wait = "6s" }' }
     local out = a.dir .. "/late"
-    -- /startupz waits for the slow check (1.2 s) and so holds the shutdown
+    -- /startupz waits for the slower check (3 s) and so holds the shutdown
     -- in "finishing requests in flight"; a keep-alive connection opened
-    -- before the signal sends a report during it (listeners are closed)
+    -- before the signal sends a report once the log says so (listeners are
+    -- closed by then)
     local py = ([[
 import socket, sys, time
 s = socket.create_connection(("127.0.0.1", %d))
 s.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
 first = s.recv(65536)
 open("%s.ready", "w").close()
-time.sleep(0.6)
+deadline = time.time() + 5
+while time.time() < deadline and "finishing requests in flight" not in open("%s").read():
+    time.sleep(0.02)
 body = b'{"status":"UP"}'
 s.sendall(b"PUT /-/checks/worker HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
           b"Content-Length: %%d\r\n\r\n" %% len(body) + body)
@@ -134,18 +142,18 @@ while b"\r\n\r\n" not in data or not data.endswith(b"}\n"):
         break
     data += chunk
 open("%s.answer", "wb").write(data)
-]]):format(a.port, out, agent.ADMIN_TOKEN, out)
+]]):format(a.port, out, a.logfile, agent.ADMIN_TOKEN, out)
     local f = assert(io.open(out .. ".py", "w"))
     f:write(py)
     f:close()
-    os.execute(("(curl -s -o /dev/null --max-time 5 http://127.0.0.1:%d/startupz &)"):format(a.port))
+    os.execute(("(curl -s -o /dev/null --max-time 8 http://127.0.0.1:%d/startupz &)"):format(a.port))
     os.execute(("(python3 %s.py > %s.log 2>&1 &)"):format(out, out))
     local read = require("helpers.agent").read
     assert.truthy(wait_until(function() return read(out .. ".ready") ~= nil end, 3))
     health.sleep(0.2)
     a:signal("TERM")
-    assert.truthy(a:wait_log("finishing requests in flight", 2))
-    assert.equal(0, a:wait_exit(5))
+    assert.truthy(a:wait_log("finishing requests in flight", 3))
+    assert.equal(0, a:wait_exit(8))
     local answer = read(out .. ".answer") or ""
     assert.truthy(answer:find("^HTTP/1.1 503"), answer .. (read(out .. ".log") or ""))
     assert.truthy(answer:find("the agent is shutting down", 1, true), answer)
