@@ -1893,6 +1893,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
 /* --- watchdog, deadlines, shutdown ---------------------------------------- */
 
 static void on_accept(uv_poll_t *h, int status, int events);
+static int early_drain(ha_front *f);
 
 /* Polls the listeners listener_pause stopped again. */
 static void listeners_resume(ha_front *f)
@@ -1996,6 +1997,11 @@ static void on_tick(uv_timer_t *h)
     }
     if (f->shutdown_phase == 2 && (f->waits.head == NULL || now >= f->shutdown_at_ns)) {
         waits_end_all(f);
+        /* early connections whose request came since the loop last polled
+         * go to h2o with it (and are shut below), not closed unread */
+        for (int i = 0; i < 64; i++)
+            if (early_drain(f) < ACCEPT_BATCH)
+                break;
         /* idle keep-alive connections would wait for their next request:
          * end their reading side, so h2o sees EOF and closes each one
          * after its response is out */
@@ -2263,17 +2269,23 @@ static void early_ready(ha_front *f, front_early *e)
         conn_start(f, fd, addr, &ss, sslen, first, nread);
 }
 
-/* The epoll set of early connections is readable: takes what fired. */
-static void on_early(uv_poll_t *h, int status, int events)
+/* Takes what fired in the epoll set of early connections, at most a batch.
+ * Returns how many. */
+static int early_drain(ha_front *f)
 {
-    ha_front *f = h->data;
-    (void)events;
-    if (status != 0)
-        return;
     struct epoll_event ev[ACCEPT_BATCH];
-    int n = epoll_wait(f->early_epfd, ev, ACCEPT_BATCH, 0);
+    int n = f->early_epfd >= 0 ? epoll_wait(f->early_epfd, ev, ACCEPT_BATCH, 0) : 0;
     for (int i = 0; i < n; i++)
         early_ready(f, ev[i].data.ptr);
+    return n > 0 ? n : 0;
+}
+
+/* The epoll set of early connections is readable. */
+static void on_early(uv_poll_t *h, int status, int events)
+{
+    (void)events;
+    if (status == 0)
+        early_drain(h->data);
 }
 
 /* Opens the epoll set of early connections, watched by the loop. Without it
