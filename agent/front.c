@@ -1349,6 +1349,15 @@ static void early_close(ha_front *f, front_early *e)
     early_drop(f, e);
 }
 
+/* How often the sweep runs while there are connections: once a second, or
+ * once a request_timeout while early connections wait and that is shorter
+ * (they are closed at most a period after it). */
+static uint64_t sweep_period_ns(const ha_front *f)
+{
+    uint64_t rt = f->cfg->request_timeout_ns;
+    return f->early && rt < SWEEP_NS ? rt : SWEEP_NS;
+}
+
 /* Once a second: re-wraps reads, and ends connections that owe output (a
  * request in flight or bytes queued) and made no progress (no request
  * arrived or completed, nothing more written) for send_timeout; and early
@@ -1976,7 +1985,7 @@ static void on_tick(uv_timer_t *h)
     uint64_t next = watch_engine(f, now);
     if (now >= f->sweep_at_ns) {
         conns_sweep(f);
-        f->sweep_at_ns = now + SWEEP_NS;
+        f->sweep_at_ns = now + sweep_period_ns(f);
     }
     /* the sweep runs while there are connections to watch or memory to hand
      * back, so an idle agent does not wake for it */
@@ -2150,10 +2159,11 @@ static void close_reset(int fd)
  * that there is a connection to watch. */
 static void sweep_soon(ha_front *f)
 {
-    if (uv_timer_get_due_in(&f->tick) > SWEEP_NS / HA_NS_PER_MS) {
+    uint64_t period = sweep_period_ns(f);
+    if (uv_timer_get_due_in(&f->tick) > period / HA_NS_PER_MS) {
         uint64_t now = uv_hrtime();
-        if (f->sweep_at_ns <= now || f->sweep_at_ns > now + SWEEP_NS)
-            f->sweep_at_ns = now + SWEEP_NS;
+        if (f->sweep_at_ns <= now || f->sweep_at_ns > now + period)
+            f->sweep_at_ns = now + period;
         tick_arm(f, f->sweep_at_ns, now);
     }
 }

@@ -661,6 +661,17 @@ def silent_connections():
         fail("shutdown with 20 silent connections took %.1fs" % (time.time() - t1))
     for s_ in held:
         s_.close()
+    # a request_timeout under the sweep's second is kept (the sweep runs that often)
+    a = Agent('request_timeout = "300ms"')
+    t0 = time.time()
+    socks = [a.connect() for _ in range(10)]
+    ended = [time.time() - t0 for s_ in socks if closed_by_peer(s_, max(0.05, t0 + 2 - time.time()))]
+    print("request_timeout 300ms: %d of 10 silent connections ended, the last after %.2fs" % (len(ended), max(ended or [0])))
+    if len(ended) != 10 or max(ended) > 0.9 or min(ended) < 0.25:
+        fail("request_timeout 300ms: silent connections ended after %s s" % ["%.2f" % e for e in ended])
+    for s_ in socks:
+        s_.close()
+    a.stop()
 
 
 def hold_many(a, n, src="127.0.0.1"):
