@@ -1314,8 +1314,21 @@ static void conn_req_done(void *p)
     c->progress_ms = uv_now(c->front->loop);
 }
 
-/* Forgets e, which no longer holds a descriptor: takes it off front->early,
- * out of the caps, and keeps it for reuse (or frees it). */
+/* Keeps the unused entry e for reuse, or frees it past EARLY_FREE_MAX. */
+static void early_recycle(ha_front *f, front_early *e)
+{
+    if (f->nearly_free < EARLY_FREE_MAX) {
+        e->next = f->early_free;
+        f->early_free = e;
+        f->nearly_free++;
+    } else {
+        free(e);
+        f->closed_since_trim = true;
+    }
+}
+
+/* Forgets e, which no longer holds a descriptor: takes it off front->early
+ * and out of the caps, and recycles it. */
 static void early_drop(ha_front *f, front_early *e)
 {
     if (e->prev)
@@ -1328,14 +1341,7 @@ static void early_drop(ha_front *f, front_early *e)
         f->early_tail = e->prev;
     addr_release(f, e->addr);
     f->nconns--;
-    if (f->nearly_free < EARLY_FREE_MAX) {
-        e->next = f->early_free;
-        f->early_free = e;
-        f->nearly_free++;
-    } else {
-        free(e);
-        f->closed_since_trim = true;
-    }
+    early_recycle(f, e);
 }
 
 /* Ends an early connection that is still in the epoll set (it timed out, or
@@ -2210,6 +2216,16 @@ static void conn_start(ha_front *f, int fd, const uint8_t *addr, const struct so
     sweep_soon(f);
 }
 
+/* Adds (op EPOLL_CTL_ADD) or re-arms (EPOLL_CTL_MOD) fd in the early set for
+ * entry e, one shot: once it has fired the entry is ours alone, and a closed
+ * descriptor that a forked child still holds reports nothing more. Returns
+ * epoll_ctl's result. */
+static int early_arm(ha_front *f, front_early *e, int fd, int op)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = e};
+    return epoll_ctl(f->early_epfd, op, fd, &ev);
+}
+
 /* Parks the connection accept4 gave, whose request has not come yet, until
  * its first bytes do (on_early). Counts it in the caps (conn_refused said it
  * may). Returns false when it cannot be parked (no epoll set, no memory):
@@ -2226,13 +2242,8 @@ static bool early_park(ha_front *f, int fd, const uint8_t *addr, const struct so
     } else if ((e = malloc(sizeof *e)) == NULL) {
         return false;
     }
-    /* one shot: once it has fired the entry is ours alone, and a closed
-     * descriptor that a forked child still holds reports nothing more */
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = e};
-    if (epoll_ctl(f->early_epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
-        e->next = f->early_free;
-        f->early_free = e;
-        f->nearly_free++;
+    if (early_arm(f, e, fd, EPOLL_CTL_ADD) != 0) {
+        early_recycle(f, e);
         return false;
     }
     e->fd = fd;
@@ -2261,22 +2272,13 @@ static void early_ready(ha_front *f, front_early *e)
     char first[HA_FAST_MAX_REQUEST + 1];
     size_t nread;
     int fr = fast_serve(f, e->fd, (const struct sockaddr *)&e->ss, first, sizeof first, &nread);
-    if (fr == 0 && nread == 0) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT, .data.ptr = e};
-        if (epoll_ctl(f->early_epfd, EPOLL_CTL_MOD, e->fd, &ev) == 0)
-            return;
-    }
-    int fd = e->fd;
-    uint8_t addr[16];
-    struct sockaddr_storage ss;
-    socklen_t sslen = e->sslen;
-    memcpy(addr, e->addr, sizeof addr);
-    memcpy(&ss, &e->ss, sslen);
-    early_drop(f, e); /* conn_start counts it again */
+    if (fr == 0 && nread == 0 && early_arm(f, e, e->fd, EPOLL_CTL_MOD) == 0)
+        return;
     if (fr != 0)
-        close(fd);
-    else
-        conn_start(f, fd, addr, &ss, sslen, first, nread);
+        close(e->fd);
+    else /* conn_start counts it before early_drop lets this count go */
+        conn_start(f, e->fd, e->addr, &e->ss, e->sslen, first, nread);
+    early_drop(f, e);
 }
 
 /* Takes what fired in the epoll set of early connections, at most a batch.

@@ -745,6 +745,17 @@ def cpu_seconds(a):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def nofile_state(pid):
+    """The agent's descriptor limits as prlimit prints them ([soft, hard]),
+    its open descriptors, and the lowest free number (its next descriptor: a
+    soft limit there leaves it none)."""
+    old = subprocess.run(["prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    fds = sorted(int(x) for x in os.listdir("/proc/%s/fd" % pid))
+    free = next(i for i in range(len(fds) + 1) if i >= len(fds) or fds[i] != i)
+    return old, fds, free
+
+
 def out_of_descriptors():
     """The descriptor limit of the running agent drops to what it holds
     (prlimit): each new connection is reset at once, with the spare
@@ -753,11 +764,7 @@ def out_of_descriptors():
     with the limit back, probes are answered again."""
     a = Agent()
     pid = str(a.proc.pid)
-    old = subprocess.run(["prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    fds = sorted(int(x) for x in os.listdir("/proc/%s/fd" % pid))
-    # the lowest free number is the next descriptor: a limit there leaves none
-    free = next(i for i in range(len(fds) + 1) if i >= len(fds) or fds[i] != i)
+    old, fds, free = nofile_state(pid)
     subprocess.check_call(["prlimit", "--pid", pid, "--nofile=%d:%s" % (free, old[1])])
     cpu0 = cpu_seconds(a)
     reset = 0
@@ -787,10 +794,7 @@ def out_of_descriptors_no_spare():
     limit is back."""
     a = Agent()
     pid = str(a.proc.pid)
-    old = subprocess.run(["prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "-o", "SOFT,HARD"],
-                         capture_output=True, text=True, check=True).stdout.split()
-    fds = sorted(int(x) for x in os.listdir("/proc/%s/fd" % pid))
-    free = next(i for i in range(len(fds) + 1) if i >= len(fds) or fds[i] != i)
+    old, fds, free = nofile_state(pid)
     nulls = [n for n in fds if n > 2 and os.readlink("/proc/%s/fd/%d" % (pid, n)) == "/dev/null"]
     if not nulls:
         fail("no spare descriptor (/dev/null) found among %r" % fds)

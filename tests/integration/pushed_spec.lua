@@ -137,20 +137,27 @@ describe("a pushed check", function()
   end)
 end)
 
-describe("a report the engine cannot apply in time", function()
-  it("is answered 503 saying so within max_wait, and applies once the engine turns again", function()
-    local a = start {
-      scripts = { ["a.lua"] = LONG["a.lua"] .. [[
--- holds the engine inside one C call (a backtracking find) when a probe runs it
-health.check { name = "spin", probes = { "startup" }, ttl = 0, timeout = "20s", run = function(ctx)
-  if ctx.attempt > 1 then ("a"):rep(800):find(".-.-b") end
+-- An agent whose app-worker reads UP "before" and whose engine is then held
+-- inside one C call (a backtracking find over n bytes, within timeout) by
+-- the probe of a check "spin"; max_wait bounds that probe's answer.
+local function busy_engine(n, timeout, max_wait)
+  local a = start {
+    scripts = { ["a.lua"] = LONG["a.lua"] .. ([[
+health.check { name = "spin", probes = { "startup" }, ttl = 0, timeout = "%s", run = function(ctx)
+  if ctx.attempt > 1 then ("a"):rep(%d):find(".-.-b") end
   return true
 end }
-]] },
-      config = [[return { shutdown_delay = 0, max_wait = "150ms" }]],
-    }
-    assert.equal(200, put(a, "app-worker", '{"status":"UP","output":"before"}').status)
-    a:get("/startupz/spin") -- answered after max_wait; the engine now spins
+]]):format(timeout, n) },
+    config = ([[return { shutdown_delay = 0, max_wait = "%s" }]]):format(max_wait),
+  }
+  assert.equal(200, put(a, "app-worker", '{"status":"UP","output":"before"}').status)
+  a:get("/startupz/spin") -- answered after max_wait; the engine now spins
+  return a
+end
+
+describe("a report the engine cannot apply in time", function()
+  it("is answered 503 saying so within max_wait, and applies once the engine turns again", function()
+    local a = busy_engine(800, "20s", "150ms")
     local r = put(a, "app-worker", '{"status":"DOWN","output":"while busy"}')
     assert.equal(503, r.status, r.body)
     assert.is_true(r.time < 0.15 + MARGIN, r.time)
@@ -164,17 +171,7 @@ end)
 
 describe("reports and overrides the engine is behind on", function()
   it("queue 256 at most: the next get a 503 saying nothing was queued, and nothing changes", function()
-    local a = start {
-      scripts = { ["a.lua"] = LONG["a.lua"] .. [[
-health.check { name = "spin", probes = { "startup" }, ttl = 0, timeout = "60s", run = function(ctx)
-  if ctx.attempt > 1 then ("a"):rep(1200):find(".-.-b") end
-  return true
-end }
-]] },
-      config = [[return { shutdown_delay = 0, max_wait = "100ms" }]],
-    }
-    assert.equal(200, put(a, "app-worker", '{"status":"UP","output":"before"}').status)
-    a:get("/startupz/spin") -- answered after max_wait; the engine now spins
+    local a = busy_engine(1200, "60s", "100ms")
     local out = agent.sh(("curl -s --parallel --parallel-max 40 --max-time 20 -X PUT -H %s --data-binary %s -w '\\n' %s")
       :format(agent.quote("Authorization: Bearer " .. TOKEN), agent.quote('{"status":"DOWN","output":"flood"}'),
         agent.quote(("http://127.0.0.1:%d/-/checks/app-worker?n=[1-300]"):format(a.port))))
