@@ -1,6 +1,7 @@
 /* api_conn.c: the connection object the database clients share (see
  * api_conn.h): its life cycle, the op slot, the box and its metatable, and
  * the poll watcher on a library's socket. */
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,6 +80,11 @@ static void on_resolved(api_dns_req *r, int status, struct addrinfo *res)
 
 void api_conn_resolve(api_conn *c, const char *host)
 {
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1) {
+        c->cls->connect(c, host); /* numeric: no lookup, no thread-pool slot */
+        return;
+    }
     int rc = api_dns_start(c->loop, &c->res, host, AF_UNSPEC, 0, on_resolved);
     if (rc != 0) {
         char msg[API_CONN_ERR_MAX];

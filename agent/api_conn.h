@@ -93,7 +93,8 @@ void api_conn_succeed(api_conn *c);
 void api_conn_shutdown(api_conn *c);
 
 /* Resolves host on c->loop, then calls cls->connect with the address, or
- * fails the op with the resolver's message. */
+ * fails the op with the resolver's message. A numeric IPv4 or IPv6 address
+ * skips the resolver: cls->connect runs before this returns. */
 void api_conn_resolve(api_conn *c, const char *host);
 
 /* A new pending op of kind on c (c->op is set). NULL on memory exhaustion. */

@@ -418,9 +418,15 @@ static void start_connect(api_conn *b, const char *ip)
     mysql_options(c->my, MYSQL_OPT_PROTOCOL, &proto);
     free(c->ip);
     c->ip = ip ? strdup(ip) : NULL;
+    if (ip && c->ip == NULL) {
+        conn_fail(c, "not enough memory");
+        return;
+    }
     c->state = ST_CONNECTING;
     MYSQL *ret = NULL;
-    int st = mysql_real_connect_start(&ret, c->my, ip, c->user, c->password, c->db, (unsigned)c->port, NULL, 0);
+    /* the library keeps the host pointer while the connect is suspended (its
+     * retries and messages read it): hand it our copy, which lives as long */
+    int st = mysql_real_connect_start(&ret, c->my, c->ip, c->user, c->password, c->db, (unsigned)c->port, NULL, 0);
     after_call(c, st);
 }
 
