@@ -2,8 +2,10 @@
 # cached_readyz.sh: throughput and latency of GET /readyz answered from the cached
 # response, healthagent next to the reference server, both measured in this run.
 # wrk (HTTP/1.1, -t1 -c50, $DUR) and h2load (h2c, -c50 -m10, $N requests), each run
-# $ROUNDS (default 2) times in the order ref, agent, ref, agent...; the best run of
-# each side is reported, with the reference's own run-to-run spread as the noise floor.
+# $ROUNDS (default 4) rounds of one run each side, back to back, the reference first
+# in odd rounds and the agent first in even ones. Shown: each side's median, and the
+# ratio, which is the median of the per-round ratios (bench_paired_ratio), with the
+# reference's own run-to-run spread as the noise floor.
 # Target: agent req/s >= 0.95 x reference req/s.
 set -u -o pipefail
 . "$(dirname "$0")/lib.sh"
@@ -15,29 +17,42 @@ bench_log "agent /readyz: $(curl -s "$ha_url")"
 "${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ref_url" >/dev/null 2>&1
 "${BENCH_LOAD_CPU[@]}" wrk -t1 -c50 -d1s "$ha_url" >/dev/null 2>&1
 
-rounds=${ROUNDS:-2}
-ref_wrk_rps=0 ha_wrk_rps=0 ref_wrk_p99=1e9 ha_wrk_p99=1e9 ref_wrk_low=1e12
+rounds=${ROUNDS:-4}
+ref_wrk='' ha_wrk='' ref_wrk_p99='' ha_wrk_p99='' ref_h2='' ha_h2=''
+# wrk_side NAME URL and h2_side NAME URL: one run, its figures appended to NAME's lists
+wrk_side() {
+    bench_wrk "$1#$round" "$2"
+    if [ "$1" = ref ]; then ref_wrk="$ref_wrk $WRK_RPS" ref_wrk_p99="$ref_wrk_p99 $WRK_P99_MS"
+    else ha_wrk="$ha_wrk $WRK_RPS" ha_wrk_p99="$ha_wrk_p99 $WRK_P99_MS"; fi
+}
+h2_side() {
+    bench_h2load "$1#$round" "$2"
+    if [ "$1" = ref ]; then ref_h2="$ref_h2 $H2_RPS"; else ha_h2="$ha_h2 $H2_RPS"; fi
+}
+# each round runs both sides back to back, the reference first in odd rounds and
+# the agent first in even ones, so neither always has the warmer (or colder) turn
 for round in $(seq 1 "$rounds"); do
-    bench_wrk "ref#$round" "$ref_url"
-    ref_wrk_rps=$(bench_max "$ref_wrk_rps" "$WRK_RPS"); ref_wrk_p99=$(bench_min "$ref_wrk_p99" "$WRK_P99_MS")
-    ref_wrk_low=$(bench_min "$ref_wrk_low" "$WRK_RPS")
-    bench_wrk "agent#$round" "$ha_url"
-    ha_wrk_rps=$(bench_max "$ha_wrk_rps" "$WRK_RPS"); ha_wrk_p99=$(bench_min "$ha_wrk_p99" "$WRK_P99_MS")
+    if [ $((round % 2)) = 1 ]; then wrk_side ref "$ref_url"; wrk_side agent "$ha_url"
+    else wrk_side agent "$ha_url"; wrk_side ref "$ref_url"; fi
 done
-ref_h2_rps=0 ha_h2_rps=0 ref_h2_low=1e12
 for round in $(seq 1 "$rounds"); do
-    bench_h2load "ref#$round" "$ref_url"
-    ref_h2_rps=$(bench_max "$ref_h2_rps" "$H2_RPS"); ref_h2_low=$(bench_min "$ref_h2_low" "$H2_RPS")
-    bench_h2load "agent#$round" "$ha_url"
-    ha_h2_rps=$(bench_max "$ha_h2_rps" "$H2_RPS")
+    if [ $((round % 2)) = 1 ]; then h2_side ref "$ref_url"; h2_side agent "$ha_url"
+    else h2_side agent "$ha_url"; h2_side ref "$ref_url"; fi
 done
 
-bench_table_begin "cached /readyz (best of $rounds; wrk -t1 -c50 -d${DUR:-5s}; h2load -c50 -m10 -n${N:-1000000})"
-bench_row "wrk HTTP/1.1 req/s" "" "$ha_wrk_rps" "$ref_wrk_rps" ratio_ge 0.95
-bench_row "wrk HTTP/1.1 p99" ms "$ha_wrk_p99" "$ref_wrk_p99" info
-bench_row "h2load h2c req/s" "" "$ha_h2_rps" "$ref_h2_rps" ratio_ge 0.95
-echo "noise floor: the reference's own runs differed by $(bench_spread "$ref_wrk_rps" "$ref_wrk_low") (wrk)" \
-    "and $(bench_spread "$ref_h2_rps" "$ref_h2_low") (h2load); a ratio within that of 0.95 is not conclusive"
+# shellcheck disable=SC2086  # the runs are word lists
+{
+    ref_wrk_low=$(printf '%s\n' $ref_wrk | sort -g | head -1) ref_wrk_high=$(printf '%s\n' $ref_wrk | sort -g | tail -1)
+    ref_h2_low=$(printf '%s\n' $ref_h2 | sort -g | head -1) ref_h2_high=$(printf '%s\n' $ref_h2 | sort -g | tail -1)
+    bench_table_begin "cached /readyz (medians of $rounds rounds, paired ratios; wrk -t1 -c50 -d${DUR:-5s}; h2load -c50 -m10 -n${N:-1000000})"
+    bench_row "wrk HTTP/1.1 req/s" "" "$(bench_median $ha_wrk)" "$(bench_median $ref_wrk)" ratio_ge 0.95 \
+        "$(bench_paired_ratio "$ha_wrk" "$ref_wrk")"
+    bench_row "wrk HTTP/1.1 p99" ms "$(bench_median $ha_wrk_p99)" "$(bench_median $ref_wrk_p99)" info
+    bench_row "h2load h2c req/s" "" "$(bench_median $ha_h2)" "$(bench_median $ref_h2)" ratio_ge 0.95 \
+        "$(bench_paired_ratio "$ha_h2" "$ref_h2")"
+}
+echo "noise floor: the reference's own runs differed by up to $(bench_spread "$ref_wrk_high" "$ref_wrk_low") (wrk)" \
+    "and $(bench_spread "$ref_h2_high" "$ref_h2_low") (h2load); a ratio within that of 0.95 is not conclusive"
 
 bench_stop "$HA_PID" agent "$REF_PID" ref
 bench_finish

@@ -348,6 +348,26 @@ bench_median() {
         if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# bench_paired_ratio "A1 A2 ..." "R1 R2 ...": the median of A_i / R_i, each pair
+# measured back to back in one round, to 2 decimals. On a host whose speed drifts
+# by 10-20 % within a minute this says more than the ratio of two medians: the
+# drift between rounds cancels out of each pair. Prints 0 if the lists are empty
+# or of different lengths.
+bench_paired_ratio() {
+    local -a pa pr q=()
+    local i
+    read -r -a pa <<<"$1"
+    read -r -a pr <<<"$2"
+    if [ ${#pa[@]} -eq 0 ] || [ ${#pa[@]} -ne ${#pr[@]} ]; then
+        echo 0
+        return
+    fi
+    for i in "${!pa[@]}"; do
+        q+=("$(awk -v x="${pa[$i]}" -v y="${pr[$i]}" 'BEGIN { if (y + 0 > 0) printf "%.4f", x / y; else print 0 }')")
+    done
+    awk -v m="$(bench_median "${q[@]}")" 'BEGIN { printf "%.2f", m }'
+}
+
 # bench_cpu_ticks PID: CPU time (user + system, in clock ticks) used so far by PID,
 # every thread of it, and every process under it (nginx's worker, the h2o server's
 # children). Prints one number; 0 for a PID that is gone.
@@ -426,14 +446,16 @@ bench_table_begin() {
     printf '%s\n' "-----------------------------+----------------+----------------+--------+----------------+--------"
 }
 
-# bench_row METRIC UNIT AGENT REF RULE [LIMIT]
-#   RULE ratio_ge: ok when AGENT/REF >= LIMIT (higher is better: throughput)
+# bench_row METRIC UNIT AGENT REF RULE [LIMIT [RATIO]]
+#   RULE ratio_ge: ok when AGENT/REF >= LIMIT (higher is better: throughput);
+#                  with RATIO (bench_paired_ratio), RATIO is shown and judged instead
+#                  of AGENT/REF, which are then the sides' medians
 #   RULE le | lt:  ok when AGENT <= LIMIT | < LIMIT, in UNIT (absolute budget)
 #   RULE info:     no target
 # AGENT may be "-" when the agent side did not run (verdict n/a).
 bench_row() {
-    local metric=$1 unit=$2 agent=$3 ref=$4 rule=$5 limit=${6:-} ratio=- target=- verdict=-
-    if [ "$agent" != - ] && [ "$ref" != - ]; then
+    local metric=$1 unit=$2 agent=$3 ref=$4 rule=$5 limit=${6:-} ratio=${7:--} target=- verdict=-
+    if [ -z "${7:-}" ] && [ "$agent" != - ] && [ "$ref" != - ]; then
         ratio=$(awk -v a="$agent" -v r="$ref" 'BEGIN { if (r + 0 == 0) print "-"; else printf "%.2f", a / r }')
     fi
     case $rule in
@@ -444,8 +466,9 @@ bench_row() {
     if [ "$rule" != info ]; then
         if [ "$agent" = - ]; then
             verdict=n/a
-        elif awk -v a="$agent" -v r="$ref" -v x="$limit" -v rule="$rule" 'BEGIN {
-            if (rule == "ratio_ge") ok = (r > 0 && a / r >= x)
+        elif awk -v a="$agent" -v r="$ref" -v x="$limit" -v rule="$rule" -v q="${7:-}" 'BEGIN {
+            if (rule == "ratio_ge" && q != "") ok = (q + 0 >= x)
+            else if (rule == "ratio_ge") ok = (r > 0 && a / r >= x)
             else if (rule == "le") ok = (a <= x)
             else ok = (a < x)
             exit !ok }'; then
