@@ -1082,12 +1082,22 @@ static uint64_t group_fresh_until(const ha_front *f, const ha_render_req *rr)
     return gi >= 0 && (size_t)gi < f->ngviews ? f->gviews[gi].fresh_until : 0;
 }
 
+bool front__fresh(const ha_front *f, const ha_front_sel *sel)
+{
+    ha_render_req rr = {0};
+    if (f->snap == NULL || f->stalled_ns || sel->only.p || sel->nexclude)
+        return false;
+    rr.probe = sel->probe;
+    rr.group = sel->group;
+    return uv_hrtime() < group_fresh_until(f, &rr);
+}
+
 /* Serves a probe request: from the cache when every check is fresh, else
  * after the stale ones have run or max_wait passed, whichever comes first. */
 static void serve_probe(ha_front *f, h2o_req_t *req, ha_render_req *rr)
 {
-    bool whole = !rr->only.p && rr->nexclude == 0;
-    if (whole && f->snap && !f->stalled_ns && uv_hrtime() < group_fresh_until(f, rr)) {
+    ha_front_sel sel = {rr->probe, rr->group, rr->only, rr->exclude, rr->nexclude};
+    if (front__fresh(f, &sel)) {
         send_cached(f, req, rr);
         return;
     }
@@ -1099,7 +1109,7 @@ static void serve_probe(ha_front *f, h2o_req_t *req, ha_render_req *rr)
     for (size_t i = 0; i < rr->nexclude; i++)
         hw->exclude[i] = rr->exclude[i];
     hw->rr.exclude = hw->exclude;
-    ha_front_sel sel = {rr->probe, rr->group, rr->only, hw->exclude, rr->nexclude};
+    sel.exclude = hw->exclude;
     if (front__wait(f, &hw->w, &sel, UINT64_MAX, http_wait_done, hw) != 1)
         answer(f, req, &hw->rr);
 }

@@ -107,6 +107,7 @@ struct gs_conn {
     ha_grpc *g;
     nghttp2_session *sess;
     gs_stream *streams;
+    gs_stream *last;                  /* the stream last looked up (stream_of), or NULL */
     int nstreams;
     uint8_t addr[16];                 /* peer address key, counted by the front's caps */
     bool counted;                     /* front__conn_admit said yes; released at conn_close */
@@ -294,8 +295,9 @@ static void gs_service(const ha_snapshot *snap, const char *svc, size_t len, int
 
 /* The serving status of a service now, by the HTTP answer's rules and
  * overlays: GS_SERVING (UP, WARN), GS_NOT_SERVING, or GS_SERVICE_UNKNOWN
- * when it names no check. */
-static int gs_status(ha_grpc *g, const char *svc, size_t len)
+ * when it names no check. sel, when not NULL, gets what the service selects
+ * (its strings are svc's and the snapshot's). */
+static int gs_status_sel(ha_grpc *g, const char *svc, size_t len, ha_front_sel *sel)
 {
     static const ha_snapshot empty;
     ha_render_req rr = {0};
@@ -303,10 +305,17 @@ static int gs_status(ha_grpc *g, const char *svc, size_t len)
     if (s == NULL)
         s = &empty;
     gs_service(s, svc, len, &rr.probe, &rr.group, &rr.only);
+    if (sel) {
+        sel->probe = rr.probe;
+        sel->group = rr.group;
+        sel->only = rr.only;
+    }
     if (rr.only.p && snapshot_find(s, rr.only.p, rr.only.len) < 0)
         return GS_SERVICE_UNKNOWN;
     return front_render_status(s, &rr) <= HA_WARN ? GS_SERVING : GS_NOT_SERVING;
 }
+
+static int gs_status(ha_grpc *g, const char *svc, size_t len) { return gs_status_sel(g, svc, len, NULL); }
 
 /* --- output ------------------------------------------------------------- */
 
@@ -648,8 +657,13 @@ static void serve_check(gs_stream *s)
 {
     ha_grpc *g = s->conn->g;
     ha_front_sel sel = {0, {NULL, 0}, {NULL, 0}, NULL, 0};
-    if (gs_status(g, s->service, s->service_len) == GS_SERVICE_UNKNOWN) {
+    int st = gs_status_sel(g, s->service, s->service_len, &sel);
+    if (st == GS_SERVICE_UNKNOWN) {
         check_not_found(s);
+        return;
+    }
+    if (front__fresh(g->front, &sel)) {
+        gs_respond_status(s, st); /* nothing to wait for: st is the answer */
         return;
     }
     uint64_t budget = UINT64_MAX;
@@ -658,8 +672,6 @@ static void serve_check(gs_stream *s)
         uint64_t left = s->deadline_ns > now ? s->deadline_ns - now : 0;
         budget = left - (left / 5 < GS_MARGIN_NS ? left / 5 : GS_MARGIN_NS);
     }
-    ha_render_req rr = {0};
-    gs_service(front__answer_state(g->front, &rr), s->service, s->service_len, &sel.probe, &sel.group, &sel.only);
     s->wait = malloc(sizeof *s->wait);
     if (s->wait && front__wait(g->front, s->wait, &sel, budget, check_answer, s) == 1)
         return; /* check_answer follows */
@@ -826,6 +838,20 @@ static void headers_done(gs_stream *s)
 
 /* --- nghttp2 callbacks ---------------------------------------------------- */
 
+/* The stream id's gs_stream, or NULL. A request's frames come one stream at a
+ * time (a header block is never interleaved), so the last stream looked up is
+ * kept on the connection: nghttp2_session_get_stream_user_data searches a hash
+ * map, once per header otherwise. */
+static gs_stream *stream_of(gs_conn *c, int32_t id)
+{
+    if (c->last && c->last->id == id)
+        return c->last;
+    gs_stream *s = nghttp2_session_get_stream_user_data(c->sess, id);
+    if (s)
+        c->last = s;
+    return s;
+}
+
 static int on_begin_headers(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
 {
     gs_conn *c = ud;
@@ -848,7 +874,7 @@ static int on_begin_headers(nghttp2_session *sess, const nghttp2_frame *frame, v
 static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const uint8_t *name, size_t nl,
                      const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
-    gs_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    gs_stream *s = stream_of(ud, frame->hd.stream_id);
     if (s == NULL || frame->hd.type != NGHTTP2_HEADERS)
         return 0;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
@@ -897,7 +923,7 @@ static int on_header(nghttp2_session *sess, const nghttp2_frame *frame, const ui
 static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                          void *ud)
 {
-    gs_stream *s = nghttp2_session_get_stream_user_data(sess, id);
+    gs_stream *s = stream_of(ud, id);
     if (s == NULL || s->responded)
         return 0;
     if (s->req.len + len > 5 + GS_MAX_MESSAGE) {
@@ -911,7 +937,7 @@ static int on_data_chunk(nghttp2_session *sess, uint8_t flags, int32_t id, const
 
 static int on_frame_recv(nghttp2_session *sess, const nghttp2_frame *frame, void *ud)
 {
-    gs_stream *s = nghttp2_session_get_stream_user_data(sess, frame->hd.stream_id);
+    gs_stream *s = stream_of(ud, frame->hd.stream_id);
     if (s == NULL)
         return 0;
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
@@ -937,6 +963,8 @@ static void stream_free(gs_stream *s)
         c->streams = s->next;
     if (s->next)
         s->next->prev = s->prev;
+    if (c->last == s)
+        c->last = NULL;
     c->nstreams--;
     if (s->body != s->small)
         free(s->body);
@@ -947,7 +975,7 @@ static void stream_free(gs_stream *s)
 
 static int on_stream_close(nghttp2_session *sess, int32_t id, uint32_t error_code, void *ud)
 {
-    gs_stream *s = nghttp2_session_get_stream_user_data(sess, id);
+    gs_stream *s = stream_of(ud, id);
     if (s) {
         nghttp2_session_set_stream_user_data(sess, id, NULL);
         stream_free(s);
@@ -1082,6 +1110,7 @@ static void on_accept(uv_stream_t *l, int status)
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, GS_MAX_STREAMS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, GS_MAX_HEADER_LIST},
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, HA_ARRAY_SIZE(iv));
     if (g->closed)

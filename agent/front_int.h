@@ -69,6 +69,12 @@ typedef struct front_wait {
 int front__wait(ha_front *f, front_wait *w, const ha_front_sel *sel, uint64_t budget_ns,
                 front_wait_cb cb, void *data);
 
+/* True when sel is a whole probe or group (no one check, no exclusions) of
+ * the current snapshot and every check of it is fresh now, the engine not
+ * stalled: front__wait would find nothing to wait for, and an answer made
+ * now from front__answer_state is the one a wait would give. */
+bool front__fresh(const ha_front *f, const ha_front_sel *sel);
+
 /* Sends a report for the pushed check name[0..nlen) (status UP, WARN or
  * DOWN, output out[0..olen), at most HA_REPORT_OUTPUT_MAX bytes) to the
  * engine through the bridge, and waits until a snapshot that shows it
