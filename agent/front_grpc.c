@@ -27,6 +27,9 @@
 #include <string.h>
 
 #include <nghttp2/nghttp2.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h> /* the block pool poisons what it keeps */
+#endif
 
 #include "buf.h"
 #include "front_grpc.h"
@@ -70,14 +73,17 @@ typedef struct gs_conn gs_conn;
 
 /* The block pool (gs_alloc): classes of GS_POOL_STEP bytes up to GS_POOL_MAX,
  * at most GS_POOL_KEEP free blocks kept in each (72 KiB in all). Under ASan
- * none is kept, so that a use after free is still caught. */
+ * a kept block is poisoned, so that a use after free is still caught. */
 #define GS_POOL_STEP 32
 #define GS_POOL_CLASSES 8
 #define GS_POOL_MAX (GS_POOL_STEP * GS_POOL_CLASSES)
-#if defined(__SANITIZE_ADDRESS__)
-#define GS_POOL_KEEP 0
-#else
 #define GS_POOL_KEEP 64
+#if defined(__SANITIZE_ADDRESS__)
+#define GS_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define GS_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define GS_POISON(p, n) ((void)(p), (void)(n))
+#define GS_UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 /* A block's header: its class (GS_POOL_CLASSES for a block from malloc of
  * any size), or the next free block while it is on a free list. */
@@ -201,6 +207,7 @@ static void *gs_alloc(size_t size, void *ud)
         h = g->pool[cls];
         g->pool[cls] = h->next;
         g->npool[cls]--;
+        GS_UNPOISON(h + 1, (cls + 1) * GS_POOL_STEP);
     } else {
         if (cls >= GS_POOL_CLASSES)
             cls = GS_POOL_CLASSES;
@@ -221,6 +228,7 @@ static void gs_dealloc(void *p, void *ud)
     gs_hdr *h = (gs_hdr *)p - 1;
     size_t cls = h->cls;
     if (cls < GS_POOL_CLASSES && g->npool[cls] < GS_POOL_KEEP) {
+        GS_POISON(h + 1, (cls + 1) * GS_POOL_STEP);
         h->next = g->pool[cls];
         g->pool[cls] = h;
         g->npool[cls]++;
@@ -268,6 +276,7 @@ static void gs_pool_drain(ha_grpc *g)
         while (g->pool[i]) {
             gs_hdr *h = g->pool[i];
             g->pool[i] = h->next;
+            GS_UNPOISON(h + 1, (size_t)(i + 1) * GS_POOL_STEP);
             free(h);
         }
         g->npool[i] = 0;
