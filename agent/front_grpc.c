@@ -180,6 +180,7 @@ struct ha_grpc {
     int nwatch;
     uint64_t next_refresh_ns;
     gs_refresh refresh[HA_NPROBES];   /* probe-wide refreshes for Watch streams */
+    ha_buf out;                       /* conn_send's buffer, empty between its calls */
     nghttp2_mem mem;                  /* the sessions' allocator: the pool below */
     union gs_hdr *pool[GS_POOL_CLASSES]; /* free blocks by size class (gs_alloc) */
     unsigned npool[GS_POOL_CLASSES];
@@ -488,7 +489,8 @@ static void on_write(uv_write_t *w, int status)
  * write callback resumes). Closes the connection when the session is done. */
 static void conn_send(gs_conn *c)
 {
-    ha_buf out = HA_BUF_INIT;
+    ha_buf out = c->g->out; /* the server's, reused: empty between calls */
+    c->g->out = (ha_buf)HA_BUF_INIT; /* taken: a call made meanwhile uses its own */
     while (!c->closing && c->tcp.write_queue_size + out.len < GS_WRITE_HIGH) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(c->sess, &data);
@@ -529,7 +531,11 @@ static void conn_send(gs_conn *c)
             }
         }
     }
-    buf_free(&out);
+    out.len = 0;
+    if (out.cap > GS_WRITE_HIGH || c->g->out.data)
+        buf_free(&out); /* a large List answer is not kept, nor a second buffer */
+    else
+        c->g->out = out;
     if (!c->closing && c->writes == 0 && !nghttp2_session_want_read(c->sess) &&
         !nghttp2_session_want_write(c->sess))
         conn_close(c);
@@ -609,7 +615,9 @@ static ssize_t gs_read_body(nghttp2_session *sess, int32_t id, uint8_t *buf, siz
         nv[nn++] = gs_nv("grpc-message", msg);
     }
     for (size_t i = 0; i < nn; i++)
-        nv[i].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME; /* the values are copied */
+        nv[i].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME; /* the values are copied... */
+    if (nv[0].value != (uint8_t *)st)
+        nv[0].flags |= NGHTTP2_NV_FLAG_NO_COPY_VALUE; /* ...but a static status */
     if (nghttp2_submit_trailer(sess, id, nv, nn) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
@@ -644,6 +652,7 @@ static void gs_error(gs_stream *s, int http, int code, const char *msg)
 static void gs_respond(gs_stream *s)
 {
     nghttp2_nv nv[2] = {gs_nv(":status", "200"), gs_nv("content-type", "application/grpc")};
+    nv[0].flags = nv[1].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE; /* static */
     nghttp2_data_provider dp;
     if (s->responded)
         return;
@@ -1400,6 +1409,7 @@ static void gs_release(ha_grpc *g)
     nghttp2_session_callbacks_del(g->cbs);
     nghttp2_option_del(g->opt);
     gs_pool_drain(g);
+    buf_free(&g->out);
     free(g);
 }
 
