@@ -27,9 +27,6 @@
 #include <string.h>
 
 #include <nghttp2/nghttp2.h>
-#if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h> /* the block pool poisons what it keeps */
-#endif
 
 #include "buf.h"
 #include "front_grpc.h"
@@ -42,6 +39,7 @@
 #define GS_MAX_SERVICE 1024               /* bytes of a service name */
 #define GS_LIST_MAX 1000                  /* services List answers; beyond: RESOURCE_EXHAUSTED */
 #define GS_SEND_TIMEOUT_NS (10 * HA_NS_PER_S) /* output pending without progress: close */
+#define GS_OUT_KEEP (16u << 10)           /* conn_send's buffer is kept up to this size */
 #define GS_WRITE_HIGH (64u << 10)         /* bytes queued on the socket before nghttp2 is asked for more */
 #define GS_RST_BURST 1000                 /* RST_STREAM token bucket: burst ... */
 #define GS_RST_RATE 33                    /* ... and tokens per second, then GOAWAY */
@@ -72,26 +70,32 @@ enum {
 typedef struct gs_conn gs_conn;
 
 /* The block pool (gs_alloc): classes of GS_POOL_STEP bytes up to GS_POOL_MAX,
- * at most GS_POOL_KEEP free blocks kept in each (72 KiB in all). Under ASan
- * a kept block is poisoned, so that a use after free is still caught. */
+ * at most GS_POOL_KEEP free blocks kept in each (40 KiB in all, headers
+ * included). Under ASan there is no pool: every block is malloc'd at its own
+ * size, so that a use after free or an overflow into the rounding is caught
+ * (a kept block, even poisoned, is handed to the next stream at once). */
 #define GS_POOL_STEP 32
 #define GS_POOL_CLASSES 8
 #define GS_POOL_MAX (GS_POOL_STEP * GS_POOL_CLASSES)
-#define GS_POOL_KEEP 64
-#if defined(__SANITIZE_ADDRESS__)
-#define GS_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define GS_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define GS_POISON(p, n) ((void)(p), (void)(n))
-#define GS_UNPOISON(p, n) ((void)(p), (void)(n))
+#define GS_POOL_KEEP 32
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GS_POOL_OFF 1 /* clang */
 #endif
-/* A block's header: its class (GS_POOL_CLASSES for a block from malloc of
- * any size), or the next free block while it is on a free list. */
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define GS_POOL_OFF 1 /* gcc */
+#endif
+#ifndef GS_POOL_OFF
+#define GS_POOL_OFF 0
+#endif
+/* A block's header, 16 bytes: its class (GS_POOL_CLASSES for a block from
+ * malloc of any size), or the next free block while it is on a free list. */
 typedef union gs_hdr {
-    size_t cls;
+    _Alignas(max_align_t) size_t cls;
     union gs_hdr *next;
-    max_align_t align;
 } gs_hdr;
+_Static_assert(sizeof(gs_hdr) == _Alignof(max_align_t), "the header keeps a block aligned, and no more");
 
 /* One request stream. Owned by its connection (linked in c->streams) from
  * the first HEADERS to nghttp2's close callback or the connection's end. */
@@ -203,16 +207,15 @@ static void *gs_alloc(size_t size, void *ud)
 {
     ha_grpc *g = ud;
     size_t cls = size == 0 ? 0 : (size - 1) / GS_POOL_STEP;
+    if (GS_POOL_OFF || cls >= GS_POOL_CLASSES)
+        cls = GS_POOL_CLASSES; /* from malloc, at its own size */
     gs_hdr *h;
     if (cls < GS_POOL_CLASSES && g->pool[cls]) {
         h = g->pool[cls];
         g->pool[cls] = h->next;
         g->npool[cls]--;
-        GS_UNPOISON(h + 1, (cls + 1) * GS_POOL_STEP);
     } else {
-        if (cls >= GS_POOL_CLASSES)
-            cls = GS_POOL_CLASSES;
-        else
+        if (cls < GS_POOL_CLASSES)
             size = (cls + 1) * GS_POOL_STEP; /* the class's size: realloc may grow into it */
         if (size > SIZE_MAX - sizeof *h || (h = malloc(sizeof *h + size)) == NULL)
             return NULL;
@@ -229,7 +232,6 @@ static void gs_dealloc(void *p, void *ud)
     gs_hdr *h = (gs_hdr *)p - 1;
     size_t cls = h->cls;
     if (cls < GS_POOL_CLASSES && g->npool[cls] < GS_POOL_KEEP) {
-        GS_POISON(h + 1, (cls + 1) * GS_POOL_STEP);
         h->next = g->pool[cls];
         g->pool[cls] = h;
         g->npool[cls]++;
@@ -277,7 +279,6 @@ static void gs_pool_drain(ha_grpc *g)
         while (g->pool[i]) {
             gs_hdr *h = g->pool[i];
             g->pool[i] = h->next;
-            GS_UNPOISON(h + 1, (size_t)(i + 1) * GS_POOL_STEP);
             free(h);
         }
         g->npool[i] = 0;
@@ -293,13 +294,15 @@ static nghttp2_nv gs_nv(const char *name, const char *value)
     return nv;
 }
 
-/* The grpc-status value of code in decimal: buf (16 bytes) holds it, unless
- * it is a code of the protocol (0 to 16), whose text is static. */
-static const char *gs_code_text(int code, char *buf)
+/* The grpc-status value of code in decimal: static text for a code of the
+ * protocol (0 to 16; *fixed is set true: nghttp2 need not copy it), else
+ * written into buf (16 bytes). */
+static const char *gs_code_text(int code, char *buf, bool *fixed)
 {
     static const char *const text[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8",
                                        "9", "10", "11", "12", "13", "14", "15", "16"};
-    if (code >= 0 && code < (int)HA_ARRAY_SIZE(text))
+    *fixed = code >= 0 && code < (int)HA_ARRAY_SIZE(text);
+    if (*fixed)
         return text[code];
     snprintf(buf, 16, "%d", code);
     return buf;
@@ -532,7 +535,7 @@ static void conn_send(gs_conn *c)
         }
     }
     out.len = 0;
-    if (out.cap > GS_WRITE_HIGH || c->g->out.data)
+    if (out.cap > GS_OUT_KEEP || c->g->out.data)
         buf_free(&out); /* a large List answer is not kept, nor a second buffer */
     else
         c->g->out = out;
@@ -609,14 +612,15 @@ static ssize_t gs_read_body(nghttp2_session *sess, int32_t id, uint8_t *buf, siz
     char st[16], msg[256];
     nghttp2_nv nv[2];
     size_t nn = 0;
-    nv[nn++] = gs_nv("grpc-status", gs_code_text(code, st));
+    bool fixed;
+    nv[nn++] = gs_nv("grpc-status", gs_code_text(code, st, &fixed));
     if (s->trailer_msg) {
         gs_percent(s->trailer_msg, msg, sizeof msg);
         nv[nn++] = gs_nv("grpc-message", msg);
     }
     for (size_t i = 0; i < nn; i++)
         nv[i].flags = NGHTTP2_NV_FLAG_NO_COPY_NAME; /* the values are copied... */
-    if (nv[0].value != (uint8_t *)st)
+    if (fixed)
         nv[0].flags |= NGHTTP2_NV_FLAG_NO_COPY_VALUE; /* ...but a static status */
     if (nghttp2_submit_trailer(sess, id, nv, nn) != 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -638,7 +642,10 @@ static void gs_error(gs_stream *s, int http, int code, const char *msg)
     nv[n++] = gs_nv("content-type", http == 200 ? "application/grpc" : "text/plain");
     if (http == 405)
         nv[n++] = gs_nv("allow", "POST");
-    nv[n++] = gs_nv("grpc-status", gs_code_text(code, cs));
+    bool fixed;
+    nv[n++] = gs_nv("grpc-status", gs_code_text(code, cs, &fixed));
+    if (fixed)
+        nv[n - 1].flags |= NGHTTP2_NV_FLAG_NO_COPY_VALUE;
     if (msg) {
         gs_percent(msg, m, sizeof m);
         nv[n++] = gs_nv("grpc-message", m);
@@ -1256,6 +1263,13 @@ static void on_accept(uv_stream_t *l, int status)
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, GS_MAX_STREAMS},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, GS_MAX_HEADER_LIST},
+        /* no priority tree per stream (health clients send no priorities).
+         * nghttp2 before 1.61 (Debian 12 has 1.52) has two bugs in the RFC
+         * 9218 scheduling this turns on (upstream PR 2120: an idle stream
+         * left on the idle list once opened, a queued stream freed while in
+         * the send queue). Neither is reachable here: PRIORITY_UPDATE is not
+         * enabled, so it is ignored, and on_stream_close submits no frame.
+         * Keep both so while the library is older. */
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, HA_ARRAY_SIZE(iv));
