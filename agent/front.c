@@ -1073,23 +1073,16 @@ static void http_wait_done(void *p)
     answer(hw->front, hw->req, &hw->rr);
 }
 
-/* When every check of rr's probe or group is fresh until (0: unknown). */
-static uint64_t group_fresh_until(const ha_front *f, const ha_render_req *rr)
-{
-    if (rr->group.p == NULL)
-        return f->fresh_until[rr->probe];
-    int gi = snapshot_find_group(f->snap, rr->group.p, rr->group.len);
-    return gi >= 0 && (size_t)gi < f->ngviews ? f->gviews[gi].fresh_until : 0;
-}
-
 bool front__fresh(const ha_front *f, const ha_front_sel *sel)
 {
-    ha_render_req rr = {0};
     if (f->snap == NULL || f->stalled_ns || sel->only.p || sel->nexclude)
         return false;
-    rr.probe = sel->probe;
-    rr.group = sel->group;
-    return uv_hrtime() < group_fresh_until(f, &rr);
+    uint64_t until = f->fresh_until[sel->probe]; /* every check of the probe fresh until then */
+    if (sel->group.p) {
+        int gi = snapshot_find_group(f->snap, sel->group.p, sel->group.len);
+        until = gi >= 0 && (size_t)gi < f->ngviews ? f->gviews[gi].fresh_until : 0;
+    }
+    return uv_hrtime() < until;
 }
 
 /* Serves a probe request: from the cache when every check is fresh, else

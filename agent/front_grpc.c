@@ -295,14 +295,16 @@ static nghttp2_nv gs_nv(const char *name, const char *value)
 }
 
 /* The grpc-status value of code in decimal: static text for a code of the
- * protocol (0 to 16; *fixed is set true: nghttp2 need not copy it), else
- * written into buf (16 bytes). */
+ * protocol (0 to 16; then *fixed, if given, is set true: nghttp2 need not
+ * copy it), else written into buf (16 bytes). */
 static const char *gs_code_text(int code, char *buf, bool *fixed)
 {
     static const char *const text[] = {"0", "1", "2", "3", "4", "5", "6", "7", "8",
                                        "9", "10", "11", "12", "13", "14", "15", "16"};
-    *fixed = code >= 0 && code < (int)HA_ARRAY_SIZE(text);
-    if (*fixed)
+    bool is_static = code >= 0 && code < (int)HA_ARRAY_SIZE(text);
+    if (fixed)
+        *fixed = is_static;
+    if (is_static)
         return text[code];
     snprintf(buf, 16, "%d", code);
     return buf;
@@ -642,10 +644,7 @@ static void gs_error(gs_stream *s, int http, int code, const char *msg)
     nv[n++] = gs_nv("content-type", http == 200 ? "application/grpc" : "text/plain");
     if (http == 405)
         nv[n++] = gs_nv("allow", "POST");
-    bool fixed;
-    nv[n++] = gs_nv("grpc-status", gs_code_text(code, cs, &fixed));
-    if (fixed)
-        nv[n - 1].flags |= NGHTTP2_NV_FLAG_NO_COPY_VALUE;
+    nv[n++] = gs_nv("grpc-status", gs_code_text(code, cs, NULL));
     if (msg) {
         gs_percent(msg, m, sizeof m);
         nv[n++] = gs_nv("grpc-message", m);

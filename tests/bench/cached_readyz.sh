@@ -19,25 +19,28 @@ bench_log "agent /readyz: $(curl -s "$ha_url")"
 
 rounds=${ROUNDS:-4}
 ref_wrk='' ha_wrk='' ref_wrk_p99='' ha_wrk_p99='' ref_h2='' ha_h2=''
-# wrk_side NAME URL and h2_side NAME URL: one run, its figures appended to NAME's lists
+# wrk_side SIDE and h2_side SIDE (ref or agent): one run, its figures appended
+# to that side's lists
 wrk_side() {
-    bench_wrk "$1#$round" "$2"
-    if [ "$1" = ref ]; then ref_wrk="$ref_wrk $WRK_RPS" ref_wrk_p99="$ref_wrk_p99 $WRK_P99_MS"
-    else ha_wrk="$ha_wrk $WRK_RPS" ha_wrk_p99="$ha_wrk_p99 $WRK_P99_MS"; fi
+    if [ "$1" = ref ]; then
+        bench_wrk "ref#$round" "$ref_url"; ref_wrk="$ref_wrk $WRK_RPS" ref_wrk_p99="$ref_wrk_p99 $WRK_P99_MS"
+    else
+        bench_wrk "agent#$round" "$ha_url"; ha_wrk="$ha_wrk $WRK_RPS" ha_wrk_p99="$ha_wrk_p99 $WRK_P99_MS"
+    fi
 }
 h2_side() {
-    bench_h2load "$1#$round" "$2"
-    if [ "$1" = ref ]; then ref_h2="$ref_h2 $H2_RPS"; else ha_h2="$ha_h2 $H2_RPS"; fi
+    if [ "$1" = ref ]; then
+        bench_h2load "ref#$round" "$ref_url"; ref_h2="$ref_h2 $H2_RPS"
+    else
+        bench_h2load "agent#$round" "$ha_url"; ha_h2="$ha_h2 $H2_RPS"
+    fi
 }
-# each round runs both sides back to back, the reference first in odd rounds and
-# the agent first in even ones, so neither always has the warmer (or colder) turn
+# each round runs both sides back to back, in the order bench_pair_order gives
 for round in $(seq 1 "$rounds"); do
-    if [ $((round % 2)) = 1 ]; then wrk_side ref "$ref_url"; wrk_side agent "$ha_url"
-    else wrk_side agent "$ha_url"; wrk_side ref "$ref_url"; fi
+    for side in $(bench_pair_order "$round" ref agent); do wrk_side "$side"; done
 done
 for round in $(seq 1 "$rounds"); do
-    if [ $((round % 2)) = 1 ]; then h2_side ref "$ref_url"; h2_side agent "$ha_url"
-    else h2_side agent "$ha_url"; h2_side ref "$ref_url"; fi
+    for side in $(bench_pair_order "$round" ref agent); do h2_side "$side"; done
 done
 
 # shellcheck disable=SC2086  # the runs are word lists

@@ -55,10 +55,9 @@ bench_log "with groups: $(curl -s "http://127.0.0.1:$ha_port/groupz/group-001")"
 
 rounds=${ROUNDS:-4}
 ref_runs='' ha_runs=''
-# one run each side a round, back to back, the one without groups first in odd
-# rounds and the one with groups first in even ones
+# one run each side a round, back to back, in the order bench_pair_order gives
 for round in $(seq 1 "$rounds"); do
-    for side in $(if [ $((round % 2)) = 1 ]; then echo nogroups groups; else echo groups nogroups; fi); do
+    for side in $(bench_pair_order "$round" nogroups groups); do
         if [ "$side" = nogroups ]; then
             bench_wrk "nogroups#$round" "$ref_url"; ref_runs="$ref_runs $WRK_RPS"
         else

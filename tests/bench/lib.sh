@@ -348,6 +348,10 @@ bench_median() {
         if (NR == 0) print 0; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# bench_pair_order ROUND A B: prints "A B" in an odd round and "B A" in an even
+# one, so that neither side of a pair always has the warmer (or colder) turn.
+bench_pair_order() { if [ $(($1 % 2)) = 1 ]; then echo "$2 $3"; else echo "$3 $2"; fi; }
+
 # bench_paired_ratio "A1 A2 ..." "R1 R2 ...": the median of A_i / R_i, each pair
 # measured back to back in one round, to 2 decimals. On a host whose speed drifts
 # by 10-20 % within a minute this says more than the ratio of two medians: the
