@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "api_conn.h"
+#include "common.h"
 
 typedef struct {
     api_conn *c;              /* NULL once closed */
@@ -81,7 +82,7 @@ static void on_resolved(api_dns_req *r, int status, struct addrinfo *res)
 void api_conn_resolve(api_conn *c, const char *host)
 {
     unsigned char bin[sizeof(struct in6_addr)];
-    if (inet_pton(AF_INET, host, bin) == 1 || inet_pton(AF_INET6, host, bin) == 1) {
+    if (ha_inet_pton(AF_INET, host, bin) == 1 || ha_inet_pton(AF_INET6, host, bin) == 1) {
         c->cls->connect(c, host); /* numeric: no lookup, no thread-pool slot */
         return;
     }

@@ -92,7 +92,7 @@ int api_dns_test_host(const char *name, const char *addr)
     }
     unsigned char bin[sizeof(struct in6_addr)];
     if (strlen(name) == 0 || strlen(name) >= sizeof test_hosts[0].name ||
-        (inet_pton(AF_INET, addr, bin) != 1 && inet_pton(AF_INET6, addr, bin) != 1))
+        (ha_inet_pton(AF_INET, addr, bin) != 1 && ha_inet_pton(AF_INET6, addr, bin) != 1))
         return UV_EINVAL;
     if (n_test_hosts == API_DNS_TEST_HOSTS)
         return UV_ENOSPC;

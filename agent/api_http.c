@@ -378,7 +378,7 @@ static void describe_failure(http_op *op, CURLcode rc)
 static bool is_ip_literal(const char *s)
 {
     unsigned char a[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, a) == 1 || inet_pton(AF_INET6, s, a) == 1;
+    return ha_inet_pton(AF_INET, s, a) == 1 || ha_inet_pton(AF_INET6, s, a) == 1;
 }
 
 /* The parts of a URL a hop needs. */

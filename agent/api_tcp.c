@@ -426,7 +426,7 @@ static SSL_CTX *ctx_get(const char *ca_file, char *err, size_t errlen)
 static bool is_ip_literal(const char *s)
 {
     unsigned char buf[sizeof(struct in6_addr)];
-    return inet_pton(AF_INET, s, buf) == 1 || inet_pton(AF_INET6, s, buf) == 1;
+    return ha_inet_pton(AF_INET, s, buf) == 1 || ha_inet_pton(AF_INET6, s, buf) == 1;
 }
 
 /* Sets up the SSL object of c: SNI, verification and the hostname to check.

@@ -1,5 +1,6 @@
 /* cidr.c: parsing and matching of IPv4/IPv6 networks (see cidr.h). */
 #include "cidr.h"
+#include "common.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -44,13 +45,13 @@ int cidr_parse(const char *s, ha_cidr *out)
             prefix = prefix * 10 + (p[i] - '0');
     }
     memset(&c, 0, sizeof c);
-    if (inet_pton(AF_INET, host, c.addr) == 1) {
+    if (ha_inet_pton(AF_INET, host, c.addr) == 1) {
         c.family = AF_INET;
         c.prefix = prefix < 0 ? 32 : prefix;
         if (c.prefix > 32)
             return -1;
         cidr_mask(c.addr, c.prefix, 4);
-    } else if (inet_pton(AF_INET6, host, c.addr) == 1) {
+    } else if (ha_inet_pton(AF_INET6, host, c.addr) == 1) {
         c.family = AF_INET6;
         c.prefix = prefix < 0 ? 128 : prefix;
         if (c.prefix > 128)

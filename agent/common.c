@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <uv.h>
+
 /* Longest duration accepted anywhere in the configuration: one year. */
 #define COMMON_MAX_DURATION_NS (365ull * 24 * 3600 * HA_NS_PER_S)
 
@@ -206,14 +208,75 @@ void ha_time_format(int64_t wall_ms, char *buf, size_t len)
         ms += 1000;
         sec -= 1;
     }
-    time_t t = (time_t)sec;
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL) {
-        snprintf(buf, len, "1970-01-01T00:00:00.000Z");
-        return;
-    }
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)ms);
+    ha_utc u;
+    ha_utc_split(sec, &u);
+    snprintf(buf, len, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)u.year, u.mon, u.mday, u.hour, u.min,
+             u.sec, (int)ms);
+}
+
+/* Floor division and its remainder, for times before the epoch. */
+static int64_t floor_div(int64_t a, int64_t b)
+{
+    return a / b - (a % b != 0 && (a < 0) != (b < 0));
+}
+
+void ha_utc_split(int64_t sec, ha_utc *u)
+{
+    int64_t days = floor_div(sec, 86400), rem = sec - days * 86400;
+    u->hour = (int)(rem / 3600);
+    u->min = (int)(rem / 60 % 60);
+    u->sec = (int)(rem % 60);
+    u->wday = (int)(days + 4 - floor_div(days + 4, 7) * 7); /* 1970-01-01 was a Thursday */
+    /* the calendar in 400-year eras of 146097 days, each year starting on
+     * 1 March so that the leap day comes last */
+    int64_t z = days + 719468; /* days since 0000-03-01 */
+    int64_t era = floor_div(z, 146097);
+    int64_t doe = z - era * 146097;                                       /* 0-146096 */
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365; /* 0-399 */
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);               /* 0-365, from 1 March */
+    int64_t mp = (5 * doy + 2) / 153;                                    /* 0 is March */
+    u->mday = (int)(doy - (153 * mp + 2) / 5 + 1);
+    u->mon = (int)(mp < 10 ? mp + 3 : mp - 9);
+    u->year = yoe + era * 400 + (u->mon <= 2);
+}
+
+void ha_http_date(int64_t sec, char *buf)
+{
+    static const char wdays[] = "SunMonTueWedThuFriSat";
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    ha_utc u;
+    ha_utc_split(sec, &u);
+    int y = u.year < 0 ? 0 : u.year > 9999 ? 9999 : (int)u.year;
+    char *p = buf;
+    memcpy(p, wdays + 3 * u.wday, 3);
+    p[3] = ',';
+    p[4] = ' ';
+    p[5] = (char)('0' + u.mday / 10);
+    p[6] = (char)('0' + u.mday % 10);
+    p[7] = ' ';
+    memcpy(p + 8, months + 3 * (u.mon - 1), 3);
+    p[11] = ' ';
+    p[12] = (char)('0' + y / 1000);
+    p[13] = (char)('0' + y / 100 % 10);
+    p[14] = (char)('0' + y / 10 % 10);
+    p[15] = (char)('0' + y % 10);
+    p[16] = ' ';
+    p[17] = (char)('0' + u.hour / 10);
+    p[18] = (char)('0' + u.hour % 10);
+    p[19] = ':';
+    p[20] = (char)('0' + u.min / 10);
+    p[21] = (char)('0' + u.min % 10);
+    p[22] = ':';
+    p[23] = (char)('0' + u.sec / 10);
+    p[24] = (char)('0' + u.sec % 10);
+    memcpy(p + 25, " GMT", 5); /* and the NUL */
+}
+
+int ha_inet_pton(int af, const char *src, void *dst)
+{
+    if ((af != AF_INET && af != AF_INET6) || strchr(src, '%') != NULL)
+        return 0;
+    return uv_inet_pton(af, src, dst) == 0;
 }
 
 /* --- shared objects loaded on demand ---------------------------------------- */

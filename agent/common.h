@@ -65,6 +65,28 @@ int64_t ha_wall_ms(void);
  * ("2026-11-22T10:00:00.000Z"); buf needs 25 bytes. */
 void ha_time_format(int64_t wall_ms, char *buf, size_t len);
 
+/* A UTC instant in calendar terms, computed here rather than by gmtime_r,
+ * whose first call sets up the C library's time zones (reading
+ * /etc/localtime) that nothing in the agent uses. */
+typedef struct {
+    int64_t year;
+    int mon, mday;      /* 1-12, 1-31 */
+    int hour, min, sec; /* 0-23, 0-59, 0-59 */
+    int wday;           /* 0 is Sunday */
+} ha_utc;
+/* Splits sec, seconds since the epoch (negative before it), proleptic
+ * Gregorian calendar, no leap seconds. */
+void ha_utc_split(int64_t sec, ha_utc *u);
+/* Writes the IMF-fixdate of sec ("Sun, 06 Nov 1994 08:49:37 GMT", RFC 9110
+ * 5.6.7) and a NUL: HA_HTTP_DATE_LEN + 1 bytes, for years 0 to 9999. */
+#define HA_HTTP_DATE_LEN 29
+void ha_http_date(int64_t sec, char *buf);
+
+/* inet_pton(3) for AF_INET or AF_INET6, by libuv's parser, which keeps the
+ * C library's resolver code out of a process that never resolves; a zone
+ * ("%eth0") is refused as inet_pton refuses it. Returns 1 or 0. */
+int ha_inet_pton(int af, const char *src, void *dst);
+
 #define HA_HIST_DEFAULT 60 /* past results a check keeps by default (config key history) */
 #define HA_HIST_MAX 1000   /* at most */
 

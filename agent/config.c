@@ -13,6 +13,7 @@
  * whose misses fall through to the standard library, so only the names the
  * file set are read. */
 #include "config.h"
+#include "common.h"
 
 #include <errno.h>
 #include <lauxlib.h>
@@ -359,7 +360,7 @@ static const char *config_listen_check(const char *a)
             return "bad IPv6 address";
         memcpy(host, a + 1, n);
         host[n] = '\0';
-        if (inet_pton(AF_INET6, host, bin) != 1)
+        if (ha_inet_pton(AF_INET6, host, bin) != 1)
             return "bad IPv6 address";
         colon = close + 1;
     } else {

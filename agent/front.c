@@ -1168,9 +1168,8 @@ static void addr_key(const struct sockaddr_storage *ss, uint8_t *key)
 static const char *addr_text(const uint8_t *key, char *buf, size_t len)
 {
     static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    if (memcmp(key, v4mapped, 12) == 0)
-        return inet_ntop(AF_INET, key + 12, buf, (socklen_t)len);
-    return inet_ntop(AF_INET6, key, buf, (socklen_t)len);
+    bool v4 = memcmp(key, v4mapped, 12) == 0;
+    return uv_inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key + 12 : key, buf, len) == 0 ? buf : NULL;
 }
 
 /* Logs why connections are ended or refused: the first at once, then at
@@ -2102,15 +2101,14 @@ static ha_format accept_format(const char *v, size_t len)
 
 /* The IMF-fixdate of the current second, for the fast path's Date field;
  * recomputed once a second. */
+_Static_assert(HA_FAST_DATE_LEN == HA_HTTP_DATE_LEN, "the fast path reserves room for ha_http_date");
 static const char *fast_date(void)
 {
     static time_t last = -1;
-    static char text[HA_FAST_DATE_LEN + 1];
+    static char text[HA_HTTP_DATE_LEN + 1];
     time_t now = time(NULL);
     if (now != last) {
-        struct tm tm;
-        gmtime_r(&now, &tm);
-        strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        ha_http_date(now, text);
         last = now;
     }
     return text;
@@ -2482,7 +2480,8 @@ static void log_access(const ha_config *cfg)
             (n->family == AF_INET6 && n->prefix == 128 && memcmp(n->addr, lo6, 16) == 0))
             continue;
         char a[INET6_ADDRSTRLEN];
-        inet_ntop(n->family, n->addr, a, sizeof a);
+        if (uv_inet_ntop(n->family, n->addr, a, sizeof a) != 0)
+            snprintf(a, sizeof a, "?");
         log_event(LOG_WARN, NULL, "trusted_networks: %s/%d is wider than 127.0.0.1/32 and ::1: every client "
                   "there sees check outputs and details", a, n->prefix);
     }

@@ -1,6 +1,8 @@
 /* test_common.c: names, durations, sizes and time formatting (common.c). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "common.h"
 
@@ -213,6 +215,80 @@ static void test_time(void)
     CHECK(ha_wall_ms() >= now);
 }
 
+/* ha_utc_split and ha_http_date against the C library's gmtime_r and
+ * strftime, which they stand in for, over days either side of the epoch,
+ * the leap days of 2000 (a leap year), 2100 (not one) and 2400, and the
+ * last second of 9999. */
+static void test_utc(void)
+{
+    static const int64_t at[] = {0, -1, 86399, 86400, -86400, -86401, 951782399, 951782400, 951868800,
+                                 4107542399, 4107542400, 4107628800, 13574563200, 13574649600,
+                                 1795341600, 253402300799, -62135596800};
+    int bad = 0;
+    for (size_t i = 0; i < sizeof at / sizeof at[0]; i++) {
+        for (int64_t d = -3; d <= 3; d++) {
+            int64_t sec = at[i] + d * 3607; /* seconds into other hours too */
+            time_t t = (time_t)sec;
+            struct tm tm;
+            ha_utc u;
+            gmtime_r(&t, &tm);
+            ha_utc_split(sec, &u);
+            if (u.year != tm.tm_year + 1900LL || u.mon != tm.tm_mon + 1 || u.mday != tm.tm_mday ||
+                u.hour != tm.tm_hour || u.min != tm.tm_min || u.sec != tm.tm_sec || u.wday != tm.tm_wday) {
+                if (bad++ < 5)
+                    fprintf(stderr, "ha_utc_split(%lld): %lld-%d-%d %d:%d:%d wday %d\n", (long long)sec,
+                            (long long)u.year, u.mon, u.mday, u.hour, u.min, u.sec, u.wday);
+                continue;
+            }
+            if (tm.tm_year + 1900 < 1000 || tm.tm_year + 1900 > 9999)
+                continue; /* strftime's %Y does not pad to the four digits HTTP wants */
+            char want[64], got[HA_HTTP_DATE_LEN + 1];
+            strftime(want, sizeof want, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+            ha_http_date(sec, got);
+            if (strcmp(want, got) != 0 && bad++ < 5)
+                fprintf(stderr, "ha_http_date(%lld): %s, not %s\n", (long long)sec, got, want);
+        }
+    }
+    CHECK(bad == 0);
+    char d[HA_HTTP_DATE_LEN + 1];
+    ha_http_date(784111777, d);
+    CHECK_STR(d, "Sun, 06 Nov 1994 08:49:37 GMT"); /* RFC 9110's example */
+    CHECK(strlen(d) == HA_HTTP_DATE_LEN);
+    CHECK_STR(time_fmt(951782400000), "2000-02-29T00:00:00.000Z");
+    CHECK_STR(time_fmt(4107542400000), "2100-03-01T00:00:00.000Z");
+    ha_http_date(-62135596800, d);
+    CHECK_STR(d, "Mon, 01 Jan 0001 00:00:00 GMT");
+}
+
+/* ha_inet_pton accepts what inet_pton(3) accepts, and refuses what it
+ * refuses, zones included. */
+static void test_inet(void)
+{
+    static const char *const v4[] = {"127.0.0.1", "0.0.0.0", "255.255.255.255", "10.1.2.3",
+                                     "256.0.0.1", "1.2.3", "1.2.3.4.5", "01.2.3.4", "1.2.3.4 ", "", "a.b.c.d"};
+    static const char *const v6[] = {"::1", "::", "fe80::1", "2001:db8::8a2e:370:7334", "::ffff:10.0.0.1",
+                                     "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", ":::1", "fe80::1%eth0", "1::2::3",
+                                     "12345::1", "::ffff:1.2.3", "127.0.0.1", "g::1", ""};
+    for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
+        unsigned char a[16] = {0}, b[16] = {0};
+        int want = inet_pton(AF_INET, v4[i], a), got = ha_inet_pton(AF_INET, v4[i], b);
+        CHECK(want == got);
+        CHECK(memcmp(a, b, 4) == 0);
+        if (want != got)
+            fprintf(stderr, "  AF_INET \"%s\": %d, inet_pton %d\n", v4[i], got, want);
+    }
+    for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
+        unsigned char a[16] = {0}, b[16] = {0};
+        int want = inet_pton(AF_INET6, v6[i], a), got = ha_inet_pton(AF_INET6, v6[i], b);
+        CHECK(want == got);
+        CHECK(memcmp(a, b, 16) == 0);
+        if (want != got)
+            fprintf(stderr, "  AF_INET6 \"%s\": %d, inet_pton %d\n", v6[i], got, want);
+    }
+    unsigned char c[16];
+    CHECK(ha_inet_pton(AF_UNIX, "127.0.0.1", c) == 0);
+}
+
 int main(void)
 {
     test_names();
@@ -220,5 +296,7 @@ int main(void)
     test_duration_format();
     test_size_parse();
     test_time();
+    test_utc();
+    test_inet();
     return testlib_report();
 }
