@@ -119,7 +119,7 @@ static void publish(ha_engine *eng)
             return;
         }
         for (size_t i = 0; i < g->n; i++)
-            engine_check_snap(g->checks[i], &s->checks[i]);
+            engine_check_snap(g->checks[i], &s->checks[i], s);
         s->n = g->n;
         if (engine_group_snap(g, s) != 0) {
             snapshot_free(s);

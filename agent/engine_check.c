@@ -469,6 +469,7 @@ static void define(lua_State *L, int idx, bool pushed)
     c->run_ref = run_ref;
     c->pushed = pushed;
     c->name = strdup(name);
+    c->name_hash = c->name ? snapshot_name_hash(c->name) : 0;
     size_t wl = strlen(here.short_src) + 16;
     c->where = malloc(wl);
     bool oom;
@@ -1398,16 +1399,23 @@ void engine_check_push_state(lua_State *L, const ha_check *c)
     lua_setfield(L, -2, "depends_on");
 }
 
-void engine_check_snap(const ha_check *c, ha_snap_check *o)
+void engine_check_snap(const ha_check *c, ha_snap_check *o, ha_snapshot *s)
 {
-    o->name = strdup(c->name);
+    o->name = snapshot_strdup(s, c->name);
+    o->name_hash = c->name_hash;
     o->probes = c->probes;
     o->critical = c->critical;
     memcpy(o->component_type, c->component_type, sizeof o->component_type);
     o->running = c->task != NULL;
     o->status = c->status;
-    o->output = dup_str(c->output);
-    o->details_json = dup_str(c->details_json);
+    o->output = snapshot_strdup(s, c->blocked ? c->blocked : c->output);
+    if (c->blocked) {
+        char *d = blocked_details(c);
+        o->details_json = snapshot_strdup(s, d);
+        free(d);
+    } else {
+        o->details_json = snapshot_strdup(s, c->details_json);
+    }
     o->duration_ms = c->duration_ns / HA_NS_PER_MS;
     o->time_ms = c->time_ms;
     o->expires_ns = c->runs ? c->done_ns + c->ttl_ns : 0;
@@ -1435,12 +1443,8 @@ void engine_check_snap(const ha_check *c, ha_snap_check *o)
         /* shown DOWN naming the root cause; as fresh as the root's result
          * while it holds, stale (wait for the own run) once it passes */
         const ha_check *root = c->root;
-        o->blocked = true;
+        o->blocked = true; /* output and details_json are set above */
         o->status = HA_DOWN;
-        free(o->output);
-        free(o->details_json);
-        o->output = strdup(c->blocked);
-        o->details_json = blocked_details(c);
         o->time_ms = c->blocked_ms;
         o->expires_ns = 0;
         if (c->holder && root && root->runs)

@@ -26,6 +26,7 @@ typedef struct ha_await ha_await;
 typedef struct ha_check {
     /* definition: fixed at load */
     char *name;               /* owned */
+    uint64_t name_hash;       /* snapshot_name_hash(name) */
     unsigned probes;          /* HA_PROBE_* */
     uint64_t timeout_ns;      /* hard deadline of a run */
     uint64_t ttl_ns;          /* how long a result is served from cache */
@@ -155,7 +156,8 @@ int engine_check_await(lua_State *L, ha_check *c);
 /* Pushes c's current state as a Lua table: [-0, +1]. */
 void engine_check_push_state(lua_State *L, const ha_check *c);
 
-/* Fills one snapshot entry from c (strings copied). */
-void engine_check_snap(const ha_check *c, ha_snap_check *out);
+/* Fills one entry of snapshot s from c, its strings copied into s's
+ * chunks (snapshot_strdup). */
+void engine_check_snap(const ha_check *c, ha_snap_check *out, ha_snapshot *s);
 
 #endif

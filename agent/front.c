@@ -355,9 +355,10 @@ static void view_hash(ha_front *f, const ha_snap_group *g, int pi, const ha_snap
         if (!c->pushed && c->expires_ns < *fresh)
             *fresh = c->expires_ns;
         uint64_t v = ((uint64_t)c->status * 2 + c->critical) * 4 + f->age[i];
-        *hn = mix(mix_str(*hn, c->name), v);
+        uint64_t nh = c->name_hash ? c->name_hash : snapshot_name_hash(c->name);
+        *hn = mix(mix(*hn, nh), v);
         /* time_ms: a blocked check's root cause may change, nothing else */
-        *hf = mix(mix(mix(mix_str(*hf, c->name), v), c->runs), (uint64_t)c->time_ms);
+        *hf = mix(mix(mix(mix(*hf, nh), v), c->runs), (uint64_t)c->time_ms);
     }
     if (deps) { /* only as fresh as the dependencies */
         dep_closure(f, 1);

@@ -22,14 +22,60 @@ void snapshot_hist_release(const ha_hist *h)
         free((void *)h);
 }
 
+uint64_t snapshot_name_hash(const char *name)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h ? h : 1;
+}
+
+#define SNAP_CHUNK 16384 /* bytes of strings a chunk holds: 1,000 short checks take two */
+
+struct ha_snap_chunk {
+    struct ha_snap_chunk *next;
+    size_t used, cap;
+    char data[];
+};
+
+char *snapshot_strdup(ha_snapshot *s, const char *str)
+{
+    if (str == NULL)
+        return NULL;
+    size_t n = strlen(str) + 1;
+    struct ha_snap_chunk *c = s->strings;
+    if (c == NULL || c->cap - c->used < n) {
+        size_t cap = n > SNAP_CHUNK ? n : SNAP_CHUNK;
+        struct ha_snap_chunk *nc = malloc(sizeof *nc + cap);
+        if (nc == NULL)
+            return NULL;
+        nc->used = 0;
+        nc->cap = cap;
+        if (c != NULL && n > SNAP_CHUNK) { /* a long one alone, behind the chunk being filled */
+            nc->next = c->next;
+            c->next = nc;
+        } else {
+            nc->next = c;
+            s->strings = nc;
+        }
+        c = nc;
+    }
+    char *p = c->data + c->used;
+    memcpy(p, str, n);
+    c->used += n;
+    return p;
+}
+
 void snapshot_free(ha_snapshot *s)
 {
     if (s == NULL)
         return;
     for (size_t i = 0; i < s->n; i++) {
-        free(s->checks[i].name);
-        free(s->checks[i].output);
-        free(s->checks[i].details_json);
+        if (s->strings == NULL) {
+            free(s->checks[i].name);
+            free(s->checks[i].output);
+            free(s->checks[i].details_json);
+        }
         free(s->checks[i].deps);
         snapshot_hist_release(s->checks[i].hist);
     }
@@ -44,6 +90,11 @@ void snapshot_free(ha_snapshot *s)
     free(s->load_error);
     free(s->info_json);
     free(s->override_reason);
+    while (s->strings) {
+        struct ha_snap_chunk *c = s->strings;
+        s->strings = c->next;
+        free(c);
+    }
     free(s);
 }
 
