@@ -215,6 +215,10 @@ struct ha_front {
     char *pending_reason;             /* owned, may be NULL */
     uint64_t views_epoch;             /* grows whenever what the views show may change */
     view_entry metrics_view;          /* the snapshot part of /metrics */
+    ha_metrics_memo *metrics_memo;    /* its last body, to render again only what changed */
+    uint64_t probe_ok_of[HA_NPROBES]; /* hash_names probe_ok was read at */
+    int probe_ok_stalled;             /* and whether the engine was stalled then; -1: never read */
+    bool probe_ok[HA_NPROBES];        /* healthagent_probe_status as of then */
     view_entry page_view[2];          /* the status page, [full] */
     view_entry status_view;           /* the members front_status_json adds to /-/status */
     ha_probe_counts requests;         /* probe answers by code, for /metrics */
@@ -1520,6 +1524,17 @@ static bool request_refused(h2o_req_t *req)
 
 /* --- metrics and the status page ------------------------------------------ */
 
+/* The blocks the /metrics renderer keeps (front_metrics_render): h2o's
+ * shared memory, so that a body being sent outlives the next render. */
+static char *metrics_alloc(size_t len) { return h2o_mem_alloc_shared(NULL, len, NULL); }
+static void metrics_retain(char *p) { h2o_mem_addref_shared(p); }
+static void metrics_release(char *p) { h2o_mem_release_shared(p); }
+static bool metrics_sole(const char *p)
+{
+    return H2O_STRUCT_FROM_MEMBER(struct st_h2o_mem_pool_shared_entry_t, bytes, p)->refcnt == 1;
+}
+static const ha_metrics_mem metrics_mem = {metrics_alloc, metrics_retain, metrics_release, metrics_sole};
+
 static void view_clear(view_entry *v)
 {
     if (v->body)
@@ -1538,6 +1553,16 @@ static void view_store(ha_front *f, view_entry *v, ha_buf *b)
 }
 
 static bool view_fresh(const ha_front *f, const view_entry *v) { return v->body && v->epoch == f->views_epoch; }
+
+/* Makes v show the current epoch with body, a block of h2o's shared memory
+ * whose reference v takes. */
+static void view_adopt(ha_front *f, view_entry *v, char *body, size_t len)
+{
+    view_clear(v);
+    v->body = body;
+    v->len = len;
+    v->epoch = f->views_epoch;
+}
 
 /* The status of every probe as a request without options would read now. */
 static void probe_statuses(ha_front *f, ha_status *st, bool *ok)
@@ -1605,15 +1630,31 @@ static bool access_ok(h2o_req_t *req, ha_access a, bool trusted_or_token)
 static void serve_metrics(ha_front *f, h2o_req_t *req)
 {
     view_entry *v = &f->metrics_view;
+    front_clock(f); /* ages at now, for both parts: a change moves the epoch */
     if (!view_fresh(f, v)) {
-        buf_reset(&f->render);
-        front_metrics_snapshot(f->snap, f->snap ? f->age : NULL, front_admin_build().commit, &f->render);
-        view_store(f, v, &f->render);
+        size_t len;
+        const char *commit = front_admin_build().commit;
+        view_clear(v); /* its body may be written over when no answer still sends it */
+        char *body = front_metrics_render(&f->metrics_memo, &metrics_mem, f->snap, f->snap ? f->age : NULL, commit, &len);
+        if (body) {
+            view_adopt(f, v, body, len);
+        } else {
+            buf_reset(&f->render);
+            front_metrics_snapshot(f->snap, f->snap ? f->age : NULL, commit, &f->render);
+            view_store(f, v, &f->render);
+        }
     }
     ha_metrics_live m = {0};
     m.requests = &f->requests;
-    ha_status st[HA_NPROBES];
-    probe_statuses(f, st, m.probe_ok);
+    /* a probe's status reads every check: read again only when what its
+     * names-only answer shows changed (its hash, as the answer cache) */
+    if (f->probe_ok_stalled != (f->stalled_ns != 0) || memcmp(f->probe_ok_of, f->hash_names, sizeof f->hash_names)) {
+        ha_status st[HA_NPROBES];
+        probe_statuses(f, st, f->probe_ok);
+        memcpy(f->probe_ok_of, f->hash_names, sizeof f->hash_names);
+        f->probe_ok_stalled = f->stalled_ns != 0;
+    }
+    memcpy(m.probe_ok, f->probe_ok, sizeof m.probe_ok);
     m.engine_lag_ns = engine_lag(f);
     m.stalled = f->stalled_ns != 0;
     m.start_ms = front_admin_build().start_ms;
@@ -2523,6 +2564,7 @@ ha_front *front_new(uv_loop_t *loop, const ha_config *cfg, ha_bridge *bridge, ch
     f->loop = loop;
     f->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     f->early_epfd = -1;
+    f->probe_ok_stalled = -1;
     f->cfg = cfg;
     f->bridge = bridge;
     h2o_config_init(&f->globalconf);
@@ -2648,6 +2690,8 @@ void front_free(ha_front *f)
                 cache_clear(&f->cache[pi][fm][k]);
     gviews_free(f);
     view_clear(&f->metrics_view);
+    front_metrics_memo_free(f->metrics_memo, &metrics_mem);
+    f->metrics_memo = NULL;
     view_clear(&f->page_view[0]);
     view_clear(&f->page_view[1]);
     view_clear(&f->status_view);

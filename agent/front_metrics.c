@@ -159,98 +159,127 @@ static void metrics_end(ha_buf *b, char *p)
 #define M_STALE "healthagent_check_stale"
 #define M_LEN(m) (sizeof(m) - 1)
 
-static void metrics_checks(const ha_snapshot *s, const unsigned char *age, const metrics_label *lab, ha_buf *b)
+/* The check families, in the order a scrape shows them. */
+enum { FAM_STATUS, FAM_RUNS, FAM_DURATION, FAM_LAST, FAM_STALE, FAM_TRANS, M_NFAM };
+
+/* Lines one check has in each family. */
+static const int metrics_fam_lines[M_NFAM] = {4, HA_NRESULTS, HA_NBUCKETS + 3, 1, 1, 1};
+
+/* Appends the HELP and TYPE lines of check family fam. */
+static void metrics_fam_header(ha_buf *b, int fam)
+{
+    switch (fam) {
+    case FAM_STATUS:
+        metrics_family(b, M_STATUS, "gauge", "Status of the check after thresholds: 1 for the current state, 0 for the others.");
+        break;
+    case FAM_RUNS:
+        metrics_family(b, M_RUNS, "counter", "Completed runs of the check by result.");
+        break;
+    case FAM_DURATION:
+        metrics_family(b, "healthagent_check_duration_seconds", "histogram", "Duration of the check's runs.");
+        break;
+    case FAM_LAST:
+        metrics_family(b, M_LAST, "gauge", "Unix time of the check's last result, 0 before the first.");
+        break;
+    case FAM_STALE:
+        metrics_family(b, M_STALE, "gauge",
+                       "1 while the check's last result is older than its ttl (served marked stale, or past max_age), else 0.");
+        break;
+    default:
+        metrics_family(b, M_TRANS, "counter", "Status changes of the check, the first decision out of INIT included.");
+        break;
+    }
+}
+
+/* Appends check i's lines of family fam (its label value l). */
+static void metrics_check_lines(ha_buf *b, int fam, const ha_snapshot *s, size_t i, const unsigned char *age,
+                                const metrics_label *l)
 {
     static const char *const state_sfx[4] = {",status=\"UP\"} ", ",status=\"WARN\"} ", ",status=\"DOWN\"} ",
                                              ",status=\"INIT\"} "};
-    char *p;
-    metrics_family(b, M_STATUS, "gauge", "Status of the check after thresholds: 1 for the current state, 0 for the others.");
-    for (size_t i = 0; i < s->n; i++) {
-        p = metrics_begin(b, &lab[i], 4);
+    const ha_snap_check *c = &s->checks[i];
+    const ha_hist *h = metrics_hist(c);
+    char *p = metrics_begin(b, l, metrics_fam_lines[fam]);
+    switch (fam) {
+    case FAM_STATUS:
         for (int k = 0; k < 4; k++) {
-            p = metrics_open(p, M_STATUS, M_LEN(M_STATUS), &lab[i]);
+            p = metrics_open(p, M_STATUS, M_LEN(M_STATUS), l);
             p = metrics_put(p, state_sfx[k], strlen(state_sfx[k]));
-            *p++ = s->checks[i].status == metrics_states[k] ? '1' : '0';
+            *p++ = c->status == metrics_states[k] ? '1' : '0';
             *p++ = '\n';
         }
-        metrics_end(b, p);
-    }
-    metrics_family(b, M_RUNS, "counter", "Completed runs of the check by result.");
-    for (size_t i = 0; i < s->n; i++) {
-        const ha_hist *h = metrics_hist(&s->checks[i]);
-        p = metrics_begin(b, &lab[i], HA_NRESULTS);
+        break;
+    case FAM_RUNS:
         for (int r = 0; r < HA_NRESULTS; r++) {
-            p = metrics_open(p, M_RUNS, M_LEN(M_RUNS), &lab[i]);
+            p = metrics_open(p, M_RUNS, M_LEN(M_RUNS), l);
             p = PUT_LIT(p, ",result=\"");
             p = metrics_put(p, metrics_result[r], strlen(metrics_result[r]));
             p = PUT_LIT(p, "\"} ");
             p = ha_put_u64(p, h->runs_by[r]);
             *p++ = '\n';
         }
-        metrics_end(b, p);
-    }
-    metrics_family(b, "healthagent_check_duration_seconds", "histogram", "Duration of the check's runs.");
-    for (size_t i = 0; i < s->n; i++) {
-        const ha_hist *h = metrics_hist(&s->checks[i]);
+        break;
+    case FAM_DURATION: {
         uint64_t cum = 0, total = 0;
         for (int r = 0; r < HA_NRESULTS; r++)
             total += h->runs_by[r];
-        p = metrics_begin(b, &lab[i], HA_NBUCKETS + 3);
         for (int k = 0; k < HA_NBUCKETS; k++) {
             cum += h->buckets[k];
-            p = metrics_open(p, M_BUCKET, M_LEN(M_BUCKET), &lab[i]);
+            p = metrics_open(p, M_BUCKET, M_LEN(M_BUCKET), l);
             p = PUT_LIT(p, ",le=\"");
             p = metrics_put(p, metrics_le[k], strlen(metrics_le[k]));
             p = PUT_LIT(p, "\"} ");
             p = ha_put_u64(p, cum);
             *p++ = '\n';
         }
-        p = metrics_open(p, M_BUCKET, M_LEN(M_BUCKET), &lab[i]);
+        p = metrics_open(p, M_BUCKET, M_LEN(M_BUCKET), l);
         p = PUT_LIT(p, ",le=\"+Inf\"} ");
         p = ha_put_u64(p, total);
         *p++ = '\n';
-        p = metrics_open(p, M_SUM, M_LEN(M_SUM), &lab[i]);
+        p = metrics_open(p, M_SUM, M_LEN(M_SUM), l);
         p = PUT_LIT(p, "} ");
         p = metrics_put_fixed(p, h->duration_sum_us, 6);
         *p++ = '\n';
-        p = metrics_open(p, M_COUNT, M_LEN(M_COUNT), &lab[i]);
+        p = metrics_open(p, M_COUNT, M_LEN(M_COUNT), l);
         p = PUT_LIT(p, "} ");
         p = ha_put_u64(p, total);
         *p++ = '\n';
-        metrics_end(b, p);
+        break;
     }
-    metrics_family(b, M_LAST, "gauge", "Unix time of the check's last result, 0 before the first.");
-    for (size_t i = 0; i < s->n; i++) {
-        p = metrics_begin(b, &lab[i], 1);
-        p = metrics_open(p, M_LAST, M_LEN(M_LAST), &lab[i]);
+    case FAM_LAST:
+        p = metrics_open(p, M_LAST, M_LEN(M_LAST), l);
         p = PUT_LIT(p, "} ");
-        p = metrics_put_fixed(p, s->checks[i].time_ms > 0 ? (uint64_t)s->checks[i].time_ms : 0, 3);
+        p = metrics_put_fixed(p, c->time_ms > 0 ? (uint64_t)c->time_ms : 0, 3);
         *p++ = '\n';
-        metrics_end(b, p);
-    }
-    metrics_family(b, M_STALE, "gauge",
-                   "1 while the check's last result is older than its ttl (served marked stale, or past max_age), else 0.");
-    for (size_t i = 0; i < s->n; i++) {
-        p = metrics_begin(b, &lab[i], 1);
-        p = metrics_open(p, M_STALE, M_LEN(M_STALE), &lab[i]);
+        break;
+    case FAM_STALE:
+        p = metrics_open(p, M_STALE, M_LEN(M_STALE), l);
         p = PUT_LIT(p, "} ");
         *p++ = age && age[i] != HA_AGE_FRESH ? '1' : '0';
         *p++ = '\n';
-        metrics_end(b, p);
-    }
-    metrics_family(b, M_TRANS, "counter", "Status changes of the check, the first decision out of INIT included.");
-    for (size_t i = 0; i < s->n; i++) {
-        p = metrics_begin(b, &lab[i], 1);
-        p = metrics_open(p, M_TRANS, M_LEN(M_TRANS), &lab[i]);
+        break;
+    default:
+        p = metrics_open(p, M_TRANS, M_LEN(M_TRANS), l);
         p = PUT_LIT(p, "} ");
-        p = ha_put_u64(p, metrics_hist(&s->checks[i])->transitions);
+        p = ha_put_u64(p, h->transitions);
         *p++ = '\n';
-        metrics_end(b, p);
+        break;
+    }
+    metrics_end(b, p);
+}
+
+static void metrics_checks(const ha_snapshot *s, const unsigned char *age, const metrics_label *lab, ha_buf *b)
+{
+    for (int fam = 0; fam < M_NFAM; fam++) {
+        metrics_fam_header(b, fam);
+        for (size_t i = 0; i < s->n; i++)
+            metrics_check_lines(b, fam, s, i, age, &lab[i]);
     }
 }
 
-/* Escapes every check name once: most need nothing and point at the name. */
-static metrics_label *metrics_labels(const ha_snapshot *s, ha_buf *scratch)
+/* Escapes every check name once: most need nothing and point at the name,
+ * or, with own, at a copy in scratch (labels that outlive the snapshot). */
+static metrics_label *metrics_labels(const ha_snapshot *s, ha_buf *scratch, bool own)
 {
     metrics_label *lab = malloc((s->n ? s->n : 1) * sizeof *lab);
     if (lab == NULL)
@@ -270,6 +299,9 @@ static metrics_label *metrics_labels(const ha_snapshot *s, ha_buf *scratch)
             off[i] = scratch->len;
             front_metrics_label(scratch, nm, n);
             lab[i].len = scratch->len - off[i];
+        } else if (own) {
+            off[i] = scratch->len;
+            buf_add(scratch, nm, n);
         }
     }
     for (size_t i = 0; i < s->n; i++)
@@ -316,16 +348,11 @@ static void metrics_groups(const ha_snapshot *s, const unsigned char *age, ha_bu
     }
 }
 
-void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, const char *commit, ha_buf *b)
+/* The families after the checks': the groups', the scripts', build_info. */
+static void metrics_tail(const ha_snapshot *s, const unsigned char *age, const char *commit, ha_buf *b)
 {
-    if (s) {
-        ha_buf scratch = HA_BUF_INIT;
-        metrics_label *lab = metrics_labels(s, &scratch);
-        metrics_checks(s, age, lab, b);
-        free(lab);
-        buf_free(&scratch);
+    if (s)
         metrics_groups(s, age, b);
-    }
     metrics_family(b, "healthagent_scripts_reloads_total", "counter", "Reloads of the scripts directory by result.");
     buf_adds(b, "healthagent_scripts_reloads_total{result=\"success\"} ");
     metrics_u64(b, s ? s->reloads : 0);
@@ -348,6 +375,235 @@ void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, cons
     commit = commit ? commit : "unknown";
     front_metrics_label(b, commit, strlen(commit));
     buf_adds(b, "\"} 1\n");
+}
+
+void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, const char *commit, ha_buf *b)
+{
+    if (s) {
+        ha_buf scratch = HA_BUF_INIT;
+        metrics_label *lab = metrics_labels(s, &scratch, false);
+        metrics_checks(s, age, lab, b);
+        free(lab);
+        buf_free(&scratch);
+    }
+    metrics_tail(s, age, commit, b);
+}
+
+/* --- rendering again only what changed ------------------------------------- */
+
+/* What a check's lines show: equal keys, equal lines (within a generation,
+ * index i is the same check, its label the same). hist changes with every
+ * result (a new block), runs with it; status and time_ms move without a
+ * run when a dependency blocks the check. */
+typedef struct {
+    uint64_t name_hash, runs;
+    int64_t time_ms;
+    const ha_hist *hist;
+    uint32_t status, age;
+} metrics_key;
+
+struct ha_metrics_memo {
+    uint64_t generation;
+    size_t n;
+    char *body;       /* the block last rendered (one reference held), NULL: none */
+    size_t len, cap;  /* its bytes, and the room it has */
+    char *spare;      /* the body before (one reference held), written over by the next
+                         render when nothing else holds it: no fresh pages per render */
+    size_t spare_cap;
+    metrics_key *key; /* n: what its check lines show */
+    uint32_t *off;    /* M_NFAM * (n + 1): where check i's lines of family f start in body, at
+                         f * (n + 1) + i; [f * (n + 1) + n] is where the family's lines end */
+    metrics_label *lab; /* n: the label values, for this generation and count */
+    ha_buf labs;      /* the escaped ones among them */
+};
+
+static metrics_key metrics_key_of(const ha_snapshot *s, size_t i, const unsigned char *age)
+{
+    const ha_snap_check *c = &s->checks[i];
+    metrics_key k;
+    memset(&k, 0, sizeof k); /* no padding bytes left to compare */
+    k.name_hash = c->name_hash ? c->name_hash : snapshot_name_hash(c->name);
+    k.runs = c->runs;
+    k.time_ms = c->time_ms;
+    k.hist = c->hist;
+    k.status = (uint32_t)c->status;
+    k.age = age ? age[i] : HA_AGE_FRESH;
+    return k;
+}
+
+void front_metrics_memo_free(ha_metrics_memo *m, const ha_metrics_mem *mem)
+{
+    if (m == NULL)
+        return;
+    if (m->body)
+        mem->release(m->body);
+    if (m->spare)
+        mem->release(m->spare);
+    free(m->key);
+    free(m->off);
+    free(m->lab);
+    buf_free(&m->labs);
+    free(m);
+}
+
+/* Writes the changed pieces (and the tail) over the memo's body in place,
+ * when each is as long as the one it replaces: most results change a
+ * counter without adding a digit. Returns false, having written nothing,
+ * when one is not; the caller knows nothing else holds the body. */
+static bool metrics_patch(ha_metrics_memo *m, const ha_snapshot *s, const bool *changed, const uint32_t *sstart,
+                          const uint32_t *slen, const ha_buf *scratch, size_t tail)
+{
+    size_t n = m->n, nf = n + 1;
+    for (int fam = 0; s && fam < M_NFAM; fam++)
+        for (size_t i = 0; i < n; i++)
+            if (changed[i] && slen[fam * nf + i] != m->off[fam * nf + i + 1] - m->off[fam * nf + i])
+                return false;
+    for (int fam = 0; s && fam < M_NFAM; fam++)
+        for (size_t i = 0; i < n; i++)
+            if (changed[i])
+                memcpy(m->body + m->off[fam * nf + i], scratch->data + sstart[fam * nf + i], slen[fam * nf + i]);
+    size_t at = s ? m->off[(M_NFAM - 1) * nf + n] : 0; /* the tail follows the last family */
+    memcpy(m->body + at, scratch->data + tail, scratch->len - tail);
+    return true;
+}
+
+char *front_metrics_render(ha_metrics_memo **mp, const ha_metrics_mem *mem, const ha_snapshot *s,
+                           const unsigned char *age, const char *commit, size_t *len)
+{
+    size_t n = s ? s->n : 0, nf = n + 1;
+    ha_metrics_memo *m = *mp ? *mp : (*mp = calloc(1, sizeof **mp));
+    metrics_key *key = malloc(nf * sizeof *key);
+    uint32_t *off = malloc(M_NFAM * nf * sizeof *off), *sstart = malloc(M_NFAM * nf * sizeof *sstart);
+    uint32_t *slen = malloc(M_NFAM * nf * sizeof *slen);
+    bool *changed = malloc(nf);
+    ha_buf scratch = HA_BUF_INIT, labs = HA_BUF_INIT;
+    char *block = NULL;
+    if (m == NULL || key == NULL || off == NULL || sstart == NULL || slen == NULL || changed == NULL)
+        goto out;
+    bool reuse = s && m->body && m->generation == s->generation && m->n == n;
+    for (size_t i = 0; i < n; i++) {
+        key[i] = metrics_key_of(s, i, age);
+        changed[i] = !reuse || memcmp(&key[i], &m->key[i], sizeof key[i]) != 0;
+    }
+    /* pass 1, into scratch: each family's header, its changed checks'
+     * lines (piece i of family f at sstart[f * nf + i], slen long), then
+     * the tail */
+    /* the labels of the last render serve while the checks are the same
+     * (reuse); a changed name is caught by its key and escaped anew */
+    metrics_label *lab = reuse ? m->lab : s ? metrics_labels(s, &labs, true) : NULL;
+    for (size_t i = 0; reuse && i < n; i++)
+        if (changed[i] && key[i].name_hash != m->key[i].name_hash) {
+            lab = metrics_labels(s, &labs, true);
+            break;
+        }
+    size_t hdr[M_NFAM], hlen[M_NFAM], total = 0;
+    for (int fam = 0; s && fam < M_NFAM; fam++) {
+        hdr[fam] = scratch.len;
+        metrics_fam_header(&scratch, fam);
+        hlen[fam] = scratch.len - hdr[fam];
+        total += hlen[fam];
+        const uint32_t *o = reuse ? &m->off[fam * nf] : NULL;
+        for (size_t i = 0; i < n; i++) {
+            if (!changed[i]) {
+                total += o[i + 1] - o[i];
+                continue;
+            }
+            size_t at = scratch.len;
+            metrics_check_lines(&scratch, fam, s, i, age, &lab[i]);
+            sstart[fam * nf + i] = (uint32_t)at;
+            slen[fam * nf + i] = (uint32_t)(scratch.len - at);
+            total += scratch.len - at;
+        }
+    }
+    if (lab != m->lab) { /* fresh labels: the memo keeps them, pointing into its own labs */
+        free(m->lab);
+        buf_free(&m->labs);
+        m->lab = lab;
+        m->labs = labs;
+        labs = (ha_buf)HA_BUF_INIT;
+    }
+    size_t tail = scratch.len;
+    metrics_tail(s, age, commit, &scratch);
+    total += scratch.len - tail;
+    if (scratch.len > UINT32_MAX || total >= UINT32_MAX)
+        goto out;
+    if (reuse && total == m->len && mem->sole(m->body) && metrics_patch(m, s, changed, sstart, slen, &scratch, tail)) {
+        block = m->body;
+        mem->retain(block); /* the caller's */
+        *len = m->len;
+        free(m->key);
+        m->key = key;
+        key = NULL;
+        goto out;
+    }
+    size_t cap = total + 1;
+    if (m->spare && mem->sole(m->spare) && m->spare_cap >= cap) {
+        block = m->spare; /* the memo's reference to it is the caller's now */
+        cap = m->spare_cap;
+        m->spare = NULL;
+    } else {
+        if (m->spare)
+            mem->release(m->spare);
+        m->spare = NULL;
+        cap += cap / 8; /* room for the counters to grow */
+        if ((block = mem->alloc(cap)) == NULL)
+            goto out;
+    }
+    /* pass 2, into the block: a run of unchanged checks is one copy from
+     * the last body */
+    char *q = block;
+    for (int fam = 0; s && fam < M_NFAM; fam++) {
+        const uint32_t *o = reuse ? &m->off[fam * nf] : NULL;
+        uint32_t *no = &off[fam * nf];
+        memcpy(q, scratch.data + hdr[fam], hlen[fam]);
+        q += hlen[fam];
+        for (size_t i = 0; i < n;) {
+            if (changed[i]) {
+                no[i] = (uint32_t)(q - block);
+                memcpy(q, scratch.data + sstart[fam * nf + i], slen[fam * nf + i]);
+                q += slen[fam * nf + i];
+                i++;
+                continue;
+            }
+            size_t j = i;
+            while (j < n && !changed[j])
+                j++;
+            for (size_t k = i; k < j; k++)
+                no[k] = (uint32_t)(q - block) + (o[k] - o[i]);
+            memcpy(q, m->body + o[i], o[j] - o[i]);
+            q += o[j] - o[i];
+            i = j;
+        }
+        no[n] = (uint32_t)(q - block);
+    }
+    memcpy(q, scratch.data + tail, scratch.len - tail);
+    q += scratch.len - tail;
+    *q = '\0';
+    *len = (size_t)(q - block);
+    /* the memo now follows this body */
+    mem->retain(block);
+    m->spare = m->body;
+    m->spare_cap = m->cap;
+    m->body = block;
+    m->len = *len;
+    m->cap = cap;
+    m->generation = s ? s->generation : 0;
+    m->n = n;
+    free(m->key);
+    free(m->off);
+    m->key = key;
+    m->off = off;
+    key = NULL;
+    off = NULL;
+out:
+    free(key);
+    free(off);
+    free(sstart);
+    free(slen);
+    free(changed);
+    buf_free(&scratch);
+    buf_free(&labs);
+    return block;
 }
 
 /* --- the scrape-time families ---------------------------------------------- */

@@ -46,6 +46,36 @@ void front_metrics_count(ha_probe_counts *pc, int pi, int code);
  * healthagent_check_stale. */
 void front_metrics_snapshot(const ha_snapshot *s, const unsigned char *age, const char *commit, ha_buf *b);
 
+/* Reference-counted blocks for the bodies the renderer keeps between two
+ * renders (the front gives h2o's shared memory): alloc returns a block
+ * holding one reference; retain adds one, release drops one. */
+typedef struct {
+    char *(*alloc)(size_t len);
+    void (*retain)(char *p);
+    void (*release)(char *p);
+    bool (*sole)(const char *p); /* the caller's is the only reference */
+} ha_metrics_mem;
+
+/* What front_metrics_render keeps from one render to the next: the body,
+ * and where each check's lines are in it. */
+typedef struct ha_metrics_memo ha_metrics_memo;
+
+/* What front_metrics_snapshot appends, as a new block of mem (one
+ * reference, the caller's), NUL-terminated, *len bytes before the NUL. Of
+ * a snapshot of the same generation as the last render with *memo, only
+ * the checks whose lines changed are rendered again; the other lines are
+ * copied, a run of them at once, from the last body, which the memo holds
+ * (one reference) until the next render; it writes into the body before
+ * that when nothing else holds it any more, and, when nothing but the memo
+ * holds the last body and every changed line keeps its length, it writes
+ * the changes over that body and returns it again (with the caller's
+ * reference). *memo may be NULL: created here.
+ * Returns NULL when out of memory (the memo is then as before). */
+char *front_metrics_render(ha_metrics_memo **memo, const ha_metrics_mem *mem, const ha_snapshot *s,
+                           const unsigned char *age, const char *commit, size_t *len);
+/* Frees a memo and its reference to the last body. NULL is fine. */
+void front_metrics_memo_free(ha_metrics_memo *memo, const ha_metrics_mem *mem);
+
 /* Appends the scrape-time families to b: healthagent_probe_*,
  * healthagent_engine_*, process_*. */
 void front_metrics_live(const ha_metrics_live *m, ha_buf *b);

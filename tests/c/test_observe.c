@@ -289,6 +289,154 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* Blocks for front_metrics_render: a count before the bytes. */
+static int blocks_live;
+static char *blk_alloc(size_t len)
+{
+    size_t *h = malloc(sizeof *h + len);
+    *h = 1;
+    blocks_live++;
+    return (char *)(h + 1);
+}
+static void blk_retain(char *p) { ((size_t *)p)[-1]++; }
+static void blk_release(char *p)
+{
+    size_t *h = (size_t *)p - 1;
+    if (--*h == 0) {
+        free(h);
+        blocks_live--;
+    }
+}
+static bool blk_sole(const char *p) { return ((const size_t *)p)[-1] == 1; }
+static const ha_metrics_mem blk_mem = {blk_alloc, blk_retain, blk_release, blk_sole};
+
+/* front_metrics_render through its memo, compared with a full render. */
+static bool memo_matches(ha_metrics_memo **memo, const ha_snapshot *s, const unsigned char *age)
+{
+    ha_buf want = HA_BUF_INIT;
+    front_metrics_snapshot(s, age, "abc", &want);
+    size_t len = 0;
+    char *got = front_metrics_render(memo, &blk_mem, s, age, "abc", &len);
+    bool ok = got != NULL && len == want.len && memcmp(got, want.data, len) == 0 && got[len] == '\0';
+    if (!ok)
+        fprintf(stderr, "memo render differs: %zu bytes, full render %zu\n", len, want.len);
+    if (got)
+        blk_release(got);
+    buf_free(&want);
+    return ok;
+}
+
+/* A new result for check i: what the engine publishes after a run. */
+static void new_result(ha_snapshot *s, size_t i, ha_status st)
+{
+    ha_snap_check *c = &s->checks[i];
+    ha_hist *h = hist(1);
+    if (c->hist)
+        *h = *c->hist;
+    atomic_init(&h->refs, 1);
+    h->runs_by[st == HA_UP ? HA_RES_UP : HA_RES_DOWN]++;
+    h->buckets[2]++;
+    h->duration_sum_us += 1234;
+    h->transitions += c->status != st;
+    snapshot_hist_release(c->hist);
+    c->hist = h;
+    c->runs++;
+    c->status = st;
+    c->time_ms += 1000;
+}
+
+/* The memo renders what a full render does: nothing changed, a few
+ * checks, the first and the last, ages, a blocked check, another
+ * generation, another count, hostile names, no snapshot; and it holds one
+ * body, no more. */
+static void test_metrics_memo(void)
+{
+    enum { N = 40 };
+    ha_snapshot *s = calloc(1, sizeof *s);
+    s->generation = 1;
+    s->n = N;
+    s->checks = calloc(N + 1, sizeof *s->checks);
+    for (size_t i = 0; i < N; i++) {
+        char name[32];
+        snprintf(name, sizeof name, i == 7 ? "we\"ird\\%zu\n" : "check-%02zu", i);
+        check_init(&s->checks[i], name, HA_INIT);
+        s->checks[i].name_hash = snapshot_name_hash(s->checks[i].name);
+    }
+    unsigned char age[N + 1] = {0};
+    ha_metrics_memo *memo = NULL;
+    CHECK(memo_matches(&memo, s, age));
+    CHECK(memo_matches(&memo, s, age)); /* nothing changed: all copied */
+    for (size_t i = 0; i < N; i++)
+        new_result(s, i, HA_UP);
+    CHECK(memo_matches(&memo, s, age));
+    new_result(s, 0, HA_DOWN);
+    new_result(s, 3, HA_UP);
+    new_result(s, 4, HA_UP);
+    new_result(s, N - 1, HA_DOWN);
+    CHECK(memo_matches(&memo, s, age));
+    for (int r = 0; r < 12; r++) { /* counters gain a digit: lines grow */
+        new_result(s, 2, HA_UP);
+        CHECK(memo_matches(&memo, s, age));
+    }
+    new_result(s, 7, HA_DOWN); /* the escaped label */
+    age[20] = HA_AGE_STALE;
+    age[N - 1] = HA_AGE_EXPIRED;
+    CHECK(memo_matches(&memo, s, age));
+    s->checks[12].status = HA_DOWN; /* blocked: no run, status and time move */
+    s->checks[12].time_ms += 5;
+    CHECK(memo_matches(&memo, s, age));
+    s->checks[13].status = HA_WARN; /* each part of what lines show, alone */
+    CHECK(memo_matches(&memo, s, age));
+    s->checks[14].time_ms += 1000;
+    CHECK(memo_matches(&memo, s, age));
+    age[20] = HA_AGE_FRESH;
+    CHECK(memo_matches(&memo, s, age));
+    CHECK(memo_matches(&memo, s, NULL));
+    /* a reload: another generation, same count, other names */
+    s->generation = 2;
+    free(s->checks[5].name);
+    s->checks[5].name = strdup("renamed");
+    s->checks[5].name_hash = snapshot_name_hash("renamed");
+    CHECK(memo_matches(&memo, s, age));
+    /* a renamed check in the same generation (a hand-made snapshot): its
+     * label is escaped anew, the old name freed */
+    free(s->checks[6].name);
+    s->checks[6].name = strdup("re\"named-6");
+    s->checks[6].name_hash = snapshot_name_hash(s->checks[6].name);
+    CHECK(memo_matches(&memo, s, age));
+    CHECK(memo_matches(&memo, s, age));
+    /* one check more */
+    check_init(&s->checks[N], "zz-last", HA_UP);
+    s->n = N + 1;
+    CHECK(memo_matches(&memo, s, age));
+    new_result(s, N, HA_UP);
+    CHECK(memo_matches(&memo, s, age));
+    s->n = 0;
+    CHECK(memo_matches(&memo, s, age));
+    s->n = N + 1;
+    CHECK(memo_matches(&memo, s, age));
+    CHECK(memo_matches(&memo, NULL, NULL));
+    CHECK(blocks_live == 2); /* the memo's body and the one before, nothing else kept */
+    /* a body someone still sends is never written over */
+    size_t len, len2;
+    char *held = front_metrics_render(&memo, &blk_mem, s, age, "abc", &len);
+    char *copy = malloc(len);
+    memcpy(copy, held, len);
+    for (int r = 0; r < 3; r++) {
+        new_result(s, (size_t)r, r % 2 ? HA_UP : HA_DOWN);
+        char *b = front_metrics_render(&memo, &blk_mem, s, age, "abc", &len2);
+        CHECK(b != held);
+        blk_release(b);
+    }
+    CHECK(memcmp(held, copy, len) == 0);
+    blk_release(held);
+    free(copy);
+    CHECK(memo_matches(&memo, s, age));
+    front_metrics_memo_free(memo, &blk_mem);
+    CHECK(blocks_live == 0);
+    snapshot_free(s);
+}
+
 /* Render cost of big snapshots: printed for the record. */
 static void test_render_cost(size_t n)
 {
@@ -350,6 +498,7 @@ int main(void)
     test_hostile_names();
     test_page_audiences();
     test_page_groups();
+    test_metrics_memo();
     test_render_cost(1000);
     test_render_cost(10000);
     return testlib_report();
