@@ -21,6 +21,13 @@
 
 #define PUBLISH_GAP_NS (5 * HA_NS_PER_MS) /* at most one snapshot per gap: 1,000 checks
                                             finishing in 1,000 loop turns make 200, not 1,000 */
+/* Routine changes alone wait longer, in proportion to the snapshot: a
+ * snapshot is built and taken in time proportional to its checks, so at
+ * most about 50,000 checks a second go across for routine results (1,000
+ * checks: 50 snapshots a second, not 200), and no result waits more than
+ * ROUTINE_GAP_MAX_NS to be seen. */
+#define ROUTINE_NS_PER_CHECK 20000ull /* 20 us */
+#define ROUTINE_GAP_MAX_NS (100 * HA_NS_PER_MS)
 
 static void publish(ha_engine *eng);
 
@@ -31,18 +38,29 @@ static void on_publish_timer(uv_timer_t *h)
         publish(eng);
 }
 
+/* The least time between the last snapshot and the next: PUBLISH_GAP_NS
+ * for an urgent change, longer with many checks for routine ones. */
+static uint64_t publish_gap(const ha_engine *eng)
+{
+    uint64_t gap = eng->gen ? eng->gen->n * ROUTINE_NS_PER_CHECK : 0;
+    if (eng->urgent || gap < PUBLISH_GAP_NS)
+        return PUBLISH_GAP_NS;
+    return gap < ROUTINE_GAP_MAX_NS ? gap : ROUTINE_GAP_MAX_NS;
+}
+
 /* Publishes now if anything changed (or a run began) and the last snapshot
- * is older than the gap; otherwise makes sure the publish timer will. */
+ * is older than the gap; otherwise makes sure the publish timer fires when
+ * it is (sooner, when a routine wait became an urgent one). */
 void engine__publish_pending(ha_engine *eng)
 {
     if (!(eng->dirty || eng->started) || eng->bridge == NULL || eng->stopping)
         return;
-    uint64_t now = uv_hrtime();
-    if (now - eng->published_ns >= PUBLISH_GAP_NS) {
+    uint64_t now = uv_hrtime(), due = eng->published_ns + publish_gap(eng);
+    if (now >= due) {
         publish(eng);
-    } else if (!uv_is_active((uv_handle_t *)&eng->publish_timer)) {
-        uint64_t wait = PUBLISH_GAP_NS - (now - eng->published_ns);
-        uv_timer_start(&eng->publish_timer, on_publish_timer, (wait + HA_NS_PER_MS - 1) / HA_NS_PER_MS, 0);
+    } else if (!uv_is_active((uv_handle_t *)&eng->publish_timer) || due < eng->publish_due_ns) {
+        eng->publish_due_ns = due;
+        uv_timer_start(&eng->publish_timer, on_publish_timer, (due - now + HA_NS_PER_MS - 1) / HA_NS_PER_MS, 0);
     }
 }
 
@@ -80,7 +98,9 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
     return 0;
 }
 
-void engine_mark_dirty(ha_engine *eng) { eng->dirty = true; }
+void engine_mark_dirty(ha_engine *eng) { eng->dirty = eng->urgent = true; }
+
+void engine_mark_routine(ha_engine *eng) { eng->dirty = true; }
 
 void engine_mark_started(ha_engine *eng) { eng->started = true; }
 
@@ -91,6 +111,7 @@ static void publish(ha_engine *eng)
 {
     bool wake = eng->dirty;
     eng->dirty = false;
+    eng->urgent = false;
     eng->started = false;
     eng->published_ns = uv_hrtime();
     if (uv_is_active((uv_handle_t *)&eng->publish_timer))
@@ -161,8 +182,12 @@ static void on_wakeup(uv_async_t *h)
         case HA_MSG_RUN: {
             ha_check *c = eng->gen && !eng->stopping ? engine_gen_find(eng->gen, m->text, m->len) : NULL;
             log_event(LOG_DEBUG, m->text, "run requested by a probe%s", c ? "" : " (no such check)");
-            if (c)
+            if (c) {
+                c->awaited = true; /* its result is urgent */
                 engine_check_request(c, false);
+                if (c->task == NULL) /* no run: what the engine has is the answer, maybe held back */
+                    engine_mark_dirty(eng);
+            }
             break;
         }
         case HA_MSG_STOP:

@@ -39,11 +39,13 @@ struct ha_engine {
     int live_tasks;           /* tasks alive on this engine, every VM */
     int ended_since_trim;     /* tasks ended since the last trim */
     uint64_t published_ns;    /* monotonic time of the last publication */
+    uint64_t publish_due_ns;  /* when publish_timer, while active, fires */
     uv_async_t wakeup;        /* agent mode: bridge messages from the front */
     uint64_t drain_pass;      /* scheduler passes so far */
     uint64_t held_ns;         /* ns resumes held the engine beyond a slice (engine_task.c): not
                                  charged to the deadlines of the tasks that waited */
     bool dirty;               /* a check changed since the last publication */
+    bool urgent;              /* ... in a way a probe or a watcher must see at once (not routine) */
     bool started;             /* a run began since then: published without waking the front */
     bool stopping;            /* shutdown under way: no new runs */
     uint64_t seq;             /* publications so far */
@@ -96,6 +98,10 @@ void engine_set_ready(ha_engine *eng, bool ready, const char *reason);
 /* Marks the status picture changed: published at the end of this loop turn,
  * or PUBLISH_GAP_NS after the last snapshot when that is later. */
 void engine_mark_dirty(ha_engine *eng);
+/* Marks a routine change: a result that leaves its check's status as it
+ * was, that no probe waits for. Published like any change, but at most at
+ * the routine rate (engine.c): many checks, fewer snapshots. */
+void engine_mark_routine(ha_engine *eng);
 /* A run began: the next snapshot shows it running, but is handed over
  * without waking the front (engine.c), so a run costs the front one wake-up
  * (its result), not two; a stall, a status page and a watchdog look still

@@ -77,6 +77,7 @@ typedef struct ha_check {
                                  and until the first own result after it recovers; else NULL */
     int64_t blocked_ms;       /* wall clock blocked last changed (strictly growing) */
     bool skipped;             /* a run was refused for a dependency: run once they pass */
+    bool awaited;             /* a probe asked for a run (HA_MSG_RUN): its result is urgent */
     /* pushed checks (health.push) */
     bool pushed;              /* results come from reports (engine_check_report), never a run */
     bool report_armed;        /* its report deadline (timer) is running */
