@@ -1657,6 +1657,7 @@ static void serve_metrics(ha_front *f, h2o_req_t *req)
     memcpy(m.probe_ok, f->probe_ok, sizeof m.probe_ok);
     m.engine_lag_ns = engine_lag(f);
     m.stalled = f->stalled_ns != 0;
+    m.snapshots = f->snap ? f->snap->seq : 0;
     m.start_ms = front_admin_build().start_ms;
     ha_buf live = HA_BUF_INIT;
     front_metrics_live(&m, &live);

@@ -671,6 +671,12 @@ void front_metrics_live(const ha_metrics_live *m, ha_buf *b)
     metrics_family(b, "healthagent_engine_stalled", "gauge",
                    "1 while the watchdog finds the engine stalled (liveness fails), else 0.");
     buf_adds(b, m->stalled ? "healthagent_engine_stalled 1\n" : "healthagent_engine_stalled 0\n");
+    metrics_family(b, "healthagent_engine_snapshots_total", "counter",
+                   "Snapshots of every check's state the engine has handed to the front; a status change goes "
+                   "at once, routine results of many checks at a rate bounded by their number.");
+    buf_adds(b, "healthagent_engine_snapshots_total ");
+    metrics_u64(b, m->snapshots);
+    buf_addc(b, '\n');
 
     uint64_t rss, vsize;
     metrics_memory(&rss, &vsize);

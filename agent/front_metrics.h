@@ -32,6 +32,7 @@ typedef struct {
     bool probe_ok[HA_NPROBES];          /* the probe would answer with its success code now */
     uint64_t engine_lag_ns;             /* since the engine loop last turned */
     bool stalled;                       /* the watchdog declared it stalled */
+    uint64_t snapshots;                 /* publications of the engine so far (the last seq) */
     int64_t start_ms;                   /* process start, wall clock */
 } ha_metrics_live;
 

@@ -129,6 +129,56 @@ describe("scheduling without herds", function()
   end)
 end)
 
+describe("many checks", function()
+  -- 5,000 checks, 1,000 of them on a 1 s interval: 1,000 runs a second,
+  -- each leaving its status as it was. At the 5 ms gap of a change they
+  -- would take 200 snapshots a second, each of all 5,000 checks; routine
+  -- ones wait 20 us per check (100 ms here). A result a probe waits for is
+  -- not routine: it goes at once.
+  it("routine results cross in a bounded number of snapshots; a result a probe waits for at once", function()
+    a = agent.start { scripts = { ["a.lua"] = [[
+      for i = 1, 5000 do
+        health.check { name = ("bg-%04d"):format(i), interval = i <= 1000 and "1s" or "1h", probes = {},
+                       run = function() return true end }
+      end
+      health.check { name = "asked", ttl = "50ms", run = function() return true, "here" end }
+    ]] }, config = 'return { shutdown_delay = "0s", rescan_interval = "1h", log_level = "debug" }\n' }
+    local function snapshots()
+      local r = a:get("/metrics")
+      return tonumber(r.body:match("\nhealthagent_engine_snapshots_total (%d+)")), r.body
+    end
+    assert.truthy(wait_until(function()
+      local _, body = snapshots()
+      return not body:find('status="INIT"} 1', 1, true)
+    end, 60), "checks still INIT")
+    local n0 = snapshots()
+    local t0 = health.now()
+    health.sleep(3)
+    local n1, body = snapshots()
+    local dt = health.now() - t0
+    local runs = 0
+    for v in body:gmatch('healthagent_check_runs_total{check="bg%-%d+",result="up"} (%d+)') do runs = runs + tonumber(v) end
+    print(("    %d snapshots in %.1f s, 5,000 checks, 1,000 on a 1 s interval (%d runs so far)"):format(n1 - n0, dt, runs))
+    assert.truthy(runs >= 5000 + 2 * 1000, "the background checks ran " .. runs .. " times")
+    -- 10 a second at the routine rate; 200 at the gap of a change
+    assert.truthy((n1 - n0) / dt <= 25, ("%d snapshots in %.1f s"):format(n1 - n0, dt))
+    -- "asked" expires 50 ms after each result: every /readyz asks for a run
+    -- and waits for its result, which must not wait for the routine rate
+    local http = require "health.http"
+    local times = {}
+    for _ = 1, 9 do
+      health.sleep(0.1)
+      local r = assert(http.get(("http://127.0.0.1:%d/readyz"):format(a.port), { timeout = 2 }))
+      assert.equal(200, r.status, r.body)
+      times[#times + 1] = r.time_ms
+    end
+    table.sort(times)
+    print(("    /readyz waiting for a run among 5,000 checks: median %.1f ms"):format(times[5]))
+    assert.truthy(times[5] < 30, ("median %.1f ms: the asked-for result waited"):format(times[5]))
+    assert.truthy(count(a:log(), "run requested by a probe") >= 9, "the probes did not ask for runs")
+  end)
+end)
+
 describe("steady states", function()
   it("WARN and DOWN alternating below the failure threshold logs one transition", function()
     a = agent.start { scripts = { ["a.lua"] = [[
