@@ -28,6 +28,10 @@
  * ROUTINE_GAP_MAX_NS to be seen. */
 #define ROUTINE_NS_PER_CHECK 20000ull /* 20 us */
 #define ROUTINE_GAP_MAX_NS (100 * HA_NS_PER_MS)
+/* A held result goes out this long before what the front shows of its
+ * check expires: for the snapshot to be built, cross and be taken (a few
+ * ms for 5,000 checks; ten times that in a sanitized build) */
+#define ROUTINE_MARGIN_NS (25 * HA_NS_PER_MS)
 
 static void publish(ha_engine *eng);
 
@@ -56,6 +60,9 @@ void engine__publish_pending(ha_engine *eng)
     if (!(eng->dirty || eng->started) || eng->bridge == NULL || eng->stopping)
         return;
     uint64_t now = uv_hrtime(), due = eng->published_ns + publish_gap(eng);
+    if (eng->held_until_ns < due) /* a held result must reach the front before its last one expires */
+        due = eng->held_until_ns > eng->published_ns + PUBLISH_GAP_NS ? eng->held_until_ns
+                                                                       : eng->published_ns + PUBLISH_GAP_NS;
     if (now >= due) {
         publish(eng);
     } else if (!uv_is_active((uv_handle_t *)&eng->publish_timer) || due < eng->publish_due_ns) {
@@ -88,6 +95,7 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
     }
     eng->loop = loop;
     eng->next_gen_id = 1;
+    eng->held_until_ns = UINT64_MAX;
     engine__sched_init(eng);
     /* libuv reaps only the children it spawned: the daemonised grandchildren
      * of exec checks (and, as PID 1, every orphan) are reaped here when they
@@ -100,7 +108,16 @@ int engine_init(ha_engine *eng, const ha_config *cfg, uv_loop_t *loop)
 
 void engine_mark_dirty(ha_engine *eng) { eng->dirty = eng->urgent = true; }
 
-void engine_mark_routine(ha_engine *eng) { eng->dirty = true; }
+bool engine_mark_routine(ha_engine *eng, uint64_t shown_until)
+{
+    uint64_t now = uv_hrtime();
+    if (shown_until < now + ROUTINE_MARGIN_NS)
+        return false;
+    if (shown_until - ROUTINE_MARGIN_NS < eng->held_until_ns)
+        eng->held_until_ns = shown_until - ROUTINE_MARGIN_NS;
+    eng->dirty = true;
+    return true;
+}
 
 void engine_mark_started(ha_engine *eng) { eng->started = true; }
 
@@ -113,6 +130,7 @@ static void publish(ha_engine *eng)
     eng->dirty = false;
     eng->urgent = false;
     eng->started = false;
+    eng->held_until_ns = UINT64_MAX;
     eng->published_ns = uv_hrtime();
     if (uv_is_active((uv_handle_t *)&eng->publish_timer))
         uv_timer_stop(&eng->publish_timer);

@@ -40,6 +40,8 @@ struct ha_engine {
     int ended_since_trim;     /* tasks ended since the last trim */
     uint64_t published_ns;    /* monotonic time of the last publication */
     uint64_t publish_due_ns;  /* when publish_timer, while active, fires */
+    uint64_t held_until_ns;   /* the next snapshot goes out by then: a held routine result's check
+                                 would read stale at the front soon after; UINT64_MAX: none held */
     uv_async_t wakeup;        /* agent mode: bridge messages from the front */
     uint64_t drain_pass;      /* scheduler passes so far */
     uint64_t held_ns;         /* ns resumes held the engine beyond a slice (engine_task.c): not
@@ -100,8 +102,11 @@ void engine_set_ready(ha_engine *eng, bool ready, const char *reason);
 void engine_mark_dirty(ha_engine *eng);
 /* Marks a routine change: a result that leaves its check's status as it
  * was, that no probe waits for. Published like any change, but at most at
- * the routine rate (engine.c): many checks, fewer snapshots. */
-void engine_mark_routine(ha_engine *eng);
+ * the routine rate (engine.c): many checks, fewer snapshots; and before
+ * shown_until, when what the front shows of the check expires. Returns
+ * false, marking nothing, when that is too soon to wait: the caller marks
+ * the change dirty. */
+bool engine_mark_routine(ha_engine *eng, uint64_t shown_until);
 /* A run began: the next snapshot shows it running, but is handed over
  * without waking the front (engine.c), so a run costs the front one wake-up
  * (its result), not two; a stall, a status page and a watchdog look still

@@ -657,7 +657,10 @@ static ha_status next_status(const ha_check *c, ha_status raw)
 static void record(ha_check *c, ha_status raw, ha_result res, char *output, char *details)
 {
     ha_status old = c->status;
-    bool was_fresh = c->runs && uv_hrtime() < c->done_ns + c->ttl_ns; /* what the front shows still is */
+    /* until when what the front shows of c stays fresh: the last result's
+     * expiry (if that one is itself held back, the snapshot due before it
+     * expires shows c too) */
+    uint64_t shown_until = c->runs ? c->done_ns + c->ttl_ns : 0;
     bool same_output = (output == NULL && c->output == NULL) ||
                        (output != NULL && c->output != NULL && strcmp(output, c->output) == 0);
     if (raw != HA_DOWN) {
@@ -690,11 +693,10 @@ static void record(ha_check *c, ha_status raw, ha_result res, char *output, char
     if (c->nagg_groups && (c->status != old || !same_output || c->runs == 1))
         engine_group_member_changed(c);
     /* a result like the last that nobody waits for may wait for the routine
-     * rate; any other is published at once */
-    if (c->status != old || !was_fresh || c->awaited || c->blocked || c->pushed)
+     * rate, but not past the expiry of what the front shows; any other is
+     * published at once */
+    if (c->status != old || c->awaited || c->blocked || c->pushed || !engine_mark_routine(c->gen->eng, shown_until))
         engine_mark_dirty(c->gen->eng);
-    else
-        engine_mark_routine(c->gen->eng);
     c->awaited = false;
     /* the first own result after the dependencies passed again ends the block */
     if (c->blocked && (c->holder == NULL || engine_check_shown(c->holder) != HA_DOWN)) {

@@ -420,8 +420,10 @@ static void views_update(ha_front *f)
         uint64_t hn = mix(1469598103934665603ull, not_ready);
         hn = mix_str(hn, reason);
         hn = mix(hn, f->shutdown_phase != 0);
+        /* a reload may change what decides an answer and shows in no check
+         * (a group's quorum, its codes): every view is new after one */
+        hn = mix(hn, s->generation);
         uint64_t hf = mix_str(hn, s->load_error);
-        hf = mix(hf, s->generation); /* a reloaded check restarts its runs count */
         uint32_t pg = s->probe_group[pi];
         view_hash(f, NULL, pi, pg && pg <= s->ngroups ? &s->groups[pg - 1] : NULL, &fresh, &hn,
                   &hf);
@@ -442,9 +444,8 @@ static void views_update(ha_front *f)
         const ha_snap_group *g = &s->groups[gi];
         group_view *gv = &f->gviews[gi];
         uint64_t fresh = UINT64_MAX;
-        uint64_t hn = mix_str(1469598103934665603ull, g->name);
+        uint64_t hn = mix(mix_str(1469598103934665603ull, g->name), s->generation);
         uint64_t hf = mix_str(hn, s->load_error);
-        hf = mix(hf, s->generation);
         view_hash(f, g, HA_PI_HEALTH, g, &fresh, &hn, &hf);
         gv->fresh_until = fresh;
         if (hn != gv->hash_names) {
@@ -1649,10 +1650,12 @@ static void serve_metrics(ha_front *f, h2o_req_t *req)
     /* a probe's status reads every check: read again only when what its
      * names-only answer shows changed (its hash, as the answer cache) */
     if (f->probe_ok_stalled != (f->stalled_ns != 0) || memcmp(f->probe_ok_of, f->hash_names, sizeof f->hash_names)) {
-        ha_status st[HA_NPROBES];
-        probe_statuses(f, st, f->probe_ok);
+        /* the hashes first: an age crossing while the statuses are read
+         * moves them, and the next scrape reads the statuses again */
         memcpy(f->probe_ok_of, f->hash_names, sizeof f->hash_names);
         f->probe_ok_stalled = f->stalled_ns != 0;
+        ha_status st[HA_NPROBES];
+        probe_statuses(f, st, f->probe_ok);
     }
     memcpy(m.probe_ok, f->probe_ok, sizeof m.probe_ok);
     m.engine_lag_ns = engine_lag(f);

@@ -497,3 +497,30 @@ describe("reload storms", function()
     assert.equal("v" .. i, a:get("/healthz").json.components.b.output)
   end)
 end)
+
+describe("what a reload changes besides the checks", function()
+  -- the names-only answers (a client neither trusted nor holding a token)
+  -- and healthagent_probe_status are cached on a hash of what they show;
+  -- a quorum is in no check, and a reload that changes it must reach them
+  it("a stricter quorum changes the names-only answer and /metrics, not only the full one", function()
+    local src = [[
+      health.check { name = "a", ttl = "1h", run = function() return true end }
+      health.check { name = "b", ttl = "1h", run = function() return false, "down" end }
+      health.group { name = "readiness", aggregate = health.aggregate.quorum { min_up = %d } }
+    ]]
+    a = agent.start { scripts = { ["a.lua"] = src:format(1) },
+                      config = 'return { shutdown_delay = "0s", trusted_networks = { "10.255.255.254/32" } }\n' }
+    assert.truthy(wait_until(function() return a:get("/readyz").status == 200 end, 5), a:log())
+    local function probe_status()
+      return a:get("/metrics").body:match('healthagent_probe_status{probe="readiness"} (%d)')
+    end
+    assert.equal("1", probe_status())
+    local r = a:get("/readyz")
+    assert.is_nil(r.body:find("down", 1, true), "a names-only answer shows no output: " .. r.body)
+    local gen = status(a).generation
+    agent.write(a.scripts .. "/a.lua", src:format(2))
+    await_generation(a, gen)
+    assert.equal(503, a:get("/readyz").status)
+    assert.equal("0", probe_status())
+  end)
+end)
