@@ -260,6 +260,17 @@ static void test_utc(void)
     CHECK_STR(d, "Mon, 01 Jan 0001 00:00:00 GMT");
 }
 
+/* ha_inet_pton(af, s) gives what inet_pton gives: the result and len bytes. */
+static void inet_same(int af, const char *s, size_t len)
+{
+    unsigned char a[16] = {0}, b[16] = {0};
+    int want = inet_pton(af, s, a), got = ha_inet_pton(af, s, b);
+    CHECK(want == got);
+    CHECK(memcmp(a, b, len) == 0);
+    if (want != got)
+        fprintf(stderr, "  %s \"%s\": %d, inet_pton %d\n", af == AF_INET ? "AF_INET" : "AF_INET6", s, got, want);
+}
+
 /* ha_inet_pton accepts what inet_pton(3) accepts, and refuses what it
  * refuses, zones included. */
 static void test_inet(void)
@@ -269,22 +280,10 @@ static void test_inet(void)
     static const char *const v6[] = {"::1", "::", "fe80::1", "2001:db8::8a2e:370:7334", "::ffff:10.0.0.1",
                                      "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7:8:9", ":::1", "fe80::1%eth0", "1::2::3",
                                      "12345::1", "::ffff:1.2.3", "127.0.0.1", "g::1", ""};
-    for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++) {
-        unsigned char a[16] = {0}, b[16] = {0};
-        int want = inet_pton(AF_INET, v4[i], a), got = ha_inet_pton(AF_INET, v4[i], b);
-        CHECK(want == got);
-        CHECK(memcmp(a, b, 4) == 0);
-        if (want != got)
-            fprintf(stderr, "  AF_INET \"%s\": %d, inet_pton %d\n", v4[i], got, want);
-    }
-    for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++) {
-        unsigned char a[16] = {0}, b[16] = {0};
-        int want = inet_pton(AF_INET6, v6[i], a), got = ha_inet_pton(AF_INET6, v6[i], b);
-        CHECK(want == got);
-        CHECK(memcmp(a, b, 16) == 0);
-        if (want != got)
-            fprintf(stderr, "  AF_INET6 \"%s\": %d, inet_pton %d\n", v6[i], got, want);
-    }
+    for (size_t i = 0; i < sizeof v4 / sizeof v4[0]; i++)
+        inet_same(AF_INET, v4[i], 4);
+    for (size_t i = 0; i < sizeof v6 / sizeof v6[0]; i++)
+        inet_same(AF_INET6, v6[i], 16);
     unsigned char c[16];
     CHECK(ha_inet_pton(AF_UNIX, "127.0.0.1", c) == 0);
 }
