@@ -106,6 +106,8 @@ describe("/metrics", function()
     a:get("/livez", { headers = { Connection = "close" } }) -- kubelet's way: the front's fast path
     a:get("/readyz/nope")
     a:request("/readyz", { method = "POST" })
+    -- the readiness probes just refreshed "stale" (ttl 100ms, no interval): let that result age past its ttl
+    health.sleep(0.25)
 
     local r, body = metrics()
     assert.equal(200, r.status) -- checks are DOWN: still a successful scrape
