@@ -123,6 +123,7 @@ typedef struct {
     uv_poll_t poll;
     int fd;                           /* -1 once closed */
     bool paused;                      /* out of descriptors with no spare: not polled until resume_at_ns */
+    bool deferred;                    /* TCP_DEFER_ACCEPT is set (listener_open) */
     struct ha_front *front;
 } front_listener;
 
@@ -136,12 +137,13 @@ typedef struct front_early {
     struct front_early *next, *prev;  /* front->early, oldest first; or the free list (next) */
     int fd;
     socklen_t sslen;
-    uint64_t since_ms;                /* loop time of the accept */
+    uint64_t since_ms;                /* loop time of the accept, or before it (accepted) */
     uint8_t addr[16];                 /* as front_conn.addr */
     struct sockaddr_storage ss;       /* the peer, as accept4 gave it */
 } front_early;
 
 #define EARLY_FREE_MAX 64             /* free entries kept for reuse (no allocation per connection) */
+#define DEFER_ACCEPT_MS 1000          /* TCP_DEFER_ACCEPT, whole seconds (listener_open) */
 
 /* Why connections are ended or refused: counted between two log lines. */
 enum { END_CAP_TOTAL, END_CAP_ADDR, END_SEND_TIMEOUT, END_NO_PROGRESS, END_HEADER_BLOCK, END_NO_FDS, END_REASONS };
@@ -2275,10 +2277,11 @@ static int early_arm(ha_front *f, front_early *e, int fd, int op)
 
 /* Parks the connection accept4 gave, whose request has not come yet, until
  * its first bytes do (on_early). Counts it in the caps (conn_refused said it
- * may). Returns false when it cannot be parked (no epoll set, no memory):
- * then it is h2o's to wait for. */
+ * may). since_ms: the loop time it counts its request_timeout from. Returns
+ * false when it cannot be parked (no epoll set, no memory): then it is h2o's
+ * to wait for. */
 static bool early_park(ha_front *f, int fd, const uint8_t *addr, const struct sockaddr_storage *ss,
-                       socklen_t sslen)
+                       socklen_t sslen, uint64_t since_ms)
 {
     if (f->early_epfd < 0)
         return false;
@@ -2295,7 +2298,7 @@ static bool early_park(ha_front *f, int fd, const uint8_t *addr, const struct so
     }
     e->fd = fd;
     e->sslen = sslen;
-    e->since_ms = uv_now(f->loop);
+    e->since_ms = since_ms;
     memcpy(e->addr, addr, sizeof e->addr);
     memcpy(&e->ss, ss, sslen);
     e->next = NULL;
@@ -2381,10 +2384,31 @@ static void early_close_all(ha_front *f)
     }
 }
 
+/* When a connection that came with nothing to read was established, as a
+ * loop time: on a deferring listener, one whose SYN-ACK the kernel sent again
+ * (the deferral ends with that resend, TCP_TIMEOUT_INIT after the first, and
+ * the connection inherits its count as total_retrans) is DEFER_ACCEPT_MS
+ * older than its accept; any other, such as one a SYN cookie let in, is
+ * taken as new. So a silent connection's request_timeout runs from its
+ * handshake, as on a listener without the option. The early list stays in
+ * accept order: an entry behind one established later is swept up to
+ * DEFER_ACCEPT_MS late. */
+static uint64_t early_since(ha_front *f, int fd, bool deferred)
+{
+    uint64_t now = uv_now(f->loop);
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    if (deferred && now > DEFER_ACCEPT_MS && getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 &&
+        ti.tcpi_total_retrans > 0)
+        return now - DEFER_ACCEPT_MS;
+    return now;
+}
+
 /* One connection accept4 just gave: refused over a cap (reset at once: left
  * in the backlog it would hold the queue that kubelet's connection waits
- * in), answered and closed by the fast path, or handed to h2o. */
-static void accepted(ha_front *f, int fd, const struct sockaddr_storage *ss, socklen_t sslen)
+ * in), answered and closed by the fast path, or handed to h2o. deferred:
+ * it comes from a listener with TCP_DEFER_ACCEPT. */
+static void accepted(ha_front *f, int fd, const struct sockaddr_storage *ss, socklen_t sslen, bool deferred)
 {
     uint8_t addr[16];
     addr_key(ss, addr);
@@ -2401,7 +2425,7 @@ static void accepted(ha_front *f, int fd, const struct sockaddr_storage *ss, soc
         close(fd);
         return;
     }
-    if (nread == 0 && early_park(f, fd, addr, ss, sslen))
+    if (nread == 0 && early_park(f, fd, addr, ss, sslen, early_since(f, fd, deferred)))
         return;
     conn_start(f, fd, addr, ss, sslen, first, nread);
 }
@@ -2461,7 +2485,7 @@ static void on_accept(uv_poll_t *h, int status, int events)
         socklen_t sslen = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            accepted(f, fd, &ss, sslen);
+            accepted(f, fd, &ss, sslen, l->deferred);
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED)
@@ -2473,18 +2497,24 @@ static void on_accept(uv_poll_t *h, int status, int events)
 }
 
 /* Opens a listening socket on ss, polled for accept: SO_REUSEADDR, both
- * families on an IPv6 address, and TCP_NODELAY, which its connections
- * inherit on Linux (no setsockopt per connection). No TCP_DEFER_ACCEPT: it
- * let the fast path find every request at accept, but it held each
- * connection until its data came, and a kubelet-like client (connect, GET,
- * read, close, one after another) made 23 % fewer probes a second with it,
- * its p99 twice as long (tests/bench/conn_close.sh); a request not there yet
- * at accept goes to h2o. Returns 0 or a libuv error (nothing left open). */
+ * families on an IPv6 address, TCP_NODELAY, which its connections inherit on
+ * Linux (no setsockopt per connection), and TCP_DEFER_ACCEPT when
+ * request_timeout is at least DEFER_ACCEPT_MS. That option has the kernel
+ * hand over a connection once its first bytes are there (a silent one after
+ * DEFER_ACCEPT_MS, see early_since): the front is woken once per connection,
+ * not for the handshake and again for the request, and the fast path finds
+ * the request at accept. Under wrk -c50 with Connection: close that took the
+ * agent's context switches from 0.45 to 0.05 a probe and its probes a second
+ * by about a quarter, most of it the client's CPU no longer spent waking the
+ * front; the kubelet-like client lost nothing (tests/bench/conn_close.sh,
+ * every server in turn). A kernel without the option serves as before.
+ * Returns 0 or a libuv error (nothing left open). */
 static int listener_open(ha_front *f, front_listener *l, const struct sockaddr_storage *ss)
 {
     int on = 1, off = 0, r = 0;
     socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
     l->front = f;
+    l->deferred = false;
     l->fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l->fd < 0)
         return uv_translate_sys_error(errno);
@@ -2493,6 +2523,9 @@ static int listener_open(ha_front *f, front_listener *l, const struct sockaddr_s
         setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on) != 0 ||
         bind(l->fd, (const struct sockaddr *)ss, len) != 0 || listen(l->fd, 1024) != 0)
         r = uv_translate_sys_error(errno);
+    int defer_s = DEFER_ACCEPT_MS / 1000;
+    if (r == 0 && f->cfg->request_timeout_ns >= DEFER_ACCEPT_MS * HA_NS_PER_MS)
+        l->deferred = setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) == 0;
     if (r == 0)
         r = uv_poll_init_socket(f->loop, &l->poll, l->fd);
     if (r != 0) {
