@@ -611,9 +611,10 @@ def read_answer(s, timeout=3.0):
 
 def silent_connections():
     """300 connections from three addresses that send nothing after the
-    handshake (they wait in the front's set of early connections, not in
-    h2o): the agent ends every one after request_timeout (2 s here), not
-    before, and not later than its sweep a second after; meanwhile probes are
+    handshake (they wait a second in the kernel, the listener's deferred
+    accept, then in the front's set of early connections, not in h2o): the
+    agent ends every one after request_timeout (2 s here) from the handshake,
+    not before, and not later than its sweep a second after; meanwhile probes are
     answered, a probe sent 1 s after its connect is answered, and so is one
     whose request comes in two parts. Descriptors go back to the baseline."""
     a = Agent('request_timeout = "2s"')
@@ -646,6 +647,9 @@ def silent_connections():
         fail("%d of %d silent connections still open after 4.5 s" % (len(socks) - len(ended), len(socks)))
     if min(ended) < 1.9:
         fail("a silent connection was ended after %.2fs, before request_timeout" % min(ended))
+    if max(ended) > 3.6:
+        fail("a silent connection was ended after %.2fs, later than request_timeout and the sweep's second"
+             % max(ended))
     for s_ in socks + [late, split]:
         s_.close()
     if not wait_until(lambda: a.fds() <= base_fds, 2):
@@ -661,6 +665,20 @@ def silent_connections():
         fail("shutdown with 20 silent connections took %.1fs" % (time.time() - t1))
     for s_ in held:
         s_.close()
+    # the second a silent connection spent in the kernel's queue (deferred
+    # accept) counts: with 1.5 s it is ended at the sweep that follows 1.5 s
+    # after its handshake (about 2.0 s), not 1.5 s after its accept (3.0 s)
+    a = Agent('request_timeout = "1500ms"')
+    t0 = time.time()
+    socks = [a.connect() for _ in range(10)]
+    ended = [time.time() - t0 for s_ in socks if closed_by_peer(s_, max(0.05, t0 + 4 - time.time()))]
+    print("request_timeout 1500ms: %d of 10 silent connections ended, between %.2fs and %.2fs"
+          % (len(ended), min(ended or [0]), max(ended or [0])))
+    if len(ended) != 10 or max(ended) > 2.7 or min(ended) < 1.45:
+        fail("request_timeout 1500ms: silent connections ended after %s s" % ["%.2f" % e for e in ended])
+    for s_ in socks:
+        s_.close()
+    a.stop()
     # a request_timeout under the sweep's second is kept (the sweep runs that often)
     a = Agent('request_timeout = "300ms"')
     t0 = time.time()
