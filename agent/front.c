@@ -127,9 +127,9 @@ typedef struct {
     struct ha_front *front;
 } front_listener;
 
-/* A connection whose request was not there yet at accept (under wrk and the
- * kubelet-like client most are: the handshake completes before the client
- * writes): its descriptor waits in the front's own epoll set, which one poll
+/* A connection whose request was not there yet at accept (one that sent
+ * nothing through the listener's deferred accept, or that a SYN cookie or a
+ * listener without the option let in): its descriptor waits in the front's own epoll set, which one poll
  * handle watches, for its first bytes, which then take the fast path, or go
  * to h2o with those bytes. Counted in the caps from its accept; closed once
  * it has sent nothing for request_timeout. */
@@ -2390,9 +2390,12 @@ static void early_close_all(ha_front *f)
  * the connection inherits its count as total_retrans) is DEFER_ACCEPT_MS
  * older than its accept; any other, such as one a SYN cookie let in, is
  * taken as new. So a silent connection's request_timeout runs from its
- * handshake, as on a listener without the option. The early list stays in
- * accept order: an entry behind one established later is swept up to
- * DEFER_ACCEPT_MS late. */
+ * handshake, as on a listener without the option. Two approximations: a
+ * connection whose handshake was slow (a SYN-ACK lost) may come with a resend
+ * and no wait, and is then taken as up to DEFER_ACCEPT_MS older than it is
+ * (listener_open defers only when request_timeout is at least twice that, so
+ * it keeps at least half); and the early list stays in accept order, so an
+ * entry behind one established later is swept up to DEFER_ACCEPT_MS late. */
 static uint64_t early_since(ha_front *f, int fd, bool deferred)
 {
     uint64_t now = uv_now(f->loop);
@@ -2496,10 +2499,30 @@ static void on_accept(uv_poll_t *h, int status, int events)
     }
 }
 
+/* Whether listeners may defer accept: request_timeout is at least twice
+ * DEFER_ACCEPT_MS (early_since), and SYN cookies are on. Deferred connections
+ * wait in the kernel's queue of half-open ones (the backlog), where the caps
+ * do not reach them yet; one address that fills it with silent connections
+ * only pushes the others to SYN cookies, which are accepted at once, while
+ * without cookies their SYNs would be dropped. Unknown (no /proc): no. */
+static bool defer_accept_ok(const ha_config *cfg)
+{
+    if (cfg->request_timeout_ns < 2 * DEFER_ACCEPT_MS * HA_NS_PER_MS)
+        return false;
+    int fd = open("/proc/sys/net/ipv4/tcp_syncookies", O_RDONLY | O_CLOEXEC);
+    char c = '0';
+    if (fd >= 0) {
+        if (read(fd, &c, 1) != 1)
+            c = '0';
+        close(fd);
+    }
+    return c == '1' || c == '2';
+}
+
 /* Opens a listening socket on ss, polled for accept: SO_REUSEADDR, both
  * families on an IPv6 address, TCP_NODELAY, which its connections inherit on
  * Linux (no setsockopt per connection), and TCP_DEFER_ACCEPT when
- * request_timeout is at least DEFER_ACCEPT_MS. That option has the kernel
+ * defer_accept_ok says so. That option has the kernel
  * hand over a connection once its first bytes are there (a silent one after
  * DEFER_ACCEPT_MS, see early_since): the front is woken once per connection,
  * not for the handshake and again for the request, and the fast path finds
@@ -2524,7 +2547,7 @@ static int listener_open(ha_front *f, front_listener *l, const struct sockaddr_s
         bind(l->fd, (const struct sockaddr *)ss, len) != 0 || listen(l->fd, 1024) != 0)
         r = uv_translate_sys_error(errno);
     int defer_s = DEFER_ACCEPT_MS / 1000;
-    if (r == 0 && f->cfg->request_timeout_ns >= DEFER_ACCEPT_MS * HA_NS_PER_MS)
+    if (r == 0 && defer_accept_ok(f->cfg))
         l->deferred = setsockopt(l->fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer_s, sizeof defer_s) == 0;
     if (r == 0)
         r = uv_poll_init_socket(f->loop, &l->poll, l->fd);
