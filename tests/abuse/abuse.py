@@ -614,8 +614,8 @@ def silent_connections():
     handshake (they wait a second in the kernel, the listener's deferred
     accept, then in the front's set of early connections, not in h2o): the
     agent ends every one after request_timeout (2 s here) from the handshake,
-    not before, and not later than its sweep a second after; meanwhile probes are
-    answered, a probe sent 1 s after its connect is answered, and so is one
+    not before, and not later than its sweep a second after; meanwhile probes
+    are answered, a probe sent 1 s after its connect is answered, and so is one
     whose request comes in two parts. Descriptors go back to the baseline."""
     a = Agent('request_timeout = "2s"')
     base_rss, base_fds = a.rss_mib(), a.fds()
@@ -669,8 +669,15 @@ def silent_connections():
     # accept) counts: with 2.5 s it is ended at the sweep that follows 2.5 s
     # after its handshake (about 3.0 s), not 2.5 s after its accept (4.0 s)
     a = Agent('request_timeout = "2500ms"')
+    base_fds = a.fds()
     t0 = time.time()
     socks = [a.connect() for _ in range(10)]
+    with open("/proc/sys/net/ipv4/tcp_syncookies") as f:
+        deferring = f.read().strip() in ("1", "2")
+    time.sleep(0.5)
+    if deferring and a.fds() != base_fds:
+        fail("deferred accept: the agent took %d silent connections within 0.5 s of their handshake"
+             % (a.fds() - base_fds))
     ended = [time.time() - t0 for s_ in socks if closed_by_peer(s_, max(0.05, t0 + 5 - time.time()))]
     print("request_timeout 2500ms: %d of 10 silent connections ended, between %.2fs and %.2fs"
           % (len(ended), min(ended or [0]), max(ended or [0])))
@@ -705,8 +712,9 @@ def hold_many(a, n, src="127.0.0.1"):
 def conn_caps():
     """One address opens 2,000 connections: it gets 256 (the per-address cap),
     the others are reset at accept (those the kernel lets in with SYN cookies
-    at once, the deferred ones after the deferral); a probe from another address is answered at
-    once, and so is a probe from the attacker's address once it lets go.
+    at once, the deferred ones after the deferral); a probe from another
+    address is answered at once, and so is a probe from the attacker's address
+    once it lets go.
     Descriptors go back to the baseline within request_timeout (2 s here) and
     the sweep's second: the kernel holds connections that sent nothing for
     the listener's deferred accept (1 s), and a few of those the attacker
